@@ -1,0 +1,89 @@
+"""``create_app(runtime)``: the ASGI application (data plane and probes)."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
+from sluicegate.errors import GatewayError, InvalidRequest, NotFound
+from sluicegate.proxy.handler import Proxy
+from sluicegate.runtime import Runtime
+
+log = logging.getLogger("sluicegate")
+
+_POST_ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/chat/completions": "chat",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+}
+_OK = orjson.dumps({"status": "ok"})
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class App:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.proxy = Proxy(runtime)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        endpoint = _POST_ENDPOINTS.get(path)
+        if endpoint is not None:
+            if method == "POST":
+                await self.proxy.handle(scope, receive, send, endpoint)
+                return
+            await respond_error(send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")])
+            return
+        if method in ("GET", "HEAD"):
+            if path in ("/v1/models", "/models"):
+                await self.proxy.models(scope, receive, send)
+                return
+            if path == "/healthz":
+                await respond(send, 200, _OK, [JSON])
+                return
+            if path == "/readyz":
+                ready = self.runtime.ready
+                body = _OK if ready else orjson.dumps({"status": "starting"})
+                await respond(send, 200 if ready else 503, body, [JSON])
+                return
+        error: GatewayError = NotFound(f"Unknown path {method} {path}.", code="unknown_path")
+        if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
+            error = InvalidRequest(f"Method {method} is not supported on {path}.")
+        await respond_error(send, error, [])
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:  # report, do not crash the server with a traceback
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(runtime: Runtime) -> App:
+    return App(runtime)

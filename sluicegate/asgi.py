@@ -1,0 +1,53 @@
+"""The few ASGI helpers the data plane needs, without a framework on the hot path."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sluicegate.errors import GatewayError, InvalidRequest, RequestTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON = (b"content-type", b"application/json")
+
+
+async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes without reading them all."""
+    if declared is not None and declared > limit:
+        raise RequestTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise RequestTooLarge(f"The request body is over the limit of {limit} bytes.")
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("The client went away while sending the body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is over the limit of {limit} bytes.")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_error(send: Send, error: GatewayError, headers: Headers, dialect: str = "openai") -> None:
+    headers.append(JSON)
+    for name, value in error.headers.items():
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
+    await respond(send, error.http_status, error.body(dialect), headers)

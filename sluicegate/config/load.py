@@ -1,0 +1,186 @@
+"""Read a YAML config: ``${VAR}`` interpolation, validation, reference checks.
+
+Every problem is reported as ``path: message`` (``rules[1].targets[0].service:
+unknown service 'claud'``) and all of them at once, so that one run of
+``sluicegate config validate`` shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from sluicegate.config.model import Config
+from sluicegate.errors import ConfigError
+
+_VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class Loaded:
+    config: Config
+    warnings: list[str] = field(default_factory=list)
+    source: str = "<config>"
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def interpolate(node: Any, env: Mapping[str, str], warnings: list[str], loc: tuple[Any, ...] = ()) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$${VAR}`` stays literal."""
+    if isinstance(node, str):
+        if "${" not in node:
+            return node
+
+        def replace(m: re.Match[str]) -> str:
+            if m.group(1):
+                return m.group(0)[1:]
+            name, default = m.group(2), m.group(3)
+            value = env.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                warnings.append(f"{format_path(loc)}: environment variable {name} is not set")
+                return ""
+            return value
+
+        return _VAR.sub(replace, node)
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, warnings, (*loc, k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env, warnings, (*loc, i)) for i, v in enumerate(node)]
+    return node
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "too_short": "must not be empty",
+}
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in _MESSAGES:
+        if kind == "too_short" and ctx.get("min_length", 1) > 1:
+            return f"must have at least {ctx['min_length']} characters"
+        return _MESSAGES[kind]
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else (
+            f"must have at least {ctx.get('min_length')} characters"
+        )
+    if kind == "greater_than":
+        return f"must be greater than {ctx.get('gt')}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch":
+        return "may hold only letters, digits and . _ : @ / - (starting with a letter or digit)"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _validation_issues(exc: ValidationError) -> list[str]:
+    issues = []
+    for err in exc.errors():
+        # Unions and validators add their own names to the location; keep the data path.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        issues.append(f"{format_path(loc)}: {_message(err)}")
+    return issues
+
+
+def check_references(config: Config) -> list[str]:
+    """Cross-entity checks that one model alone cannot make."""
+    issues: list[str] = []
+
+    def unique(kind: str, names: list[str]) -> set[str]:
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                issues.append(f"{kind}[{i}].name: duplicate name '{name}'")
+            seen.add(name)
+        return seen
+
+    upstreams = unique("upstreams", [u.name for u in config.upstreams])
+    services = unique("services", [s.name for s in config.services])
+    rules = unique("rules", [r.name for r in config.rules])
+    unique("consumers", [c.name for c in config.consumers])
+
+    from sluicegate.config.ids import entity_id
+
+    upstream_ids = {entity_id("upstream", name): name for name in upstreams}
+    for i, svc in enumerate(config.services):
+        if svc.upstream is not None and svc.upstream not in upstreams:
+            issues.append(f"services[{i}].upstream: unknown upstream '{svc.upstream}'")
+        if svc.upstream_id is not None and svc.upstream_id not in upstream_ids and svc.upstream_id not in upstreams:
+            issues.append(f"services[{i}].upstream_id: unknown upstream id '{svc.upstream_id}'")
+    for i, rule in enumerate(config.rules):
+        for j, target in enumerate(rule.targets):
+            if target.service not in services:
+                issues.append(f"rules[{i}].targets[{j}].service: unknown service '{target.service}'")
+        for j, fb in enumerate(rule.fallbacks):
+            if fb.service not in services:
+                issues.append(f"rules[{i}].fallbacks[{j}].service: unknown service '{fb.service}'")
+    seen_keys: dict[str, str] = {}
+    for i, consumer in enumerate(config.consumers):
+        for j, rule_name in enumerate(consumer.rules or []):
+            if rule_name not in rules:
+                issues.append(f"consumers[{i}].rules[{j}]: unknown rule '{rule_name}'")
+        for j, key in enumerate(consumer.keys):
+            other = seen_keys.get(key)
+            if other is not None:
+                issues.append(f"consumers[{i}].keys[{j}]: this key is already held by consumer '{other}'")
+            seen_keys[key] = consumer.name
+    return issues
+
+
+def parse_config(raw: Any, env: Mapping[str, str] | None = None, source: str = "<config>") -> Loaded:
+    """Validate an already-parsed YAML/JSON document."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the config must be a mapping with gateway, services, rules, ..."])
+    warnings: list[str] = []
+    data = interpolate(raw, os.environ if env is None else env, warnings)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_issues(exc)) from None
+    issues = check_references(config)
+    if issues:
+        raise ConfigError(issues)
+    return Loaded(config=config, warnings=warnings, source=source)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file ({exc.strerror or exc})"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    return parse_config(raw, env, source=str(path))

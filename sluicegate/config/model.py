@@ -1,0 +1,318 @@
+"""The config contract as pydantic models (control plane only: YAML and Admin API).
+
+The data plane never sees these objects; ``routing.compile`` turns a validated
+``Config`` into the frozen routing table once. Secrets are declared with
+``repr=False`` so that a model printed in a log or traceback never shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from sluicegate.config.durations import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
+
+PROVIDERS = (
+    "openai",
+    "azure",
+    "anthropic",
+    "bedrock",
+    "gemini",
+    "vertex",
+    "cohere",
+    "mistral",
+    "openai-compatible",
+    "mock",
+)
+Provider = Literal[
+    "openai",
+    "azure",
+    "anthropic",
+    "bedrock",
+    "gemini",
+    "vertex",
+    "cohere",
+    "mistral",
+    "openai-compatible",
+    "mock",
+]
+
+
+def _secret(**kwargs: Any) -> Any:
+    return Field(default=None, repr=False, **kwargs)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credentials(Strict):
+    """How the gateway authenticates to a provider (seed 001's field names)."""
+
+    header_name: str | None = None
+    header_value: str | None = _secret()
+    param_name: str | None = None
+    param_value: str | None = _secret()
+    aws_access_key_id: str | None = _secret()
+    aws_secret_access_key: str | None = _secret()
+    aws_session_token: str | None = _secret()
+    aws_region: str | None = None
+    azure_client_id: str | None = None
+    azure_client_secret: str | None = _secret()
+    azure_tenant_id: str | None = None
+    gcp_service_account_json: str | None = _secret()
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Credentials:
+        pairs = [
+            ("header_name", "header_value"),
+            ("param_name", "param_value"),
+            ("aws_access_key_id", "aws_secret_access_key"),
+        ]
+        for first, second in pairs:
+            if (getattr(self, first) is None) != (getattr(self, second) is None):
+                raise ValueError(f"{first} and {second} go together")
+        azure = (self.azure_client_id, self.azure_client_secret, self.azure_tenant_id)
+        if any(v is not None for v in azure) and any(v is None for v in azure):
+            raise ValueError("azure_client_id, azure_client_secret and azure_tenant_id go together")
+        return self
+
+
+class ActiveHealthcheck(Strict):
+    path: str = "/"
+    interval: Duration = 5.0
+    timeout: Duration = 2.0
+    healthy_successes: int = Field(default=2, ge=1)
+    unhealthy_failures: int = Field(default=3, ge=1)
+
+
+class PassiveHealthcheck(Strict):
+    unhealthy_statuses: list[int] = Field(default_factory=lambda: [500, 502, 503, 504])
+    failures: int = Field(default=3, ge=1)
+    timeouts: int = Field(default=3, ge=1)
+    cooldown: Duration = 30.0
+
+
+class Healthchecks(Strict):
+    active: ActiveHealthcheck | None = None
+    passive: PassiveHealthcheck | None = None
+
+
+class UpstreamTarget(Strict):
+    url: str
+    weight: float = Field(default=1, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL such as http://10.0.0.5:8000")
+        if parts.path not in ("", "/"):
+            raise ValueError("a target url is the server root; put the path on the service")
+        return value.rstrip("/")
+
+
+class Upstream(Strict):
+    name: Name
+    algorithm: Literal["round-robin", "weighted", "least-connections", "latency", "random"] = (
+        "round-robin"
+    )
+    targets: list[UpstreamTarget] = Field(min_length=1)
+    hash_on: str | None = None
+    healthchecks: Healthchecks | None = None
+    credentials: Credentials | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("hash_on")
+    @classmethod
+    def _hash_on(cls, value: str | None) -> str | None:
+        if value is not None and value != "consumer" and not value.startswith("header:"):
+            raise ValueError("must be 'consumer' or 'header:<name>'")
+        return value
+
+
+class Service(Strict):
+    name: Name
+    type: Literal["endpoint", "upstream"] = "endpoint"
+    provider: Provider
+    protocol: Literal["http", "https"] = "https"
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    credentials: Credentials | None = None
+    retries: int = Field(default=1, ge=0, le=10)
+    timeout: Duration = Field(default=60.0, gt=0)
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    read_timeout: Duration | None = Field(default=None, gt=0)
+    upstream: str | None = None
+    upstream_id: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    mock_latency: Duration = 0.0
+    mock_token_delay: Duration = 0.0
+    mock_error_status: int | None = Field(default=None, ge=400, le=599)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Service:
+        if self.type == "endpoint":
+            if self.host is None and self.provider != "mock":
+                raise ValueError("an endpoint service needs a host")
+            if self.upstream or self.upstream_id:
+                raise ValueError("an endpoint service takes no upstream; set type: upstream")
+        else:
+            if not (self.upstream or self.upstream_id):
+                raise ValueError("an upstream service needs upstream (a name) or upstream_id")
+            if self.host is not None:
+                raise ValueError("an upstream service takes its hosts from the upstream's targets")
+        return self
+
+
+class RuleMatch(Strict):
+    models: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class RuleTarget(Strict):
+    service: str
+    model: str | None = None
+    weight: float = Field(default=1, gt=0)
+
+
+class Fallback(Strict):
+    service: str
+    model: str | None = None
+
+
+FALLBACK_CLASSES = ("4xx", "5xx", "timeout", "connect")
+
+
+class RateLimitPolicy(Strict):
+    requests: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    window: Duration = Field(default=60.0, gt=0)
+    per: Literal["consumer", "key", "rule", "model", "global"] = "consumer"
+
+
+class CachePolicy(Strict):
+    mode: Literal["exact", "semantic", "off"] = "exact"
+    ttl: Duration = Field(default=300.0, gt=0)
+    threshold: float | None = Field(default=None, gt=0, le=1)
+    scope: Literal["rule", "consumer"] = "rule"
+
+
+class GuardrailsPolicy(Strict):
+    pii: Literal["redact", "block", "log", "off"] = "off"
+
+
+class HeaderOps(Strict):
+    add: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class TransformPolicy(Strict):
+    params: dict[str, Any] = Field(default_factory=dict)
+    request_headers: HeaderOps | None = None
+    response_headers: HeaderOps | None = None
+
+
+class Policies(Strict):
+    rate_limit: RateLimitPolicy | None = None
+    cache: CachePolicy | None = None
+    guardrails: GuardrailsPolicy | None = None
+    transform: TransformPolicy | None = None
+
+
+class Rule(Strict):
+    name: Name
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    targets: list[RuleTarget] = Field(min_length=1)
+    fallbacks: list[Fallback] = Field(default_factory=list)
+    fallback_on: list[int | str] = Field(default_factory=lambda: [429, "5xx", "timeout", "connect"])
+    policies: Policies = Field(default_factory=Policies)
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("fallback_on")
+    @classmethod
+    def _fallback_on(cls, value: list[int | str]) -> list[int | str]:
+        for item in value:
+            if isinstance(item, int):
+                if not 400 <= item <= 599:
+                    raise ValueError(f"{item} is not an HTTP error status (400-599)")
+            elif item not in FALLBACK_CLASSES:
+                raise ValueError(
+                    f"'{item}' is not a status, '4xx', '5xx', 'timeout' or 'connect'"
+                )
+        return value
+
+
+class Limits(Strict):
+    requests: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    window: Duration = Field(default=60.0, gt=0)
+
+
+class Budget(Strict):
+    usd: float = Field(ge=0)
+    window: Duration = Field(default=30 * 86400.0, gt=0)
+
+
+class Consumer(Strict):
+    name: Name
+    keys: list[Annotated[str, Field(min_length=8)]] = Field(
+        default_factory=list, repr=False
+    )
+    rules: list[str] | None = None
+    limits: Limits | None = None
+    budget: Budget | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class Gateway(Strict):
+    name: Name = "default"
+    listen: str = "127.0.0.1:8080"
+    admin_key: str | None = _secret()
+    store: str | None = None
+    redis: str | None = None
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("admin_key", "store", "redis")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        # `${VAR}` of an unset variable leaves "", which means "not configured".
+        return value or None
+
+
+class Config(Strict):
+    gateway: Gateway = Field(default_factory=Gateway)
+    upstreams: list[Upstream] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    consumers: list[Consumer] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Client dialects: the APIs clients speak, parsed into the canonical form."""

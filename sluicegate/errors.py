@@ -1,0 +1,205 @@
+"""The one error tree.
+
+Every failure a client can see is a ``GatewayError``; each subclass knows its
+HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
+``/v1/messages``. Nothing else is raised across the request path.
+
+    SluicegateError
+     ├── ConfigError                 config that cannot be loaded (a list of issues)
+     ├── TransportError              an attempt failed below HTTP (never shown as is)
+     │    ├── ConnectFailed          could not connect, or the connection dropped
+     │    └── TimedOut               connect, read or total timeout
+     └── GatewayError                answered to a client
+          ├── InvalidRequest         400 invalid_request_error
+          ├── AuthenticationError    401 authentication_error
+          ├── PermissionDenied       403 permission_error
+          ├── NotFound               404 not_found_error
+          │    └── ModelNotFound     404 code model_not_found
+          ├── RequestTooLarge        413 invalid_request_error, code request_too_large
+          ├── RateLimited            429 rate_limit_error
+          ├── UpstreamStatusError    the provider's own 4xx, status kept
+          ├── UpstreamError          502 upstream_error
+          ├── NoHealthyUpstream      503 upstream_unavailable, code no_healthy_upstream
+          └── UpstreamTimeout        504 timeout_error
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+
+class SluicegateError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(SluicegateError):
+    """A config that cannot be used; ``issues`` are ``path: message`` lines."""
+
+    def __init__(self, issues: list[str]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(issues))
+
+
+class TransportError(SluicegateError):
+    """An upstream attempt that failed below HTTP; the handler decides what the client sees."""
+
+    kind = "connect"
+
+
+class ConnectFailed(TransportError):
+    kind = "connect"
+
+
+class TimedOut(TransportError):
+    kind = "timeout"
+
+
+# Anthropic names the statuses that have no type of their own in its API.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+class GatewayError(SluicegateError):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+
+    @property
+    def http_status(self) -> int:
+        return self.status
+
+    def openai_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def anthropic_body(self) -> dict[str, Any]:
+        kind = _ANTHROPIC_TYPES.get(self.http_status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def body(self, dialect: str) -> bytes:
+        if dialect == "anthropic":
+            return orjson.dumps(self.anthropic_body())
+        return orjson.dumps(self.openai_body())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamStatusError(GatewayError):
+    """A provider's own 4xx answer, passed on with its status."""
+
+    _TYPES: ClassVar[dict[int, str]] = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "invalid_request_error",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }
+
+    def __init__(
+        self,
+        upstream_status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, headers=headers)
+        self.upstream_status = upstream_status
+        self.error_type = error_type or self._TYPES.get(upstream_status, "invalid_request_error")
+
+    @property
+    def http_status(self) -> int:
+        return self.upstream_status
+
+    def openai_body(self) -> dict[str, Any]:
+        body = super().openai_body()
+        body["error"]["type"] = self.error_type
+        return body
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+
+
+class NoHealthyUpstream(GatewayError):
+    status = 503
+    type = "upstream_unavailable"
+    default_code = "no_healthy_upstream"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    default_code = "upstream_timeout"

@@ -1,0 +1,1 @@
+"""Provider adapters: pure translation between the canonical form and a provider's API."""

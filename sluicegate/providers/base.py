@@ -1,0 +1,98 @@
+"""The adapter seam: canonical (OpenAI) requests in, a provider's wire format out, and back.
+
+Adapters are pure: they build an ``UpstreamRequest`` and read bytes they are
+given; they never open a socket and never see a secret (credentials sign the
+request after the adapter built it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from sluicegate.errors import GatewayError, UpstreamStatusError
+
+# Endpoint names the data plane serves; adapters append their own URL for each.
+Endpoint = str
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class StreamDecoder(Protocol):
+    """Turns a provider's streamed bytes into canonical chunk dicts."""
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+
+class Adapter:
+    """Base class of provider adapters.
+
+    ``openai_wire`` adapters answer in OpenAI's own format, so their response
+    bytes can go to an OpenAI-dialect client untouched.
+    """
+
+    name: ClassVar[str] = "base"
+    openai_wire: ClassVar[bool] = False
+    default_path: ClassVar[str] = ""
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        base_url: str,
+    ) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error(self, status: int, headers: dict[str, str], body: bytes) -> GatewayError:
+        """Translate a provider's own 4xx answer into the gateway's error."""
+        message, error_type, code, param = _generic_error_fields(body)
+        keep = {}
+        retry_after = headers.get("retry-after")
+        if retry_after is not None:
+            keep["retry-after"] = retry_after
+        return UpstreamStatusError(
+            status,
+            message or f"the provider answered {status}",
+            error_type=error_type,
+            code=code,
+            param=param,
+            headers=keep,
+        )
+
+
+def _generic_error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """message, type, code and param from the error bodies most providers send."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        text = body[:500].decode("utf-8", "replace").strip()
+        return (text or None), None, None, None
+    if not isinstance(data, dict):
+        return None, None, None, None
+    err = data.get("error", data)
+    if isinstance(err, str):
+        return err, None, None, None
+    if not isinstance(err, dict):
+        return None, None, None, None
+
+    def text(key: str) -> str | None:
+        value = err.get(key)
+        return str(value) if value is not None else None
+
+    return text("message"), text("type"), text("code"), text("param")

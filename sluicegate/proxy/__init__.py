@@ -1,0 +1,1 @@
+"""The request path: handler, upstream client and stream relay."""

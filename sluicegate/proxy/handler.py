@@ -1,0 +1,248 @@
+"""The one request path: authenticate, match, plan, attempt, relay.
+
+Everything a request needs comes from the routing table it started with;
+nothing here reads config, touches a database or builds a model of the body.
+The body is parsed once; the provider request is built per attempt, so a
+retry never sees an edit twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sluicegate.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond, respond_error
+from sluicegate.dialects.openai import CHECKS, parse_json_object
+from sluicegate.errors import (
+    AuthenticationError,
+    GatewayError,
+    ModelNotFound,
+    PermissionDenied,
+    TransportError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from sluicegate.proxy.streaming import relay_stream
+from sluicegate.routing.table import CompiledRule, CompiledService, ConsumerEntry, RoutingTable, Step
+
+if TYPE_CHECKING:
+    from sluicegate.proxy.upstream import UpstreamResponse
+    from sluicegate.runtime import Runtime
+
+_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why the last attempt failed, kept until the plan is spent."""
+
+    kind: str  # "status" | "connect" | "timeout"
+    service: CompiledService
+    status: int | None = None
+    headers: dict[str, str] | None = None
+    body: bytes = b""
+    detail: str = ""
+
+    def error(self) -> GatewayError:
+        name = self.service.name
+        if self.kind == "timeout":
+            return UpstreamTimeout(f"service '{name}' timed out: {self.detail}")
+        if self.kind == "connect":
+            return UpstreamError(f"service '{name}' could not be reached: {self.detail}")
+        status = self.status or 502
+        if status >= 500:
+            return UpstreamError(
+                f"service '{name}' failed with status {status}",
+                code=f"upstream_status_{status}",
+            )
+        if self.service.adapter is None:
+            return UpstreamError(f"service '{name}' answered {status}")
+        return self.service.adapter.error(status, self.headers or {}, self.body)
+
+
+@dataclass(slots=True)
+class Success:
+    response: UpstreamResponse
+    content_type: str
+    body: bytes | None  # None: a stream still to relay
+
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id" and 0 < len(value) <= 200:
+            return value.decode("latin-1")
+    return os.urandom(16).hex()
+
+
+def _client_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else value.decode("latin-1")
+        if name == b"x-api-key":
+            return value.decode("latin-1")
+    return None
+
+
+class Proxy:
+    """Serves the OpenAI-dialect endpoints for one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def authenticate(self, table: RoutingTable, headers: list[tuple[bytes, bytes]]) -> ConsumerEntry:
+        key = _client_key(headers)
+        consumer = table.authenticate(key)
+        if consumer is None:
+            if key is None:
+                raise AuthenticationError(
+                    "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                    code="missing_api_key",
+                )
+            raise AuthenticationError("Invalid API key.")
+        return consumer
+
+    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope["headers"]
+        rid = request_id(headers)
+        out: Headers = [(b"x-request-id", rid.encode())]
+        try:
+            consumer = self.authenticate(self.runtime.table, headers)
+        except GatewayError as exc:
+            await respond_error(send, exc, out)
+            return
+        out.append(JSON)
+        await respond(send, 200, consumer.models_body, out)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+        table = self.runtime.table  # this request finishes on the table it started with
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        rid = request_id(headers)
+        out: Headers = [(b"x-request-id", rid.encode())]
+        try:
+            consumer = self.authenticate(table, headers)
+            declared = None
+            for name, value in headers:
+                if name == b"content-length":
+                    declared = int(value) if value.isdigit() else None
+            raw = await read_body(receive, table.max_body_bytes, declared)
+            body = parse_json_object(raw)
+            model = CHECKS[endpoint](body)
+            rule = self.match(table, consumer, model, scope, headers)
+            await self.forward(table, rule, endpoint, body, raw, model, send, out)
+        except GatewayError as exc:
+            await respond_error(send, exc, out)
+
+    def match(
+        self,
+        table: RoutingTable,
+        consumer: ConsumerEntry,
+        model: str,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+    ) -> CompiledRule:
+        candidates = table.candidates(model)
+        if not candidates:
+            raise ModelNotFound(f"The model '{model}' does not exist or is not served here.", param="model")
+        path = scope["path"] if scope["path"].startswith("/v1/") else "/v1" + scope["path"]
+        named: dict[str, str] = {}
+        if table.matches_headers:
+            named = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+        refused = False
+        for rule in candidates:
+            if not rule.accepts(path, named):
+                continue
+            if consumer.may_use(rule):
+                return rule
+            refused = True
+        if refused:
+            raise PermissionDenied(
+                f"This key may not use the model '{model}'.", param="model", code="rule_not_allowed"
+            )
+        raise ModelNotFound(f"The model '{model}' does not exist or is not served here.", param="model")
+
+    async def forward(
+        self,
+        table: RoutingTable,
+        rule: CompiledRule,
+        endpoint: str,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        send: Send,
+        out: Headers,
+    ) -> None:
+        attempts = 0
+        failure: Failure | None = None
+        stream = body.get("stream") is True
+        for step in rule.plan(table.rng):
+            service = step.service
+            for _ in range(service.retries + 1):
+                attempts += 1
+                result = await self.attempt(step, endpoint, body, raw, model, stream)
+                if isinstance(result, Failure):
+                    failure = result
+                    if failure.kind == "status" and failure.status not in _RETRYABLE_STATUSES:
+                        break
+                    continue
+                out.append((b"x-sluicegate-service", service.name.encode()))
+                out.append((b"x-sluicegate-attempts", str(attempts).encode()))
+                await self.deliver(result, send, out)
+                return
+            assert failure is not None
+            if not rule.fallback_on.matches(failure.kind, failure.status):
+                break
+        assert failure is not None
+        out.append((b"x-sluicegate-service", failure.service.name.encode()))
+        out.append((b"x-sluicegate-attempts", str(attempts).encode()))
+        raise failure.error()
+
+    async def attempt(
+        self, step: Step, endpoint: str, body: dict[str, Any], raw: bytes, model: str, stream: bool
+    ) -> Success | Failure:
+        service = step.service
+        adapter = service.adapter
+        if adapter is None or endpoint not in adapter.endpoints:
+            what = f"provider '{service.provider}'"
+            return Failure("connect", service, detail=f"{what} does not serve /{endpoint} yet")
+        request = adapter.build(endpoint, body, raw, step.model or model, service.balancer.pick())
+        for name, value in service.headers:
+            request.headers[name] = value
+        if service.signer is not None:
+            service.signer.sign(request)
+        transport = service.transport or self.runtime.http
+        try:
+            response = await transport.open(request, service.timeouts)
+        except TransportError as exc:
+            return Failure(exc.kind, service, detail=str(exc))
+        if response.status >= 400:
+            try:
+                data = await response.read()
+            except TransportError:
+                data = b""
+            return Failure(
+                "status",
+                service,
+                status=response.status,
+                headers={k.lower(): v for k, v in response.headers.items()},
+                body=data[:_MAX_ERROR_BODY],
+            )
+        content_type = response.headers.get("content-type", "application/json")
+        if stream and content_type.startswith("text/event-stream"):
+            return Success(response, content_type, None)
+        # A whole answer is read inside the attempt, so a read that breaks or
+        # stalls is retried like a failed connect.
+        try:
+            data = await response.read()
+        except TransportError as exc:
+            return Failure(exc.kind, service, detail=str(exc))
+        return Success(response, content_type, data)
+
+    async def deliver(self, result: Success, send: Send, out: Headers) -> None:
+        if result.body is None:
+            await relay_stream(result.response, send, out)
+            return
+        out.append((b"content-type", result.content_type.encode("latin-1")))
+        await respond(send, result.response.status, result.body, out)

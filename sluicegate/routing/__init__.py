@@ -1,0 +1,1 @@
+"""Routing: the compiled table, weighted plans and balancing."""

@@ -1,0 +1,198 @@
+"""Compile a validated ``Config`` into a ``RoutingTable`` (once per config change)."""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import re
+
+import orjson
+
+from sluicegate.config.model import Config, Credentials, Rule, Service, Upstream
+from sluicegate.credentials import Signer
+from sluicegate.credentials.static import StaticCredentials
+from sluicegate.providers.mock import MockTransport
+from sluicegate.providers.registry import PROVIDERS
+from sluicegate.proxy.upstream import Timeouts
+from sluicegate.routing.balancer import Balancer, RoundRobin, Single
+from sluicegate.routing.table import (
+    CompiledRule,
+    CompiledService,
+    ConsumerEntry,
+    FallbackOn,
+    RoutingTable,
+    Step,
+    hash_key,
+)
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(pattern: str) -> bool:
+    return not _GLOB_CHARS.isdisjoint(pattern)
+
+
+def _signer(creds: Credentials | None, where: str, warnings: list[str]) -> Signer | None:
+    if creds is None:
+        return None
+    header = (creds.header_name, creds.header_value or "") if creds.header_name else None
+    param = (creds.param_name, creds.param_value or "") if creds.param_name else None
+    others = [
+        name
+        for name in ("aws_access_key_id", "azure_client_id", "gcp_service_account_json")
+        if getattr(creds, name) is not None
+    ]
+    if others:
+        warnings.append(f"{where}: {others[0].split('_')[0]} credentials are not supported yet")
+    if header is None and param is None:
+        return None
+    return StaticCredentials(header=header, param=param)
+
+
+def _base_url(svc: Service, default_path: str) -> str:
+    protocol = svc.protocol
+    port = svc.port or (443 if protocol == "https" else 80)
+    default_port = (protocol == "https" and port == 443) or (protocol == "http" and port == 80)
+    host = f"[{svc.host}]" if svc.host and ":" in svc.host else svc.host
+    authority = host if default_port else f"{host}:{port}"
+    path = svc.path if svc.path is not None else default_path
+    return f"{protocol}://{authority}{path}"
+
+
+def compile_service(
+    svc: Service, index: int, upstreams: dict[str, Upstream], warnings: list[str]
+) -> CompiledService:
+    where = f"services[{index}]"
+    spec = PROVIDERS[svc.provider]
+    adapter = spec.adapter() if spec.adapter is not None else None
+    if adapter is None:
+        warnings.append(
+            f"{where}.provider: '{svc.provider}' is not supported yet; requests routed to "
+            f"service '{svc.name}' will fail with 502"
+        )
+    timeouts = Timeouts(
+        connect=svc.connect_timeout, read=svc.read_timeout or svc.timeout, total=svc.timeout
+    )
+    path = svc.path if svc.path is not None else spec.default_path
+    balancer: Balancer
+    creds = svc.credentials
+    if svc.provider == "mock":
+        balancer = Single("mock://" + svc.name + path)
+        transport = MockTransport(svc.mock_latency, svc.mock_token_delay, svc.mock_error_status)
+        return CompiledService(
+            svc.name, svc.provider, adapter, balancer, tuple(svc.headers.items()),
+            None, svc.retries, timeouts, transport,
+        )
+    if svc.type == "upstream":
+        upstream = upstreams[svc.upstream or ""] if svc.upstream else _by_id(upstreams, svc.upstream_id)
+        balancer = RoundRobin(tuple(t.url + path for t in upstream.targets))
+        creds = creds or upstream.credentials
+    else:
+        balancer = Single(_base_url(svc, spec.default_path))
+    return CompiledService(
+        svc.name,
+        svc.provider,
+        adapter,
+        balancer,
+        tuple(svc.headers.items()),
+        _signer(creds, f"{where}.credentials", warnings),
+        svc.retries,
+        timeouts,
+    )
+
+
+def _by_id(upstreams: dict[str, Upstream], upstream_id: str | None) -> Upstream:
+    from sluicegate.config.ids import entity_id
+
+    for name, upstream in upstreams.items():
+        if upstream_id in (name, entity_id("upstream", name)):
+            return upstream
+    raise KeyError(upstream_id)
+
+
+def _fallback_on(items: list[int | str]) -> FallbackOn:
+    return FallbackOn(
+        statuses=frozenset(i for i in items if isinstance(i, int)),
+        any_4xx="4xx" in items,
+        any_5xx="5xx" in items,
+        timeout="timeout" in items,
+        connect="connect" in items,
+    )
+
+
+def compile_rule(rule: Rule, index: int, services: dict[str, CompiledService]) -> CompiledRule:
+    targets = tuple(Step(services[t.service], t.model) for t in rule.targets)
+    cumulative = tuple(itertools.accumulate(t.weight for t in rule.targets))
+    return CompiledRule(
+        name=rule.name,
+        index=index,
+        targets=targets,
+        cumulative=cumulative,
+        fallbacks=tuple(Step(services[f.service], f.model) for f in rule.fallbacks),
+        fallback_on=_fallback_on(rule.fallback_on),
+        paths=frozenset(_normal_path(p) for p in rule.match.paths) or None,
+        headers=tuple(
+            (name.lower(), re.compile(fnmatch.translate(value)))
+            for name, value in rule.match.headers.items()
+        ),
+        policies=rule.policies,
+        literal_models=tuple(m for m in rule.match.models if not is_glob(m)),
+    )
+
+
+def _normal_path(path: str) -> str:
+    return path if path.startswith("/v1/") else "/v1" + path
+
+
+def _models_body(rules: list[CompiledRule]) -> bytes:
+    seen: dict[str, None] = {}
+    for rule in rules:
+        for model in rule.literal_models:
+            seen.setdefault(model, None)
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "sluicegate"} for m in seen]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def compile_config(config: Config, warnings: list[str] | None = None) -> RoutingTable:
+    warnings = list(warnings or [])
+    upstreams = {u.name: u for u in config.upstreams}
+    services = {
+        svc.name: compile_service(svc, i, upstreams, warnings)
+        for i, svc in enumerate(config.services)
+    }
+    rules = [compile_rule(rule, i, services) for i, rule in enumerate(config.rules)]
+
+    exact: dict[str, list[int]] = {}
+    globs: list[tuple[int, re.Pattern[str]]] = []
+    for rule, source in zip(rules, config.rules, strict=True):
+        # A rule without model patterns matches every model (a catch-all).
+        for pattern in source.match.models or ["*"]:
+            if is_glob(pattern):
+                globs.append((rule.index, re.compile(fnmatch.translate(pattern))))
+            else:
+                exact.setdefault(pattern, []).append(rule.index)
+
+    keys: dict[bytes, ConsumerEntry] = {}
+    for consumer in config.consumers:
+        allowed = frozenset(consumer.rules) if consumer.rules is not None else None
+        visible = [r for r in rules if allowed is None or r.name in allowed]
+        entry = ConsumerEntry(consumer.name, allowed, _models_body(visible))
+        for key in consumer.keys:
+            keys[hash_key(key)] = entry
+    anonymous = None
+    if not config.consumers:
+        anonymous = ConsumerEntry("anonymous", None, _models_body(rules))
+        warnings.append("consumers: none configured, so the data plane accepts requests without a key")
+
+    return RoutingTable(
+        gateway=config.gateway.name,
+        max_body_bytes=config.gateway.max_body_bytes,
+        rules=tuple(rules),
+        exact={k: tuple(v) for k, v in exact.items()},
+        globs=tuple(globs),
+        keys=keys,
+        anonymous=anonymous,
+        services=services,
+        matches_headers=any(r.headers for r in rules),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,140 @@
+"""The compiled routing table: everything a request needs, resolved once.
+
+A ``RoutingTable`` is built by ``routing.compile`` from a validated config and
+never changed afterwards; a config change builds a new one and the runtime
+swaps it in. Lookups here are dict hits and a short list of precompiled
+patterns, nothing is re-derived per request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluicegate.config.model import Policies
+from sluicegate.credentials import Signer
+from sluicegate.providers.base import Adapter
+from sluicegate.proxy.upstream import Timeouts, Transport
+from sluicegate.routing.balancer import Balancer
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledService:
+    name: str
+    provider: str
+    adapter: Adapter | None
+    balancer: Balancer
+    headers: tuple[tuple[str, str], ...]
+    signer: Signer | None
+    retries: int
+    timeouts: Timeouts
+    transport: Transport | None = None  # None: the runtime's shared HTTP client
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    service: CompiledService
+    model: str | None  # None: the client's model goes on unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackOn:
+    statuses: frozenset[int]
+    any_4xx: bool
+    any_5xx: bool
+    timeout: bool
+    connect: bool
+
+    def matches(self, kind: str, status: int | None) -> bool:
+        if kind == "timeout":
+            return self.timeout
+        if kind == "connect":
+            return self.connect
+        if status is None:
+            return False
+        if status in self.statuses:
+            return True
+        return (self.any_5xx and status >= 500) or (self.any_4xx and 400 <= status < 500)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRule:
+    name: str
+    index: int
+    targets: tuple[Step, ...]
+    cumulative: tuple[float, ...]
+    fallbacks: tuple[Step, ...]
+    fallback_on: FallbackOn
+    paths: frozenset[str] | None
+    headers: tuple[tuple[str, re.Pattern[str]], ...]
+    policies: Policies
+    literal_models: tuple[str, ...]
+
+    def pick(self, rng: random.Random) -> Step:
+        if len(self.targets) == 1:
+            return self.targets[0]
+        point = rng.random() * self.cumulative[-1]
+        return self.targets[bisect.bisect_right(self.cumulative, point)]
+
+    def plan(self, rng: random.Random) -> list[Step]:
+        """The weighted pick, then the fallbacks in order."""
+        return [self.pick(rng), *self.fallbacks]
+
+    def accepts(self, path: str, headers: Mapping[str, str]) -> bool:
+        if self.paths is not None and path not in self.paths:
+            return False
+        for name, pattern in self.headers:
+            value = headers.get(name)
+            if value is None or not pattern.fullmatch(value):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ConsumerEntry:
+    name: str
+    rules: frozenset[str] | None  # None: every rule
+    models_body: bytes  # the precomputed GET /v1/models answer for this consumer
+
+    def may_use(self, rule: CompiledRule) -> bool:
+        return self.rules is None or rule.name in self.rules
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoutingTable:
+    gateway: str
+    max_body_bytes: int
+    rules: tuple[CompiledRule, ...]
+    exact: Mapping[str, tuple[int, ...]]
+    globs: tuple[tuple[int, re.Pattern[str]], ...]
+    keys: Mapping[bytes, ConsumerEntry]
+    anonymous: ConsumerEntry | None  # set only when no consumer is configured
+    services: Mapping[str, CompiledService]
+    matches_headers: bool
+    warnings: tuple[str, ...] = ()
+    rng: random.Random = field(default_factory=random.Random)
+
+    def authenticate(self, key: str | None) -> ConsumerEntry | None:
+        if key is None:
+            return self.anonymous
+        return self.keys.get(hash_key(key)) or None
+
+    def candidates(self, model: str) -> list[CompiledRule]:
+        """Rules whose model patterns match, in config order."""
+        exact = self.exact.get(model, ())
+        found = [i for i, pattern in self.globs if pattern.fullmatch(model)]
+        if exact:
+            found = sorted({*found, *exact}) if found else list(exact)
+        return [self.rules[i] for i in found]
+
+    def describe(self) -> dict[str, Any]:
+        return {"rules": [r.name for r in self.rules], "services": sorted(self.services)}

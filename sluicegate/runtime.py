@@ -1,0 +1,43 @@
+"""The one ``Runtime``: the current routing table and the clients that outlive it.
+
+Requests read ``runtime.table`` once and finish on that table; ``swap``
+replaces it atomically (a single attribute store) when config changes.
+"""
+
+from __future__ import annotations
+
+from sluicegate.config.load import Loaded
+from sluicegate.proxy.upstream import HttpTransport, Transport
+from sluicegate.routing.compile import compile_config
+from sluicegate.routing.table import RoutingTable
+
+
+class Runtime:
+    def __init__(self, loaded: Loaded) -> None:
+        self.loaded = loaded
+        self.table: RoutingTable = compile_config(loaded.config, loaded.warnings)
+        self._http: HttpTransport | None = None
+
+    @property
+    def http(self) -> Transport:
+        if self._http is None:
+            raise RuntimeError("the runtime has not been started")
+        return self._http
+
+    @property
+    def ready(self) -> bool:
+        return self._http is not None
+
+    def swap(self, loaded: Loaded) -> RoutingTable:
+        table = compile_config(loaded.config, loaded.warnings)
+        self.loaded, self.table = loaded, table
+        return table
+
+    async def start(self) -> None:
+        if self._http is None:
+            self._http = HttpTransport()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

@@ -1,0 +1,1 @@
+"""Canonical chat types and the sans-IO SSE codec."""

@@ -1,0 +1,71 @@
+"""A sans-IO Server-Sent Events codec.
+
+``EventSplitter`` cuts a byte stream into whole events without decoding them,
+so pass-through streams are relayed event by event (never half an event) at
+the cost of one ``find`` per chunk. ``parse_event`` reads the fields of one
+event when a translator needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+DONE = b"data: [DONE]\n\n"
+
+
+class EventSplitter:
+    """Feed bytes in, get complete raw events (terminator included) out."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf + data if self._buf else data
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return []
+        self._buf = buf[end + 2 :]
+        whole = buf[: end + 2]
+        if whole.count(b"\n\n") == 1:
+            return [whole]
+        return [part + b"\n\n" for part in whole.split(b"\n\n")[:-1] if part]
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event not yet terminated (non-empty means a cut-off stream)."""
+        return self._buf.strip(b"\n")
+
+
+def parse_event(raw: bytes) -> tuple[str | None, bytes]:
+    """The ``event:`` name (if any) and the joined ``data:`` lines of one event."""
+    name: str | None = None
+    data: list[bytes] = []
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+    return name, b"\n".join(data)
+
+
+def iter_data(raw_events: list[bytes]) -> Iterator[bytes]:
+    for raw in raw_events:
+        _, data = parse_event(raw)
+        if data:
+            yield data
+
+
+def encode_data(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def encode_event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
