@@ -35,21 +35,22 @@ run: install
 	SLUICEGATE_DEMO_KEY=$(DEMO_KEY) $(BIN)/sluicegate serve --config examples/quickstart.yaml
 
 lint: dev
-	$(BIN)/ruff check sluicegate tests bench
+	$(BIN)/ruff check sluicegate tests
 	$(BIN)/ruff format --check sluicegate tests
 	$(BIN)/mypy
 
 fmt: dev
 	$(BIN)/ruff format sluicegate tests
-	$(BIN)/ruff check --fix sluicegate tests bench
+	$(BIN)/ruff check --fix sluicegate tests
 
 test: dev
 	@scripts/ensure-services.sh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 
+# make bench BENCH_ARGS="--workers 2"   (see bench/run.sh for the options)
 bench: install
-	bench/run.sh
+	bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -50,7 +50,9 @@ class App:
             if method == "POST":
                 await self.proxy.handle(scope, receive, send, endpoint)
                 return
-            await respond_error(send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")])
+            await respond_error(
+                send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
+            )
             return
         if method in ("GET", "HEAD"):
             if path in ("/v1/models", "/models"):

@@ -46,7 +46,9 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_error(send: Send, error: GatewayError, headers: Headers, dialect: str = "openai") -> None:
+async def respond_error(
+    send: Send, error: GatewayError, headers: Headers, dialect: str = "openai"
+) -> None:
     headers.append(JSON)
     for name, value in error.headers.items():
         headers.append((name.encode("latin-1"), value.encode("latin-1")))

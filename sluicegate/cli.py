@@ -83,7 +83,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     log.info(
         "sluicegate %s serving %d rules on http://%s:%d (%d worker%s)",
-        __version__, len(runtime.table.rules), shown, port, args.workers,
+        __version__,
+        len(runtime.table.rules),
+        shown,
+        port,
+        args.workers,
         "s" if args.workers != 1 else "",
     )
     options: dict[str, object] = {

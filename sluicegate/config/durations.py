@@ -28,7 +28,7 @@ def parse_duration(value: object) -> float:
                 pos = part.end()
             if pos != len(text) or not text:
                 raise ValueError(
-                    f"'{value}' is not a duration (use a number of seconds or e.g. 500ms, 30s, 5m, 1h, 1d)"
+                    f"'{value}' is not a duration (seconds, or e.g. 500ms, 30s, 5m, 1h, 1d)"
                 ) from None
     else:
         raise ValueError("must be a duration such as 30s, 5m or 1h")

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from sluicegate.config.ids import entity_id
 from sluicegate.config.model import Config
 from sluicegate.errors import ConfigError
 
@@ -40,7 +41,9 @@ def format_path(loc: tuple[Any, ...]) -> str:
     return out or "<root>"
 
 
-def interpolate(node: Any, env: Mapping[str, str], warnings: list[str], loc: tuple[Any, ...] = ()) -> Any:
+def interpolate(
+    node: Any, env: Mapping[str, str], warnings: list[str], loc: tuple[Any, ...] = ()
+) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$${VAR}`` stays literal."""
     if isinstance(node, str):
         if "${" not in node:
@@ -81,15 +84,17 @@ def _message(err: Any) -> str:
             return f"must have at least {ctx['min_length']} characters"
         return _MESSAGES[kind]
     if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else (
-            f"must have at least {ctx.get('min_length')} characters"
+        return (
+            "must not be empty"
+            if ctx.get("min_length") == 1
+            else (f"must have at least {ctx.get('min_length')} characters")
         )
     if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt')}"
+        return f"must be greater than {ctx.get('gt'):g}"
     if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}"
+        return f"must be at least {ctx.get('ge'):g}"
     if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}"
+        return f"must be at most {ctx.get('le'):g}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     if kind == "string_pattern_mismatch":
@@ -102,69 +107,98 @@ def _validation_issues(exc: ValidationError) -> list[str]:
     issues = []
     for err in exc.errors():
         # Unions and validators add their own names to the location; keep the data path.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+        )
         issues.append(f"{format_path(loc)}: {_message(err)}")
     return issues
 
 
-def check_references(config: Config) -> list[str]:
-    """Cross-entity checks that one model alone cannot make."""
+def _items(data: dict[str, Any], kind: str) -> list[tuple[int, dict[str, Any]]]:
+    value = data.get(kind)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _names(items: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, str]]:
+    return [(i, item["name"]) for i, item in items if isinstance(item.get("name"), str)]
+
+
+def check_references(data: dict[str, Any]) -> list[str]:
+    """Cross-entity checks that one model alone cannot make.
+
+    They run on the raw document so that they are reported together with
+    the schema errors, whatever else is wrong.
+    """
     issues: list[str] = []
 
-    def unique(kind: str, names: list[str]) -> set[str]:
+    def unique(kind: str) -> set[str]:
         seen: set[str] = set()
-        for i, name in enumerate(names):
+        for i, name in _names(_items(data, kind)):
             if name in seen:
                 issues.append(f"{kind}[{i}].name: duplicate name '{name}'")
             seen.add(name)
         return seen
 
-    upstreams = unique("upstreams", [u.name for u in config.upstreams])
-    services = unique("services", [s.name for s in config.services])
-    rules = unique("rules", [r.name for r in config.rules])
-    unique("consumers", [c.name for c in config.consumers])
+    upstreams = unique("upstreams")
+    services = unique("services")
+    rules = unique("rules")
+    unique("consumers")
 
-    from sluicegate.config.ids import entity_id
-
-    upstream_ids = {entity_id("upstream", name): name for name in upstreams}
-    for i, svc in enumerate(config.services):
-        if svc.upstream is not None and svc.upstream not in upstreams:
-            issues.append(f"services[{i}].upstream: unknown upstream '{svc.upstream}'")
-        if svc.upstream_id is not None and svc.upstream_id not in upstream_ids and svc.upstream_id not in upstreams:
-            issues.append(f"services[{i}].upstream_id: unknown upstream id '{svc.upstream_id}'")
-    for i, rule in enumerate(config.rules):
-        for j, target in enumerate(rule.targets):
-            if target.service not in services:
-                issues.append(f"rules[{i}].targets[{j}].service: unknown service '{target.service}'")
-        for j, fb in enumerate(rule.fallbacks):
-            if fb.service not in services:
-                issues.append(f"rules[{i}].fallbacks[{j}].service: unknown service '{fb.service}'")
+    upstream_ids = {entity_id("upstream", name) for name in upstreams} | upstreams
+    for i, svc in _items(data, "services"):
+        name = svc.get("upstream")
+        if isinstance(name, str) and name not in upstreams:
+            issues.append(f"services[{i}].upstream: unknown upstream '{name}'")
+        uid = svc.get("upstream_id")
+        if isinstance(uid, str) and uid not in upstream_ids:
+            issues.append(f"services[{i}].upstream_id: unknown upstream id '{uid}'")
+    for i, rule in _items(data, "rules"):
+        for part in ("targets", "fallbacks"):
+            steps = rule.get(part)
+            for j, step in enumerate(steps if isinstance(steps, list) else []):
+                service = step.get("service") if isinstance(step, dict) else None
+                if isinstance(service, str) and service not in services:
+                    issues.append(f"rules[{i}].{part}[{j}].service: unknown service '{service}'")
     seen_keys: dict[str, str] = {}
-    for i, consumer in enumerate(config.consumers):
-        for j, rule_name in enumerate(consumer.rules or []):
-            if rule_name not in rules:
+    for i, consumer in _items(data, "consumers"):
+        allowed = consumer.get("rules")
+        for j, rule_name in enumerate(allowed if isinstance(allowed, list) else []):
+            if isinstance(rule_name, str) and rule_name not in rules:
                 issues.append(f"consumers[{i}].rules[{j}]: unknown rule '{rule_name}'")
-        for j, key in enumerate(consumer.keys):
+        keys = consumer.get("keys")
+        for j, key in enumerate(keys if isinstance(keys, list) else []):
+            if not isinstance(key, str) or not key:
+                continue
             other = seen_keys.get(key)
             if other is not None:
-                issues.append(f"consumers[{i}].keys[{j}]: this key is already held by consumer '{other}'")
-            seen_keys[key] = consumer.name
+                issues.append(
+                    f"consumers[{i}].keys[{j}]: this key is already held by consumer '{other}'"
+                )
+            seen_keys[key] = str(consumer.get("name"))
     return issues
 
 
-def parse_config(raw: Any, env: Mapping[str, str] | None = None, source: str = "<config>") -> Loaded:
+def parse_config(
+    raw: Any, env: Mapping[str, str] | None = None, source: str = "<config>"
+) -> Loaded:
     """Validate an already-parsed YAML/JSON document."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError([f"{source}: the config must be a mapping with gateway, services, rules, ..."])
+        raise ConfigError(
+            [f"{source}: the config must be a mapping with gateway, services, rules, ..."]
+        )
     warnings: list[str] = []
     data = interpolate(raw, os.environ if env is None else env, warnings)
+    issues = check_references(data)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_issues(exc)) from None
-    issues = check_references(config)
+        raise ConfigError(_validation_issues(exc) + issues) from None
     if issues:
         raise ConfigError(issues)
     return Loaded(config=config, warnings=warnings, source=source)

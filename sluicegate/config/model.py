@@ -15,7 +15,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from sluicegate.config.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
+Name = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+]
 
 PROVIDERS = (
     "openai",
@@ -163,8 +165,8 @@ class Service(Strict):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if value is None or value in ("", "/"):
+            return None if value is None else ""
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
         return value.rstrip("/")
@@ -202,6 +204,10 @@ class Fallback(Strict):
 
 
 FALLBACK_CLASSES = ("4xx", "5xx", "timeout", "connect")
+
+
+def _default_fallback_on() -> list[int | str]:
+    return [429, "5xx", "timeout", "connect"]
 
 
 class RateLimitPolicy(Strict):
@@ -245,7 +251,7 @@ class Rule(Strict):
     match: RuleMatch = Field(default_factory=RuleMatch)
     targets: list[RuleTarget] = Field(min_length=1)
     fallbacks: list[Fallback] = Field(default_factory=list)
-    fallback_on: list[int | str] = Field(default_factory=lambda: [429, "5xx", "timeout", "connect"])
+    fallback_on: list[int | str] = Field(default_factory=lambda: _default_fallback_on())
     policies: Policies = Field(default_factory=Policies)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -258,9 +264,7 @@ class Rule(Strict):
                 if not 400 <= item <= 599:
                     raise ValueError(f"{item} is not an HTTP error status (400-599)")
             elif item not in FALLBACK_CLASSES:
-                raise ValueError(
-                    f"'{item}' is not a status, '4xx', '5xx', 'timeout' or 'connect'"
-                )
+                raise ValueError(f"'{item}' is not a status, '4xx', '5xx', 'timeout' or 'connect'")
         return value
 
 
@@ -277,9 +281,7 @@ class Budget(Strict):
 
 class Consumer(Strict):
     name: Name
-    keys: list[Annotated[str, Field(min_length=8)]] = Field(
-        default_factory=list, repr=False
-    )
+    keys: list[Annotated[str, Field(min_length=8)]] = Field(default_factory=list, repr=False)
     rules: list[str] | None = None
     limits: Limits | None = None
     budget: Budget | None = None

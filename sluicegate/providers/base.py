@@ -91,8 +91,8 @@ def _generic_error_fields(body: bytes) -> tuple[str | None, str | None, str | No
     if not isinstance(err, dict):
         return None, None, None, None
 
-    def text(key: str) -> str | None:
+    def field(key: str) -> str | None:
         value = err.get(key)
         return str(value) if value is not None else None
 
-    return text("message"), text("type"), text("code"), text("param")
+    return field("message"), field("type"), field("code"), field("param")

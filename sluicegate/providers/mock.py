@@ -106,11 +106,18 @@ def answer_text(body: dict[str, Any]) -> str:
 def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
     prompt = _prompt_tokens(body)
     completion = len(_words(text))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _id(body: dict[str, Any]) -> str:
-    return "chatcmpl-mock-" + hashlib.sha1(orjson.dumps(body.get("messages") or body.get("prompt"))).hexdigest()[:16]
+    return (
+        "chatcmpl-mock-"
+        + hashlib.sha1(orjson.dumps(body.get("messages") or body.get("prompt"))).hexdigest()[:16]
+    )
 
 
 def completion(body: dict[str, Any]) -> dict[str, Any]:
@@ -143,11 +150,19 @@ def completion(body: dict[str, Any]) -> dict[str, Any]:
 
 def stream_chunks(body: dict[str, Any]) -> list[bytes]:
     text = answer_text(body)
-    base = {"id": _id(body), "object": "chat.completion.chunk", "created": int(time.time()), "model": body["model"]}
+    base = {
+        "id": _id(body),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body["model"],
+    }
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        payload: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        payload: dict[str, Any] = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         if include_usage:
             payload["usage"] = None
         return encode_data(payload)

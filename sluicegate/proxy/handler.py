@@ -24,13 +24,18 @@ from sluicegate.errors import (
     UpstreamTimeout,
 )
 from sluicegate.proxy.streaming import relay_stream
-from sluicegate.routing.table import CompiledRule, CompiledService, ConsumerEntry, RoutingTable, Step
+from sluicegate.routing.table import (
+    CompiledRule,
+    CompiledService,
+    ConsumerEntry,
+    RoutingTable,
+    Step,
+)
 
 if TYPE_CHECKING:
     from sluicegate.proxy.upstream import UpstreamResponse
     from sluicegate.runtime import Runtime
 
-_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -69,6 +74,14 @@ class Success:
     body: bytes | None  # None: a stream still to relay
 
 
+def _retryable(status: int | None, service: CompiledService) -> bool:
+    # A 429 from the only target would just be asked again; with several
+    # targets the next one may have room.
+    if status is None or status >= 500:
+        return True
+    return status == 429 and len(service.balancer.urls) > 1
+
+
 def request_id(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == b"x-request-id" and 0 < len(value) <= 200:
@@ -92,13 +105,15 @@ class Proxy:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def authenticate(self, table: RoutingTable, headers: list[tuple[bytes, bytes]]) -> ConsumerEntry:
+    def authenticate(
+        self, table: RoutingTable, headers: list[tuple[bytes, bytes]]
+    ) -> ConsumerEntry:
         key = _client_key(headers)
         consumer = table.authenticate(key)
         if consumer is None:
             if key is None:
                 raise AuthenticationError(
-                    "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                    "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
                     code="missing_api_key",
                 )
             raise AuthenticationError("Invalid API key.")
@@ -145,7 +160,9 @@ class Proxy:
     ) -> CompiledRule:
         candidates = table.candidates(model)
         if not candidates:
-            raise ModelNotFound(f"The model '{model}' does not exist or is not served here.", param="model")
+            raise ModelNotFound(
+                f"The model '{model}' does not exist or is not served here.", param="model"
+            )
         path = scope["path"] if scope["path"].startswith("/v1/") else "/v1" + scope["path"]
         named: dict[str, str] = {}
         if table.matches_headers:
@@ -161,7 +178,9 @@ class Proxy:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.", param="model", code="rule_not_allowed"
             )
-        raise ModelNotFound(f"The model '{model}' does not exist or is not served here.", param="model")
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or is not served here.", param="model"
+        )
 
     async def forward(
         self,
@@ -184,7 +203,7 @@ class Proxy:
                 result = await self.attempt(step, endpoint, body, raw, model, stream)
                 if isinstance(result, Failure):
                     failure = result
-                    if failure.kind == "status" and failure.status not in _RETRYABLE_STATUSES:
+                    if failure.kind == "status" and not _retryable(failure.status, service):
                         break
                     continue
                 out.append((b"x-sluicegate-service", service.name.encode()))

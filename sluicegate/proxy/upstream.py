@@ -61,7 +61,9 @@ class _AiohttpResponse:
         except TimeoutError:
             raise TimedOut("the upstream did not finish its answer in time") from None
         except aiohttp.ClientError as exc:
-            raise ConnectFailed(f"the connection broke while reading the answer ({_reason(exc)})") from None
+            raise ConnectFailed(
+                f"the connection broke while reading the answer ({_reason(exc)})"
+            ) from None
         finally:
             self._resp.release()
 

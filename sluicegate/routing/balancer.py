@@ -21,7 +21,7 @@ class Single:
     __slots__ = ("urls",)
 
     def __init__(self, url: str) -> None:
-        self.urls = (url,)
+        self.urls: tuple[str, ...] = (url,)
 
     def pick(self) -> str:
         return self.urls[0]

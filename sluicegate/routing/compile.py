@@ -80,11 +80,20 @@ def compile_service(
         balancer = Single("mock://" + svc.name + path)
         transport = MockTransport(svc.mock_latency, svc.mock_token_delay, svc.mock_error_status)
         return CompiledService(
-            svc.name, svc.provider, adapter, balancer, tuple(svc.headers.items()),
-            None, svc.retries, timeouts, transport,
+            svc.name,
+            svc.provider,
+            adapter,
+            balancer,
+            tuple(svc.headers.items()),
+            None,
+            svc.retries,
+            timeouts,
+            transport,
         )
     if svc.type == "upstream":
-        upstream = upstreams[svc.upstream or ""] if svc.upstream else _by_id(upstreams, svc.upstream_id)
+        upstream = (
+            upstreams[svc.upstream or ""] if svc.upstream else _by_id(upstreams, svc.upstream_id)
+        )
         balancer = RoundRobin(tuple(t.url + path for t in upstream.targets))
         creds = creds or upstream.credentials
     else:
@@ -182,7 +191,9 @@ def compile_config(config: Config, warnings: list[str] | None = None) -> Routing
     anonymous = None
     if not config.consumers:
         anonymous = ConsumerEntry("anonymous", None, _models_body(rules))
-        warnings.append("consumers: none configured, so the data plane accepts requests without a key")
+        warnings.append(
+            "consumers: none configured, so the data plane accepts requests without a key"
+        )
 
     return RoutingTable(
         gateway=config.gateway.name,

@@ -1,0 +1,131 @@
+"""The ``sluicegate`` command as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.fakes.gateway import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+BAD = """
+services:
+  - {name: openai, provider: openai, host: api.openai.com}
+rules:
+  - name: chat
+    targets:
+      - {service: openai, weight: 0}
+      - {service: claud}
+consumers:
+  - {name: a, keys: ["sk-aaaaaaaaaa"], rules: [chat, nope]}
+"""
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sluicegate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_version() -> None:
+    result = run("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("sluicegate ")
+
+
+def test_validate_ok() -> None:
+    result = run("config", "validate", str(QUICKSTART))
+    assert result.returncode == 0, result.stderr
+    assert "ok (1 services" in result.stdout
+
+
+def test_validate_lists_every_error_with_its_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    result = run("config", "validate", str(bad))
+    assert result.returncode == 1
+    assert "3 errors" in result.stderr
+    assert "rules[0].targets[0].weight: must be greater than 0\n" in result.stderr
+    assert "rules[0].targets[1].service: unknown service 'claud'" in result.stderr
+    assert "consumers[0].rules[1]: unknown rule 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_yaml_syntax_and_missing_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("services: [\n  {name: x\n")
+    result = run("config", "validate", str(broken))
+    assert result.returncode == 1
+    assert "invalid YAML" in result.stderr
+    result = run("config", "validate", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 1
+    assert "cannot read the file" in result.stderr
+
+
+def test_serve_refuses_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    result = run("serve", "--config", str(bad))
+    assert result.returncode != 0
+    assert "unknown service 'claud'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_quickstart_answers_and_port_override_wins() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sluicegate",
+            "serve",
+            "--config",
+            str(QUICKSTART),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLUICEGATE_DEMO_KEY": "sk-demo-cli-test-1"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            time.sleep(0.1)
+        with httpx.stream(
+            "POST",
+            url + "/v1/chat/completions",
+            headers={"Authorization": "Bearer sk-demo-cli-test-1"},
+            json={
+                "model": "demo-model",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi there"}],
+            },
+        ) as response:
+            assert response.status_code == 200
+            body = response.read()
+        assert b"data: [DONE]" in body
+        assert b'"content":" there"' in body
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert "Admin API and dashboard are off" in err
+    assert f"http://127.0.0.1:{port}" in err
