@@ -82,21 +82,31 @@ def _retryable(status: int | None, service: CompiledService) -> bool:
     return status == 429 and len(service.balancer.urls) > 1
 
 
-def request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    for name, value in headers:
-        if name == b"x-request-id" and 0 < len(value) <= 200:
-            return value.decode("latin-1")
-    return os.urandom(16).hex()
+@dataclass(slots=True)
+class Incoming:
+    """What the gateway reads from the client's headers, in one pass."""
+
+    request_id: str
+    key: str | None
+    content_length: int | None
 
 
-def _client_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+def read_headers(headers: list[tuple[bytes, bytes]]) -> Incoming:
+    rid: str | None = None
+    key: str | None = None
+    length: int | None = None
     for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else value.decode("latin-1")
-        if name == b"x-api-key":
-            return value.decode("latin-1")
-    return None
+            key = token.strip() if scheme.lower() == "bearer" else value.decode("latin-1")
+        elif name == b"x-api-key":
+            if key is None:
+                key = value.decode("latin-1")
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif name == b"x-request-id" and 0 < len(value) <= 200:
+            rid = value.decode("latin-1")
+    return Incoming(rid or os.urandom(16).hex(), key, length)
 
 
 class Proxy:
@@ -105,10 +115,7 @@ class Proxy:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def authenticate(
-        self, table: RoutingTable, headers: list[tuple[bytes, bytes]]
-    ) -> ConsumerEntry:
-        key = _client_key(headers)
+    def authenticate(self, table: RoutingTable, key: str | None) -> ConsumerEntry:
         consumer = table.authenticate(key)
         if consumer is None:
             if key is None:
@@ -120,11 +127,10 @@ class Proxy:
         return consumer
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = scope["headers"]
-        rid = request_id(headers)
-        out: Headers = [(b"x-request-id", rid.encode())]
+        incoming = read_headers(scope["headers"])
+        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         try:
-            consumer = self.authenticate(self.runtime.table, headers)
+            consumer = self.authenticate(self.runtime.table, incoming.key)
         except GatewayError as exc:
             await respond_error(send, exc, out)
             return
@@ -134,15 +140,11 @@ class Proxy:
     async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
         table = self.runtime.table  # this request finishes on the table it started with
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        rid = request_id(headers)
-        out: Headers = [(b"x-request-id", rid.encode())]
+        incoming = read_headers(headers)
+        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         try:
-            consumer = self.authenticate(table, headers)
-            declared = None
-            for name, value in headers:
-                if name == b"content-length":
-                    declared = int(value) if value.isdigit() else None
-            raw = await read_body(receive, table.max_body_bytes, declared)
+            consumer = self.authenticate(table, incoming.key)
+            raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
             body = parse_json_object(raw)
             model = CHECKS[endpoint](body)
             rule = self.match(table, consumer, model, scope, headers)
