@@ -9,6 +9,7 @@ case (the gateway rewrites the client's model to the target's):
     slow                 sleeps 2 s before answering
     drop-stream          streams two chunks, then cuts the connection
     stall-stream         streams one chunk, then goes silent
+    gated-stream         streams one chunk, then waits for ``release_gate()``
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self.gate = threading.Event()
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -190,6 +192,8 @@ class FakeOpenAI:
                 return response
             if model == "stall-stream" and i == 0:
                 await asyncio.sleep(3)
+            if model == "gated-stream" and i == 0:
+                await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
         await event(chunk({}, "stop"))
         if include_usage:
             await event({**base, "choices": [], "usage": _usage(body, text)})

@@ -37,6 +37,18 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def wait_ready(url: str, proc: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+        time.sleep(0.1)
+
+
 def test_version() -> None:
     result = run("version")
     assert result.returncode == 0
@@ -101,15 +113,7 @@ def test_serve_quickstart_answers_and_port_override_wins() -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
-            time.sleep(0.1)
+        wait_ready(url, proc)
         with httpx.stream(
             "POST",
             url + "/v1/chat/completions",
@@ -129,3 +133,42 @@ def test_serve_quickstart_answers_and_port_override_wins() -> None:
         _, err = proc.communicate(timeout=15)
     assert "Admin API and dashboard are off" in err
     assert f"http://127.0.0.1:{port}" in err
+
+
+def test_serve_with_two_workers() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sluicegate",
+            "serve",
+            "--config",
+            str(QUICKSTART),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLUICEGATE_DEMO_KEY": "sk-demo-cli-test-2"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc)
+        for _ in range(4):
+            response = httpx.post(
+                url + "/v1/chat/completions",
+                headers={"Authorization": "Bearer sk-demo-cli-test-2"},
+                json={
+                    "model": "demo-model",
+                    "messages": [{"role": "user", "content": "two workers"}],
+                },
+            )
+            assert response.json()["choices"][0]["message"]["content"] == "mock: two workers"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "(2 workers)" in err
