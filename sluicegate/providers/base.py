@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from sluicegate.errors import GatewayError, UpstreamStatusError
+from sluicegate.schema.sse import EventSplitter, parse_event
 
 # Endpoint names the data plane serves; adapters append their own URL for each.
 Endpoint = str
@@ -29,9 +30,34 @@ class UpstreamRequest:
 
 
 class StreamDecoder(Protocol):
-    """Turns a provider's streamed bytes into canonical chunk dicts."""
+    """Turns a provider's streamed bytes into canonical chunk dicts.
+
+    ``feed`` raises a ``GatewayError`` when the provider reports an error in
+    the stream; ``finished`` tells whether the provider ended it properly.
+    """
+
+    finished: bool
 
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+
+class SSEDecoder:
+    """A ``StreamDecoder`` for providers that stream Server-Sent Events."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        self._splitter = EventSplitter()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for raw in self._splitter.feed(data):
+            name, payload = parse_event(raw)
+            if payload:
+                out.extend(self.on_event(name, payload))
+        return out
+
+    def on_event(self, name: str | None, data: bytes) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
 
 class Adapter:
@@ -57,6 +83,11 @@ class Adapter:
         raise NotImplementedError
 
     def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+        """The provider's whole answer as a canonical (OpenAI) response."""
+        raise NotImplementedError
+
+    def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
+        """A decoder of the provider's stream into canonical chunks."""
         raise NotImplementedError
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> GatewayError:

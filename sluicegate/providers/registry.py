@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sluicegate.providers.anthropic import AnthropicAdapter
 from sluicegate.providers.base import Adapter
 from sluicegate.providers.openai import OpenAIAdapter
 
@@ -25,7 +26,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
     "mistral": ProviderSpec(OpenAIAdapter),
     "mock": ProviderSpec(OpenAIAdapter),
     "azure": ProviderSpec(None, "/openai"),
-    "anthropic": ProviderSpec(None),
+    "anthropic": ProviderSpec(AnthropicAdapter),
     "bedrock": ProviderSpec(None, ""),
     "gemini": ProviderSpec(None, "/v1beta"),
     "vertex": ProviderSpec(None, "/v1"),

@@ -12,17 +12,21 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from sluicegate.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond, respond_error
 from sluicegate.dialects.openai import CHECKS, parse_json_object
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
     ModelNotFound,
+    NoHealthyUpstream,
     PermissionDenied,
     TransportError,
     UpstreamError,
     UpstreamTimeout,
 )
+from sluicegate.providers.base import StreamDecoder
 from sluicegate.proxy.streaming import relay_stream
 from sluicegate.routing.table import (
     CompiledRule,
@@ -43,7 +47,7 @@ _MAX_ERROR_BODY = 64 * 1024
 class Failure:
     """Why the last attempt failed, kept until the plan is spent."""
 
-    kind: str  # "status" | "connect" | "timeout"
+    kind: str  # "status" | "connect" | "timeout" | "invalid"
     service: CompiledService
     status: int | None = None
     headers: dict[str, str] | None = None
@@ -56,7 +60,19 @@ class Failure:
             return UpstreamTimeout(f"service '{name}' timed out: {self.detail}")
         if self.kind == "connect":
             return UpstreamError(f"service '{name}' could not be reached: {self.detail}")
+        if self.kind == "invalid":
+            return UpstreamError(
+                f"service '{name}' sent an answer that could not be read: {self.detail}"
+            )
         status = self.status or 502
+        if status in (401, 403):
+            # The gateway's credentials were refused: the client can do nothing about it.
+            return UpstreamError(
+                f"service '{name}' refused the gateway's credentials (status {status})",
+                code="upstream_auth_failed",
+            )
+        if status == 529:
+            return NoHealthyUpstream(f"service '{name}' is overloaded", code="upstream_overloaded")
         if status >= 500:
             return UpstreamError(
                 f"service '{name}' failed with status {status}",
@@ -72,6 +88,7 @@ class Success:
     response: UpstreamResponse
     content_type: str
     body: bytes | None  # None: a stream still to relay
+    decoder: StreamDecoder | None = None  # None: the stream is OpenAI's already
 
 
 def _retryable(status: int | None, service: CompiledService) -> bool:
@@ -202,7 +219,7 @@ class Proxy:
             service = step.service
             for _ in range(service.retries + 1):
                 attempts += 1
-                result = await self.attempt(step, endpoint, body, raw, model, stream)
+                result = await self.attempt(step, endpoint, body, raw, step.model or model, stream)
                 if isinstance(result, Failure):
                     failure = result
                     if failure.kind == "status" and not _retryable(failure.status, service):
@@ -210,7 +227,7 @@ class Proxy:
                     continue
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(result, send, out)
+                await self.deliver(result, body, send, out)
                 return
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status):
@@ -228,7 +245,7 @@ class Proxy:
         if adapter is None or endpoint not in adapter.endpoints:
             what = f"provider '{service.provider}'"
             return Failure("connect", service, detail=f"{what} does not serve /{endpoint} yet")
-        request = adapter.build(endpoint, body, raw, step.model or model, service.balancer.pick())
+        request = adapter.build(endpoint, body, raw, model, service.balancer.pick())
         for name, value in service.headers:
             request.headers[name] = value
         if service.signer is not None:
@@ -251,19 +268,29 @@ class Proxy:
                 body=data[:_MAX_ERROR_BODY],
             )
         content_type = response.headers.get("content-type", "application/json")
-        if stream and content_type.startswith("text/event-stream"):
-            return Success(response, content_type, None)
-        # A whole answer is read inside the attempt, so a read that breaks or
-        # stalls is retried like a failed connect.
+        if stream and (not adapter.openai_wire or content_type.startswith("text/event-stream")):
+            decoder = None if adapter.openai_wire else adapter.stream_decoder(endpoint, model)
+            return Success(response, content_type, None, decoder)
+        # A whole answer is read (and decoded) inside the attempt, so a read
+        # that breaks or stalls, or an unreadable answer, is retried.
         try:
             data = await response.read()
         except TransportError as exc:
             return Failure(exc.kind, service, detail=str(exc))
+        if not adapter.openai_wire:
+            try:
+                data = orjson.dumps(adapter.decode(endpoint, data))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                return Failure("invalid", service, detail=type(exc).__name__)
+            content_type = "application/json"
         return Success(response, content_type, data)
 
-    async def deliver(self, result: Success, send: Send, out: Headers) -> None:
+    async def deliver(
+        self, result: Success, body: dict[str, Any], send: Send, out: Headers
+    ) -> None:
         if result.body is None:
-            await relay_stream(result.response, send, out)
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            await relay_stream(result.response, send, out, result.decoder, include_usage)
             return
         out.append((b"content-type", result.content_type.encode("latin-1")))
         await respond(send, result.response.status, result.body, out)

@@ -51,6 +51,8 @@ class FallbackOn:
     connect: bool
 
     def matches(self, kind: str, status: int | None) -> bool:
+        if kind == "invalid":
+            return self.any_5xx
         if kind == "timeout":
             return self.timeout
         if kind == "connect":
@@ -124,9 +126,9 @@ class RoutingTable:
     rng: random.Random = field(default_factory=random.Random)
 
     def authenticate(self, key: str | None) -> ConsumerEntry | None:
-        if key is None:
-            return self.anonymous
-        return self.keys.get(hash_key(key)) or None
+        if self.anonymous is not None or key is None:
+            return self.anonymous  # with no consumers configured, any key (or none) is fine
+        return self.keys.get(hash_key(key))
 
     def candidates(self, model: str) -> list[CompiledRule]:
         """Rules whose model patterns match, in config order."""

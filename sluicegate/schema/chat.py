@@ -18,6 +18,7 @@ class ChatMessage(TypedDict, total=False):
     name: str
     tool_calls: list[dict[str, Any]]
     tool_call_id: str
+    reasoning_content: str
 
 
 class StreamOptions(TypedDict, total=False):
@@ -76,3 +77,72 @@ class ChatChunk(TypedDict):
     model: str
     choices: list[ChunkChoice]
     usage: NotRequired[Usage | None]
+
+
+def make_usage(
+    prompt: int,
+    completion: int,
+    *,
+    cached: int | None = None,
+    cache_creation: int | None = None,
+    reasoning: int | None = None,
+) -> Usage:
+    """OpenAI's usage object; ``prompt`` already includes cached tokens."""
+    usage: Usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    details: dict[str, int] = {}
+    if cached is not None:
+        details["cached_tokens"] = cached
+    if cache_creation is not None:
+        details["cache_write_tokens"] = cache_creation
+    if details:
+        usage["prompt_tokens_details"] = details
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def make_completion(
+    id: str,
+    model: str,
+    created: int,
+    message: ChatMessage,
+    finish_reason: str | None,
+    usage: Usage | None,
+) -> ChatResponse:
+    response: ChatResponse = {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        response["usage"] = usage
+    return response
+
+
+def make_chunk(
+    id: str, model: str, created: int, delta: ChatMessage, finish_reason: str | None = None
+) -> ChatChunk:
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def make_usage_chunk(id: str, model: str, created: int, usage: Usage) -> ChatChunk:
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage,
+    }

@@ -1,15 +1,14 @@
 """A fake OpenAI API: a real HTTP server on loopback speaking OpenAI's wire format.
 
-The model name in the request picks the behaviour, so one server covers every
-case (the gateway rewrites the client's model to the target's):
+Answers come from ``brain.answer``. The model name picks special behaviours
+(the gateway rewrites the client's model to the target's):
 
-    any other name       a normal answer, streamed when asked (usage on request)
     fail-<status>        that status with an OpenAI error body (429 adds Retry-After: 7)
     flaky-<status>       <status> on the first call for this name, then a normal answer
     slow                 sleeps 2 s before answering
     drop-stream          streams two chunks, then cuts the connection
     stall-stream         streams one chunk, then goes silent
-    gated-stream         streams one chunk, then waits for ``release_gate()``
+    gated-stream         streams one chunk, then waits for ``gate.set()``
 """
 
 from __future__ import annotations
@@ -22,100 +21,91 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.brain import Answer, Turn, answer, split_json
+from tests.fakes.server import FakeServer
 
-def reply_text(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user":
-            content = message.get("content")
-            text = content if isinstance(content, str) else "?"
-            return f"Hello from the fake: {text}"
-    return "Hello from the fake"
+FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
-def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
-    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
-    completion = len(text.split())
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return ""
+
+
+def read_turn(body: dict[str, Any]) -> Turn:
+    stop = body.get("stop") or []
+    turn = Turn(
+        stop=[stop] if isinstance(stop, str) else stop,
+        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+    )
+    messages = body["messages"]
+    turn.system = " ".join(
+        _text_of(m.get("content")) for m in messages if m["role"] in ("system", "developer")
+    )
+    turn.json_mode = (body.get("response_format") or {}).get("type") in (
+        "json_object",
+        "json_schema",
+    )
+    turn.tools = [t["function"]["name"] for t in body.get("tools") or []]
+    choice = body.get("tool_choice") or "auto"
+    turn.tool_choice = choice if isinstance(choice, str) else choice["function"]["name"]
+    turn.thinking = body.get("reasoning_effort") is not None
+    turn.prompt_words = sum(len(_text_of(m.get("content")).split()) for m in messages)
+    trailing_tools = []
+    for message in reversed(messages):
+        if message["role"] != "tool":
+            break
+        trailing_tools.insert(0, (message["tool_call_id"], _text_of(message.get("content"))))
+    turn.tool_results = trailing_tools
+    for message in messages:
+        if message["role"] != "user":
+            continue
+        content = message.get("content")
+        turn.user_text = _text_of(content)
+        turn.images = []
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                url = part["image_url"]["url"]
+                turn.images.append(
+                    f"base64 {url[5 : url.index(';')]}" if url.startswith("data:") else "url"
+                )
+    return turn
+
+
+def _usage(ans: Answer) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": ans.prompt_tokens,
+        "completion_tokens": ans.completion_tokens,
+        "total_tokens": ans.prompt_tokens + ans.completion_tokens,
     }
+    if ans.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": ans.cached_tokens}
+    return usage
 
 
-class FakeOpenAI:
+def _tool_calls(ans: Answer) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments_json},
+        }
+        for c in ans.tool_calls
+    ]
+
+
+class FakeOpenAI(FakeServer):
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.calls: dict[str, int] = {}
+        super().__init__()
         self.gate = threading.Event()
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
-
-    # ------------------------------------------------------------------ server
-    def start(self) -> FakeOpenAI:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/{prefix:.*}chat/completions", self.chat)
-            app.router.add_post("/{prefix:.*}embeddings", self.embeddings)
-            app.router.add_get("/{prefix:.*}models", self.models)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    async def _shutdown(self) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    # ---------------------------------------------------------------- handlers
-    async def _record(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        body: dict[str, Any] = orjson.loads(raw)
-        self.requests.append(
-            {
-                "path": request.path,
-                "query": dict(request.query),
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "body": body,
-                "raw": raw,
-            }
-        )
-        return body
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{prefix:.*}chat/completions", self.chat)
+        app.router.add_post("/{prefix:.*}embeddings", self.embeddings)
+        app.router.add_get("/{prefix:.*}models", self.models)
 
     def _error(self, status: int) -> web.Response:
         kinds = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
@@ -133,37 +123,36 @@ class FakeOpenAI:
         return web.json_response(error, status=status, headers=headers)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
+        body = await self.record(request)
         model = str(body.get("model", ""))
-        self.calls[model] = self.calls.get(model, 0) + 1
+        calls = self.count(model)
+        if request.headers.get("authorization") == "Bearer sk-wrong":
+            return self._error(401)
         if model.startswith("fail-"):
             return self._error(int(model.removeprefix("fail-")))
-        if model.startswith("flaky-") and self.calls[model] == 1:
+        if model.startswith("flaky-") and calls == 1:
             return self._error(int(model.removeprefix("flaky-")))
         if model == "slow":
             await asyncio.sleep(2)
-        text = reply_text(body)
+        ans = answer(read_turn(body))
         if body.get("stream"):
-            return await self._stream(request, body, text)
+            return await self._stream(request, body, ans)
+        message: dict[str, Any] = {"role": "assistant", "content": ans.text}
+        if ans.tool_calls:
+            message["tool_calls"] = _tool_calls(ans)
         return web.json_response(
             {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": _usage(body, text),
+                "choices": [{"index": 0, "message": message, "finish_reason": FINISH[ans.finish]}],
+                "usage": _usage(ans),
             }
         )
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], text: str
+        self, request: web.Request, body: dict[str, Any], ans: Answer
     ) -> web.StreamResponse:
         model = body["model"]
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -183,9 +172,8 @@ class FakeOpenAI:
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         await event(chunk({"role": "assistant", "content": ""}))
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            await event(chunk({"content": word if i == 0 else " " + word}))
+        for i, word in enumerate(ans.words()):
+            await event(chunk({"content": word}))
             if model == "drop-stream" and i == 1:
                 assert request.transport is not None
                 request.transport.close()
@@ -194,15 +182,27 @@ class FakeOpenAI:
                 await asyncio.sleep(3)
             if model == "gated-stream" and i == 0:
                 await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
-        await event(chunk({}, "stop"))
+        for index, call in enumerate(_tool_calls(ans)):
+            head = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            await event(chunk({"tool_calls": [head]}))
+            for piece in split_json(call["function"]["arguments"]):
+                await event(
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                )
+        await event(chunk({}, FINISH[ans.finish]))
         if include_usage:
-            await event({**base, "choices": [], "usage": _usage(body, text)})
+            await event({**base, "choices": [], "usage": _usage(ans)})
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        body = await self._record(request)
+        body = await self.record(request)
         return web.json_response(
             {
                 "object": "list",

@@ -165,6 +165,7 @@ def test_without_consumers_the_data_plane_is_open_and_says_so() -> None:
     )
     anonymous = table.authenticate(None)
     assert anonymous is not None and anonymous.name == "anonymous"
+    assert table.authenticate("sk-anything") is anonymous
     assert any("without a key" in w for w in table.warnings)
 
 
