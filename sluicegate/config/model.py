@@ -10,39 +10,32 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from sluicegate.config.durations import parse_duration
+from sluicegate.providers.catalog import CATALOG
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
 
-PROVIDERS = (
-    "openai",
-    "azure",
-    "anthropic",
-    "bedrock",
-    "gemini",
-    "vertex",
-    "cohere",
-    "mistral",
-    "openai-compatible",
-    "mock",
-)
-Provider = Literal[
-    "openai",
-    "azure",
-    "anthropic",
-    "bedrock",
-    "gemini",
-    "vertex",
-    "cohere",
-    "mistral",
-    "openai-compatible",
-    "mock",
-]
+
+def _provider(value: str) -> str:
+    if value not in CATALOG:
+        raise ValueError(f"'{value}' is not a provider; use one of: {', '.join(sorted(CATALOG))}")
+    return value
+
+
+Provider = Annotated[str, AfterValidator(_provider)]
 
 
 def _secret(**kwargs: Any) -> Any:
@@ -156,6 +149,9 @@ class Service(Strict):
     read_timeout: Duration | None = Field(default=None, gt=0)
     upstream: str | None = None
     upstream_id: str | None = None
+    api_version: str | None = None  # azure: the api-version query parameter
+    project: str | None = None  # vertex: the Google Cloud project
+    location: str | None = None  # vertex: the region, e.g. us-central1
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     mock_latency: Duration = 0.0
@@ -174,8 +170,12 @@ class Service(Strict):
     @model_validator(mode="after")
     def _shape(self) -> Service:
         if self.type == "endpoint":
-            if self.host is None and self.provider != "mock":
-                raise ValueError("an endpoint service needs a host")
+            if (
+                self.host is None
+                and CATALOG[self.provider].host is None
+                and self.provider != "mock"
+            ):
+                raise ValueError(f"an endpoint service of provider '{self.provider}' needs a host")
             if self.upstream or self.upstream_id:
                 raise ValueError("an endpoint service takes no upstream; set type: upstream")
         else:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sluicegate.providers.base import UpstreamRequest
+
+if TYPE_CHECKING:
+    from sluicegate.proxy.upstream import Transport
 
 
 @dataclass(frozen=True, slots=True)
 class StaticCredentials:
     header: tuple[str, str] | None = None
     param: tuple[str, str] | None = None
+    needs_prepare: bool = field(default=False, init=False)
+
+    async def prepare(self, http: Transport) -> None:
+        return None
 
     def sign(self, request: UpstreamRequest) -> None:
         if self.header is not None:

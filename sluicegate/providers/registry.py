@@ -1,34 +1,26 @@
 """Which adapter serves each ``provider:`` value.
 
-OpenAI-compatible providers are data: a row here, no code. Providers whose
-adapters land later are listed as ``None`` so that configs naming them load
-(with a warning) and their requests fail clearly instead of at start-up.
+Providers whose adapters have not landed yet map to ``None``: configs naming
+them load (with a warning) and their requests fail clearly, never at start-up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sluicegate.providers.anthropic import AnthropicAdapter
 from sluicegate.providers.base import Adapter
+from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.openai import OpenAIAdapter
 
+_OWN: dict[str, type[Adapter] | None] = {
+    "anthropic": AnthropicAdapter,
+    "azure": None,
+    "bedrock": None,
+    "gemini": None,
+    "vertex": None,
+    "cohere": None,
+}
 
-@dataclass(frozen=True, slots=True)
-class ProviderSpec:
-    adapter: type[Adapter] | None
-    default_path: str = "/v1"
-
-
-PROVIDERS: dict[str, ProviderSpec] = {
-    "openai": ProviderSpec(OpenAIAdapter),
-    "openai-compatible": ProviderSpec(OpenAIAdapter),
-    "mistral": ProviderSpec(OpenAIAdapter),
-    "mock": ProviderSpec(OpenAIAdapter),
-    "azure": ProviderSpec(None, "/openai"),
-    "anthropic": ProviderSpec(AnthropicAdapter),
-    "bedrock": ProviderSpec(None, ""),
-    "gemini": ProviderSpec(None, "/v1beta"),
-    "vertex": ProviderSpec(None, "/v1"),
-    "cohere": ProviderSpec(None, "/v2"),
+# Everything else in the catalog speaks OpenAI's API.
+ADAPTERS: dict[str, type[Adapter] | None] = {
+    name: _OWN.get(name, OpenAIAdapter) for name in CATALOG
 }

@@ -248,9 +248,15 @@ class Proxy:
         request = adapter.build(endpoint, body, raw, model, service.balancer.pick())
         for name, value in service.headers:
             request.headers[name] = value
-        if service.signer is not None:
-            service.signer.sign(request)
         transport = service.transport or self.runtime.http
+        signer = service.signer
+        if signer is not None:
+            if signer.needs_prepare:
+                try:
+                    await signer.prepare(self.runtime.http)
+                except TransportError as exc:
+                    return Failure(exc.kind, service, detail=f"could not obtain credentials: {exc}")
+            signer.sign(request)
         try:
             response = await transport.open(request, service.timeouts)
         except TransportError as exc:

@@ -8,11 +8,11 @@ import re
 
 import orjson
 
-from sluicegate.config.model import Config, Credentials, Rule, Service, Upstream
-from sluicegate.credentials import Signer
-from sluicegate.credentials.static import StaticCredentials
+from sluicegate.config.model import Config, Rule, Service, Upstream
+from sluicegate.credentials import build_signer
+from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
-from sluicegate.providers.registry import PROVIDERS
+from sluicegate.providers.registry import ADAPTERS
 from sluicegate.proxy.upstream import Timeouts
 from sluicegate.routing.balancer import Balancer, RoundRobin, Single
 from sluicegate.routing.table import (
@@ -32,30 +32,18 @@ def is_glob(pattern: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(pattern)
 
 
-def _signer(creds: Credentials | None, where: str, warnings: list[str]) -> Signer | None:
-    if creds is None:
-        return None
-    header = (creds.header_name, creds.header_value or "") if creds.header_name else None
-    param = (creds.param_name, creds.param_value or "") if creds.param_name else None
-    others = [
-        name
-        for name in ("aws_access_key_id", "azure_client_id", "gcp_service_account_json")
-        if getattr(creds, name) is not None
-    ]
-    if others:
-        warnings.append(f"{where}: {others[0].split('_')[0]} credentials are not supported yet")
-    if header is None and param is None:
-        return None
-    return StaticCredentials(header=header, param=param)
-
-
-def _base_url(svc: Service, default_path: str) -> str:
-    protocol = svc.protocol
-    port = svc.port or (443 if protocol == "https" else 80)
+def _base_url(svc: Service) -> str:
+    info = CATALOG[svc.provider]
+    protocol = svc.protocol if svc.host or "protocol" in svc.model_fields_set else info.protocol
+    host = svc.host or (info.host or "").format(
+        region=(svc.credentials.aws_region if svc.credentials else None) or "us-east-1",
+        location=svc.location or "us-central1",
+    )
+    port = svc.port or (info.port if not svc.host else None) or (443 if protocol == "https" else 80)
     default_port = (protocol == "https" and port == 443) or (protocol == "http" and port == 80)
-    host = f"[{svc.host}]" if svc.host and ":" in svc.host else svc.host
+    host = f"[{host}]" if ":" in host else host
     authority = host if default_port else f"{host}:{port}"
-    path = svc.path if svc.path is not None else default_path
+    path = svc.path if svc.path is not None else info.path
     return f"{protocol}://{authority}{path}"
 
 
@@ -63,8 +51,8 @@ def compile_service(
     svc: Service, index: int, upstreams: dict[str, Upstream], warnings: list[str]
 ) -> CompiledService:
     where = f"services[{index}]"
-    spec = PROVIDERS[svc.provider]
-    adapter = spec.adapter() if spec.adapter is not None else None
+    adapter_class = ADAPTERS[svc.provider]
+    adapter = adapter_class() if adapter_class is not None else None
     if adapter is None:
         warnings.append(
             f"{where}.provider: '{svc.provider}' is not supported yet; requests routed to "
@@ -73,7 +61,7 @@ def compile_service(
     timeouts = Timeouts(
         connect=svc.connect_timeout, read=svc.read_timeout or svc.timeout, total=svc.timeout
     )
-    path = svc.path if svc.path is not None else spec.default_path
+    path = svc.path if svc.path is not None else CATALOG[svc.provider].path
     balancer: Balancer
     creds = svc.credentials
     if svc.provider == "mock":
@@ -97,14 +85,14 @@ def compile_service(
         balancer = RoundRobin(tuple(t.url + path for t in upstream.targets))
         creds = creds or upstream.credentials
     else:
-        balancer = Single(_base_url(svc, spec.default_path))
+        balancer = Single(_base_url(svc))
     return CompiledService(
         svc.name,
         svc.provider,
         adapter,
         balancer,
         tuple(svc.headers.items()),
-        _signer(creds, f"{where}.credentials", warnings),
+        build_signer(creds, svc, f"{where}.credentials", warnings),
         svc.retries,
         timeouts,
     )

@@ -94,7 +94,7 @@ def test_the_base_config_is_valid() -> None:
             "upstreams[0].targets[0].weight: must be greater than 0",
         ),
         ("services.1.name", "openai", "services[1].name: duplicate name 'openai'"),
-        ("services.0.provider", "openia", "services[0].provider: must be one of"),
+        ("services.0.provider", "openia", "services[0].provider: 'openia' is not a provider"),
         ("services.0.timeout", "soon", "services[0].timeout: 'soon' is not a duration"),
         ("services.0.retries", -1, "services[0].retries: must be at least 0"),
         ("services.0.colour", "blue", "services[0].colour: unknown field"),
@@ -124,7 +124,9 @@ def test_missing_required_fields() -> None:
 
 
 def test_service_shape_rules() -> None:
-    endpoint_without_host = config_with("services.0", {"name": "openai", "provider": "openai"})
+    endpoint_without_host = config_with(
+        "services.0", {"name": "x", "provider": "openai-compatible"}
+    )
     assert any("needs a host" in i for i in issues_of(endpoint_without_host))
     upstream_without_pool = config_with(
         "services.2", {"name": "local", "type": "upstream", "provider": "openai"}

@@ -177,3 +177,37 @@ def test_unsupported_provider_is_a_warning() -> None:
         }
     )
     assert any("'bedrock' is not supported yet" in w for w in table.warnings)
+
+
+@pytest.mark.parametrize(
+    ("service", "url"),
+    [
+        ({"provider": "openai"}, "https://api.openai.com/v1"),
+        ({"provider": "groq"}, "https://api.groq.com/openai/v1"),
+        ({"provider": "ollama"}, "http://127.0.0.1:11434/v1"),
+        ({"provider": "ollama", "host": "gpu-box", "protocol": "http"}, "http://gpu-box/v1"),
+        (
+            {
+                "provider": "bedrock",
+                "credentials": {
+                    "aws_access_key_id": "AKIA",
+                    "aws_secret_access_key": "s",
+                    "aws_region": "eu-west-1",
+                },
+            },
+            "https://bedrock-runtime.eu-west-1.amazonaws.com",
+        ),
+        (
+            {"provider": "vertex", "location": "europe-west4"},
+            "https://europe-west4-aiplatform.googleapis.com/v1",
+        ),
+    ],
+)
+def test_catalog_defaults(service: dict[str, Any], url: str) -> None:
+    table = table_for(
+        {
+            "services": [{"name": "s", **service}],
+            "rules": [{"name": "r", "targets": [{"service": "s"}]}],
+        }
+    )
+    assert table.services["s"].balancer.urls == (url,)
