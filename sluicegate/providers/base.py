@@ -8,12 +8,15 @@ request after the adapter built it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
 from sluicegate.errors import GatewayError, UpstreamStatusError
 from sluicegate.schema.sse import EventSplitter, parse_event
+
+if TYPE_CHECKING:
+    from sluicegate.config.model import Service
 
 # Endpoint names the data plane serves; adapters append their own URL for each.
 Endpoint = str
@@ -52,8 +55,13 @@ class SSEDecoder:
         out: list[dict[str, Any]] = []
         for raw in self._splitter.feed(data):
             name, payload = parse_event(raw)
-            if payload:
+            if not payload:
+                continue
+            try:
                 out.extend(self.on_event(name, payload))
+            except (KeyError, TypeError, AttributeError, IndexError) as exc:
+                # An event that does not have the documented shape.
+                raise ValueError(f"unexpected stream event ({type(exc).__name__})") from None
         return out
 
     def on_event(self, name: str | None, data: bytes) -> list[dict[str, Any]]:
@@ -71,6 +79,12 @@ class Adapter:
     openai_wire: ClassVar[bool] = False
     default_path: ClassVar[str] = ""
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+
+    @classmethod
+    def for_service(cls, service: Service) -> Adapter:
+        """The adapter for one service; override to read service fields
+        (``api_version``, ``project``, ``location``) once, at compile time."""
+        return cls()
 
     def build(
         self,

@@ -286,7 +286,7 @@ class Proxy:
         if not adapter.openai_wire:
             try:
                 data = orjson.dumps(adapter.decode(endpoint, data))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
                 return Failure("invalid", service, detail=type(exc).__name__)
             content_type = "application/json"
         return Success(response, content_type, data)

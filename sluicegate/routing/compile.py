@@ -52,7 +52,7 @@ def compile_service(
 ) -> CompiledService:
     where = f"services[{index}]"
     adapter_class = ADAPTERS[svc.provider]
-    adapter = adapter_class() if adapter_class is not None else None
+    adapter = adapter_class.for_service(svc) if adapter_class is not None else None
     if adapter is None:
         warnings.append(
             f"{where}.provider: '{svc.provider}' is not supported yet; requests routed to "
