@@ -7,19 +7,25 @@ import logging
 import orjson
 
 from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
+from sluicegate.dialects.anthropic import AnthropicDialect
+from sluicegate.dialects.base import Dialect
+from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import GatewayError, InvalidRequest, NotFound
 from sluicegate.proxy.handler import Proxy
 from sluicegate.runtime import Runtime
 
 log = logging.getLogger("sluicegate")
 
-_POST_ENDPOINTS = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-    "/chat/completions": "chat",
-    "/completions": "completions",
-    "/embeddings": "embeddings",
+_OPENAI = OpenAIDialect()
+_ANTHROPIC = AnthropicDialect()
+_POST_ENDPOINTS: dict[str, tuple[str, Dialect]] = {
+    "/v1/chat/completions": ("chat", _OPENAI),
+    "/v1/completions": ("completions", _OPENAI),
+    "/v1/embeddings": ("embeddings", _OPENAI),
+    "/chat/completions": ("chat", _OPENAI),
+    "/completions": ("completions", _OPENAI),
+    "/embeddings": ("embeddings", _OPENAI),
+    "/v1/messages": ("chat", _ANTHROPIC),
 }
 _OK = orjson.dumps({"status": "ok"})
 
@@ -45,14 +51,17 @@ class App:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        endpoint = _POST_ENDPOINTS.get(path)
-        if endpoint is not None:
+        route = _POST_ENDPOINTS.get(path)
+        if route is not None:
             if method == "POST":
-                await self.proxy.handle(scope, receive, send, endpoint)
+                await self.proxy.handle(scope, receive, send, *route)
                 return
             await respond_error(
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
+            return
+        if path == "/v1/messages/count_tokens" and method == "POST":
+            await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC)
             return
         if method in ("GET", "HEAD"):
             if path in ("/v1/models", "/models"):

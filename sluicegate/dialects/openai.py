@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 
-from sluicegate.errors import InvalidRequest
+from sluicegate.dialects.base import Parsed
+from sluicegate.errors import GatewayError, InvalidRequest
+from sluicegate.schema.sse import DONE, encode_data
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -134,3 +136,44 @@ def content_text(content: Any) -> str:
             if isinstance(part, dict) and part.get("type") == "text"
         )
     return ""
+
+
+class OpenAIStreamEncoder:
+    """Canonical chunks are OpenAI chunks: only the usage chunk is optional."""
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def encode(self, chunks: list[dict[str, Any]]) -> bytes:
+        if not self.include_usage:
+            chunks = [c for c in chunks if c.get("choices")]
+        return b"".join(encode_data(c) for c in chunks)
+
+    def close(self) -> bytes:
+        return DONE
+
+    def error(self, error: GatewayError) -> bytes:
+        return encode_data(error.openai_body())
+
+
+class OpenAIDialect:
+    name = "openai"
+    forward_headers: tuple[bytes, ...] = ()
+
+    def parse(self, endpoint: str, raw: bytes) -> Parsed:
+        body = parse_json_object(raw)
+        return Parsed(body, CHECKS[endpoint](body), body)
+
+    def encode_response(self, endpoint: str, canonical: dict[str, Any]) -> bytes:
+        return orjson.dumps(canonical)
+
+    def stream_encoder(self, canonical: dict[str, Any], model: str) -> OpenAIStreamEncoder:
+        include_usage = bool((canonical.get("stream_options") or {}).get("include_usage"))
+        return OpenAIStreamEncoder(include_usage)
+
+    def stream_done(self, event: bytes) -> bool:
+        # An error event also ends the stream: nothing may follow it.
+        return event == DONE or event.startswith(b'data: {"error"')
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return encode_data(error.openai_body())

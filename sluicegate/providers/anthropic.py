@@ -361,22 +361,27 @@ def stream_error(error: dict[str, Any]) -> GatewayError:
 
 class AnthropicAdapter(Adapter):
     name: ClassVar[str] = "anthropic"
+    passthrough_dialect: ClassVar[str | None] = "anthropic"
     default_path: ClassVar[str] = "/v1"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "count_tokens"})
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
     ) -> UpstreamRequest:
-        payload = translate_request(body, model)
-        stream = payload.get("stream") is True
+        if raw:
+            data, stream = raw, body.get("stream") is True
+        elif endpoint == "count_tokens":
+            raise InvalidRequest("count_tokens is answered by Anthropic services only")
+        else:
+            payload = translate_request(body, model)
+            data, stream = orjson.dumps(payload), payload.get("stream") is True
         headers = {
             "content-type": "application/json",
             "anthropic-version": API_VERSION,
             "accept": "text/event-stream" if stream else "application/json",
         }
-        return UpstreamRequest(
-            "POST", base_url + "/messages", headers, orjson.dumps(payload), stream
-        )
+        path = "/messages/count_tokens" if endpoint == "count_tokens" else "/messages"
+        return UpstreamRequest("POST", base_url + path, headers, data, stream)
 
     def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
         return translate_response(orjson.loads(body))

@@ -77,6 +77,9 @@ class Adapter:
 
     name: ClassVar[str] = "base"
     openai_wire: ClassVar[bool] = False
+    # The client dialect whose requests and answers this provider takes and
+    # gives as they are; for such clients, bytes pass through untouched.
+    passthrough_dialect: ClassVar[str | None] = None
     default_path: ClassVar[str] = ""
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
 
@@ -94,6 +97,11 @@ class Adapter:
         model: str,
         base_url: str,
     ) -> UpstreamRequest:
+        """The provider request for canonical ``body`` with ``model``.
+
+        ``raw`` is non-empty only when the client spoke this provider's own
+        dialect: it is then the exact body to send (model already set).
+        """
         raise NotImplementedError
 
     def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:

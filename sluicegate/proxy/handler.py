@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from sluicegate.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond, respond_error
-from sluicegate.dialects.openai import CHECKS, parse_json_object
+from sluicegate.dialects.anthropic import estimate_tokens
+from sluicegate.dialects.base import Dialect, Parsed
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
@@ -26,8 +27,7 @@ from sluicegate.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from sluicegate.providers.base import StreamDecoder
-from sluicegate.proxy.streaming import relay_stream
+from sluicegate.proxy.streaming import Passthrough, Relay, Translated, relay_stream
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -88,7 +88,19 @@ class Success:
     response: UpstreamResponse
     content_type: str
     body: bytes | None  # None: a stream still to relay
-    decoder: StreamDecoder | None = None  # None: the stream is OpenAI's already
+    relay: Relay | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request, read once, shared by every attempt."""
+
+    dialect: Dialect
+    endpoint: str
+    parsed: Parsed
+    raw: bytes
+    stream: bool
+    forwarded: dict[str, str]
 
 
 def _retryable(status: int | None, service: CompiledService) -> bool:
@@ -126,6 +138,15 @@ def read_headers(headers: list[tuple[bytes, bytes]]) -> Incoming:
     return Incoming(rid or os.urandom(16).hex(), key, length)
 
 
+def _forwarded(dialect: Dialect, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Client headers that a provider of the client's own dialect should see."""
+    if not dialect.forward_headers:
+        return {}
+    return {
+        k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in dialect.forward_headers
+    }
+
+
 class Proxy:
     """Serves the OpenAI-dialect endpoints for one runtime."""
 
@@ -154,7 +175,9 @@ class Proxy:
         out.append(JSON)
         await respond(send, 200, consumer.models_body, out)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: str, dialect: Dialect
+    ) -> None:
         table = self.runtime.table  # this request finishes on the table it started with
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
@@ -162,12 +185,40 @@ class Proxy:
         try:
             consumer = self.authenticate(table, incoming.key)
             raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
-            body = parse_json_object(raw)
-            model = CHECKS[endpoint](body)
-            rule = self.match(table, consumer, model, scope, headers)
-            await self.forward(table, rule, endpoint, body, raw, model, send, out)
+            parsed = dialect.parse(endpoint, raw)
+            rule = self.match(table, consumer, parsed.model, scope, headers)
+            stream = parsed.canonical.get("stream") is True
+            call = Call(dialect, endpoint, parsed, raw, stream, _forwarded(dialect, headers))
+            await self.forward(table, rule, call, send, out)
         except GatewayError as exc:
-            await respond_error(send, exc, out)
+            await respond_error(send, exc, out, dialect.name)
+
+    async def count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, dialect: Dialect
+    ) -> None:
+        """``/v1/messages/count_tokens``: asked of the rule's Anthropic target,
+        estimated locally for any other provider (docs/anthropic.md)."""
+        table = self.runtime.table
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        incoming = read_headers(headers)
+        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        try:
+            consumer = self.authenticate(table, incoming.key)
+            raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
+            parsed = dialect.parse("count_tokens", raw)
+            rule = self.match(table, consumer, parsed.model, scope, headers)
+            first = rule.targets[0].service
+            if first.adapter is not None and first.adapter.passthrough_dialect == dialect.name:
+                call = Call(
+                    dialect, "count_tokens", parsed, raw, False, _forwarded(dialect, headers)
+                )
+                await self.forward(table, rule, call, send, out)
+                return
+            out.append(JSON)
+            body = orjson.dumps({"input_tokens": estimate_tokens(parsed.native)})
+            await respond(send, 200, body, out)
+        except GatewayError as exc:
+            await respond_error(send, exc, out, dialect.name)
 
     def match(
         self,
@@ -202,24 +253,15 @@ class Proxy:
         )
 
     async def forward(
-        self,
-        table: RoutingTable,
-        rule: CompiledRule,
-        endpoint: str,
-        body: dict[str, Any],
-        raw: bytes,
-        model: str,
-        send: Send,
-        out: Headers,
+        self, table: RoutingTable, rule: CompiledRule, call: Call, send: Send, out: Headers
     ) -> None:
         attempts = 0
         failure: Failure | None = None
-        stream = body.get("stream") is True
         for step in rule.plan(table.rng):
             service = step.service
             for _ in range(service.retries + 1):
                 attempts += 1
-                result = await self.attempt(step, endpoint, body, raw, step.model or model, stream)
+                result = await self.attempt(step, call)
                 if isinstance(result, Failure):
                     failure = result
                     if failure.kind == "status" and not _retryable(failure.status, service):
@@ -227,7 +269,7 @@ class Proxy:
                     continue
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(result, body, send, out)
+                await self.deliver(result, send, out)
                 return
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status):
@@ -237,15 +279,28 @@ class Proxy:
         out.append((b"x-sluicegate-attempts", str(attempts).encode()))
         raise failure.error()
 
-    async def attempt(
-        self, step: Step, endpoint: str, body: dict[str, Any], raw: bytes, model: str, stream: bool
-    ) -> Success | Failure:
+    async def attempt(self, step: Step, call: Call) -> Success | Failure:
         service = step.service
         adapter = service.adapter
+        endpoint = call.endpoint
         if adapter is None or endpoint not in adapter.endpoints:
             what = f"provider '{service.provider}'"
             return Failure("connect", service, detail=f"{what} does not serve /{endpoint} yet")
-        request = adapter.build(endpoint, body, raw, model, service.balancer.pick())
+        model = step.model or call.parsed.model
+        native = adapter.passthrough_dialect == call.dialect.name
+        data = b""
+        if native:
+            # The client spoke this provider's own API: its bytes go on as they
+            # came, unless the rule renamed the model.
+            body = call.parsed.native
+            data = (
+                call.raw if body.get("model") == model else orjson.dumps({**body, "model": model})
+            )
+        request = adapter.build(
+            endpoint, call.parsed.canonical, data, model, service.balancer.pick()
+        )
+        if native:
+            request.headers.update(call.forwarded)
         for name, value in service.headers:
             request.headers[name] = value
         transport = service.transport or self.runtime.http
@@ -263,40 +318,48 @@ class Proxy:
             return Failure(exc.kind, service, detail=str(exc))
         if response.status >= 400:
             try:
-                data = await response.read()
+                error_body = await response.read()
             except TransportError:
-                data = b""
+                error_body = b""
             return Failure(
                 "status",
                 service,
                 status=response.status,
                 headers={k.lower(): v for k, v in response.headers.items()},
-                body=data[:_MAX_ERROR_BODY],
+                body=error_body[:_MAX_ERROR_BODY],
             )
         content_type = response.headers.get("content-type", "application/json")
-        if stream and (not adapter.openai_wire or content_type.startswith("text/event-stream")):
-            decoder = None if adapter.openai_wire else adapter.stream_decoder(endpoint, model)
-            return Success(response, content_type, None, decoder)
+        # A provider that answers a stream request with plain JSON (an error
+        # object, or a server that ignores `stream`) is read as a whole answer.
+        if call.stream and not content_type.startswith("application/json"):
+            relay: Relay
+            if native:
+                relay = Passthrough(call.dialect)
+            else:
+                decoder = adapter.stream_decoder(endpoint, model)
+                relay = Translated(
+                    decoder, call.dialect.stream_encoder(call.parsed.canonical, model)
+                )
+            return Success(response, content_type, None, relay)
         # A whole answer is read (and decoded) inside the attempt, so a read
         # that breaks or stalls, or an unreadable answer, is retried.
         try:
-            data = await response.read()
+            answer = await response.read()
         except TransportError as exc:
             return Failure(exc.kind, service, detail=str(exc))
-        if not adapter.openai_wire:
+        if not native:
             try:
-                data = orjson.dumps(adapter.decode(endpoint, data))
+                canonical = adapter.decode(endpoint, answer)
             except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
                 return Failure("invalid", service, detail=type(exc).__name__)
+            answer = call.dialect.encode_response(endpoint, canonical)
             content_type = "application/json"
-        return Success(response, content_type, data)
+        return Success(response, content_type, answer)
 
-    async def deliver(
-        self, result: Success, body: dict[str, Any], send: Send, out: Headers
-    ) -> None:
-        if result.body is None:
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            await relay_stream(result.response, send, out, result.decoder, include_usage)
+    async def deliver(self, result: Success, send: Send, out: Headers) -> None:
+        if result.relay is not None:
+            await relay_stream(result.response, send, out, result.relay)
             return
+        assert result.body is not None
         out.append((b"content-type", result.content_type.encode("latin-1")))
         await respond(send, result.response.status, result.body, out)

@@ -1,20 +1,22 @@
 """Relaying a stream: each whole event goes to the client as soon as it arrives.
 
-An OpenAI-format stream is cut at event boundaries and passed on as bytes
-(never half an event). Any other provider's stream goes through its adapter's
-decoder and comes out as OpenAI chunks. Either way, when the upstream breaks
-off the client gets a well-formed error event instead of a silent end.
+When the client and the provider speak the same dialect, events are cut at
+their boundaries and passed on as bytes (never half an event). Otherwise the
+provider's decoder turns its stream into canonical chunks and the client's
+dialect encodes them. Either way, when the upstream breaks off the client gets
+a well-formed error event instead of a silent end.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from sluicegate.asgi import Headers, Send
 from sluicegate.errors import GatewayError, TransportError, UpstreamError, UpstreamTimeout
-from sluicegate.schema.sse import DONE, EventSplitter, encode_data
+from sluicegate.schema.sse import EventSplitter
 
 if TYPE_CHECKING:
+    from sluicegate.dialects.base import Dialect, StreamEncoder
     from sluicegate.providers.base import StreamDecoder
     from sluicegate.proxy.upstream import UpstreamResponse
 
@@ -25,50 +27,62 @@ _STREAM_HEADERS = [
 ]
 
 
-class _Passthrough:
-    """OpenAI's own stream: whole events out, bytes untouched."""
+class Relay(Protocol):
+    finished: bool
 
-    def __init__(self) -> None:
+    def feed(self, data: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+    def error(self, error: GatewayError) -> bytes: ...
+
+
+class Passthrough:
+    """The provider speaks the client's dialect: whole events out, bytes untouched."""
+
+    def __init__(self, dialect: Dialect) -> None:
         self.finished = False
+        self._dialect = dialect
         self._splitter = EventSplitter()
 
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
         if not events:
             return b""
-        self.finished = events[-1] == DONE
+        self.finished = self._dialect.stream_done(events[-1])
         return events[0] if len(events) == 1 else b"".join(events)
 
+    def close(self) -> bytes:
+        return b""
 
-class _Translated:
-    """Another provider's stream, decoded into OpenAI chunks."""
+    def error(self, error: GatewayError) -> bytes:
+        return self._dialect.error_event(error)
 
-    def __init__(self, decoder: StreamDecoder, include_usage: bool) -> None:
+
+class Translated:
+    """The provider's stream decoded into canonical chunks, encoded in the client's dialect."""
+
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self.decoder = decoder
-        self.include_usage = include_usage
-
-    @property
-    def finished(self) -> bool:
-        return self.decoder.finished
+        self.encoder = encoder
+        self.finished = False
 
     def feed(self, data: bytes) -> bytes:
-        chunks: list[dict[str, Any]] = self.decoder.feed(data)
-        if not self.include_usage:
-            chunks = [c for c in chunks if c.get("choices")]
-        out = b"".join(encode_data(c) for c in chunks)
-        if self.decoder.finished:
-            out += DONE
+        chunks = self.decoder.feed(data)
+        out = self.encoder.encode(chunks) if chunks else b""
+        if self.decoder.finished and not self.finished:
+            self.finished = True
+            out += self.encoder.close()
         return out
 
+    def close(self) -> bytes:
+        return b""
 
-async def relay_stream(
-    response: UpstreamResponse,
-    send: Send,
-    out: Headers,
-    decoder: StreamDecoder | None = None,
-    include_usage: bool = False,
-) -> None:
-    relay = _Passthrough() if decoder is None else _Translated(decoder, include_usage)
+    def error(self, error: GatewayError) -> bytes:
+        return self.encoder.error(error)
+
+
+async def relay_stream(response: UpstreamResponse, send: Send, out: Headers, relay: Relay) -> None:
     out.extend(_STREAM_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": out})
     error: GatewayError | None = None
@@ -82,12 +96,10 @@ async def relay_stream(
     except GatewayError as exc:  # the provider reported an error inside its stream
         error = exc
     except ValueError as exc:  # an event that is not what the provider documents
-        error = UpstreamError(
-            f"the upstream sent an unreadable stream event ({type(exc).__name__})"
-        )
+        error = UpstreamError(f"the upstream sent an unreadable stream event ({exc})")
     finally:
         response.release()
     if error is None and not relay.finished:
         error = UpstreamError("the upstream ended its stream before it was complete")
-    tail = encode_data(error.openai_body()) if error is not None else b""
+    tail = relay.error(error) if error is not None else relay.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -2,9 +2,11 @@
 
 Answers come from ``brain.answer``. Special models:
 
-    fail-<status>        that status with Anthropic's error body (529 is overloaded_error)
-    prompt-too-long      400 "prompt is too long: ..."
-    error-stream         a stream that reports overloaded_error after its first delta
+    *fail-<status>       that status with Anthropic's error body (529 is overloaded_error)
+    *prompt-too-long     400 "prompt is too long: ..."
+    *error-stream        a stream that reports overloaded_error after its first delta
+
+(``*``: any prefix, so that a rule's glob such as ``claude-*`` can reach them.)
 """
 
 from __future__ import annotations
@@ -231,6 +233,13 @@ def stream_events(ans: Answer, model: str, fail_after_first: bool = False) -> li
 class FakeAnthropic(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        body = await self.record(request)
+        return web.json_response(
+            {"input_tokens": read_turn({**body, "max_tokens": 1}).prompt_words + 1000}
+        )
 
     def _error(self, status: int, message: str | None = None) -> web.Response:
         kind = ERROR_TYPES.get(status, "api_error")
@@ -246,9 +255,9 @@ class FakeAnthropic(FakeServer):
         ).removeprefix("Bearer ")
         if key != "sk-ant-fake":
             return self._error(401, "invalid x-api-key")
-        if model.startswith("fail-"):
-            return self._error(int(model.removeprefix("fail-")))
-        if model == "prompt-too-long":
+        if "fail-" in model:
+            return self._error(int(model.split("fail-")[1]))
+        if model.endswith("prompt-too-long"):
             return self._error(400, "prompt is too long: 250000 tokens > 200000 maximum")
         for required in ("max_tokens", "messages"):
             if required not in body:
@@ -258,7 +267,7 @@ class FakeAnthropic(FakeServer):
             return web.json_response(message_body(ans, model))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for chunk in stream_events(ans, model, fail_after_first=model == "error-stream"):
+        for chunk in stream_events(ans, model, fail_after_first=model.endswith("error-stream")):
             await response.write(chunk)
         await response.write_eof()
         return response
