@@ -8,7 +8,8 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
      ├── ConfigError                 config that cannot be loaded (a list of issues)
      ├── TransportError              an attempt failed below HTTP (never shown as is)
      │    ├── ConnectFailed          could not connect, or the connection dropped
-     │    └── TimedOut               connect, read or total timeout
+     │    ├── TimedOut               connect, read or total timeout
+     │    └── CredentialsRefused     a token endpoint refused the gateway's credentials
      └── GatewayError                answered to a client
           ├── InvalidRequest         400 invalid_request_error
           ├── AuthenticationError    401 authentication_error
@@ -54,6 +55,12 @@ class ConnectFailed(TransportError):
 
 class TimedOut(TransportError):
     kind = "timeout"
+
+
+class CredentialsRefused(TransportError):
+    """A token endpoint (Entra ID, Google) refused the service's credentials: not retried."""
+
+    kind = "auth"
 
 
 # Anthropic names the statuses that have no type of their own in its API.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sluicegate.config.load import Loaded
 from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
+from sluicegate.routing.probes import Prober
 from sluicegate.routing.table import RoutingTable
 
 
@@ -17,6 +18,7 @@ class Runtime:
         self.loaded = loaded
         self.table: RoutingTable = compile_config(loaded.config, loaded.warnings)
         self._http: HttpTransport | None = None
+        self._prober: Prober | None = None
 
     @property
     def http(self) -> Transport:
@@ -28,16 +30,27 @@ class Runtime:
     def ready(self) -> bool:
         return self._http is not None
 
-    def swap(self, loaded: Loaded) -> RoutingTable:
+    async def swap(self, loaded: Loaded) -> RoutingTable:
         table = compile_config(loaded.config, loaded.warnings)
         self.loaded, self.table = loaded, table
+        if self._http is not None:
+            await self._start_probes()
         return table
 
     async def start(self) -> None:
         if self._http is None:
             self._http = HttpTransport()
+        await self._start_probes()
+
+    async def _start_probes(self) -> None:
+        if self._prober is not None:
+            await self._prober.stop()
+        self._prober = Prober(self.table.probes, self.http) if self.table.probes else None
 
     async def close(self) -> None:
+        if self._prober is not None:
+            await self._prober.stop()
+            self._prober = None
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -42,6 +42,12 @@ def _secret(**kwargs: Any) -> Any:
     return Field(default=None, repr=False, **kwargs)
 
 
+def _check_hash_on(value: str | None) -> str | None:
+    if value is not None and value != "consumer" and not value.startswith("header:"):
+        raise ValueError("must be 'consumer' or 'header:<name>'")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +66,7 @@ class Credentials(Strict):
     azure_client_id: str | None = None
     azure_client_secret: str | None = _secret()
     azure_tenant_id: str | None = None
+    azure_authority_host: str | None = None  # Entra ID's host; default login.microsoftonline.com
     gcp_service_account_json: str | None = _secret()
 
     @model_validator(mode="after")
@@ -128,9 +135,7 @@ class Upstream(Strict):
     @field_validator("hash_on")
     @classmethod
     def _hash_on(cls, value: str | None) -> str | None:
-        if value is not None and value != "consumer" and not value.startswith("header:"):
-            raise ValueError("must be 'consumer' or 'header:<name>'")
-        return value
+        return _check_hash_on(value)
 
 
 class Service(Strict):
@@ -147,6 +152,9 @@ class Service(Strict):
     timeout: Duration = Field(default=60.0, gt=0)
     connect_timeout: Duration = Field(default=10.0, gt=0)
     read_timeout: Duration | None = Field(default=None, gt=0)
+    first_byte_timeout: Duration | None = Field(default=None, gt=0)
+    retry_backoff: Duration = 0.05
+    retry_backoff_max: Duration = 2.0
     upstream: str | None = None
     upstream_id: str | None = None
     api_version: str | None = None  # azure: the api-version query parameter
@@ -183,6 +191,11 @@ class Service(Strict):
                 raise ValueError("an upstream service needs upstream (a name) or upstream_id")
             if self.host is not None:
                 raise ValueError("an upstream service takes its hosts from the upstream's targets")
+        if self.provider == "vertex" and not self.project:
+            raise ValueError(
+                "a vertex service needs project (the Google Cloud project id; "
+                "location defaults to us-central1)"
+            )
         return self
 
 
@@ -203,7 +216,7 @@ class Fallback(Strict):
     model: str | None = None
 
 
-FALLBACK_CLASSES = ("4xx", "5xx", "timeout", "connect")
+FALLBACK_CLASSES = ("4xx", "5xx", "timeout", "connect", "context_length", "content_filter")
 
 
 def _default_fallback_on() -> list[int | str]:
@@ -251,10 +264,16 @@ class Rule(Strict):
     match: RuleMatch = Field(default_factory=RuleMatch)
     targets: list[RuleTarget] = Field(min_length=1)
     fallbacks: list[Fallback] = Field(default_factory=list)
+    hash_on: str | None = None  # sticky splits: "consumer" or "header:<name>"
     fallback_on: list[int | str] = Field(default_factory=lambda: _default_fallback_on())
     policies: Policies = Field(default_factory=Policies)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("hash_on")
+    @classmethod
+    def _hash_on(cls, value: str | None) -> str | None:
+        return _check_hash_on(value)
 
     @field_validator("fallback_on")
     @classmethod
@@ -264,7 +283,9 @@ class Rule(Strict):
                 if not 400 <= item <= 599:
                     raise ValueError(f"{item} is not an HTTP error status (400-599)")
             elif item not in FALLBACK_CLASSES:
-                raise ValueError(f"'{item}' is not a status, '4xx', '5xx', 'timeout' or 'connect'")
+                raise ValueError(
+                    f"'{item}' is not a status or one of {', '.join(FALLBACK_CLASSES)}"
+                )
         return value
 
 

@@ -27,20 +27,45 @@ class Signer(Protocol):
 
 
 def build_signer(
-    creds: Credentials | None, service: Service, where: str, warnings: list[str]
+    creds: Credentials | None, service: Service | None, where: str, warnings: list[str]
 ) -> Signer | None:
     """The signer for a service's credentials (``None`` when it has none)."""
     if creds is None:
         return None
     if creds.aws_access_key_id is not None:
-        warnings.append(f"{where}: AWS SigV4 credentials are not supported yet")
-        return None
+        from sluicegate.credentials.aws import AwsSigV4
+
+        return AwsSigV4(
+            creds.aws_access_key_id,
+            creds.aws_secret_access_key or "",
+            creds.aws_session_token,
+            creds.aws_region or "us-east-1",
+        )
     if creds.azure_client_id is not None:
-        warnings.append(f"{where}: Azure Entra ID credentials are not supported yet")
-        return None
+        from sluicegate.credentials.azure import AzureEntraCredentials
+
+        if not (creds.azure_tenant_id and creds.azure_client_id and creds.azure_client_secret):
+            warnings.append(
+                f"{where}: azure_tenant_id, azure_client_id or azure_client_secret is empty; "
+                "Entra ID will refuse the token request"
+            )
+        return AzureEntraCredentials.from_credentials(creds)
     if creds.gcp_service_account_json is not None:
-        warnings.append(f"{where}: Google service account credentials are not supported yet")
-        return None
+        try:
+            from sluicegate.credentials.gcp import GoogleServiceAccount
+        except ImportError:
+            warnings.append(
+                f"{where}.gcp_service_account_json: needs google-auth; "
+                "install sluicegate[vertex]. Requests to this service will fail"
+            )
+            return None
+        try:
+            return GoogleServiceAccount.from_json(creds.gcp_service_account_json)
+        except ValueError as exc:
+            warnings.append(
+                f"{where}.gcp_service_account_json {exc}; requests to this service will fail"
+            )
+            return None
     from sluicegate.credentials.static import StaticCredentials
 
     header = (creds.header_name, creds.header_value or "") if creds.header_name else None

@@ -35,11 +35,14 @@ class UpstreamRequest:
 class StreamDecoder(Protocol):
     """Turns a provider's streamed bytes into canonical chunk dicts.
 
-    ``feed`` raises a ``GatewayError`` when the provider reports an error in
-    the stream; ``finished`` tells whether the provider ended it properly.
+    When the provider reports an error in its stream, ``feed`` returns the
+    chunks decoded before it and sets ``error``; ``finished`` tells whether the
+    provider ended the stream properly. ``feed`` raises ``ValueError`` for
+    bytes that are not the documented format.
     """
 
     finished: bool
+    error: GatewayError | None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
 
@@ -49,16 +52,19 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self.finished = False
+        self.error: GatewayError | None = None
         self._splitter = EventSplitter()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for raw in self._splitter.feed(data):
             name, payload = parse_event(raw)
-            if not payload:
+            if not payload or self.error is not None:
                 continue
             try:
                 out.extend(self.on_event(name, payload))
+            except GatewayError as exc:  # the provider's own error event
+                self.error = exc
             except (KeyError, TypeError, AttributeError, IndexError) as exc:
                 # An event that does not have the documented shape.
                 raise ValueError(f"unexpected stream event ({type(exc).__name__})") from None

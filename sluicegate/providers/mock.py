@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
@@ -60,7 +60,7 @@ class _MockResponse:
     async def read(self) -> bytes:
         return self._body if self._chunks is None else b"".join(self._chunks)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         for i, chunk in enumerate(self._chunks if self._chunks is not None else [self._body]):
             if i and self._delay:
                 await asyncio.sleep(self._delay)

@@ -8,7 +8,10 @@ retry never sees an edit twice.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,99 +19,19 @@ import orjson
 
 from sluicegate.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond, respond_error
 from sluicegate.dialects.anthropic import estimate_tokens
-from sluicegate.dialects.base import Dialect, Parsed
+from sluicegate.dialects.base import Dialect
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
     ModelNotFound,
-    NoHealthyUpstream,
     PermissionDenied,
-    TransportError,
-    UpstreamError,
-    UpstreamTimeout,
 )
-from sluicegate.proxy.streaming import Passthrough, Relay, Translated, relay_stream
-from sluicegate.routing.table import (
-    CompiledRule,
-    CompiledService,
-    ConsumerEntry,
-    RoutingTable,
-    Step,
-)
+from sluicegate.proxy.attempt import Call, Failure, Success, attempt
+from sluicegate.proxy.streaming import relay_stream
+from sluicegate.routing.table import CompiledRule, CompiledService, ConsumerEntry, RoutingTable
 
 if TYPE_CHECKING:
-    from sluicegate.proxy.upstream import UpstreamResponse
     from sluicegate.runtime import Runtime
-
-_MAX_ERROR_BODY = 64 * 1024
-
-
-@dataclass(slots=True)
-class Failure:
-    """Why the last attempt failed, kept until the plan is spent."""
-
-    kind: str  # "status" | "connect" | "timeout" | "invalid"
-    service: CompiledService
-    status: int | None = None
-    headers: dict[str, str] | None = None
-    body: bytes = b""
-    detail: str = ""
-
-    def error(self) -> GatewayError:
-        name = self.service.name
-        if self.kind == "timeout":
-            return UpstreamTimeout(f"service '{name}' timed out: {self.detail}")
-        if self.kind == "connect":
-            return UpstreamError(f"service '{name}' could not be reached: {self.detail}")
-        if self.kind == "invalid":
-            return UpstreamError(
-                f"service '{name}' sent an answer that could not be read: {self.detail}"
-            )
-        status = self.status or 502
-        if status in (401, 403):
-            # The gateway's credentials were refused: the client can do nothing about it.
-            return UpstreamError(
-                f"service '{name}' refused the gateway's credentials (status {status})",
-                code="upstream_auth_failed",
-            )
-        if status == 529:
-            return NoHealthyUpstream(f"service '{name}' is overloaded", code="upstream_overloaded")
-        if status >= 500:
-            return UpstreamError(
-                f"service '{name}' failed with status {status}",
-                code=f"upstream_status_{status}",
-            )
-        if self.service.adapter is None:
-            return UpstreamError(f"service '{name}' answered {status}")
-        return self.service.adapter.error(status, self.headers or {}, self.body)
-
-
-@dataclass(slots=True)
-class Success:
-    response: UpstreamResponse
-    content_type: str
-    body: bytes | None  # None: a stream still to relay
-    relay: Relay | None = None
-
-
-@dataclass(slots=True)
-class Call:
-    """One client request, read once, shared by every attempt."""
-
-    dialect: Dialect
-    endpoint: str
-    parsed: Parsed
-    raw: bytes
-    stream: bool
-    forwarded: dict[str, str]
-
-
-def _retryable(status: int | None, service: CompiledService) -> bool:
-    # A 429 from the only target would just be asked again; with several
-    # targets the next one may have room.
-    if status is None or status >= 500:
-        return True
-    return status == 429 and len(service.balancer.urls) > 1
 
 
 @dataclass(slots=True)
@@ -136,6 +59,30 @@ def read_headers(headers: list[tuple[bytes, bytes]]) -> Incoming:
         elif name == b"x-request-id" and 0 < len(value) <= 200:
             rid = value.decode("latin-1")
     return Incoming(rid or os.urandom(16).hex(), key, length)
+
+
+def _sticky_key(
+    hash_on: str | None, consumer: str, headers: list[tuple[bytes, bytes]]
+) -> str | None:
+    if hash_on is None:
+        return None
+    if hash_on == "consumer":
+        return consumer
+    wanted = hash_on.removeprefix("header:").lower().encode()
+    return next((v.decode("latin-1") for k, v in headers if k == wanted), None)
+
+
+def _backoff(service: CompiledService, retry: int, failure: Failure) -> float | None:
+    """The pause before retry number ``retry`` (1-based), or None to stop retrying.
+
+    Exponential with full jitter; a provider's Retry-After is honoured when it
+    fits within the service's largest backoff, otherwise the service is left
+    to the fallbacks.
+    """
+    base, largest = service.backoff
+    if failure.retry_after is not None:
+        return failure.retry_after if failure.retry_after <= largest else None
+    return random.uniform(0, min(largest, base * 2 ** (retry - 1)))
 
 
 def _forwarded(dialect: Dialect, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -188,7 +135,8 @@ class Proxy:
             parsed = dialect.parse(endpoint, raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
             stream = parsed.canonical.get("stream") is True
-            call = Call(dialect, endpoint, parsed, raw, stream, _forwarded(dialect, headers))
+            forwarded = _forwarded(dialect, headers)
+            call = Call(dialect, endpoint, parsed, raw, stream, forwarded, consumer.name, headers)
             await self.forward(table, rule, call, send, out)
         except GatewayError as exc:
             await respond_error(send, exc, out, dialect.name)
@@ -209,8 +157,9 @@ class Proxy:
             rule = self.match(table, consumer, parsed.model, scope, headers)
             first = rule.targets[0].service
             if first.adapter is not None and first.adapter.passthrough_dialect == dialect.name:
+                forwarded = _forwarded(dialect, headers)
                 call = Call(
-                    dialect, "count_tokens", parsed, raw, False, _forwarded(dialect, headers)
+                    dialect, "count_tokens", parsed, raw, False, forwarded, consumer.name, headers
                 )
                 await self.forward(table, rule, call, send, out)
                 return
@@ -257,109 +206,60 @@ class Proxy:
     ) -> None:
         attempts = 0
         failure: Failure | None = None
-        for step in rule.plan(table.rng):
+        http = self.runtime.http
+        rule_key = _sticky_key(rule.hash_on, call.consumer, call.headers)
+        for step in rule.plan(table.rng, rule_key):
             service = step.service
-            for _ in range(service.retries + 1):
+            pool = service.pool
+            key = pool.key(call.consumer, call.headers)
+            for retry in range(service.retries + 1):
+                if retry and failure is not None:
+                    delay = _backoff(service, retry, failure)
+                    if delay is None:
+                        break  # the provider asked for longer than we would wait
+                    await asyncio.sleep(delay)
+                now = time.monotonic()
+                target = pool.pick(now, key)
+                if target is None:
+                    failure = Failure("unavailable", service, detail=pool.why_unavailable(now))
+                    break
                 attempts += 1
-                result = await self.attempt(step, call)
+                target.health.begin(now)
+                target.inflight += 1
+                try:
+                    result = await attempt(step, call, target, http)
+                except BaseException:
+                    target.inflight -= 1
+                    raise
+                if isinstance(result, Failure) or result.relay is None:
+                    target.inflight -= 1  # a stream holds its target until it ends
                 if isinstance(result, Failure):
                     failure = result
-                    if failure.kind == "status" and not _retryable(failure.status, service):
+                    target.health.failed(result.kind, result.status, time.monotonic())
+                    if not result.retryable():
                         break
                     continue
+                target.health.succeeded()
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
                 await self.deliver(result, send, out)
                 return
             assert failure is not None
-            if not rule.fallback_on.matches(failure.kind, failure.status):
+            if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
                 break
         assert failure is not None
         out.append((b"x-sluicegate-service", failure.service.name.encode()))
         out.append((b"x-sluicegate-attempts", str(attempts).encode()))
         raise failure.error()
 
-    async def attempt(self, step: Step, call: Call) -> Success | Failure:
-        service = step.service
-        adapter = service.adapter
-        endpoint = call.endpoint
-        if adapter is None or endpoint not in adapter.endpoints:
-            what = f"provider '{service.provider}'"
-            return Failure("connect", service, detail=f"{what} does not serve /{endpoint} yet")
-        model = step.model or call.parsed.model
-        native = adapter.passthrough_dialect == call.dialect.name
-        data = b""
-        if native:
-            # The client spoke this provider's own API: its bytes go on as they
-            # came, unless the rule renamed the model.
-            body = call.parsed.native
-            data = (
-                call.raw if body.get("model") == model else orjson.dumps({**body, "model": model})
-            )
-        request = adapter.build(
-            endpoint, call.parsed.canonical, data, model, service.balancer.pick()
-        )
-        if native:
-            request.headers.update(call.forwarded)
-        for name, value in service.headers:
-            request.headers[name] = value
-        transport = service.transport or self.runtime.http
-        signer = service.signer
-        if signer is not None:
-            if signer.needs_prepare:
-                try:
-                    await signer.prepare(self.runtime.http)
-                except TransportError as exc:
-                    return Failure(exc.kind, service, detail=f"could not obtain credentials: {exc}")
-            signer.sign(request)
-        try:
-            response = await transport.open(request, service.timeouts)
-        except TransportError as exc:
-            return Failure(exc.kind, service, detail=str(exc))
-        if response.status >= 400:
-            try:
-                error_body = await response.read()
-            except TransportError:
-                error_body = b""
-            return Failure(
-                "status",
-                service,
-                status=response.status,
-                headers={k.lower(): v for k, v in response.headers.items()},
-                body=error_body[:_MAX_ERROR_BODY],
-            )
-        content_type = response.headers.get("content-type", "application/json")
-        # A provider that answers a stream request with plain JSON (an error
-        # object, or a server that ignores `stream`) is read as a whole answer.
-        if call.stream and not content_type.startswith("application/json"):
-            relay: Relay
-            if native:
-                relay = Passthrough(call.dialect)
-            else:
-                decoder = adapter.stream_decoder(endpoint, model)
-                relay = Translated(
-                    decoder, call.dialect.stream_encoder(call.parsed.canonical, model)
-                )
-            return Success(response, content_type, None, relay)
-        # A whole answer is read (and decoded) inside the attempt, so a read
-        # that breaks or stalls, or an unreadable answer, is retried.
-        try:
-            answer = await response.read()
-        except TransportError as exc:
-            return Failure(exc.kind, service, detail=str(exc))
-        if not native:
-            try:
-                canonical = adapter.decode(endpoint, answer)
-            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-                return Failure("invalid", service, detail=type(exc).__name__)
-            answer = call.dialect.encode_response(endpoint, canonical)
-            content_type = "application/json"
-        return Success(response, content_type, answer)
-
     async def deliver(self, result: Success, send: Send, out: Headers) -> None:
-        if result.relay is not None:
-            await relay_stream(result.response, send, out, result.relay)
+        if result.relay is None:
+            assert result.body is not None
+            out.append((b"content-type", result.content_type.encode("latin-1")))
+            await respond(send, result.status, result.body, out)
             return
-        assert result.body is not None
-        out.append((b"content-type", result.content_type.encode("latin-1")))
-        await respond(send, result.response.status, result.body, out)
+        assert result.rest is not None and result.response is not None
+        try:
+            await relay_stream(result.first, result.rest, result.response, send, out, result.relay)
+        finally:
+            result.target.inflight -= 1

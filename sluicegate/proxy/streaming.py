@@ -9,6 +9,7 @@ a well-formed error event instead of a silent end.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from sluicegate.asgi import Headers, Send
@@ -29,6 +30,7 @@ _STREAM_HEADERS = [
 
 class Relay(Protocol):
     finished: bool
+    pending: GatewayError | None  # an error the provider reported; sent after what came before
 
     def feed(self, data: bytes) -> bytes: ...
 
@@ -42,6 +44,7 @@ class Passthrough:
 
     def __init__(self, dialect: Dialect) -> None:
         self.finished = False
+        self.pending: GatewayError | None = None
         self._dialect = dialect
         self._splitter = EventSplitter()
 
@@ -66,10 +69,12 @@ class Translated:
         self.decoder = decoder
         self.encoder = encoder
         self.finished = False
+        self.pending: GatewayError | None = None
 
     def feed(self, data: bytes) -> bytes:
         chunks = self.decoder.feed(data)
         out = self.encoder.encode(chunks) if chunks else b""
+        self.pending = self.decoder.error
         if self.decoder.finished and not self.finished:
             self.finished = True
             out += self.encoder.close()
@@ -82,15 +87,30 @@ class Translated:
         return self.encoder.error(error)
 
 
-async def relay_stream(response: UpstreamResponse, send: Send, out: Headers, relay: Relay) -> None:
+async def relay_stream(
+    first: bytes,
+    rest: AsyncIterator[bytes],
+    response: UpstreamResponse,
+    send: Send,
+    out: Headers,
+    relay: Relay,
+) -> None:
+    """Send the stream whose ``first`` chunk has arrived, then the ``rest``."""
     out.extend(_STREAM_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": out})
     error: GatewayError | None = None
     try:
-        async for data in response.chunks():
+        payload = relay.feed(first)
+        if payload:
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+        if relay.pending is not None:
+            raise relay.pending
+        async for data in rest:
             payload = relay.feed(data)
             if payload:
                 await send({"type": "http.response.body", "body": payload, "more_body": True})
+            if relay.pending is not None:
+                raise relay.pending
     except TransportError as exc:
         error = UpstreamTimeout(str(exc)) if exc.kind == "timeout" else UpstreamError(str(exc))
     except GatewayError as exc:  # the provider reported an error inside its stream

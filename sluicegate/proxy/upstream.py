@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,12 +22,18 @@ from sluicegate.providers.base import UpstreamRequest
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """``total`` bounds a whole non-streaming exchange and a stream's wait for its
-    first byte; ``read`` bounds each gap between a stream's chunks."""
+    """``total`` bounds a whole non-streaming exchange; ``first_byte`` bounds the
+    wait for the first byte of an answer (for a stream, its first chunk: the
+    "time to first token"); ``read`` bounds each gap between a stream's chunks."""
 
     connect: float
     read: float
     total: float
+    first_byte: float | None = None  # None: the total timeout
+
+    @property
+    def first_byte_limit(self) -> float:
+        return min(self.first_byte or self.total, self.total)
 
 
 class UpstreamResponse(Protocol):
@@ -36,7 +42,7 @@ class UpstreamResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def release(self) -> None: ...
 
@@ -46,17 +52,17 @@ class Transport(Protocol):
 
 
 class _AiohttpResponse:
-    __slots__ = ("_resp", "_timeouts", "headers", "status")
+    __slots__ = ("_deadline", "_resp", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, deadline: float) -> None:
         self._resp = resp
-        self._timeouts = timeouts
+        self._deadline = deadline
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
     async def read(self) -> bytes:
         try:
-            async with asyncio.timeout(self._timeouts.total):
+            async with asyncio.timeout_at(self._deadline):
                 return await self._resp.read()
         except TimeoutError:
             raise TimedOut("the upstream did not finish its answer in time") from None
@@ -67,7 +73,7 @@ class _AiohttpResponse:
         finally:
             self._resp.release()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         try:
             async for data in self._resp.content.iter_any():
                 yield data
@@ -109,8 +115,10 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total
         try:
-            async with asyncio.timeout(timeouts.total):
+            async with asyncio.timeout(timeouts.first_byte_limit):
                 resp = await self._session.request(
                     request.method,
                     request.url,
@@ -124,7 +132,7 @@ class HttpTransport:
             raise TimedOut("the upstream did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise ConnectFailed(_reason(exc)) from None
-        return _AiohttpResponse(resp, timeouts)
+        return _AiohttpResponse(resp, deadline)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

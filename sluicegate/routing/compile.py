@@ -14,7 +14,9 @@ from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
 from sluicegate.providers.registry import ADAPTERS
 from sluicegate.proxy.upstream import Timeouts
-from sluicegate.routing.balancer import Balancer, RoundRobin, Single
+from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
+from sluicegate.routing.health import ActivePolicy, PassivePolicy, TargetHealth
+from sluicegate.routing.probes import Probe
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -39,6 +41,8 @@ def _base_url(svc: Service) -> str:
         region=(svc.credentials.aws_region if svc.credentials else None) or "us-east-1",
         location=svc.location or "us-central1",
     )
+    if host == "global-aiplatform.googleapis.com":
+        host = "aiplatform.googleapis.com"  # Vertex's global endpoint has no region prefix
     port = svc.port or (info.port if not svc.host else None) or (443 if protocol == "https" else 80)
     default_port = (protocol == "https" and port == 443) or (protocol == "http" and port == 80)
     host = f"[{host}]" if ":" in host else host
@@ -48,7 +52,11 @@ def _base_url(svc: Service) -> str:
 
 
 def compile_service(
-    svc: Service, index: int, upstreams: dict[str, Upstream], warnings: list[str]
+    svc: Service,
+    index: int,
+    upstreams: dict[str, Upstream],
+    pools: dict[str, Balancer],
+    warnings: list[str],
 ) -> CompiledService:
     where = f"services[{index}]"
     adapter_class = ADAPTERS[svc.provider]
@@ -59,43 +67,64 @@ def compile_service(
             f"service '{svc.name}' will fail with 502"
         )
     timeouts = Timeouts(
-        connect=svc.connect_timeout, read=svc.read_timeout or svc.timeout, total=svc.timeout
+        connect=svc.connect_timeout,
+        read=svc.read_timeout or svc.timeout,
+        total=svc.timeout,
+        first_byte=svc.first_byte_timeout or svc.timeout,
     )
     path = svc.path if svc.path is not None else CATALOG[svc.provider].path
-    balancer: Balancer
     creds = svc.credentials
+    transport = None
     if svc.provider == "mock":
-        balancer = Single("mock://" + svc.name + path)
+        pool: Balancer = RoundRobin(svc.name, [Target("mock://" + svc.name)])
         transport = MockTransport(svc.mock_latency, svc.mock_token_delay, svc.mock_error_status)
-        return CompiledService(
-            svc.name,
-            svc.provider,
-            adapter,
-            balancer,
-            tuple(svc.headers.items()),
-            None,
-            svc.retries,
-            timeouts,
-            transport,
-        )
-    if svc.type == "upstream":
+    elif svc.type == "upstream":
         upstream = (
             upstreams[svc.upstream or ""] if svc.upstream else _by_id(upstreams, svc.upstream_id)
         )
-        balancer = RoundRobin(tuple(t.url + path for t in upstream.targets))
+        pool = pools[upstream.name]
         creds = creds or upstream.credentials
     else:
-        balancer = Single(_base_url(svc))
+        pool, path = RoundRobin(svc.name, [Target(_base_url(svc))]), ""
     return CompiledService(
-        svc.name,
-        svc.provider,
-        adapter,
-        balancer,
-        tuple(svc.headers.items()),
-        build_signer(creds, svc, f"{where}.credentials", warnings),
-        svc.retries,
-        timeouts,
+        name=svc.name,
+        provider=svc.provider,
+        adapter=adapter,
+        pool=pool,
+        path=path,
+        headers=tuple(svc.headers.items()),
+        signer=build_signer(creds, svc, f"{where}.credentials", warnings)
+        if transport is None
+        else None,
+        retries=svc.retries,
+        timeouts=timeouts,
+        backoff=(svc.retry_backoff, svc.retry_backoff_max),
+        transport=transport,
     )
+
+
+def compile_pool(
+    upstream: Upstream, index: int, warnings: list[str]
+) -> tuple[Balancer, Probe | None]:
+    """One pool per upstream, shared by every service that names it, and its probe."""
+    checks = upstream.healthchecks
+    passive = active = None
+    if checks is not None and checks.passive is not None:
+        p = checks.passive
+        passive = PassivePolicy(frozenset(p.unhealthy_statuses), p.failures, p.timeouts, p.cooldown)
+    if checks is not None and checks.active is not None:
+        a = checks.active
+        active = ActivePolicy(
+            a.path, a.interval, a.timeout, a.healthy_successes, a.unhealthy_failures
+        )
+    targets = [Target(t.url, t.weight, TargetHealth(passive, active)) for t in upstream.targets]
+    pool = ALGORITHMS[upstream.algorithm](upstream.name, targets, upstream.hash_on)
+    if active is None:
+        return pool, None
+    where = f"upstreams[{index}].credentials"
+    # An Upstream is not a Service; the signer only reads the credentials.
+    signer = build_signer(upstream.credentials, None, where, warnings)
+    return pool, Probe(pool, active, signer)
 
 
 def _by_id(upstreams: dict[str, Upstream], upstream_id: str | None) -> Upstream:
@@ -114,6 +143,8 @@ def _fallback_on(items: list[int | str]) -> FallbackOn:
         any_5xx="5xx" in items,
         timeout="timeout" in items,
         connect="connect" in items,
+        context_length="context_length" in items,
+        content_filter="content_filter" in items,
     )
 
 
@@ -133,6 +164,7 @@ def compile_rule(rule: Rule, index: int, services: dict[str, CompiledService]) -
             for name, value in rule.match.headers.items()
         ),
         policies=rule.policies,
+        hash_on=rule.hash_on,
         literal_models=tuple(m for m in rule.match.models if not is_glob(m)),
     )
 
@@ -153,8 +185,11 @@ def _models_body(rules: list[CompiledRule]) -> bytes:
 def compile_config(config: Config, warnings: list[str] | None = None) -> RoutingTable:
     warnings = list(warnings or [])
     upstreams = {u.name: u for u in config.upstreams}
+    compiled = [compile_pool(u, i, warnings) for i, u in enumerate(config.upstreams)]
+    pools = {u.name: pool for u, (pool, _) in zip(config.upstreams, compiled, strict=True)}
+    probes = tuple(probe for _, probe in compiled if probe is not None)
     services = {
-        svc.name: compile_service(svc, i, upstreams, warnings)
+        svc.name: compile_service(svc, i, upstreams, pools, warnings)
         for i, svc in enumerate(config.services)
     }
     rules = [compile_rule(rule, i, services) for i, rule in enumerate(config.rules)]
@@ -193,5 +228,7 @@ def compile_config(config: Config, warnings: list[str] | None = None) -> Routing
         anonymous=anonymous,
         services=services,
         matches_headers=any(r.headers for r in rules),
+        pools=tuple(pools.values()),
+        probes=probes,
         warnings=tuple(warnings),
     )

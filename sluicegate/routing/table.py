@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
+import math
 import random
 import re
 from collections.abc import Mapping
@@ -20,7 +22,8 @@ from sluicegate.config.model import Policies
 from sluicegate.credentials import Signer
 from sluicegate.providers.base import Adapter
 from sluicegate.proxy.upstream import Timeouts, Transport
-from sluicegate.routing.balancer import Balancer
+from sluicegate.routing.balancer import Balancer, unit_hash
+from sluicegate.routing.probes import Probe
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -28,11 +31,13 @@ class CompiledService:
     name: str
     provider: str
     adapter: Adapter | None
-    balancer: Balancer
+    pool: Balancer  # an upstream's shared pool, or this endpoint's one target
+    path: str  # appended to the target's URL (an upstream target is a server root)
     headers: tuple[tuple[str, str], ...]
     signer: Signer | None
     retries: int
     timeouts: Timeouts
+    backoff: tuple[float, float]  # first retry delay, largest delay
     transport: Transport | None = None  # None: the runtime's shared HTTP client
 
 
@@ -49,14 +54,22 @@ class FallbackOn:
     any_5xx: bool
     timeout: bool
     connect: bool
+    context_length: bool
+    content_filter: bool
 
-    def matches(self, kind: str, status: int | None) -> bool:
+    def matches(self, kind: str, status: int | None, code: str | None = None) -> bool:
         if kind == "invalid":
             return self.any_5xx
+        if kind in ("unavailable", "auth"):
+            return self.connect or self.any_5xx
         if kind == "timeout":
             return self.timeout
         if kind == "connect":
             return self.connect
+        if code == "context_length_exceeded" and self.context_length:
+            return True
+        if code == "content_filter" and self.content_filter:
+            return True
         if status is None:
             return False
         if status in self.statuses:
@@ -76,16 +89,24 @@ class CompiledRule:
     headers: tuple[tuple[str, re.Pattern[str]], ...]
     policies: Policies
     literal_models: tuple[str, ...]
+    hash_on: str | None = None
 
-    def pick(self, rng: random.Random) -> Step:
+    def pick(self, rng: random.Random, key: str | None = None) -> Step:
         if len(self.targets) == 1:
             return self.targets[0]
+        if key is not None:  # sticky: the same key always gets the same arm
+            weights = (self.cumulative[0], *(b - a for a, b in itertools.pairwise(self.cumulative)))
+            scores = [
+                -w / math.log(unit_hash(key, f"{i}:{t.service.name}:{t.model}"))
+                for i, (t, w) in enumerate(zip(self.targets, weights, strict=True))
+            ]
+            return self.targets[scores.index(max(scores))]
         point = rng.random() * self.cumulative[-1]
         return self.targets[bisect.bisect_right(self.cumulative, point)]
 
-    def plan(self, rng: random.Random) -> list[Step]:
+    def plan(self, rng: random.Random, key: str | None = None) -> list[Step]:
         """The weighted pick, then the fallbacks in order."""
-        return [self.pick(rng), *self.fallbacks]
+        return [self.pick(rng, key), *self.fallbacks]
 
     def accepts(self, path: str, headers: Mapping[str, str]) -> bool:
         if self.paths is not None and path not in self.paths:
@@ -122,6 +143,8 @@ class RoutingTable:
     anonymous: ConsumerEntry | None  # set only when no consumer is configured
     services: Mapping[str, CompiledService]
     matches_headers: bool
+    pools: tuple[Balancer, ...] = ()
+    probes: tuple[Probe, ...] = ()
     warnings: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random)
 

@@ -15,8 +15,20 @@ import openai
 import pytest
 
 from tests.conftest import KEY
+from tests.fakes import azure_server
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.azure_server import FakeAzure
+from tests.fakes.bedrock_server import ACCESS_KEY, SECRET_KEY, FakeBedrock
+from tests.fakes.cohere_server import FakeCohere
 from tests.fakes.gateway import RunningGateway
+from tests.fakes.gemini_server import (
+    GEMINI_KEY,
+    PROJECT,
+    FakeGemini,
+    FakeVertex,
+    other_service_account,
+    service_account_json,
+)
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import FakeServer
 
@@ -25,6 +37,7 @@ ALL = frozenset(
         "text",
         "system",
         "images",
+        "image_urls",
         "tools",
         "parallel_tools",
         "json",
@@ -79,6 +92,90 @@ PROVIDERS = [
         ),
         ALL,
     ),
+    Provider(
+        "bedrock",
+        FakeBedrock,
+        lambda port: _local(
+            "bedrock",
+            port,
+            credentials={
+                "aws_access_key_id": ACCESS_KEY,
+                "aws_secret_access_key": SECRET_KEY,
+                "aws_region": "us-east-1",
+            },
+        ),
+        # Images: base64 only (Bedrock fetches no URL). No 529, no thinking mapping.
+        ALL - {"image_urls", "thinking", "overload_529"},
+    ),
+    Provider(
+        "cohere",
+        FakeCohere,
+        lambda port: _local(
+            "cohere",
+            port,
+            credentials={"header_name": "Authorization", "header_value": "Bearer co-fake"},
+        ),
+        # Cohere has no 529; its mid-stream errors are tested in tests/integration/test_cohere.py.
+        ALL - {"overload_529"},
+    ),
+    Provider(
+        "azure",
+        FakeAzure,
+        lambda port: _local(
+            "azure",
+            port,
+            api_version="2024-10-21",
+            credentials={"header_name": "api-key", "header_value": azure_server.API_KEY},
+        ),
+        # Chat completions carry no reasoning text; Azure has no 529.
+        ALL - {"thinking", "overload_529"},
+    ),
+    Provider(
+        "azure-entra",
+        FakeAzure,
+        lambda port: {
+            **_local(
+                "azure",
+                port,
+                credentials={
+                    "azure_tenant_id": azure_server.TENANT,
+                    "azure_client_id": azure_server.CLIENT_ID,
+                    "azure_client_secret": azure_server.CLIENT_SECRET,
+                    "azure_authority_host": f"http://127.0.0.1:{port}",
+                    # An API Management key sent beside the token; the "bad credentials"
+                    # test spoils this one (a wrong client secret is tested in
+                    # tests/integration/test_azure.py).
+                    "header_name": "ocp-apim-subscription-key",
+                    "header_value": azure_server.APIM_KEY,
+                },
+            ),
+            "name": "azure-entra",
+        },
+        ALL - {"thinking", "overload_529"},
+    ),
+    Provider(
+        "gemini",
+        FakeGemini,
+        lambda port: _local(
+            "gemini",
+            port,
+            credentials={"header_name": "x-goog-api-key", "header_value": GEMINI_KEY},
+        ),
+        ALL - {"overload_529"},  # Google's overload is a plain 503
+    ),
+    Provider(
+        "vertex",
+        FakeVertex,
+        lambda port: _local(
+            "vertex",
+            port,
+            project=PROJECT,
+            credentials={
+                "gcp_service_account_json": service_account_json(f"http://127.0.0.1:{port}/token")
+            },
+        ),
+        ALL - {"overload_529"},
+    ),
 ]
 
 
@@ -90,7 +187,12 @@ def provider(
     fake = spec.fake().start()
     service = spec.service(fake.port)
     wrong_key = {**service, "name": "wrong-key"}
-    if "credentials" in service:
+    if "aws_secret_access_key" in service.get("credentials", {}):
+        wrong_key["credentials"] = {**service["credentials"], "aws_secret_access_key": "sk-wrong"}
+    elif "gcp_service_account_json" in service.get("credentials", {}):
+        account = other_service_account(service["credentials"]["gcp_service_account_json"])
+        wrong_key["credentials"] = {"gcp_service_account_json": account}
+    elif "credentials" in service:
         value = service["credentials"]["header_value"]
         wrong = "Bearer sk-wrong" if value.startswith("Bearer ") else "sk-wrong"
         wrong_key["credentials"] = {**service["credentials"], "header_value": wrong}

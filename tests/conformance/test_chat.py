@@ -116,10 +116,13 @@ def test_multi_turn(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "seen"), [(PNG, "base64 image/png"), ("https://example.com/cat.jpg", "url")]
+    ("url", "seen", "capability"),
+    [(PNG, "base64 image/png", "images"), ("https://example.com/cat.jpg", "url", "image_urls")],
 )
-def test_image_input(client: openai.OpenAI, needs: Needs, url: str, seen: str) -> None:
-    needs("images")
+def test_image_input(
+    client: openai.OpenAI, needs: Needs, url: str, seen: str, capability: str
+) -> None:
+    needs(capability)
     messages = [
         {
             "role": "user",

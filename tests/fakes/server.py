@@ -13,10 +13,10 @@ from aiohttp import web
 class FakeServer:
     """Subclasses add their routes; every request body is recorded for assertions."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
-        self.port = 0
+        self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -60,7 +60,7 @@ class FakeServer:
             self.routes(app)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
             loop.run_until_complete(site.start())
             server = site._server
             assert server is not None
@@ -80,6 +80,7 @@ class FakeServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+        self._loop = self._runner = self._thread = None
 
     async def _shutdown(self) -> None:
         assert self._runner is not None

@@ -110,7 +110,10 @@ def test_reasoning_effort_becomes_a_thinking_budget() -> None:
 
 
 def test_context_length_error_gets_its_code() -> None:
-    body = b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 300 > 200"}}'
+    body = (
+        b'{"type":"error","error":{"type":"invalid_request_error",'
+        b'"message":"prompt is too long: 300 > 200"}}'
+    )
     error = ADAPTER.error(400, {}, body)
     assert isinstance(error, UpstreamStatusError)
     assert error.code == "context_length_exceeded"

@@ -1,0 +1,338 @@
+"""Canonical (OpenAI chat) requests -> Gemini ``GenerateContentRequest`` bodies.
+
+Shared by the Gemini API and Vertex AI, which take the same body. System and
+developer messages become ``systemInstruction``; assistant turns are role
+``model``; tool results become ``functionResponse`` parts of a user turn,
+named after the assistant tool call they answer (Gemini matches results to
+calls by name, not id); consecutive turns of one role are merged.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Any
+
+import orjson
+
+from sluicegate.dialects.openai import content_text
+from sluicegate.errors import InvalidRequest
+
+# Gemini 3 wants a function call's thought signature back with the call; the
+# OpenAI shape has no place for it, so it rides in the tool call id after this
+# marker, in URL-safe base64 so that the id stays within [A-Za-z0-9_-] (what
+# Anthropic requires of ids, should the conversation move there).
+SIGNATURE_MARK = "__ts__"
+# reasoning_effort -> thinking budget, as Google's OpenAI-compatible API maps it.
+THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
+_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+
+
+# ---------------------------------------------------------------- parts
+def _url_part(url: str, where: str, default_type: str) -> dict[str, Any]:
+    match = _DATA_URL.match(url)
+    if match:
+        return {"inlineData": {"mimeType": match["type"], "data": match["data"]}}
+    if url.startswith(("http://", "https://", "gs://")):
+        guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
+        return {"fileData": {"mimeType": guessed or default_type, "fileUri": url}}
+    raise InvalidRequest(
+        f"{where} must be an http(s) URL, a gs:// URI or a base64 data: URL", param=where
+    )
+
+
+def _part(part: Any, where: str) -> dict[str, Any]:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return {"text": str(part.get("text", ""))}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url:
+            raise InvalidRequest(f"{where}.image_url.url must be a URL", param=where)
+        return _url_part(url, f"{where}.image_url.url", "image/jpeg")
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
+            raise InvalidRequest(f"{where}.input_audio.data is required", param=where)
+        fmt = str(audio.get("format") or "wav")
+        return {
+            "inlineData": {"mimeType": _AUDIO_TYPES.get(fmt, f"audio/{fmt}"), "data": audio["data"]}
+        }
+    if kind == "file":
+        file = part.get("file")
+        data = file.get("file_data") if isinstance(file, dict) else None
+        if not isinstance(data, str) or not _DATA_URL.match(data):
+            raise InvalidRequest(
+                f"{where}.file.file_data must be a base64 data: URL (file ids are OpenAI's own)",
+                param=where,
+            )
+        return _url_part(data, f"{where}.file.file_data", "application/pdf")
+    raise InvalidRequest(
+        f"{where}: content parts of type {kind!r} are not supported by Gemini", param=where
+    )
+
+
+def _parts(content: Any, where: str) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    return [_part(part, f"{where}[{i}]") for i, part in enumerate(content)]
+
+
+def join_call_id(call_id: str, signature: str | None) -> str:
+    if not signature:
+        return call_id
+    safe = signature.replace("+", "-").replace("/", "_").rstrip("=")
+    return call_id + SIGNATURE_MARK + safe
+
+
+def split_call_id(call_id: str) -> tuple[str, str | None]:
+    """A tool call id -> (the id, the thought signature it carries, if any)."""
+    head, mark, safe = call_id.partition(SIGNATURE_MARK)
+    if not mark or not safe:
+        return call_id, None
+    signature = safe.replace("-", "+").replace("_", "/")
+    return head, signature + "=" * (-len(signature) % 4)
+
+
+def _function_calls(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    parts = []
+    for i, call in enumerate(message.get("tool_calls") or []):
+        here = f"{where}.tool_calls[{i}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not function.get("name"):
+            raise InvalidRequest(f"{here}.function.name is required", param=here)
+        arguments = function.get("arguments") or "{}"
+        try:
+            args = orjson.loads(arguments) if isinstance(arguments, str) else arguments
+        except orjson.JSONDecodeError:
+            raise InvalidRequest(
+                f"{here}.function.arguments is not valid JSON", param=f"{here}.function.arguments"
+            ) from None
+        part: dict[str, Any] = {
+            "functionCall": {
+                "name": str(function["name"]),
+                "args": args if isinstance(args, dict) else {"value": args},
+            }
+        }
+        _, signature = split_call_id(str(call.get("id") or ""))
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def _tool_name(messages: list[dict[str, Any]], before: int, call_id: str) -> str | None:
+    """The function name of the nearest earlier assistant tool call with this id."""
+    for message in reversed(messages[:before]):
+        if message.get("role") != "assistant":
+            continue
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict) and call.get("id") == call_id:
+                name = (call.get("function") or {}).get("name")
+                return str(name) if name else None
+    return None
+
+
+def _function_response(messages: list[dict[str, Any]], i: int, where: str) -> dict[str, Any]:
+    message = messages[i]
+    if message.get("role") == "function":  # the legacy shape names the function itself
+        name = message.get("name")
+    else:
+        call_id = message.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise InvalidRequest(f"{where}.tool_call_id is required", param=f"{where}.tool_call_id")
+        name = _tool_name(messages, i, call_id)
+        if name is None:
+            raise InvalidRequest(
+                f"{where}.tool_call_id '{call_id}' matches no earlier assistant tool call; "
+                "Gemini needs the function's name",
+                param=f"{where}.tool_call_id",
+            )
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"{where}.name is required", param=f"{where}.name")
+    text = content_text(message.get("content"))
+    try:
+        result: Any = orjson.loads(text) if text.lstrip()[:1] in ("{", "[") else text
+    except orjson.JSONDecodeError:
+        result = text
+    return {"functionResponse": {"name": name, "response": {"content": result}}}
+
+
+def translate_messages(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """OpenAI messages -> (system instruction parts, Gemini contents)."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = content_text(message.get("content"))
+            if text:
+                system.append({"text": text})
+            continue
+        if role in ("tool", "function"):
+            gemini_role, parts = "user", [_function_response(messages, i, where)]
+        elif role == "assistant":
+            gemini_role = "model"
+            parts = _parts(message.get("content"), f"{where}.content")
+            parts += _function_calls(message, where)
+        else:
+            gemini_role, parts = "user", _parts(message.get("content"), f"{where}.content")
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == gemini_role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": gemini_role, "parts": parts})
+    return system, contents
+
+
+# ---------------------------------------------------------------- options
+def _tools(tools: list[Any]) -> list[dict[str, Any]]:
+    declarations = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise InvalidRequest(
+                f"tools[{i}]: only function tools reach Gemini", param=f"tools[{i}]"
+            )
+        if not isinstance(function, dict) or not function.get("name"):
+            raise InvalidRequest(f"tools[{i}].function.name is required", param=f"tools[{i}]")
+        entry: dict[str, Any] = {"name": function["name"]}
+        if function.get("description"):
+            entry["description"] = function["description"]
+        if function.get("parameters"):
+            # OpenAI's parameters are JSON Schema; the JSON Schema field takes
+            # them as they are (``parameters`` is an OpenAPI subset that
+            # rejects additionalProperties, which strict tools always carry).
+            entry["parametersJsonSchema"] = function["parameters"]
+        declarations.append(entry)
+    return [{"functionDeclarations": declarations}]
+
+
+def _tool_config(choice: Any) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if choice == "auto":
+        config: dict[str, Any] = {"mode": "AUTO"}
+    elif choice == "required":
+        config = {"mode": "ANY"}
+    elif choice == "none":
+        config = {"mode": "NONE"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("tool_choice.function.name is required", param="tool_choice")
+        config = {"mode": "ANY", "allowedFunctionNames": [name]}
+    else:
+        raise InvalidRequest(
+            "tool_choice is not one of auto, required, none or a function", param="tool_choice"
+        )
+    return {"functionCallingConfig": config}
+
+
+def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    if max_tokens:
+        config["maxOutputTokens"] = max_tokens
+    names = {
+        "temperature": "temperature",
+        "top_p": "topP",
+        "top_k": "topK",
+        "presence_penalty": "presencePenalty",
+        "frequency_penalty": "frequencyPenalty",
+        "seed": "seed",
+    }
+    for ours, theirs in names.items():
+        if body.get(ours) is not None:
+            config[theirs] = body[ours]
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    n = body.get("n")
+    if n is not None and n != 1:
+        if not isinstance(n, int) or n < 1:
+            raise InvalidRequest("n must be a positive integer", param="n")
+        config["candidateCount"] = n
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        schema = (response_format or {}).get("json_schema") or {}
+        if kind == "json_schema" and isinstance(schema, dict) and schema.get("schema"):
+            # JSON Schema as OpenAI clients write it (see _tools on why not responseSchema).
+            config["responseJsonSchema"] = schema["schema"]
+    elif kind not in (None, "text"):
+        raise InvalidRequest(
+            "response_format.type must be text, json_object or json_schema",
+            param="response_format",
+        )
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in THINKING_BUDGETS:
+            raise InvalidRequest(
+                f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}",
+                param="reasoning_effort",
+            )
+        budget = THINKING_BUDGETS[effort]
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    return config
+
+
+def translate_request(body: dict[str, Any]) -> dict[str, Any]:
+    system, contents = translate_messages(body["messages"])
+    if not contents:
+        raise InvalidRequest(
+            "Gemini needs at least one user or assistant message", param="messages"
+        )
+    out: dict[str, Any] = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": system}
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = _tools(tools)
+        tool_config = _tool_config(body.get("tool_choice"))
+        if tool_config is not None:
+            out["toolConfig"] = tool_config
+    generation = _generation_config(body)
+    if generation:
+        out["generationConfig"] = generation
+    return out
+
+
+# ---------------------------------------------------------------- embeddings
+def embedding_inputs(body: dict[str, Any]) -> list[str]:
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise InvalidRequest("input must be a non-empty string or array of strings", param="input")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidRequest(
+                f"input[{i}]: Gemini embeds text; token arrays are not supported",
+                param="input",
+            )
+    return items
+
+
+def dimensions(body: dict[str, Any]) -> int | None:
+    value = body.get("dimensions")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
+    return value
+
+
+def encoding_format(body: dict[str, Any]) -> str:
+    value = body.get("encoding_format") or "float"
+    if value not in ("float", "base64"):
+        raise InvalidRequest("encoding_format must be float or base64", param="encoding_format")
+    return str(value)

@@ -1,0 +1,227 @@
+"""One attempt: pick a target, build and sign the provider request, send it, read the start.
+
+An attempt ends in a ``Success`` (a whole answer in the client's dialect, or a
+stream whose first chunk has already arrived) or a ``Failure`` that says what
+went wrong. Nothing has reached the client at that point, so any failure can
+still be retried or fall back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from sluicegate.dialects.base import Dialect, Parsed
+from sluicegate.errors import (
+    GatewayError,
+    NoHealthyUpstream,
+    TransportError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from sluicegate.proxy.streaming import Passthrough, Relay, Translated
+from sluicegate.routing.balancer import Target
+from sluicegate.routing.table import CompiledService, Step
+
+if TYPE_CHECKING:
+    from sluicegate.proxy.upstream import Transport, UpstreamResponse
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request, read once, shared by every attempt."""
+
+    dialect: Dialect
+    endpoint: str
+    parsed: Parsed
+    raw: bytes
+    stream: bool
+    forwarded: dict[str, str]  # client headers a provider of the client's dialect should see
+    consumer: str
+    headers: list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why an attempt failed, kept until the plan is spent."""
+
+    kind: str  # "status" | "connect" | "timeout" | "invalid" | "unavailable"
+    service: CompiledService
+    status: int | None = None
+    detail: str = ""
+    cause: GatewayError | None = None  # the provider's own 4xx, translated
+    retry_after: float | None = None
+
+    @property
+    def code(self) -> str | None:
+        return self.cause.code if self.cause is not None else None
+
+    def error(self) -> GatewayError:
+        name = self.service.name
+        if self.cause is not None:
+            if self.cause.code == "upstream_auth_failed" and name not in self.cause.message:
+                self.cause.message = f"service '{name}': {self.cause.message}"
+            return self.cause
+        if self.kind == "auth":
+            return UpstreamError(
+                f"service '{name}' could not obtain credentials: {self.detail}",
+                code="upstream_auth_failed",
+            )
+        if self.kind == "unavailable":
+            return NoHealthyUpstream(f"service '{name}': {self.detail}")
+        if self.kind == "timeout":
+            return UpstreamTimeout(f"service '{name}' timed out: {self.detail}")
+        if self.kind == "connect":
+            return UpstreamError(f"service '{name}' could not be reached: {self.detail}")
+        if self.kind == "invalid":
+            return UpstreamError(
+                f"service '{name}' sent an answer that could not be read: {self.detail}"
+            )
+        status = self.status or 502
+        if status in (401, 403):
+            # The gateway's credentials were refused: the client can do nothing about it.
+            return UpstreamError(
+                f"service '{name}' refused the gateway's credentials (status {status})",
+                code="upstream_auth_failed",
+            )
+        if status == 529:
+            return NoHealthyUpstream(f"service '{name}' is overloaded", code="upstream_overloaded")
+        return UpstreamError(
+            f"service '{name}' failed with status {status}", code=f"upstream_status_{status}"
+        )
+
+    def retryable(self) -> bool:
+        """Worth another attempt on the same service (another target may differ)."""
+        if self.kind != "status":
+            return self.kind not in ("unavailable", "auth")
+        status = self.status or 0
+        if status >= 500:
+            return True
+        # A 429 from the only target would just be asked again; with several
+        # targets the next one may have room.
+        return status == 429 and len(self.service.pool.targets) > 1
+
+
+@dataclass(slots=True)
+class Success:
+    target: Target
+    status: int
+    content_type: str
+    body: bytes | None  # None: a stream, see below
+    relay: Relay | None = None
+    first: bytes = b""
+    rest: AsyncGenerator[bytes, None] | None = None
+    response: UpstreamResponse | None = None
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None  # an HTTP date: treated as "not soon"
+
+
+async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Success | Failure:
+    service = step.service
+    adapter = service.adapter
+    endpoint = call.endpoint
+    if adapter is None or endpoint not in adapter.endpoints:
+        what = f"provider '{service.provider}'"
+        return Failure("connect", service, detail=f"{what} does not serve /{endpoint}")
+    model = step.model or call.parsed.model
+    native = adapter.passthrough_dialect == call.dialect.name
+    data = b""
+    if native:
+        # The client spoke this provider's own API: its bytes go on as they
+        # came, unless the rule renamed the model.
+        body = call.parsed.native
+        data = call.raw if body.get("model") == model else orjson.dumps({**body, "model": model})
+    request = adapter.build(endpoint, call.parsed.canonical, data, model, target.url + service.path)
+    if native:
+        request.headers.update(call.forwarded)
+    for name, value in service.headers:
+        request.headers[name] = value
+    signer = service.signer
+    if signer is not None:
+        if signer.needs_prepare:
+            try:
+                await signer.prepare(http)
+            except TransportError as exc:
+                detail = str(exc) if exc.kind == "auth" else f"could not obtain credentials: {exc}"
+                return Failure(exc.kind, service, detail=detail)
+        signer.sign(request)
+    transport = service.transport or http
+    timeouts = service.timeouts
+    started = time.monotonic()
+    try:
+        response = await transport.open(request, timeouts)
+    except TransportError as exc:
+        return Failure(exc.kind, service, detail=str(exc))
+    if response.status >= 400:
+        return await _failed(response, service)
+    content_type = response.headers.get("content-type", "application/json")
+    # A provider that answers a stream request with plain JSON (an error
+    # object, or a server that ignores `stream`) is read as a whole answer.
+    if call.stream and not content_type.startswith("application/json"):
+        chunks = response.chunks()
+        remaining = max(timeouts.first_byte_limit - (time.monotonic() - started), 0.001)
+        try:
+            async with asyncio.timeout(remaining):
+                first = await anext(chunks)
+        except TimeoutError:
+            await chunks.aclose()
+            return Failure(
+                "timeout", service, detail="no first token within the first-byte timeout"
+            )
+        except StopAsyncIteration:
+            return Failure("invalid", service, detail="the stream was empty")
+        except TransportError as exc:
+            return Failure(exc.kind, service, detail=str(exc))
+        target.observe(time.monotonic() - started, time.monotonic())
+        relay: Relay
+        if native:
+            relay = Passthrough(call.dialect)
+        else:
+            decoder = adapter.stream_decoder(endpoint, model)
+            relay = Translated(decoder, call.dialect.stream_encoder(call.parsed.canonical, model))
+        return Success(target, 200, content_type, None, relay, first, chunks, response)
+    # A whole answer is read (and decoded) inside the attempt, so a read that
+    # breaks or stalls, or an unreadable answer, is retried.
+    try:
+        answer = await response.read()
+    except TransportError as exc:
+        return Failure(exc.kind, service, detail=str(exc))
+    target.observe(time.monotonic() - started, time.monotonic())
+    if not native:
+        try:
+            canonical = adapter.decode(endpoint, answer)
+        except GatewayError as exc:  # e.g. a prompt the provider's filter blocked
+            return Failure("status", service, exc.http_status, cause=exc)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            return Failure("invalid", service, detail=type(exc).__name__)
+        answer = call.dialect.encode_response(endpoint, canonical)
+        content_type = "application/json"
+    return Success(target, response.status, content_type, answer)
+
+
+async def _failed(response: UpstreamResponse, service: CompiledService) -> Failure:
+    try:
+        body = (await response.read())[:_MAX_ERROR_BODY]
+    except TransportError:
+        body = b""
+    status = response.status
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    cause = None
+    if status < 500 and status not in (401, 403) and service.adapter is not None:
+        cause = service.adapter.error(status, headers, body)
+    return Failure("status", service, status, cause=cause, retry_after=_retry_after(headers))
