@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 import orjson
 
+from sluicegate.admin.health import health_report
 from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
-from sluicegate.errors import GatewayError, InvalidRequest, NotFound
-from sluicegate.proxy.handler import Proxy
+from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
+from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.runtime import Runtime
 
 log = logging.getLogger("sluicegate")
@@ -60,6 +62,9 @@ class App:
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
             return
+        if path.startswith("/admin"):
+            await self.admin(scope, send)
+            return
         if path == "/v1/messages/count_tokens" and method == "POST":
             await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC)
             return
@@ -79,6 +84,25 @@ class App:
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
         await respond_error(send, error, [])
+
+    async def admin(self, scope: Scope, send: Send) -> None:
+        admin_key = self.runtime.loaded.config.gateway.admin_key
+        path, method = scope["path"], scope["method"]
+        if admin_key is None:  # the Admin API is off: it does not exist
+            await respond_error(
+                send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
+            )
+            return
+        key = read_headers(scope["headers"]).key or ""
+        if not hmac.compare_digest(key.encode(), admin_key.encode()):
+            await respond_error(send, AuthenticationError("The admin key is missing or wrong."), [])
+            return
+        if path == "/admin/health" and method == "GET":
+            await respond(send, 200, orjson.dumps(health_report(self.runtime.table)), [JSON])
+            return
+        await respond_error(
+            send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
+        )
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

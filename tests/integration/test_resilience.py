@@ -437,3 +437,45 @@ def test_closed_port_is_a_connect_failure_that_retries_elsewhere(
         }
     )
     assert all(ask(gateway).status_code == 200 for _ in range(6))
+
+
+def test_admin_health_shows_each_target(
+    start_gateway: Start, upstreams: Callable[[int], list[FaultyUpstream]]
+) -> None:
+    a, b = upstreams(2)
+    a.mode = "500"
+    config = pool_config([a, b], healthchecks={"passive": {"failures": 1, "cooldown": "30s"}})
+    gateway = start_gateway({**config, "gateway": {"admin_key": "admin-secret-123"}})
+    assert ask(gateway).status_code == 200
+    assert httpx.get(gateway.url + "/admin/health").status_code == 401
+    wrong = httpx.get(gateway.url + "/admin/health", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    report = httpx.get(
+        gateway.url + "/admin/health", headers={"Authorization": "Bearer admin-secret-123"}
+    )
+    assert report.status_code == 200
+    states = {row["target"]: row["state"] for row in report.json()["data"]}
+    assert states == {a.url: "ejected", b.url: "healthy"}
+
+
+def test_admin_is_absent_without_an_admin_key(
+    start_gateway: Start, upstreams: Callable[[int], list[FaultyUpstream]]
+) -> None:
+    gateway = start_gateway(pool_config(upstreams(1)))
+    response = httpx.get(gateway.url + "/admin/health", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 404
+
+
+def test_the_failover_example_absorbs_the_outage(start_gateway: Start) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[2] / "examples" / "failover.yaml").read_text())
+    config["consumers"][0]["keys"] = [KEY]
+    gateway = start_gateway(config)
+    for stream in (False, True, False):
+        response = ask(gateway, stream=stream, model="chat")
+        assert response.status_code == 200
+        assert response.headers["x-sluicegate-service"] == "backup"
+        assert response.headers["x-sluicegate-attempts"] == "3"

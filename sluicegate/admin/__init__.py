@@ -1,0 +1,1 @@
+"""The Admin API (``/admin``): guarded by ``gateway.admin_key``; absent without one."""
