@@ -383,7 +383,13 @@ class AnthropicAdapter(Adapter):
         path = "/messages/count_tokens" if endpoint == "count_tokens" else "/messages"
         return UpstreamRequest("POST", base_url + path, headers, data, stream)
 
-    def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+    def decode(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        model: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return translate_response(orjson.loads(body))
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:

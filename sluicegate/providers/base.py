@@ -110,8 +110,19 @@ class Adapter:
         """
         raise NotImplementedError
 
-    def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
-        """The provider's whole answer as a canonical (OpenAI) response."""
+    def decode(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        model: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The provider's whole answer as a canonical (OpenAI) response.
+
+        ``model`` is the model asked for and ``request`` the canonical request,
+        for providers whose answers leave out what the client needs back (the
+        model name, the embeddings encoding).
+        """
         raise NotImplementedError
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:

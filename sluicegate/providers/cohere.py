@@ -443,7 +443,13 @@ class CohereAdapter(Adapter):
         headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
         return UpstreamRequest("POST", base_url + "/chat", headers, orjson.dumps(payload), stream)
 
-    def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+    def decode(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        model: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         data = orjson.loads(body)
         if not isinstance(data, dict):
             raise ValueError("Cohere's answer is not a JSON object")

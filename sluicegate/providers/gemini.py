@@ -336,13 +336,20 @@ class GeminiAdapter(Adapter):
         headers["accept"] = _JSON
         return UpstreamRequest("POST", f"{where}:generateContent", headers, orjson.dumps(payload))
 
-    def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+    def decode(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        model: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         data = orjson.loads(body)
         if not isinstance(data, dict):
             raise ValueError("the provider's answer is not a JSON object")
         if endpoint == "embeddings":
-            return self.embeddings_answer(data, "")
-        return translate_response(data, "")
+            encoding = str((request or {}).get("encoding_format") or "float")
+            return self.embeddings_answer(data, model, encoding)
+        return translate_response(data, model)
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
         return GeminiStream(model)

@@ -40,7 +40,13 @@ class OpenAIAdapter(Adapter):
         headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
         return UpstreamRequest("POST", base_url + _PATHS[endpoint], headers, data, stream)
 
-    def decode(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+    def decode(
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        model: str = "",
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         data = orjson.loads(body)
         if not isinstance(data, dict):
             raise ValueError("the provider's answer is not a JSON object")

@@ -204,11 +204,13 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
     target.observe(time.monotonic() - started, time.monotonic())
     if not native:
         try:
-            canonical = adapter.decode(endpoint, answer)
+            canonical = adapter.decode(endpoint, answer, model, call.parsed.canonical)
         except GatewayError as exc:  # e.g. a prompt the provider's filter blocked
             return Failure("status", service, exc.http_status, cause=exc)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             return Failure("invalid", service, detail=type(exc).__name__)
+        if not canonical.get("model"):
+            canonical["model"] = model  # some providers do not name it
         answer = call.dialect.encode_response(endpoint, canonical)
         content_type = "application/json"
     return Success(target, response.status, content_type, answer)

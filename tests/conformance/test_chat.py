@@ -297,3 +297,8 @@ def test_error_inside_a_stream_reaches_the_sdk(client: openai.OpenAI, needs: Nee
         for _ in stream:
             pass
     assert "Overloaded" in info.value.message
+
+
+def test_the_answer_names_a_model(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model="m", messages=user("hi"))
+    assert whole.model  # providers that leave it out get the model that was asked for

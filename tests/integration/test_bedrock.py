@@ -289,11 +289,6 @@ def test_titan_batch_is_a_400(client: openai.OpenAI) -> None:
     assert info.value.body["param"] == "input"  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    reason="the request path does not yet pass the client's request to Adapter.decode, "
-    "so the asked-for encoding is unknown there and floats are returned",
-    strict=False,
-)
 def test_explicit_base64_embeddings_through_the_gateway(client: openai.OpenAI) -> None:
     result = client.embeddings.create(model="embed", input="hello world", encoding_format="base64")
     packed = base64.b64decode(result.data[0].embedding)  # type: ignore[arg-type]
