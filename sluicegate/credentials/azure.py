@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from sluicegate.errors import ConnectFailed
+from sluicegate.errors import CredentialsRefused
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.upstream import Timeouts
 
@@ -34,7 +34,7 @@ REFRESH_MARGIN = 300.0
 _TIMEOUTS = Timeouts(connect=10.0, read=30.0, total=30.0)
 
 
-class EntraTokenError(ConnectFailed):
+class EntraTokenError(CredentialsRefused):
     """Entra ID did not issue a token."""
 
 

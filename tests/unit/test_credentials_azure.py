@@ -145,7 +145,7 @@ def test_a_refusal_is_a_transport_error_without_the_secret() -> None:
     with pytest.raises(EntraTokenError) as info:
         asyncio.run(creds.prepare(TokenEndpoint(status=401)))
     text = str(info.value)
-    assert info.value.kind == "connect"
+    assert info.value.kind == "auth"  # not retried: 502 upstream_auth_failed
     assert SECRET not in text
     assert "invalid_client" in text and "AADSTS7000215" in text and "client-1" in text
     assert SECRET not in repr(creds)
