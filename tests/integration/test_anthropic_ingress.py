@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import KEY
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.gateway import RunningGateway
+from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
 from tests.fakes.openai_server import FakeOpenAI
 
 WEATHER: Any = {
@@ -30,7 +31,16 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture(scope="module")
-def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
+def fake_gemini() -> Iterator[FakeGemini]:
+    server = FakeGemini().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemini
+) -> Iterator[RunningGateway]:
     config = {
         "services": [
             {
@@ -51,6 +61,15 @@ def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[
                 "credentials": {"header_name": "x-api-key", "header_value": "sk-ant-fake"},
             },
             {"name": "demo", "provider": "mock"},
+            {
+                "name": "google",
+                "provider": "gemini",
+                "protocol": "http",
+                "host": "127.0.0.1",
+                "port": fake_gemini.port,
+                "retries": 0,
+                "credentials": {"header_name": "x-goog-api-key", "header_value": GEMINI_KEY},
+            },
         ],
         "rules": [
             {
@@ -74,6 +93,11 @@ def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[
                 "targets": [{"service": "demo"}],
             },
             {
+                "name": "via-gemini",
+                "match": {"models": ["gemini-*"]},
+                "targets": [{"service": "google"}],
+            },
+            {
                 "name": "private",
                 "match": {"models": ["secret-model"]},
                 "targets": [{"service": "demo"}],
@@ -83,7 +107,7 @@ def gateway(fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Iterator[
             {
                 "name": "a",
                 "keys": [KEY],
-                "rules": ["via-openai", "via-anthropic", "renamed", "via-mock"],
+                "rules": ["via-openai", "via-anthropic", "renamed", "via-mock", "via-gemini"],
             }
         ],
     }
@@ -97,7 +121,7 @@ def client(gateway: RunningGateway) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
 
 
-MODELS = ["gpt-4o-mini", "claude-haiku-4-5", "demo-model"]
+MODELS = ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "demo-model"]
 
 
 def collect(stream: Any) -> tuple[list[str], Any]:
@@ -131,7 +155,7 @@ def test_text_whole_and_streamed_agree(client: anthropic.Anthropic, model: str) 
         assert whole.usage.cache_read_input_tokens == 3
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"])
 def test_tool_use_turn_then_tool_result_turn(client: anthropic.Anthropic, model: str) -> None:
     ask: Any = [{"role": "user", "content": "weather and time?"}]
     whole = client.messages.create(model=model, max_tokens=200, tools=[WEATHER, TIME], messages=ask)
@@ -219,10 +243,11 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
         model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi you"}]
     )
     assert native.input_tokens == 1002  # the fake Anthropic's own count
-    estimated = client.messages.count_tokens(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi you"}]
-    )
-    assert 1 <= estimated.input_tokens < 50
+    for model in ("gpt-4o-mini", "gemini-2.5-flash"):
+        estimated = client.messages.count_tokens(
+            model=model, messages=[{"role": "user", "content": "hi you"}]
+        )
+        assert 1 <= estimated.input_tokens < 50
 
 
 @pytest.mark.parametrize(
