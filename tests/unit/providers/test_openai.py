@@ -1,4 +1,4 @@
-"""The OpenAI adapter: pass-through for OpenAI clients, a clean body and a readable stream for others."""
+"""The OpenAI adapter: bytes pass through for OpenAI clients; others get a clean body."""
 
 from __future__ import annotations
 
