@@ -15,6 +15,9 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.runtime import Runtime
+from sluicegate.telemetry.metrics import CONTENT_TYPE
+
+METRICS_TYPE = CONTENT_TYPE.encode()
 
 log = logging.getLogger("sluicegate")
 
@@ -71,6 +74,11 @@ class App:
         if method in ("GET", "HEAD"):
             if path in ("/v1/models", "/models"):
                 await self.proxy.models(scope, receive, send)
+                return
+            if path == "/metrics":
+                await respond(
+                    send, 200, self.runtime.metrics.render(), [(b"content-type", METRICS_TYPE)]
+                )
                 return
             if path == "/healthz":
                 await respond(send, 200, _OK, [JSON])

@@ -11,6 +11,7 @@ from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
 from sluicegate.routing.table import RoutingTable
+from sluicegate.telemetry.metrics import Metrics
 
 
 class Runtime:
@@ -19,6 +20,7 @@ class Runtime:
         self.table: RoutingTable = compile_config(loaded.config, loaded.warnings)
         self._http: HttpTransport | None = None
         self._prober: Prober | None = None
+        self.metrics = Metrics(lambda: self.table)
 
     @property
     def http(self) -> Transport:

@@ -482,3 +482,18 @@ def test_the_failover_example_absorbs_the_outage(start_gateway: Start) -> None:
         assert response.status_code == 200
         assert response.headers["x-sluicegate-service"] == "backup"
         assert response.headers["x-sluicegate-attempts"] == "3"
+
+
+def test_target_health_is_a_metric(
+    start_gateway: Start, upstreams: Callable[[int], list[FaultyUpstream]]
+) -> None:
+    a, b = upstreams(2)
+    a.mode = "500"
+    gateway = start_gateway(
+        pool_config([a, b], healthchecks={"passive": {"failures": 1, "cooldown": "30s"}})
+    )
+    assert ask(gateway).status_code == 200
+    text = httpx.get(gateway.url + "/metrics").text
+    labels = 'gateway="default",service="svc"'
+    assert f'sluicegate_upstream_healthy{{{labels},state="ejected",target="{a.url}"}} 0.0' in text
+    assert f'sluicegate_upstream_healthy{{{labels},state="healthy",target="{b.url}"}} 1.0' in text
