@@ -69,6 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sluicegate.app import create_app
     from sluicegate.runtime import Runtime
 
+    if args.access_log:
+        gateway_cfg = loaded.config.gateway.model_copy(update={"access_log": True})
+        loaded.config = loaded.config.model_copy(update={"gateway": gateway_cfg})
     runtime = Runtime(loaded)
     gateway = loaded.config.gateway
     host, port = _split_listen(gateway.listen)
@@ -96,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "loop": "uvloop",
         "http": "httptools",
         "lifespan": "on",
-        "access_log": args.access_log,
+        "access_log": False,  # the gateway writes its own (gateway.access_log / --access-log)
         "log_level": "warning",
         "server_header": False,
         "timeout_graceful_shutdown": 10,
@@ -123,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override gateway.listen's host")
     serve.add_argument("--port", type=int, help="override gateway.listen's port")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    serve.add_argument(
+        "--access-log", action="store_true", help="one JSON line per request (gateway.access_log)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     config = sub.add_parser("config", help="work with config files")

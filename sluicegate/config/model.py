@@ -317,6 +317,7 @@ class Gateway(Strict):
     store: str | None = None
     redis: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    access_log: bool = False  # one JSON line per request on the "sluicegate.access" logger
 
     @field_validator("listen")
     @classmethod
@@ -333,9 +334,20 @@ class Gateway(Strict):
         return value or None
 
 
+class PriceOverride(Strict):
+    """USD per million tokens; cached input and cache writes default to the input price."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    reasoning: float | None = Field(default=None, ge=0)
+
+
 class Config(Strict):
     gateway: Gateway = Field(default_factory=Gateway)
     upstreams: list[Upstream] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
+    pricing: dict[str, PriceOverride] = Field(default_factory=dict)

@@ -29,6 +29,9 @@ from sluicegate.errors import (
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
 from sluicegate.proxy.streaming import relay_stream
 from sluicegate.routing.table import CompiledRule, CompiledService, ConsumerEntry, RoutingTable
+from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.recorder import Recorder
+from sluicegate.telemetry.usage import usage_of_body
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
@@ -99,6 +102,7 @@ class Proxy:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.recorder = Recorder(runtime.metrics)
 
     def authenticate(self, table: RoutingTable, key: str | None) -> ConsumerEntry:
         consumer = table.authenticate(key)
@@ -129,17 +133,27 @@ class Proxy:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
+        inflight = self.runtime.metrics.inflight.labels(table.gateway)
+        inflight.inc()
         try:
             consumer = self.authenticate(table, incoming.key)
+            ex.consumer = consumer.name
             raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
             parsed = dialect.parse(endpoint, raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
+            ex.rule, ex.model = rule.name, parsed.model
             stream = parsed.canonical.get("stream") is True
+            ex.stream = stream
             forwarded = _forwarded(dialect, headers)
             call = Call(dialect, endpoint, parsed, raw, stream, forwarded, consumer.name, headers)
-            await self.forward(table, rule, call, send, out)
+            await self.forward(table, rule, call, send, out, ex)
         except GatewayError as exc:
+            ex.status, ex.error_type = exc.http_status, exc.type
             await respond_error(send, exc, out, dialect.name)
+        finally:
+            inflight.dec()
+            self.recorder.record(ex, table.prices, table.access_log)
 
     async def count_tokens(
         self, scope: Scope, receive: Receive, send: Send, dialect: Dialect
@@ -202,13 +216,20 @@ class Proxy:
         )
 
     async def forward(
-        self, table: RoutingTable, rule: CompiledRule, call: Call, send: Send, out: Headers
+        self,
+        table: RoutingTable,
+        rule: CompiledRule,
+        call: Call,
+        send: Send,
+        out: Headers,
+        ex: Exchange | None = None,
     ) -> None:
         attempts = 0
         failure: Failure | None = None
         http = self.runtime.http
+        ex = ex or Exchange("", table.gateway, call.endpoint, call.dialect.name)
         rule_key = _sticky_key(rule.hash_on, call.consumer, call.headers)
-        for step in rule.plan(table.rng, rule_key):
+        for index, step in enumerate(rule.plan(table.rng, rule_key)):
             service = step.service
             pool = service.pool
             key = pool.key(call.consumer, call.headers)
@@ -231,6 +252,8 @@ class Proxy:
                 except BaseException:
                     target.inflight -= 1
                     raise
+                finally:
+                    ex.upstream_seconds += time.monotonic() - now
                 if isinstance(result, Failure) or result.relay is None:
                     target.inflight -= 1  # a stream holds its target until it ends
                 if isinstance(result, Failure):
@@ -240,26 +263,41 @@ class Proxy:
                         break
                     continue
                 target.health.succeeded()
+                ex.attempts, ex.fallbacks = attempts, index
+                ex.service, ex.provider = service.name, service.provider
+                ex.upstream_model = step.model or call.parsed.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(result, send, out)
+                await self.deliver(result, send, out, ex)
                 return
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
                 break
         assert failure is not None
+        ex.attempts, ex.service, ex.provider = (
+            attempts,
+            failure.service.name,
+            failure.service.provider,
+        )
         out.append((b"x-sluicegate-service", failure.service.name.encode()))
         out.append((b"x-sluicegate-attempts", str(attempts).encode()))
         raise failure.error()
 
-    async def deliver(self, result: Success, send: Send, out: Headers) -> None:
+    async def deliver(self, result: Success, send: Send, out: Headers, ex: Exchange) -> None:
+        ex.status = result.status
         if result.relay is None:
             assert result.body is not None
             out.append((b"content-type", result.content_type.encode("latin-1")))
             await respond(send, result.status, result.body, out)
+            ex.ended = time.perf_counter()
+            ex.usage = usage_of_body(result.body)  # after the client has its answer
             return
         assert result.rest is not None and result.response is not None
+        started = time.monotonic()
         try:
-            await relay_stream(result.first, result.rest, result.response, send, out, result.relay)
+            await relay_stream(
+                result.first, result.rest, result.response, send, out, result.relay, ex
+            )
         finally:
             result.target.inflight -= 1
+            ex.upstream_seconds += time.monotonic() - started

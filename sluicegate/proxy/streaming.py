@@ -9,12 +9,15 @@ a well-formed error event instead of a silent end.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from sluicegate.asgi import Headers, Send
 from sluicegate.errors import GatewayError, TransportError, UpstreamError, UpstreamTimeout
 from sluicegate.schema.sse import EventSplitter
+from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.usage import TokenCounts, read_usage, usage_of_events
 
 if TYPE_CHECKING:
     from sluicegate.dialects.base import Dialect, StreamEncoder
@@ -30,6 +33,7 @@ _STREAM_HEADERS = [
 
 class Relay(Protocol):
     finished: bool
+    usage: TokenCounts | None
     pending: GatewayError | None  # an error the provider reported; sent after what came before
 
     def feed(self, data: bytes) -> bytes: ...
@@ -45,6 +49,7 @@ class Passthrough:
     def __init__(self, dialect: Dialect) -> None:
         self.finished = False
         self.pending: GatewayError | None = None
+        self.usage: TokenCounts | None = None
         self._dialect = dialect
         self._splitter = EventSplitter()
 
@@ -53,7 +58,9 @@ class Passthrough:
         if not events:
             return b""
         self.finished = self._dialect.stream_done(events[-1])
-        return events[0] if len(events) == 1 else b"".join(events)
+        payload = events[0] if len(events) == 1 else b"".join(events)
+        self.usage = usage_of_events(payload, self.usage)
+        return payload
 
     def close(self) -> bytes:
         return b""
@@ -70,9 +77,13 @@ class Translated:
         self.encoder = encoder
         self.finished = False
         self.pending: GatewayError | None = None
+        self.usage: TokenCounts | None = None
 
     def feed(self, data: bytes) -> bytes:
         chunks = self.decoder.feed(data)
+        for chunk in chunks:
+            if chunk.get("usage"):
+                self.usage = read_usage(chunk["usage"], self.usage)
         out = self.encoder.encode(chunks) if chunks else b""
         self.pending = self.decoder.error
         if self.decoder.finished and not self.finished:
@@ -94,6 +105,7 @@ async def relay_stream(
     send: Send,
     out: Headers,
     relay: Relay,
+    ex: Exchange,
 ) -> None:
     """Send the stream whose ``first`` chunk has arrived, then the ``rest``."""
     out.extend(_STREAM_HEADERS)
@@ -103,6 +115,7 @@ async def relay_stream(
         payload = relay.feed(first)
         if payload:
             await send({"type": "http.response.body", "body": payload, "more_body": True})
+        ex.first_token = time.perf_counter() - ex.started
         if relay.pending is not None:
             raise relay.pending
         async for data in rest:
@@ -123,3 +136,7 @@ async def relay_stream(
         error = UpstreamError("the upstream ended its stream before it was complete")
     tail = relay.error(error) if error is not None else relay.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+    ex.ended = time.perf_counter()
+    ex.usage = relay.usage
+    if error is not None:
+        ex.error_type = error.type

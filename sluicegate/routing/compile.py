@@ -26,6 +26,7 @@ from sluicegate.routing.table import (
     Step,
     hash_key,
 )
+from sluicegate.telemetry.pricing import Price, PriceTable
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -230,5 +231,7 @@ def compile_config(config: Config, warnings: list[str] | None = None) -> Routing
         matches_headers=any(r.headers for r in rules),
         pools=tuple(pools.values()),
         probes=probes,
+        prices=PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()}),
+        access_log=config.gateway.access_log,
         warnings=tuple(warnings),
     )

@@ -24,6 +24,7 @@ from sluicegate.providers.base import Adapter
 from sluicegate.proxy.upstream import Timeouts, Transport
 from sluicegate.routing.balancer import Balancer, unit_hash
 from sluicegate.routing.probes import Probe
+from sluicegate.telemetry.pricing import PriceTable
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -145,6 +146,8 @@ class RoutingTable:
     matches_headers: bool
     pools: tuple[Balancer, ...] = ()
     probes: tuple[Probe, ...] = ()
+    prices: PriceTable = field(default_factory=PriceTable)
+    access_log: bool = False
     warnings: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,10 +46,80 @@ class TableCollector(Collector):
         yield inflight
 
 
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
 class Metrics:
+    """Every metric of one runtime. Label values come from config (rule,
+    service, provider, model names the config knows) or from small fixed sets,
+    never from request ids or unmatched client input."""
+
     def __init__(self, table: Callable[[], RoutingTable]) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(TableCollector(table))
+        self.registry = registry = CollectorRegistry(auto_describe=False)
+        registry.register(TableCollector(table))
+        route = ["gateway", "rule", "service", "provider", "model", "consumer"]
+        self.requests = Counter(
+            "sluicegate_requests",
+            "Requests answered, by route and status class",
+            [*route, "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "sluicegate_request_duration_seconds",
+            "Time from the request's arrival to its last byte",
+            ["gateway", "rule", "service"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream = Histogram(
+            "sluicegate_upstream_duration_seconds",
+            "Time spent waiting on providers, all attempts of a request",
+            ["gateway", "service", "provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "sluicegate_overhead_seconds",
+            "Time the gateway itself added to a non-streaming request",
+            ["gateway"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=registry,
+        )
+        self.first_token = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time from the request's arrival to the first streamed chunk",
+            ["gateway", "service", "provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "sluicegate_tokens",
+            "Tokens reported by providers (gen_ai.client.token.usage), by type",
+            ["gateway", "service", "provider", "model", "consumer", "type"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "sluicegate_cost_usd",
+            "Cost of answered requests from the price table",
+            ["gateway", "provider", "model", "consumer"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "sluicegate_retries",
+            "Attempts beyond the first, fallbacks included",
+            ["gateway", "rule"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "sluicegate_fallbacks",
+            "Requests answered (or failed) after moving to a fallback",
+            ["gateway", "rule"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "sluicegate_inflight_requests", "Requests being served", ["gateway"], registry=registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

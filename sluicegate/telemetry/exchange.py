@@ -1,0 +1,38 @@
+"""The record of one request, filled in along the request path and read once at the end."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sluicegate.telemetry.usage import TokenCounts
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    gateway: str
+    endpoint: str
+    dialect: str
+    started: float = field(default_factory=time.perf_counter)
+    consumer: str | None = None
+    rule: str | None = None
+    model: str | None = None  # the client's model, kept only once a rule matched (bounded labels)
+    service: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    stream: bool = False
+    status: int = 0
+    error_type: str | None = None
+    attempts: int = 0
+    fallbacks: int = 0
+    upstream_seconds: float = 0.0  # time spent waiting on providers, every attempt
+    first_token: float | None = None  # seconds from the start to the first streamed chunk
+    ended: float = 0.0
+    usage: TokenCounts | None = None
+    cost: float | None = None
+    cache: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.perf_counter()) - self.started
