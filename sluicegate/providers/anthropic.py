@@ -9,7 +9,6 @@ usage (cache reads and writes included) and finish reasons mapped.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, ClassVar
 
@@ -18,6 +17,13 @@ import orjson
 from sluicegate.dialects.openai import content_text
 from sluicegate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamStatusError
 from sluicegate.providers.base import Adapter, Endpoint, SSEDecoder, StreamDecoder, UpstreamRequest
+from sluicegate.providers.common import (
+    DATA_URL,
+    EMPTY_SCHEMA,
+    add_turn,
+    function_tools,
+    tool_calls,
+)
 from sluicegate.schema.chat import (
     ChatMessage,
     Usage,
@@ -41,7 +47,6 @@ FINISH_REASONS = {
 }
 _THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _JSON_INSTRUCTION = "Respond with one valid JSON object and nothing else."
-_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
 
 
 # ---------------------------------------------------------------- requests
@@ -50,7 +55,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}.image_url.url must be a URL or a data: URL", param=where)
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match:
         source = {"type": "base64", "media_type": match["type"], "data": match["data"]}
     else:
@@ -80,26 +85,10 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _tool_use_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    blocks = []
-    for i, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") or {}
-        arguments = function.get("arguments") or "{}"
-        try:
-            parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            raise InvalidRequest(
-                f"{where}.tool_calls[{i}].function.arguments is not valid JSON",
-                param=f"{where}.tool_calls[{i}].function.arguments",
-            ) from None
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call.get("id") or f"toolu_{i}",
-                "name": function.get("name", ""),
-                "input": parsed if isinstance(parsed, dict) else {"value": parsed},
-            }
-        )
-    return blocks
+    return [
+        {"type": "tool_use", "id": call_id or f"toolu_{i}", "name": name, "input": arguments}
+        for i, (call_id, name, arguments) in enumerate(tool_calls(message, where))
+    ]
 
 
 def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
@@ -134,27 +123,16 @@ def translate_messages(
         else:
             anthropic_role = "user"
             blocks = _content_blocks(message.get("content"), f"{where}.content")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == anthropic_role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": anthropic_role, "content": blocks})
+        add_turn(turns, anthropic_role, blocks)
     return system, turns
 
 
-def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _tools(tools: Any) -> list[dict[str, Any]]:
     out = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not function.get("name"):
-            raise InvalidRequest(f"tools[{i}].function.name is required", param=f"tools[{i}]")
-        entry: dict[str, Any] = {
-            "name": function["name"],
-            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if function.get("description"):
-            entry["description"] = function["description"]
+    for tool in function_tools(tools):
+        entry: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters or EMPTY_SCHEMA}
+        if tool.description:
+            entry["description"] = tool.description
         out.append(entry)
     return out
 

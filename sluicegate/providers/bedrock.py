@@ -31,6 +31,13 @@ from sluicegate.errors import (
 )
 from sluicegate.providers.base import Adapter, Endpoint, StreamDecoder, UpstreamRequest
 from sluicegate.providers.bedrock_embeddings import decode_embeddings, embeddings_request
+from sluicegate.providers.common import (
+    DATA_URL,
+    EMPTY_SCHEMA,
+    add_turn,
+    function_tools,
+    tool_calls,
+)
 from sluicegate.schema.chat import ChatMessage, Usage, make_completion, make_usage
 
 FINISH_REASONS = {
@@ -50,7 +57,6 @@ _IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 _JSON_INSTRUCTION = "Respond with one valid JSON object and nothing else."
-_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 # Bedrock words its context-window errors in several ways, depending on the model.
 _TOO_LONG = re.compile(
@@ -64,7 +70,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}.image_url.url must be a data: URL", param=where)
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match is None:
         raise InvalidRequest(
             f"{where}: Bedrock takes images as bytes only; send a base64 data: URL, not a link",
@@ -109,33 +115,10 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _tool_use_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list):
-        raise InvalidRequest(f"{where}.tool_calls must be an array", param=f"{where}.tool_calls")
-    blocks = []
-    for i, call in enumerate(calls):
-        here = f"{where}.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequest(f"{here}.function.name is required", param=here)
-        arguments = function.get("arguments") or "{}"
-        try:
-            parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            raise InvalidRequest(
-                f"{here}.function.arguments is not valid JSON", param=f"{here}.function.arguments"
-            ) from None
-        call_id = call.get("id")
-        blocks.append(
-            {
-                "toolUse": {
-                    "toolUseId": call_id if isinstance(call_id, str) and call_id else f"tool_{i}",
-                    "name": function["name"],
-                    "input": parsed if isinstance(parsed, dict) else {"value": parsed},
-                }
-            }
-        )
-    return blocks
+    return [
+        {"toolUse": {"toolUseId": call_id or f"tool_{i}", "name": name, "input": arguments}}
+        for i, (call_id, name, arguments) in enumerate(tool_calls(message, where))
+    ]
 
 
 def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
@@ -169,27 +152,19 @@ def translate_messages(
         else:
             bedrock_role = "user"
             blocks = _content_blocks(message.get("content"), f"{where}.content")
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == bedrock_role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": bedrock_role, "content": blocks})
+        add_turn(turns, bedrock_role, blocks)
     return system, turns
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequest("tools must be an array", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not function.get("name"):
-            raise InvalidRequest(f"tools[{i}].function.name is required", param=f"tools[{i}]")
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        spec: dict[str, Any] = {"name": function["name"], "inputSchema": {"json": parameters}}
-        if isinstance(function.get("description"), str) and function["description"]:
-            spec["description"] = function["description"]
+    for tool in function_tools(tools):
+        spec: dict[str, Any] = {
+            "name": tool.name,
+            "inputSchema": {"json": tool.parameters or EMPTY_SCHEMA},
+        }
+        if tool.description:
+            spec["description"] = tool.description
         out.append({"toolSpec": spec})
     return out
 

@@ -19,6 +19,7 @@ import orjson
 from sluicegate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamStatusError
 from sluicegate.providers.base import Adapter, Endpoint, SSEDecoder, StreamDecoder, UpstreamRequest
 from sluicegate.providers.cohere_embed import translate_embeddings, translate_embeddings_request
+from sluicegate.providers.common import EMPTY_SCHEMA, function_tools
 from sluicegate.schema.chat import (
     ChatMessage,
     Usage,
@@ -169,19 +170,11 @@ def translate_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequest("tools must be an array", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not function.get("name"):
-            raise InvalidRequest(f"tools[{i}].function.name is required", param=f"tools[{i}]")
-        entry: dict[str, Any] = {
-            "name": function["name"],
-            "parameters": function.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if function.get("description"):
-            entry["description"] = function["description"]
+    for tool in function_tools(tools):
+        entry: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters or EMPTY_SCHEMA}
+        if tool.description:
+            entry["description"] = tool.description
         out.append({"type": "function", "function": entry})
     return out
 

@@ -10,13 +10,13 @@ calls by name, not id); consecutive turns of one role are merged.
 from __future__ import annotations
 
 import mimetypes
-import re
 from typing import Any
 
 import orjson
 
 from sluicegate.dialects.openai import content_text
 from sluicegate.errors import InvalidRequest
+from sluicegate.providers.common import DATA_URL, add_turn, function_tools, tool_calls
 
 # Gemini 3 wants a function call's thought signature back with the call; the
 # OpenAI shape has no place for it, so it rides in the tool call id after this
@@ -25,13 +25,12 @@ from sluicegate.errors import InvalidRequest
 SIGNATURE_MARK = "__ts__"
 # reasoning_effort -> thinking budget, as Google's OpenAI-compatible API maps it.
 THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
-_DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 
 # ---------------------------------------------------------------- parts
 def _url_part(url: str, where: str, default_type: str) -> dict[str, Any]:
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match:
         return {"inlineData": {"mimeType": match["type"], "data": match["data"]}}
     if url.startswith(("http://", "https://", "gs://")):
@@ -63,7 +62,7 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if kind == "file":
         file = part.get("file")
         data = file.get("file_data") if isinstance(file, dict) else None
-        if not isinstance(data, str) or not _DATA_URL.match(data):
+        if not isinstance(data, str) or not DATA_URL.match(data):
             raise InvalidRequest(
                 f"{where}.file.file_data must be a base64 data: URL (file ids are OpenAI's own)",
                 param=where,
@@ -100,25 +99,9 @@ def split_call_id(call_id: str) -> tuple[str, str | None]:
 
 def _function_calls(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
     parts = []
-    for i, call in enumerate(message.get("tool_calls") or []):
-        here = f"{where}.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not function.get("name"):
-            raise InvalidRequest(f"{here}.function.name is required", param=here)
-        arguments = function.get("arguments") or "{}"
-        try:
-            args = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            raise InvalidRequest(
-                f"{here}.function.arguments is not valid JSON", param=f"{here}.function.arguments"
-            ) from None
-        part: dict[str, Any] = {
-            "functionCall": {
-                "name": str(function["name"]),
-                "args": args if isinstance(args, dict) else {"value": args},
-            }
-        }
-        _, signature = split_call_id(str(call.get("id") or ""))
+    for call_id, name, arguments in tool_calls(message, where):
+        part: dict[str, Any] = {"functionCall": {"name": name, "args": arguments}}
+        _, signature = split_call_id(call_id or "")
         if signature:
             part["thoughtSignature"] = signature
         parts.append(part)
@@ -184,34 +167,22 @@ def translate_messages(
             parts += _function_calls(message, where)
         else:
             gemini_role, parts = "user", _parts(message.get("content"), f"{where}.content")
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == gemini_role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": gemini_role, "parts": parts})
+        add_turn(contents, gemini_role, parts, key="parts")
     return system, contents
 
 
 # ---------------------------------------------------------------- options
-def _tools(tools: list[Any]) -> list[dict[str, Any]]:
+def _tools(tools: Any) -> list[dict[str, Any]]:
     declarations = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequest(
-                f"tools[{i}]: only function tools reach Gemini", param=f"tools[{i}]"
-            )
-        if not isinstance(function, dict) or not function.get("name"):
-            raise InvalidRequest(f"tools[{i}].function.name is required", param=f"tools[{i}]")
-        entry: dict[str, Any] = {"name": function["name"]}
-        if function.get("description"):
-            entry["description"] = function["description"]
-        if function.get("parameters"):
+    for tool in function_tools(tools):
+        entry: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            entry["description"] = tool.description
+        if tool.parameters:
             # OpenAI's parameters are JSON Schema; the JSON Schema field takes
             # them as they are (``parameters`` is an OpenAPI subset that
             # rejects additionalProperties, which strict tools always carry).
-            entry["parametersJsonSchema"] = function["parameters"]
+            entry["parametersJsonSchema"] = tool.parameters
         declarations.append(entry)
     return [{"functionDeclarations": declarations}]
 
