@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 import orjson
 
-from sluicegate.admin.health import health_report
+from sluicegate.admin.api import AdminApi
 from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
-from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
-from sluicegate.proxy.handler import Proxy, read_headers
+from sluicegate.errors import GatewayError, InvalidRequest, NotFound
+from sluicegate.proxy.handler import Proxy
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.metrics import CONTENT_TYPE
 
@@ -45,6 +44,7 @@ class App:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.proxy = Proxy(runtime)
+        self.admin = AdminApi(runtime)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -65,8 +65,8 @@ class App:
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
             return
-        if path.startswith("/admin"):
-            await self.admin(scope, send)
+        if path == "/admin" or path.startswith("/admin/"):
+            await self.admin(scope, receive, send)
             return
         if path == "/v1/messages/count_tokens" and method == "POST":
             await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC)
@@ -92,25 +92,6 @@ class App:
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
         await respond_error(send, error, [])
-
-    async def admin(self, scope: Scope, send: Send) -> None:
-        admin_key = self.runtime.loaded.config.gateway.admin_key
-        path, method = scope["path"], scope["method"]
-        if admin_key is None:  # the Admin API is off: it does not exist
-            await respond_error(
-                send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
-            )
-            return
-        key = read_headers(scope["headers"]).key or ""
-        if not hmac.compare_digest(key.encode(), admin_key.encode()):
-            await respond_error(send, AuthenticationError("The admin key is missing or wrong."), [])
-            return
-        if path == "/admin/health" and method == "GET":
-            await respond(send, 200, orjson.dumps(health_report(self.runtime.table)), [JSON])
-            return
-        await respond_error(
-            send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
-        )
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from sluicegate import __version__
 from sluicegate.config.load import Loaded, load_config
@@ -46,6 +47,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password, fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
@@ -72,7 +82,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.access_log:
         gateway_cfg = loaded.config.gateway.model_copy(update={"access_log": True})
         loaded.config = loaded.config.model_copy(update={"gateway": gateway_cfg})
-    runtime = Runtime(loaded)
+    try:
+        runtime = Runtime(loaded)
+    except ConfigError as exc:
+        _print_issues(args.config, exc.issues)
+        return 1
     gateway = loaded.config.gateway
     host, port = _split_listen(gateway.listen)
     host = args.host or host
@@ -83,6 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("warning: %s", warning)
     if gateway.admin_key is None:
         log.info("Admin API and dashboard are off (no gateway.admin_key set)")
+    if gateway.store is not None:
+        log.info("config store: %s (its entities are loaded at start)", redact_url(gateway.store))
     shown = f"[{host}]" if ":" in host else host
     log.info(
         "sluicegate %s serving %d rules on http://%s:%d (%d worker%s)",

@@ -16,7 +16,10 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
           ├── PermissionDenied       403 permission_error
           ├── NotFound               404 not_found_error
           │    └── ModelNotFound     404 code model_not_found
+          ├── Conflict               409 invalid_request_error (Admin API: read-only, in use, taken)
+          ├── PreconditionFailed     412 invalid_request_error, code etag_mismatch (Admin API)
           ├── RequestTooLarge        413 invalid_request_error, code request_too_large
+          ├── Unprocessable          422 invalid_request_error, code validation_failed (Admin API)
           ├── RateLimited            429 rate_limit_error
           ├── UpstreamStatusError    the provider's own 4xx, status kept
           ├── UpstreamError          502 upstream_error
@@ -144,6 +147,36 @@ class NotFound(GatewayError):
 
 class ModelNotFound(NotFound):
     default_code = "model_not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PreconditionFailed(GatewayError):
+    status = 412
+    type = "invalid_request_error"
+    default_code = "etag_mismatch"
+
+
+class Unprocessable(GatewayError):
+    """Invalid config written through the Admin API; ``issues`` are ``(path, message)``."""
+
+    status = 422
+    type = "invalid_request_error"
+    default_code = "validation_failed"
+
+    def __init__(self, issues: list[tuple[str, str]]) -> None:
+        text = "; ".join(f"{path}: {message}" if path else message for path, message in issues)
+        super().__init__(text, param=issues[0][0] if issues and issues[0][0] else None)
+        self.issues = issues
+
+    def openai_body(self) -> dict[str, Any]:
+        body = super().openai_body()
+        body["error"]["issues"] = [{"path": path, "message": msg} for path, msg in self.issues]
+        return body
 
 
 class RequestTooLarge(GatewayError):

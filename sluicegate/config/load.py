@@ -194,6 +194,17 @@ def parse_config(
         )
     warnings: list[str] = []
     data = interpolate(raw, os.environ if env is None else env, warnings)
+    return validate_config(data, warnings, source)
+
+
+def validate_config(
+    data: dict[str, Any], warnings: list[str] | None = None, source: str = "<config>"
+) -> Loaded:
+    """Validate a document whose strings are final (no ``${VAR}`` interpolation).
+
+    The Admin API builds its candidates with this: values written through the API
+    are literal, and file entities were interpolated when the file was read.
+    """
     issues = check_references(data)
     try:
         config = Config.model_validate(data)
@@ -201,7 +212,7 @@ def parse_config(
         raise ConfigError(_validation_issues(exc) + issues) from None
     if issues:
         raise ConfigError(issues)
-    return Loaded(config=config, warnings=warnings, source=source)
+    return Loaded(config=config, warnings=list(warnings or []), source=source)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:

@@ -333,6 +333,20 @@ class Gateway(Strict):
         # `${VAR}` of an unset variable leaves "", which means "not configured".
         return value or None
 
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+            return value
+        if value.startswith(("postgresql://", "postgres://")):
+            return value
+        raise ValueError(
+            "must be sqlite:///relative.db, sqlite:////absolute/path.db or "
+            "postgresql://user:pass@host:5432/db"
+        )
+
 
 class PriceOverride(Strict):
     """USD per million tokens; cached input and cache writes default to the input price."""

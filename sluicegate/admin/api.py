@@ -1,0 +1,373 @@
+"""The Admin API (``/admin``): CRUD over upstreams, services, rules and consumers.
+
+Every write validates the whole candidate config (file + store + the change),
+compiles it, stores the change and swaps the new table in, under one lock, so
+that the running table always matches the store and an invalid change leaves
+both untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sluicegate.admin.entities import (
+    Entity,
+    entities,
+    find,
+    merge_input,
+    new_secrets,
+    present,
+    referrers,
+    seal,
+    secret_refused,
+)
+from sluicegate.admin.health import health_report
+from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
+from sluicegate.admin.openapi import openapi_spec
+from sluicegate.asgi import Receive, Scope, Send, respond_error
+from sluicegate.errors import (
+    AuthenticationError,
+    ConfigError,
+    Conflict,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from sluicegate.proxy.handler import read_headers
+from sluicegate.stores.base import DuplicateName, Record, Store
+
+if TYPE_CHECKING:
+    from sluicegate.runtime import Runtime
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _json(body: Any, status: int = 200, etag: str | None = None) -> Response:
+    headers = {"etag": etag} if etag else None
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
+    """Issues about the written entity lose the candidate's ``kind[i]`` prefix."""
+    out = []
+    for issue in exc.issues:
+        path, sep, message = issue.partition(": ")
+        if not sep:
+            path, message = "", issue
+        elif path == prefix:
+            path = ""
+        elif path.startswith((prefix + ".", prefix + "[")):
+            path = path[len(prefix) :].lstrip(".")
+        out.append((path, message))
+    return out
+
+
+def _cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("after: not a cursor this API returned", param="after") from None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit: must be a whole number from 1 to {MAX_LIMIT}", param="limit")
+    return int(value)
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return True
+    wanted = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in wanted or etag in wanted
+
+
+class AdminApi:
+    """An ASGI app for every path under ``/admin``, behind the admin key."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # Writes are serialised in this process; across instances the store's
+        # version check (``expected_version``) catches a concurrent write.
+        self._lock = asyncio.Lock()
+        self._spec: bytes | None = None  # built on first request, then served as is
+        kind = "{kind:str}"
+        self.app = Starlette(
+            routes=[
+                Route("/admin/health", self.health, methods=["GET"]),
+                Route("/admin/openapi.json", self.openapi, methods=["GET"]),
+                Route(f"/admin/{kind}", self.list_kind, methods=["GET"]),
+                Route(f"/admin/{kind}", self.create, methods=["POST"]),
+                Route(f"/admin/{kind}/{{ref:str}}", self.get, methods=["GET"]),
+                Route(f"/admin/{kind}/{{ref:str}}", self.replace, methods=["PUT"]),
+                Route(f"/admin/{kind}/{{ref:str}}", self.patch, methods=["PATCH"]),
+                Route(f"/admin/{kind}/{{ref:str}}", self.delete, methods=["DELETE"]),
+            ],
+            exception_handlers={GatewayError: self._error, HTTPException: self._http_error},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admin_key = self.runtime.file.config.gateway.admin_key
+        path, method = scope["path"], scope["method"]
+        if admin_key is None:  # the Admin API is off: it does not exist
+            await respond_error(
+                send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
+            )
+            return
+        key = read_headers(scope["headers"]).key or ""
+        if not hmac.compare_digest(key.encode(), admin_key.encode()):
+            await respond_error(send, AuthenticationError("The admin key is missing or wrong."), [])
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return Response(
+            exc.body("openai"), exc.http_status, exc.headers, media_type="application/json"
+        )
+
+    @staticmethod
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        error: GatewayError
+        if exc.status_code == 405:
+            error = InvalidRequest(
+                f"Method {request.method} is not allowed on {request.url.path}.",
+                code="method_not_allowed",
+            )
+            return Response(error.body("openai"), 405, exc.headers, media_type="application/json")
+        error = NotFound(f"Unknown path {request.method} {request.url.path}.", code="unknown_path")
+        return await AdminApi._error(request, error)
+
+    # -- reading ----------------------------------------------------------------
+
+    def _kind(self, request: Request) -> str:
+        plural = request.path_params["kind"]
+        if plural not in SINGULAR:
+            raise NotFound(
+                f"Unknown path {request.method} {request.url.path}.", code="unknown_path"
+            )
+        return SINGULAR[plural]
+
+    async def _records(self) -> list[Record]:
+        store = self.runtime.store
+        return await store.entities(self.runtime.gateway) if store is not None else []
+
+    def _everything(self, records: list[Record]) -> dict[str, list[Entity]]:
+        return {kind: entities(self.runtime.file, records, kind) for kind in PLURAL}
+
+    @staticmethod
+    def _find(items: list[Entity], kind: str, ref: str) -> Entity:
+        entity = find(items, ref)
+        if entity is None:
+            raise NotFound(f"No {kind} with id or name '{ref}'.", code=f"{kind}_not_found")
+        return entity
+
+    async def health(self, request: Request) -> Response:
+        return _json(health_report(self.runtime.table))
+
+    async def openapi(self, request: Request) -> Response:
+        if self._spec is None:
+            self._spec = orjson.dumps(openapi_spec())
+        return Response(self._spec, media_type="application/json")
+
+    async def list_kind(self, request: Request) -> Response:
+        kind = self._kind(request)
+        query = request.query_params
+        limit = _limit(query.get("limit"))
+        wanted = {t for t in (query.get("tags") or "").split(",") if t}
+        after = _after(query["after"]) if query.get("after") else None
+        items = sorted(entities(self.runtime.file, await self._records(), kind), key=_name)
+        items = [e for e in items if wanted <= set(e.tags) and (after is None or e.name > after)]
+        page = items[:limit]
+        more = len(items) > limit
+        return _json(
+            {"data": [present(e) for e in page], "next": _cursor(page[-1].name) if more else None}
+        )
+
+    async def get(self, request: Request) -> Response:
+        kind = self._kind(request)
+        items = entities(self.runtime.file, await self._records(), kind)
+        entity = self._find(items, kind, request.path_params["ref"])
+        return _json(present(entity), etag=entity.etag)
+
+    # -- writing ----------------------------------------------------------------
+
+    def _store(self) -> Store:
+        if self.runtime.store is None:
+            raise Conflict(
+                f"This gateway has no store (gateway.store), so its entities come from "
+                f"{self.runtime.file.source} only and are read-only here.",
+                code="read_only",
+            )
+        return self.runtime.store
+
+    def _writable(self, entity: Entity, request: Request) -> None:
+        if entity.record is None:
+            raise Conflict(
+                f"{PLURAL[entity.kind]}/{entity.name} comes from {self.runtime.file.source} "
+                "and is read-only here; edit the file instead.",
+                code="read_only",
+            )
+        if not _matches(request.headers.get("if-match"), entity.etag):
+            raise PreconditionFailed(
+                f"{PLURAL[entity.kind]}/{entity.name} has changed (its ETag is now {entity.etag})."
+            )
+
+    @staticmethod
+    async def _body(request: Request) -> dict[str, Any]:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise Unprocessable([("", "the body must be a JSON object")])
+        return body
+
+    def _build(self, records: list[Record], kind: str, id: str) -> Built:
+        try:
+            return build(self.runtime.file, records, self.runtime.vault)
+        except ConfigError as exc:
+            prefix = f"{PLURAL[kind]}[{position(self.runtime.file, records, kind, id)}]"
+            raise Unprocessable(_issues(exc, prefix)) from None
+
+    async def create(self, request: Request) -> Response:
+        kind = self._kind(request)
+        body = await self._body(request)
+        return await self._put(request, kind, body, None, patch=False)
+
+    async def replace(self, request: Request) -> Response:
+        return await self._update(request, patch=False)
+
+    async def patch(self, request: Request) -> Response:
+        return await self._update(request, patch=True)
+
+    async def _update(self, request: Request, patch: bool) -> Response:
+        kind = self._kind(request)
+        body = await self._body(request)
+        return await self._put(request, kind, body, request.path_params["ref"], patch)
+
+    async def _put(
+        self, request: Request, kind: str, body: dict[str, Any], ref: str | None, patch: bool
+    ) -> Response:
+        store = self._store()
+        async with self._lock:
+            records = await store.entities(self.runtime.gateway)
+            everything = self._everything(records)
+            existing = self._find(everything[kind], kind, ref) if ref is not None else None
+            if existing is not None:
+                self._writable(existing, request)
+            doc = merge_input(kind, body, existing, patch)
+            name = doc.get("name")
+            if not isinstance(name, str):
+                raise Unprocessable([("name", "required" if name is None else "must be a string")])
+            if new_secrets(doc) and not self.runtime.vault.enabled:
+                raise secret_refused(new_secrets(doc))
+            self._check_name(kind, name, existing, everything)
+            id = existing.id if existing is not None else str(uuid.uuid4())
+            now = datetime.now(UTC)
+            tags = doc.get("tags")
+            candidate = Record(
+                id=id,
+                gateway=self.runtime.gateway,
+                kind=kind,
+                name=name,
+                doc=doc,
+                tags=tuple(tags) if isinstance(tags, list) else (),
+                created_at=existing.record.created_at if existing and existing.record else now,
+                updated_at=now,
+                version=existing.record.version if existing and existing.record else 0,
+            )
+            if existing is None:
+                candidates = [*records, candidate]
+            else:
+                candidates = [candidate if r.id == id else r for r in records]
+            built = self._build(candidates, kind, id)
+            stored = seal(kind, doc, self.runtime.vault)
+            tag_list = [str(t) for t in candidate.tags]
+            try:
+                if existing is None:
+                    record: Record | None = await store.create(
+                        self.runtime.gateway, kind, id, name, stored, tag_list
+                    )
+                else:
+                    record = await store.update(
+                        self.runtime.gateway, kind, id, name, stored, tag_list, candidate.version
+                    )
+            except DuplicateName:
+                raise Conflict(
+                    f"A {kind} named '{name}' already exists.", code="name_taken"
+                ) from None
+            if record is None:
+                raise PreconditionFailed(f"{PLURAL[kind]}/{name} was changed by another writer.")
+            await self.runtime.install(built.loaded, built.table)
+        entity = Entity(kind, record.id, record.name, record.doc, record)
+        return _json(present(entity), 201 if existing is None else 200, etag=entity.etag)
+
+    def _check_name(
+        self, kind: str, name: str, existing: Entity | None, everything: dict[str, list[Entity]]
+    ) -> None:
+        for other in everything[kind]:
+            if other.name == name and (existing is None or other.id != existing.id):
+                where = f" (in {self.runtime.file.source})" if other.record is None else ""
+                raise Conflict(f"A {kind} named '{name}' already exists{where}.", code="name_taken")
+        if existing is not None and name != existing.name:
+            users = referrers(kind, existing, everything)
+            if users:
+                raise Conflict(
+                    f"{PLURAL[kind]}/{existing.name} cannot be renamed: it is used by "
+                    f"{', '.join(users)}.",
+                    code="in_use",
+                )
+
+    async def delete(self, request: Request) -> Response:
+        kind = self._kind(request)
+        store = self._store()
+        async with self._lock:
+            records = await store.entities(self.runtime.gateway)
+            everything = self._everything(records)
+            entity = self._find(everything[kind], kind, request.path_params["ref"])
+            self._writable(entity, request)
+            users = referrers(kind, entity, everything)
+            if users:
+                raise Conflict(
+                    f"{PLURAL[kind]}/{entity.name} is used by {', '.join(users)}; "
+                    "change or delete those first.",
+                    code="in_use",
+                )
+            assert entity.record is not None
+            built = self._build([r for r in records if r.id != entity.id], kind, entity.id)
+            if not await store.delete(self.runtime.gateway, kind, entity.id, entity.record.version):
+                raise PreconditionFailed(
+                    f"{PLURAL[kind]}/{entity.name} was changed by another writer."
+                )
+            await self.runtime.install(built.loaded, built.table)
+        return Response(status_code=204)
+
+
+def _name(entity: Entity) -> str:
+    return entity.name

@@ -1,0 +1,7 @@
+"""Persistent stores of the control plane: one interface, SQLite and PostgreSQL behind it."""
+
+from __future__ import annotations
+
+from sluicegate.stores.base import DuplicateName, Record, Store, open_store
+
+__all__ = ["DuplicateName", "Record", "Store", "open_store"]

@@ -1,0 +1,89 @@
+"""The store interface and the record it keeps.
+
+A store holds entities (upstreams, services, rules, consumers) of one or more
+gateways as JSON documents, a per-entity ``version`` (the ETag) and a global
+``config_version`` bumped by every write, so that another instance can tell
+that something changed without reading everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sluicegate.errors import ConfigError, SluicegateError
+
+DEFAULT_GATEWAY = "default"
+
+
+class DuplicateName(SluicegateError):
+    """Another entity of the same kind and gateway already has this name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    id: str
+    gateway: str
+    kind: str  # singular: upstream, service, rule, consumer
+    name: str
+    doc: dict[str, Any]  # the entity's fields as written (secrets encrypted)
+    tags: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (safe from several instances at once)."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def config_version(self) -> int: ...
+
+    async def ensure_gateway(self, name: str) -> None: ...
+
+    async def gateways(self) -> list[str]: ...
+
+    async def entities(self, gateway: str) -> list[Record]:
+        """Every entity of the gateway, oldest first."""
+
+    async def create(
+        self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
+    ) -> Record:
+        """Raises ``DuplicateName`` when the name is taken."""
+
+    async def update(
+        self,
+        gateway: str,
+        kind: str,
+        id: str,
+        name: str,
+        doc: dict[str, Any],
+        tags: list[str],
+        expected_version: int,
+    ) -> Record | None:
+        """``None`` when the entity is gone or its version is no longer ``expected_version``."""
+
+    async def delete(self, gateway: str, kind: str, id: str, expected_version: int) -> bool: ...
+
+
+def open_store(url: str) -> Store:
+    """A store for ``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``postgresql://…``."""
+    if url.startswith("sqlite:///"):
+        from sluicegate.stores.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite:///")
+        if not path:
+            raise ConfigError([f"gateway.store: '{url}' names no file"])
+        return SqliteStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from sluicegate.stores.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError(
+        [f"gateway.store: use sqlite:///file.db or postgresql://user@host/db, not '{url}'"]
+    )

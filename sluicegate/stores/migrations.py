@@ -1,0 +1,79 @@
+"""Versioned schema migrations, one list per dialect, applied in order at start.
+
+Each instance runs them under a lock held for the whole transaction
+(``pg_advisory_xact_lock`` / SQLite's ``BEGIN IMMEDIATE``), so that several
+instances starting together apply each step exactly once. Append new steps;
+never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+# Any constant works; it only has to be the same in every instance.
+ADVISORY_LOCK_KEY = 0x51_7E_6A_7E
+
+META_TABLE = """
+CREATE TABLE IF NOT EXISTS sluicegate_meta (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+)
+"""
+
+SQLITE: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE sluicegate_gateways (
+            name TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE sluicegate_entities (
+            id TEXT PRIMARY KEY,
+            gateway TEXT NOT NULL REFERENCES sluicegate_gateways(name),
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            UNIQUE (gateway, kind, name)
+        )
+        """,
+        "CREATE INDEX sluicegate_entities_gateway ON sluicegate_entities (gateway, created_at)",
+        "INSERT INTO sluicegate_gateways (name, created_at) VALUES ('default', "
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        "INSERT INTO sluicegate_meta (key, value) VALUES ('config_version', 0)",
+    ),
+)
+
+POSTGRES: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE sluicegate_gateways (
+            name TEXT PRIMARY KEY,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )
+        """,
+        """
+        CREATE TABLE sluicegate_entities (
+            id UUID PRIMARY KEY,
+            gateway TEXT NOT NULL REFERENCES sluicegate_gateways(name),
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            doc JSONB NOT NULL,
+            tags JSONB NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            version INTEGER NOT NULL,
+            UNIQUE (gateway, kind, name)
+        )
+        """,
+        "CREATE INDEX sluicegate_entities_gateway ON sluicegate_entities (gateway, created_at)",
+        "INSERT INTO sluicegate_gateways (name) VALUES ('default')",
+        "INSERT INTO sluicegate_meta (key, value) VALUES ('config_version', 0)",
+    ),
+)
+
+SCHEMA_VERSION = len(SQLITE)
+assert len(POSTGRES) == SCHEMA_VERSION, "both dialects move in step"

@@ -1,0 +1,169 @@
+"""The scale-out store: PostgreSQL through asyncpg, shared by every instance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from sluicegate.stores.base import DuplicateName, Record
+from sluicegate.stores.migrations import ADVISORY_LOCK_KEY, META_TABLE, POSTGRES
+
+_COLUMNS = (
+    "id::text AS id, gateway, kind, name, doc::text AS doc, tags::text AS tags, "
+    "created_at, updated_at, version"
+)
+
+
+def _record(row: Any) -> Record:
+    return Record(
+        id=row["id"],
+        gateway=row["gateway"],
+        kind=row["kind"],
+        name=row["name"],
+        doc=orjson.loads(row["doc"]),
+        tags=tuple(orjson.loads(row["tags"])),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+_BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+
+
+class PostgresStore:
+    def __init__(self, url: str) -> None:
+        # asyncpg passes unknown query parameters (e.g. ?search_path=x) on as server settings.
+        self.url = url
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Held until commit: a second instance starting now waits, then finds it done.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_KEY)
+            await conn.execute(META_TABLE)
+            current = await conn.fetchval(
+                "SELECT value FROM sluicegate_meta WHERE key = 'schema_version'"
+            )
+            current = current or 0
+            for version, steps in enumerate(POSTGRES, start=1):
+                if version <= current:
+                    continue
+                for statement in steps:
+                    await conn.execute(statement)
+            if current < len(POSTGRES):
+                await conn.execute(
+                    "INSERT INTO sluicegate_meta (key, value) VALUES ('schema_version', $1) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    len(POSTGRES),
+                )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the store is not open")
+        return self._pool
+
+    async def _meta(self, key: str) -> int:
+        value = await self.pool.fetchval("SELECT value FROM sluicegate_meta WHERE key = $1", key)
+        return int(value or 0)
+
+    async def schema_version(self) -> int:
+        return await self._meta("schema_version")
+
+    async def config_version(self) -> int:
+        return await self._meta("config_version")
+
+    async def ensure_gateway(self, name: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO sluicegate_gateways (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            name,
+        )
+
+    async def gateways(self) -> list[str]:
+        rows = await self.pool.fetch("SELECT name FROM sluicegate_gateways ORDER BY name")
+        return [row["name"] for row in rows]
+
+    async def entities(self, gateway: str) -> list[Record]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM sluicegate_entities WHERE gateway = $1 "
+            "ORDER BY created_at, id",
+            gateway,
+        )
+        return [_record(row) for row in rows]
+
+    async def _write(self, sql: str, *params: Any) -> Record | None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(sql, *params)
+                if row is not None:
+                    await conn.execute(_BUMP)
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateName(str(exc)) from None
+        return _record(row) if row is not None else None
+
+    async def create(
+        self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
+    ) -> Record:
+        now = datetime.now(UTC)
+        record = await self._write(
+            "INSERT INTO sluicegate_entities (id, gateway, kind, name, doc, tags, created_at, "
+            "updated_at, version) VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $7, 1) "
+            f"RETURNING {_COLUMNS}",
+            id,
+            gateway,
+            kind,
+            name,
+            orjson.dumps(doc).decode(),
+            orjson.dumps(tags).decode(),
+            now,
+        )
+        assert record is not None
+        return record
+
+    async def update(
+        self,
+        gateway: str,
+        kind: str,
+        id: str,
+        name: str,
+        doc: dict[str, Any],
+        tags: list[str],
+        expected_version: int,
+    ) -> Record | None:
+        return await self._write(
+            "UPDATE sluicegate_entities SET name = $1, doc = $2::jsonb, tags = $3::jsonb, "
+            "updated_at = $4, version = version + 1 "
+            "WHERE id = $5::uuid AND gateway = $6 AND kind = $7 AND version = $8 "
+            f"RETURNING {_COLUMNS}",
+            name,
+            orjson.dumps(doc).decode(),
+            orjson.dumps(tags).decode(),
+            datetime.now(UTC),
+            id,
+            gateway,
+            kind,
+            expected_version,
+        )
+
+    async def delete(self, gateway: str, kind: str, id: str, expected_version: int) -> bool:
+        record = await self._write(
+            "DELETE FROM sluicegate_entities WHERE id = $1::uuid AND gateway = $2 AND kind = $3 "
+            f"AND version = $4 RETURNING {_COLUMNS}",
+            id,
+            gateway,
+            kind,
+            expected_version,
+        )
+        return record is not None

@@ -1,0 +1,208 @@
+"""The embedded store: one SQLite file, reached through the stdlib driver in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from sluicegate.stores.base import DuplicateName, Record
+from sluicegate.stores.migrations import META_TABLE, SQLITE
+
+T = TypeVar("T")
+
+_COLUMNS = "id, gateway, kind, name, doc, tags, created_at, updated_at, version"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        id=row[0],
+        gateway=row[1],
+        kind=row[2],
+        name=row[3],
+        doc=orjson.loads(row[4]),
+        tags=tuple(orjson.loads(row[5])),
+        created_at=datetime.fromisoformat(row[6]),
+        updated_at=datetime.fromisoformat(row[7]),
+        version=row[8],
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        # One connection, one statement at a time: SQLite serialises writers anyway.
+        self._lock = asyncio.Lock()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise RuntimeError("the store is not open")
+        conn = self._conn
+        async with self._lock:
+            return await asyncio.to_thread(fn, conn)
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return conn
+
+        self._conn = await asyncio.to_thread(connect)
+        await self._run(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock first, so a second instance waits here
+        # and then sees the steps the first one applied.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(META_TABLE)
+            row = conn.execute(
+                "SELECT value FROM sluicegate_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            current = row[0] if row else 0
+            for version, steps in enumerate(SQLITE, start=1):
+                if version <= current:
+                    continue
+                for statement in steps:
+                    conn.execute(statement)
+            if current < len(SQLITE):
+                conn.execute(
+                    "INSERT INTO sluicegate_meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (len(SQLITE),),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
+
+    async def _meta(self, key: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT value FROM sluicegate_meta WHERE key = ?", (key,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(read)
+
+    async def schema_version(self) -> int:
+        return await self._meta("schema_version")
+
+    async def config_version(self) -> int:
+        return await self._meta("config_version")
+
+    async def ensure_gateway(self, name: str) -> None:
+        await self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO sluicegate_gateways (name, created_at) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, _now()),
+            )
+        )
+
+    async def gateways(self) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT name FROM sluicegate_gateways ORDER BY name").fetchall()
+            return [row[0] for row in rows]
+
+        return await self._run(read)
+
+    async def entities(self, gateway: str) -> list[Record]:
+        def read(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM sluicegate_entities WHERE gateway = ? "
+                "ORDER BY created_at, id",
+                (gateway,),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._run(read)
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Record | None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(sql, params).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+                )
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise DuplicateName(str(exc)) from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return _record(row) if row is not None else None
+
+    async def create(
+        self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
+    ) -> Record:
+        now = _now()
+        sql = (
+            f"INSERT INTO sluicegate_entities ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+            f"RETURNING {_COLUMNS}"
+        )
+        params = (id, gateway, kind, name, orjson.dumps(doc), orjson.dumps(tags), now, now)
+        record = await self._run(lambda conn: self._write(conn, sql, params))
+        assert record is not None
+        return record
+
+    async def update(
+        self,
+        gateway: str,
+        kind: str,
+        id: str,
+        name: str,
+        doc: dict[str, Any],
+        tags: list[str],
+        expected_version: int,
+    ) -> Record | None:
+        sql = (
+            "UPDATE sluicegate_entities SET name = ?, doc = ?, tags = ?, updated_at = ?, "
+            "version = version + 1 WHERE id = ? AND gateway = ? AND kind = ? AND version = ? "
+            f"RETURNING {_COLUMNS}"
+        )
+        params = (
+            name,
+            orjson.dumps(doc),
+            orjson.dumps(tags),
+            _now(),
+            id,
+            gateway,
+            kind,
+            expected_version,
+        )
+        return await self._run(lambda conn: self._write(conn, sql, params))
+
+    async def delete(self, gateway: str, kind: str, id: str, expected_version: int) -> bool:
+        sql = (
+            "DELETE FROM sluicegate_entities WHERE id = ? AND gateway = ? AND kind = ? "
+            f"AND version = ? RETURNING {_COLUMNS}"
+        )
+        params = (id, gateway, kind, expected_version)
+        return await self._run(lambda conn: self._write(conn, sql, params)) is not None
