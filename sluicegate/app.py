@@ -104,6 +104,7 @@ class App:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.proxy.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

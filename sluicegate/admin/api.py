@@ -8,9 +8,7 @@ both untouched.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import binascii
 import hmac
 import uuid
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sluicegate.admin import explorer
 from sluicegate.admin.entities import (
     Entity,
     entities,
@@ -86,7 +85,7 @@ def _after(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not ASCII, not base64, not UTF-8 (binascii.Error is one too)
         raise InvalidRequest("after: not a cursor this API returned", param="after") from None
 
 
@@ -105,18 +104,32 @@ def _matches(header: str | None, etag: str) -> bool:
     return "*" in wanted or etag in wanted
 
 
+_CHALLENGE = b'Basic realm="sluicegate admin (the password is the admin key)", charset="UTF-8"'
+
+
+def _basic_password(value: str) -> str:
+    """The password of ``Basic <user:password>``; any other value as it is."""
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "basic":
+        return value
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode()
+    except ValueError:
+        return value
+    return decoded.partition(":")[2]
+
+
 class AdminApi:
     """An ASGI app for every path under ``/admin``, behind the admin key."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # Writes are serialised in this process; across instances the store's
-        # version check (``expected_version``) catches a concurrent write.
-        self._lock = asyncio.Lock()
         self._spec: bytes | None = None  # built on first request, then served as is
         kind = "{kind:str}"
         self.app = Starlette(
             routes=[
+                Route("/admin/docs", explorer.page, methods=["GET"]),
+                Route("/admin/docs/{asset:str}", explorer.asset, methods=["GET"]),
                 Route("/admin/health", self.health, methods=["GET"]),
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
                 Route(f"/admin/{kind}", self.list_kind, methods=["GET"]),
@@ -137,9 +150,14 @@ class AdminApi:
                 send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
             )
             return
-        key = read_headers(scope["headers"]).key or ""
+        key = _basic_password(read_headers(scope["headers"]).key or "")
         if not hmac.compare_digest(key.encode(), admin_key.encode()):
-            await respond_error(send, AuthenticationError("The admin key is missing or wrong."), [])
+            # A browser opening the explorer is asked for the key (as a Basic password).
+            challenge = (
+                [(b"www-authenticate", _CHALLENGE)] if path.startswith("/admin/docs") else []
+            )
+            error = AuthenticationError("The admin key is missing or wrong.")
+            await respond_error(send, error, challenge)
             return
         await self.app(scope, receive, send)
 
@@ -250,7 +268,7 @@ class AdminApi:
 
     def _build(self, records: list[Record], kind: str, id: str) -> Built:
         try:
-            return build(self.runtime.file, records, self.runtime.vault)
+            return build(self.runtime.file, records, self.runtime.vault, self.runtime.table)
         except ConfigError as exc:
             prefix = f"{PLURAL[kind]}[{position(self.runtime.file, records, kind, id)}]"
             raise Unprocessable(_issues(exc, prefix)) from None
@@ -275,7 +293,9 @@ class AdminApi:
         self, request: Request, kind: str, body: dict[str, Any], ref: str | None, patch: bool
     ) -> Response:
         store = self._store()
-        async with self._lock:
+        # Serialised with reloads in this process; across instances the store's
+        # version check (``expected_version``) catches a concurrent write.
+        async with self.runtime.lock:
             records = await store.entities(self.runtime.gateway)
             everything = self._everything(records)
             existing = self._find(everything[kind], kind, ref) if ref is not None else None
@@ -347,7 +367,7 @@ class AdminApi:
     async def delete(self, request: Request) -> Response:
         kind = self._kind(request)
         store = self._store()
-        async with self._lock:
+        async with self.runtime.lock:
             records = await store.entities(self.runtime.gateway)
             everything = self._everything(records)
             entity = self._find(everything[kind], kind, request.path_params["ref"])

@@ -99,6 +99,7 @@ def present(entity: Entity) -> dict[str, Any]:
     key_count = 0
     if entity.kind == "consumer":
         key_count = len(doc.pop("keys", None) or []) + len(doc.pop("key_hashes", None) or [])
+        doc.pop("key_templates", None)  # kept for ``config export``; never shown
     shown = MODELS[entity.kind].model_validate(doc).model_dump(mode="json")
     if isinstance(shown.get("credentials"), dict):
         for field in SECRET_FIELDS:
@@ -171,6 +172,8 @@ def merge_input(
                 doc["credentials"] = {**new_creds, **kept}
         if "keys" not in body and "key_hashes" in old:
             doc["key_hashes"] = old["key_hashes"]
+            if "key_templates" in old:
+                doc["key_templates"] = old["key_templates"]
     if existing is not None:
         doc.setdefault("name", existing.name)
     if isinstance(doc.get("credentials"), dict):
@@ -181,6 +184,7 @@ def merge_input(
         doc.pop("credentials")
     if kind == "consumer" and doc.get("keys") is not None:
         doc.pop("key_hashes", None)
+        doc.pop("key_templates", None)
     return doc
 
 

@@ -49,8 +49,13 @@ def position(loaded: Loaded, records: Sequence[Record], kind: str, id: str | Non
     return count
 
 
-def build(file: Loaded, records: Sequence[Record], vault: Vault) -> Built:
-    """Validate and compile file + store; raises ``ConfigError`` with candidate paths."""
+def build(
+    file: Loaded, records: Sequence[Record], vault: Vault, previous: RoutingTable | None = None
+) -> Built:
+    """Validate and compile file + store; raises ``ConfigError`` with candidate paths.
+
+    ``previous`` (the running table) keeps the health of unchanged upstream pools.
+    """
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     upstream_names = {r.id: r.name for r in records if r.kind == "upstream"}
@@ -65,11 +70,17 @@ def build(file: Loaded, records: Sequence[Record], vault: Vault) -> Built:
         doc = {**record.doc, "name": record.name, "tags": list(record.tags)}
         if isinstance(doc.get("credentials"), dict):
             doc["credentials"] = vault.open(doc["credentials"], f"{where}.credentials")
-        if record.kind == "service" and doc.get("upstream_id") in upstream_names:
+        upstream_id = doc.get("upstream_id")
+        if (
+            record.kind == "service"
+            and isinstance(upstream_id, str)
+            and upstream_id in upstream_names
+        ):
             # Store upstreams have random ids; the checks and the compiler know names.
             doc["upstream"] = upstream_names[doc.pop("upstream_id")]
         if record.kind == "consumer":
             hashes = [bytes.fromhex(h) for h in doc.pop("key_hashes", [])]
+            doc.pop("key_templates", None)  # the ${VAR} references of applied keys, for export
             plain = doc.get("keys")
             hashes += [hash_key(k) for k in plain if isinstance(k, str)] if plain else []
             for digest in hashes:
@@ -87,7 +98,7 @@ def build(file: Loaded, records: Sequence[Record], vault: Vault) -> Built:
         raise ConfigError(exc.issues + issues) from None
     if issues:
         raise ConfigError(issues)
-    table = compile_config(loaded.config, loaded.warnings)
+    table = compile_config(loaded.config, loaded.warnings, previous)
     if placeholders:
         keys: dict[bytes, ConsumerEntry] = dict(table.keys)
         for placeholder, hashes in placeholders.values():

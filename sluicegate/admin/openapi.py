@@ -185,15 +185,15 @@ def openapi_spec() -> dict[str, Any]:
         "items": {"type": "string", "enum": sorted(SECRET_FIELDS)},
         "description": "the secret fields that hold a value (never shown)",
     }
-    timestamp = {"type": ["string", "null"], "format": "date-time"}
+    timestamp = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
     for kind, model in MODELS.items():
         schema = schemas[model.__name__]
         props = schema["properties"]
         if kind == "consumer":
             props.pop("keys", None)
-            props["key_count"] = {"type": "integer", "minimum": 0}
-        props["id"] = {"type": "string", "format": "uuid"}
-        props["source"] = {"type": "string", "enum": ["file", "store"]}
+            props["key_count"] = {"type": "integer", "minimum": 0, "readOnly": True}
+        props["id"] = {"type": "string", "format": "uuid", "readOnly": True}
+        props["source"] = {"type": "string", "enum": ["file", "store"], "readOnly": True}
         props["created_at"] = timestamp
         props["updated_at"] = timestamp
         schema["required"] = sorted({*schema.get("required", []), "id", "name", "source"})

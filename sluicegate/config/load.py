@@ -41,6 +41,11 @@ def format_path(loc: tuple[Any, ...]) -> str:
     return out or "<root>"
 
 
+def references(value: str) -> list[str]:
+    """The variables a string reads (``$${VAR}`` is a literal, not a reference)."""
+    return [m.group(2) for m in _VAR.finditer(value) if not m.group(1)]
+
+
 def interpolate(
     node: Any, env: Mapping[str, str], warnings: list[str], loc: tuple[Any, ...] = ()
 ) -> Any:

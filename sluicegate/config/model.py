@@ -19,11 +19,24 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 from sluicegate.config.durations import parse_duration
 from sluicegate.providers.catalog import CATALOG
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Input schemas (the Admin API's) say what the parser takes; answers are always seconds.
+_DURATION_INPUT = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)?)+\s*$"},
+    ],
+    "description": "seconds, or a duration such as 500ms, 30s, 5m, 1h30m, 1d",
+}
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(_DURATION_INPUT, mode="validation"),
+]
 Name = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
@@ -230,6 +243,11 @@ class RateLimitPolicy(Strict):
     per: Literal["consumer", "key", "rule", "model", "global"] = "consumer"
 
 
+def _one_or_many(value: Any) -> Any:
+    # A single limit or several windows at once (per minute and per day).
+    return value if value is None or isinstance(value, list) else [value]
+
+
 class CachePolicy(Strict):
     mode: Literal["exact", "semantic", "off"] = "exact"
     ttl: Duration = Field(default=300.0, gt=0)
@@ -253,7 +271,7 @@ class TransformPolicy(Strict):
 
 
 class Policies(Strict):
-    rate_limit: RateLimitPolicy | None = None
+    rate_limit: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     cache: CachePolicy | None = None
     guardrails: GuardrailsPolicy | None = None
     transform: TransformPolicy | None = None
@@ -304,7 +322,7 @@ class Consumer(Strict):
     name: Name
     keys: list[Annotated[str, Field(min_length=8)]] = Field(default_factory=list, repr=False)
     rules: list[str] | None = None
-    limits: Limits | None = None
+    limits: Annotated[list[Limits] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -318,6 +336,10 @@ class Gateway(Strict):
     redis: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     access_log: bool = False  # one JSON line per request on the "sluicegate.access" logger
+    limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
+    redis_failure: Literal["open", "closed"] = "open"
+    budget: Budget | None = None
+    estimate_max_tokens: int = Field(default=1024, ge=0)
 
     @field_validator("listen")
     @classmethod

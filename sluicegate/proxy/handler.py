@@ -13,7 +13,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,10 +25,25 @@ from sluicegate.errors import (
     GatewayError,
     ModelNotFound,
     PermissionDenied,
+    RateLimited,
 )
+from sluicegate.policies.rate_limit import (
+    Limit,
+    RateLimiter,
+    Reservation,
+    Who,
+)
+from sluicegate.policies.rate_limit import estimate_tokens as estimate_request_tokens
+from sluicegate.policies.windows import RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
 from sluicegate.proxy.streaming import relay_stream
-from sluicegate.routing.table import CompiledRule, CompiledService, ConsumerEntry, RoutingTable
+from sluicegate.routing.table import (
+    CompiledRule,
+    CompiledService,
+    ConsumerEntry,
+    RoutingTable,
+    hash_key,
+)
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.usage import usage_of_body
@@ -103,6 +118,19 @@ class Proxy:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.recorder = Recorder(runtime.metrics)
+        self._limiter: RateLimiter | None = None
+
+    def limiter(self, table: RoutingTable) -> RateLimiter:
+        # Made on first use, inside the event loop the Redis client belongs to.
+        if self._limiter is None:
+            counters = RedisCounters(table.redis) if table.redis else None
+            self._limiter = RateLimiter(counters, table.redis_failure)
+        return self._limiter
+
+    async def close(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.close()
+            self._limiter = None
 
     def authenticate(self, table: RoutingTable, key: str | None) -> ConsumerEntry:
         consumer = table.authenticate(key)
@@ -134,6 +162,7 @@ class Proxy:
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
+        reservation: Reservation | None = None
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
@@ -145,6 +174,11 @@ class Proxy:
             ex.rule, ex.model = rule.name, parsed.model
             stream = parsed.canonical.get("stream") is True
             ex.stream = stream
+            limits = (*table.limits, *rule.limits, *consumer.limits)
+            if limits:
+                reservation = await self.reserve(
+                    table, limits, ex, incoming.key, parsed.canonical, out
+                )
             forwarded = _forwarded(dialect, headers)
             call = Call(dialect, endpoint, parsed, raw, stream, forwarded, consumer.name, headers)
             await self.forward(table, rule, call, send, out, ex)
@@ -153,7 +187,31 @@ class Proxy:
             await respond_error(send, exc, out, dialect.name)
         finally:
             inflight.dec()
+            if reservation is not None:
+                ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
+                await self.limiter(table).settle(reservation, ex.usage, ex.cost)
             self.recorder.record(ex, table.prices, table.access_log)
+
+    async def reserve(
+        self,
+        table: RoutingTable,
+        limits: tuple[Limit, ...],
+        ex: Exchange,
+        key: str | None,
+        body: dict[str, Any],
+        out: Headers,
+    ) -> Reservation | None:
+        key_id = hash_key(key).hex()[:16] if key else ""
+        who = Who(table.gateway, ex.consumer or "", key_id, ex.rule or "", ex.model or "")
+        estimate = estimate_request_tokens(body, table.estimate_max_tokens)
+        try:
+            reservation, limit_headers = await self.limiter(table).reserve(limits, who, estimate)
+        except RateLimited:
+            self.runtime.metrics.ratelimited.labels(table.gateway, ex.rule or "").inc()
+            raise
+        for name, value in limit_headers.items():
+            out.append((name.encode(), value.encode()))
+        return reservation
 
     async def count_tokens(
         self, scope: Scope, receive: Receive, send: Send, dialect: Dialect

@@ -10,6 +10,7 @@ import orjson
 
 from sluicegate.config.model import Config, Rule, Service, Upstream
 from sluicegate.credentials import build_signer
+from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
 from sluicegate.providers.registry import ADAPTERS
@@ -104,10 +105,30 @@ def compile_service(
     )
 
 
+def _same_pool(pool: Balancer, upstream: Upstream, targets: list[Target]) -> bool:
+    """Whether a running pool was built from this very definition (targets, algorithm, checks)."""
+    if type(pool) is not ALGORITHMS[upstream.algorithm] or pool.hash_on != upstream.hash_on:
+        return False
+    if len(pool.targets) != len(targets):
+        return False
+    return all(
+        (old.url, old.weight, old.health.passive, old.health.active)
+        == (new.url, new.weight, new.health.passive, new.health.active)
+        for old, new in zip(pool.targets, targets, strict=True)
+    )
+
+
 def compile_pool(
-    upstream: Upstream, index: int, warnings: list[str]
+    upstream: Upstream,
+    index: int,
+    warnings: list[str],
+    previous: Balancer | None = None,
 ) -> tuple[Balancer, Probe | None]:
-    """One pool per upstream, shared by every service that names it, and its probe."""
+    """One pool per upstream, shared by every service that names it, and its probe.
+
+    ``previous`` is the running table's pool of the same name: when its definition
+    is unchanged it is kept, so that health, in-flight counts and latency carry over.
+    """
     checks = upstream.healthchecks
     passive = active = None
     if checks is not None and checks.passive is not None:
@@ -119,7 +140,10 @@ def compile_pool(
             a.path, a.interval, a.timeout, a.healthy_successes, a.unhealthy_failures
         )
     targets = [Target(t.url, t.weight, TargetHealth(passive, active)) for t in upstream.targets]
-    pool = ALGORITHMS[upstream.algorithm](upstream.name, targets, upstream.hash_on)
+    if previous is not None and _same_pool(previous, upstream, targets):
+        pool = previous
+    else:
+        pool = ALGORITHMS[upstream.algorithm](upstream.name, targets, upstream.hash_on)
     if active is None:
         return pool, None
     where = f"upstreams[{index}].credentials"
@@ -166,6 +190,10 @@ def compile_rule(rule: Rule, index: int, services: dict[str, CompiledService]) -
         ),
         policies=rule.policies,
         hash_on=rule.hash_on,
+        limits=tuple(
+            Limit(f"rule:{rule.name}", r.per, r.requests, r.tokens, r.window)
+            for r in rule.policies.rate_limit or []
+        ),
         literal_models=tuple(m for m in rule.match.models if not is_glob(m)),
     )
 
@@ -183,10 +211,27 @@ def _models_body(rules: list[CompiledRule]) -> bytes:
     return orjson.dumps({"object": "list", "data": data})
 
 
-def compile_config(config: Config, warnings: list[str] | None = None) -> RoutingTable:
+def _gateway_limits(config: Config) -> tuple[Limit, ...]:
+    gateway = config.gateway
+    limits = tuple(
+        Limit("gateway", r.per, r.requests, r.tokens, r.window) for r in gateway.limits or []
+    )
+    if gateway.budget is not None:
+        budget = gateway.budget
+        limits += (Limit("gateway", "global", None, None, budget.window, budget.usd),)
+    return limits
+
+
+def compile_config(
+    config: Config, warnings: list[str] | None = None, previous: RoutingTable | None = None
+) -> RoutingTable:
+    """``previous``, the running table, lends its unchanged upstream pools to the new one."""
     warnings = list(warnings or [])
     upstreams = {u.name: u for u in config.upstreams}
-    compiled = [compile_pool(u, i, warnings) for i, u in enumerate(config.upstreams)]
+    running = {pool.name: pool for pool in previous.pools} if previous is not None else {}
+    compiled = [
+        compile_pool(u, i, warnings, running.get(u.name)) for i, u in enumerate(config.upstreams)
+    ]
     pools = {u.name: pool for u, (pool, _) in zip(config.upstreams, compiled, strict=True)}
     probes = tuple(probe for _, probe in compiled if probe is not None)
     services = {
@@ -209,7 +254,15 @@ def compile_config(config: Config, warnings: list[str] | None = None) -> Routing
     for consumer in config.consumers:
         allowed = frozenset(consumer.rules) if consumer.rules is not None else None
         visible = [r for r in rules if allowed is None or r.name in allowed]
-        entry = ConsumerEntry(consumer.name, allowed, _models_body(visible))
+        limits = tuple(
+            Limit(f"consumer:{consumer.name}", "consumer", lim.requests, lim.tokens, lim.window)
+            for lim in consumer.limits or []
+        )
+        if consumer.budget is not None:
+            budget = consumer.budget
+            owner = f"consumer:{consumer.name}"
+            limits += (Limit(owner, "consumer", None, None, budget.window, budget.usd),)
+        entry = ConsumerEntry(consumer.name, allowed, _models_body(visible), limits)
         for key in consumer.keys:
             keys[hash_key(key)] = entry
     anonymous = None
@@ -233,5 +286,9 @@ def compile_config(config: Config, warnings: list[str] | None = None) -> Routing
         probes=probes,
         prices=PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()}),
         access_log=config.gateway.access_log,
+        limits=_gateway_limits(config),
+        redis=config.gateway.redis,
+        redis_failure=config.gateway.redis_failure,
+        estimate_max_tokens=config.gateway.estimate_max_tokens,
         warnings=tuple(warnings),
     )

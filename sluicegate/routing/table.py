@@ -20,6 +20,7 @@ from typing import Any
 
 from sluicegate.config.model import Policies
 from sluicegate.credentials import Signer
+from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.base import Adapter
 from sluicegate.proxy.upstream import Timeouts, Transport
 from sluicegate.routing.balancer import Balancer, unit_hash
@@ -91,6 +92,7 @@ class CompiledRule:
     policies: Policies
     literal_models: tuple[str, ...]
     hash_on: str | None = None
+    limits: tuple[Limit, ...] = ()
 
     def pick(self, rng: random.Random, key: str | None = None) -> Step:
         if len(self.targets) == 1:
@@ -124,6 +126,7 @@ class ConsumerEntry:
     name: str
     rules: frozenset[str] | None  # None: every rule
     models_body: bytes  # the precomputed GET /v1/models answer for this consumer
+    limits: tuple[Limit, ...] = ()
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules
@@ -148,6 +151,10 @@ class RoutingTable:
     probes: tuple[Probe, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
     access_log: bool = False
+    limits: tuple[Limit, ...] = ()  # the gateway's own
+    redis: str | None = None
+    redis_failure: str = "open"
+    estimate_max_tokens: int = 1024
     warnings: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random)
 

@@ -8,17 +8,43 @@ that something changed without reading everything.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sluicegate.errors import ConfigError, SluicegateError
 
 DEFAULT_GATEWAY = "default"
+# PostgreSQL: every write notifies this channel in its own transaction (payload: the gateway).
+CHANNEL = "sluicegate_config"
 
 
 class DuplicateName(SluicegateError):
     """Another entity of the same kind and gateway already has this name."""
+
+
+class StaleWrite(SluicegateError):
+    """An entity of a batch changed or went since it was read; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One step of ``Store.write_many``; ``version`` is the one read (update, delete)."""
+
+    op: Literal["create", "update", "delete"]
+    kind: str
+    id: str
+    name: str
+    doc: dict[str, Any]
+    tags: tuple[str, ...] = ()
+    version: int = 0
+    # Rules match in creation order, so a batch may set it (create, update) to order them.
+    created_at: datetime | None = None
+
+
+Wake = Callable[[], None]
+Unlisten = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +95,15 @@ class Store(Protocol):
         """``None`` when the entity is gone or its version is no longer ``expected_version``."""
 
     async def delete(self, gateway: str, kind: str, id: str, expected_version: int) -> bool: ...
+
+    async def write_many(self, gateway: str, changes: Sequence[Change]) -> None:
+        """The changes, in the order given, in one transaction with one version bump.
+
+        All or nothing: raises ``StaleWrite`` or ``DuplicateName`` and writes nothing.
+        """
+
+    async def listen(self, wake: Wake) -> Unlisten | None:
+        """Call ``wake`` whenever a write commits anywhere; ``None``: this store cannot (poll)."""
 
 
 def open_store(url: str) -> Store:

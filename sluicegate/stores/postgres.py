@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
-from sluicegate.stores.base import DuplicateName, Record
+from sluicegate.stores.base import (
+    CHANNEL,
+    Change,
+    DuplicateName,
+    Record,
+    StaleWrite,
+    Unlisten,
+    Wake,
+)
 from sluicegate.stores.migrations import ADVISORY_LOCK_KEY, META_TABLE, POSTGRES
 
 _COLUMNS = (
@@ -32,6 +42,27 @@ def _record(row: Any) -> Record:
 
 
 _BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+_INSERT = (
+    "INSERT INTO sluicegate_entities (id, gateway, kind, name, doc, tags, created_at, "
+    "updated_at, version) VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, 1) "
+    f"RETURNING {_COLUMNS}"
+)
+_UPDATE = (
+    "UPDATE sluicegate_entities SET name = $1, doc = $2::jsonb, tags = $3::jsonb, "
+    "updated_at = $4, created_at = COALESCE($9, created_at), version = version + 1 "
+    "WHERE id = $5::uuid AND gateway = $6 AND kind = $7 AND version = $8 "
+    f"RETURNING {_COLUMNS}"
+)
+_DELETE = (
+    "DELETE FROM sluicegate_entities WHERE id = $1::uuid AND gateway = $2 AND kind = $3 "
+    f"AND version = $4 RETURNING {_COLUMNS}"
+)
+
+
+async def _bump(conn: Any, gateway: str) -> None:
+    # Both in the writer's transaction: NOTIFY is delivered at commit, never for a rollback.
+    await conn.execute(_BUMP)
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, gateway)
 
 
 class PostgresStore:
@@ -103,12 +134,12 @@ class PostgresStore:
         )
         return [_record(row) for row in rows]
 
-    async def _write(self, sql: str, *params: Any) -> Record | None:
+    async def _write(self, gateway: str, sql: str, *params: Any) -> Record | None:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(sql, *params)
                 if row is not None:
-                    await conn.execute(_BUMP)
+                    await _bump(conn, gateway)
         except asyncpg.UniqueViolationError as exc:
             raise DuplicateName(str(exc)) from None
         return _record(row) if row is not None else None
@@ -118,16 +149,7 @@ class PostgresStore:
     ) -> Record:
         now = datetime.now(UTC)
         record = await self._write(
-            "INSERT INTO sluicegate_entities (id, gateway, kind, name, doc, tags, created_at, "
-            "updated_at, version) VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $7, 1) "
-            f"RETURNING {_COLUMNS}",
-            id,
-            gateway,
-            kind,
-            name,
-            orjson.dumps(doc).decode(),
-            orjson.dumps(tags).decode(),
-            now,
+            gateway, _INSERT, *_insert_params(gateway, kind, id, name, doc, tags, now, now)
         )
         assert record is not None
         return record
@@ -143,27 +165,113 @@ class PostgresStore:
         expected_version: int,
     ) -> Record | None:
         return await self._write(
-            "UPDATE sluicegate_entities SET name = $1, doc = $2::jsonb, tags = $3::jsonb, "
-            "updated_at = $4, version = version + 1 "
-            "WHERE id = $5::uuid AND gateway = $6 AND kind = $7 AND version = $8 "
-            f"RETURNING {_COLUMNS}",
-            name,
-            orjson.dumps(doc).decode(),
-            orjson.dumps(tags).decode(),
-            datetime.now(UTC),
-            id,
             gateway,
-            kind,
-            expected_version,
+            _UPDATE,
+            *_update_params(gateway, kind, id, name, doc, tags, expected_version, None),
         )
 
     async def delete(self, gateway: str, kind: str, id: str, expected_version: int) -> bool:
-        record = await self._write(
-            "DELETE FROM sluicegate_entities WHERE id = $1::uuid AND gateway = $2 AND kind = $3 "
-            f"AND version = $4 RETURNING {_COLUMNS}",
-            id,
-            gateway,
-            kind,
-            expected_version,
-        )
+        record = await self._write(gateway, _DELETE, id, gateway, kind, expected_version)
         return record is not None
+
+    async def write_many(self, gateway: str, changes: Sequence[Change]) -> None:
+        now = datetime.now(UTC)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for change in changes:
+                    tags = list(change.tags)
+                    if change.op == "create":
+                        created = change.created_at or now
+                        params = _insert_params(
+                            gateway,
+                            change.kind,
+                            change.id,
+                            change.name,
+                            change.doc,
+                            tags,
+                            created,
+                            now,
+                        )
+                        row = await conn.fetchrow(_INSERT, *params)
+                    elif change.op == "update":
+                        params = _update_params(
+                            gateway,
+                            change.kind,
+                            change.id,
+                            change.name,
+                            change.doc,
+                            tags,
+                            change.version,
+                            change.created_at,
+                        )
+                        row = await conn.fetchrow(_UPDATE, *params)
+                    else:
+                        row = await conn.fetchrow(
+                            _DELETE, change.id, gateway, change.kind, change.version
+                        )
+                    if row is None:  # raising rolls the whole batch back
+                        raise StaleWrite(f"{change.kind} '{change.name}' changed meanwhile")
+                if changes:
+                    await _bump(conn, gateway)
+        except asyncpg.UniqueViolationError as exc:
+            raise DuplicateName(str(exc)) from None
+
+    async def listen(self, wake: Wake) -> Unlisten | None:
+        # A connection of its own: a pooled one would be handed to queries meanwhile.
+        conn = await asyncpg.connect(self.url)
+
+        def notified(*_: object) -> None:
+            wake()
+
+        await conn.add_listener(CHANNEL, notified)
+
+        async def unlisten() -> None:
+            with contextlib.suppress(Exception):  # it may be gone with the server already
+                await conn.close(timeout=2)
+
+        return unlisten
+
+
+def _insert_params(
+    gateway: str,
+    kind: str,
+    id: str,
+    name: str,
+    doc: dict[str, Any],
+    tags: list[str],
+    created_at: datetime,
+    updated_at: datetime,
+) -> tuple[Any, ...]:
+    return (
+        id,
+        gateway,
+        kind,
+        name,
+        orjson.dumps(doc).decode(),
+        orjson.dumps(tags).decode(),
+        created_at,
+        updated_at,
+    )
+
+
+def _update_params(
+    gateway: str,
+    kind: str,
+    id: str,
+    name: str,
+    doc: dict[str, Any],
+    tags: list[str],
+    expected_version: int,
+    created_at: datetime | None,
+) -> tuple[Any, ...]:
+    return (
+        name,
+        orjson.dumps(doc).decode(),
+        orjson.dumps(tags).decode(),
+        datetime.now(UTC),
+        id,
+        gateway,
+        kind,
+        expected_version,
+        created_at,
+    )

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from sluicegate.stores.base import DuplicateName, Record
+from sluicegate.stores.base import Change, DuplicateName, Record, StaleWrite, Unlisten, Wake
 from sluicegate.stores.migrations import META_TABLE, SQLITE
 
 T = TypeVar("T")
@@ -20,7 +21,58 @@ _COLUMNS = "id, gateway, kind, name, doc, tags, created_at, updated_at, version"
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(moment: datetime) -> str:
+    # One fixed form, so that ordering by the text orders by time.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_INSERT = (
+    f"INSERT INTO sluicegate_entities ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+    f"RETURNING {_COLUMNS}"
+)
+_UPDATE = (
+    "UPDATE sluicegate_entities SET name = ?, doc = ?, tags = ?, updated_at = ?, "
+    "created_at = COALESCE(?, created_at), version = version + 1 "
+    "WHERE id = ? AND gateway = ? AND kind = ? AND version = ? "
+    f"RETURNING {_COLUMNS}"
+)
+_DELETE = (
+    "DELETE FROM sluicegate_entities WHERE id = ? AND gateway = ? AND kind = ? "
+    f"AND version = ? RETURNING {_COLUMNS}"
+)
+_BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+
+
+def _params(gateway: str, change: Change, now: str) -> tuple[str, tuple[Any, ...]]:
+    doc, tags = orjson.dumps(change.doc), orjson.dumps(list(change.tags))
+    created = _stamp(change.created_at) if change.created_at is not None else None
+    if change.op == "create":
+        return _INSERT, (
+            change.id,
+            gateway,
+            change.kind,
+            change.name,
+            doc,
+            tags,
+            created or now,
+            now,
+        )
+    if change.op == "update":
+        return _UPDATE, (
+            change.name,
+            doc,
+            tags,
+            now,
+            created,
+            change.id,
+            gateway,
+            change.kind,
+            change.version,
+        )
+    return _DELETE, (change.id, gateway, change.kind, change.version)
 
 
 def _record(row: tuple[Any, ...]) -> Record:
@@ -35,6 +87,19 @@ def _record(row: tuple[Any, ...]) -> Record:
         updated_at=datetime.fromisoformat(row[7]),
         version=row[8],
     )
+
+
+def _wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to WAL; retried, as SQLite answers "locked" at once (no busy wait) to
+    instances that switch a new file together."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
 
 
 class SqliteStore:
@@ -63,7 +128,7 @@ class SqliteStore:
             )
             conn.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _wal(conn)
             return conn
 
         self._conn = await asyncio.to_thread(connect)
@@ -147,9 +212,7 @@ class SqliteStore:
         try:
             row = conn.execute(sql, params).fetchone()
             if row is not None:
-                conn.execute(
-                    "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
-                )
+                conn.execute(_BUMP)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
@@ -162,12 +225,7 @@ class SqliteStore:
     async def create(
         self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
     ) -> Record:
-        now = _now()
-        sql = (
-            f"INSERT INTO sluicegate_entities ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
-            f"RETURNING {_COLUMNS}"
-        )
-        params = (id, gateway, kind, name, orjson.dumps(doc), orjson.dumps(tags), now, now)
+        sql, params = _params(gateway, Change("create", kind, id, name, doc, tuple(tags)), _now())
         record = await self._run(lambda conn: self._write(conn, sql, params))
         assert record is not None
         return record
@@ -182,27 +240,35 @@ class SqliteStore:
         tags: list[str],
         expected_version: int,
     ) -> Record | None:
-        sql = (
-            "UPDATE sluicegate_entities SET name = ?, doc = ?, tags = ?, updated_at = ?, "
-            "version = version + 1 WHERE id = ? AND gateway = ? AND kind = ? AND version = ? "
-            f"RETURNING {_COLUMNS}"
-        )
-        params = (
-            name,
-            orjson.dumps(doc),
-            orjson.dumps(tags),
-            _now(),
-            id,
-            gateway,
-            kind,
-            expected_version,
-        )
+        change = Change("update", kind, id, name, doc, tuple(tags), expected_version)
+        sql, params = _params(gateway, change, _now())
         return await self._run(lambda conn: self._write(conn, sql, params))
 
     async def delete(self, gateway: str, kind: str, id: str, expected_version: int) -> bool:
-        sql = (
-            "DELETE FROM sluicegate_entities WHERE id = ? AND gateway = ? AND kind = ? "
-            f"AND version = ? RETURNING {_COLUMNS}"
-        )
-        params = (id, gateway, kind, expected_version)
+        sql, params = _params(gateway, Change("delete", kind, id, "", {}, (), expected_version), "")
         return await self._run(lambda conn: self._write(conn, sql, params)) is not None
+
+    async def write_many(self, gateway: str, changes: Sequence[Change]) -> None:
+        now = _now()
+        steps = [(change, *_params(gateway, change, now)) for change in changes]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for change, sql, params in steps:
+                    if conn.execute(sql, params).fetchone() is None:
+                        raise StaleWrite(f"{change.kind} '{change.name}' changed meanwhile")
+                if steps:
+                    conn.execute(_BUMP)
+                conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK")
+                raise DuplicateName(str(exc)) from None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def listen(self, wake: Wake) -> Unlisten | None:
+        return None  # SQLite cannot notify another process: the version poll finds changes

@@ -117,6 +117,12 @@ class Metrics:
             ["gateway", "rule"],
             registry=registry,
         )
+        self.ratelimited = Counter(
+            "sluicegate_ratelimited",
+            "Requests refused by a rate limit",
+            ["gateway", "rule"],
+            registry=registry,
+        )
         self.inflight = Gauge(
             "sluicegate_inflight_requests", "Requests being served", ["gateway"], registry=registry
         )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from sluicegate.app import create_app
-from sluicegate.config.load import parse_config
+from sluicegate.config.load import load_config, parse_config
 from sluicegate.runtime import Runtime
 
 
@@ -22,8 +23,16 @@ def free_port() -> int:
 
 
 class RunningGateway:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.runtime = Runtime(parse_config(config, env={}))
+    """``config`` as a document, or ``path``: a file the gateway reads and watches for edits."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        path: Path | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        loaded = load_config(path) if path is not None else parse_config(config or {}, env={})
+        self.runtime = Runtime(loaded, config_path=path, poll_interval=poll_interval)
         self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(

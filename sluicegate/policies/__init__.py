@@ -1,0 +1,1 @@
+"""Policies applied around the request: rate limits (and, later, budgets, cache, guardrails)."""
