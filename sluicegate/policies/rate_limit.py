@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +141,16 @@ def _headers(
 class RateLimiter:
     """One per runtime; ``counters`` is in process, or Redis when ``gateway.redis`` is set."""
 
-    def __init__(self, counters: Counters | None = None, failure: str = "open") -> None:
+    def __init__(
+        self,
+        counters: Counters | None = None,
+        failure: str = "open",
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
         self.counters: Counters = counters or MemoryCounters()
         self.failure = failure
         self.backend_up = True
+        self._on_change = on_change  # told when the counters go away or come back
 
     async def reserve(
         self, limits: Sequence[Limit], who: Who, estimate: int
@@ -212,6 +218,8 @@ class RateLimiter:
     def _down(self, exc: Exception) -> None:
         if self.backend_up:
             self.backend_up = False
+            if self._on_change is not None:
+                self._on_change(False)
             log.warning(
                 "rate-limit counters unreachable (%s); failing %s", type(exc).__name__, self.failure
             )
@@ -219,6 +227,8 @@ class RateLimiter:
     def _up(self) -> None:
         if not self.backend_up:
             self.backend_up = True
+            if self._on_change is not None:
+                self._on_change(True)
             log.warning("rate-limit counters reachable again")
 
     async def close(self) -> None:

@@ -124,7 +124,11 @@ class Proxy:
         # Made on first use, inside the event loop the Redis client belongs to.
         if self._limiter is None:
             counters = RedisCounters(table.redis) if table.redis else None
-            self._limiter = RateLimiter(counters, table.redis_failure)
+            gauge = self.runtime.metrics.limits_backend_up.labels(table.gateway)
+            gauge.set(1)
+            self._limiter = RateLimiter(
+                counters, table.redis_failure, lambda up: gauge.set(int(up))
+            )
         return self._limiter
 
     async def close(self) -> None:

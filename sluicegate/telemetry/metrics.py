@@ -123,6 +123,12 @@ class Metrics:
             ["gateway", "rule"],
             registry=registry,
         )
+        self.limits_backend_up = Gauge(
+            "sluicegate_ratelimit_backend_up",
+            "1 while the shared rate-limit counters (Redis) answer",
+            ["gateway"],
+            registry=registry,
+        )
         self.inflight = Gauge(
             "sluicegate_inflight_requests", "Requests being served", ["gateway"], registry=registry
         )

@@ -213,10 +213,13 @@ def test_redis_outage_follows_redis_failure_and_recovers(
     redis.wait()
     down = ask(gateway.url)
     assert down.status_code == while_down
+    up_metric = 'sluicegate_ratelimit_backend_up{gateway="' + data["gateway"]["name"] + '"}'
+    assert f"{up_metric} 0.0" in httpx.get(gateway.url + "/metrics").text
     if while_down == 503:
         assert down.json()["error"]["code"] == "rate_limiter_unavailable"
     private_redis()  # a fresh, empty Redis on the same port
     assert [ask(gateway.url).status_code for _ in range(3)] == [200, 200, 429]
+    assert f"{up_metric} 1.0" in httpx.get(gateway.url + "/metrics").text
 
 
 @pytest.mark.parametrize(("budget", "served"), [(20, 3), (21, 3), (21.000001, 4)])
