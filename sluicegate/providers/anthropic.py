@@ -14,14 +14,13 @@ from typing import Any, ClassVar
 
 import orjson
 
-from sluicegate.dialects.openai import content_text
 from sluicegate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamStatusError
 from sluicegate.providers.base import Adapter, Endpoint, SSEDecoder, StreamDecoder, UpstreamRequest
 from sluicegate.providers.common import (
     DATA_URL,
     EMPTY_SCHEMA,
-    add_turn,
     function_tools,
+    split_messages,
     tool_calls,
 )
 from sluicegate.schema.chat import (
@@ -104,27 +103,13 @@ def translate_messages(
     messages: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (Anthropic system blocks, alternating Anthropic turns)."""
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = content_text(message.get("content"))
-            if text:
-                system.append({"type": "text", "text": text})
-            continue
-        if role in ("tool", "function"):
-            anthropic_role, blocks = "user", [_tool_result_block(message, where)]
-        elif role == "assistant":
-            anthropic_role = "assistant"
-            blocks = _content_blocks(message.get("content"), f"{where}.content")
-            blocks += _tool_use_blocks(message, where)
-        else:
-            anthropic_role = "user"
-            blocks = _content_blocks(message.get("content"), f"{where}.content")
-        add_turn(turns, anthropic_role, blocks)
-    return system, turns
+    texts, turns = split_messages(
+        messages,
+        content=_content_blocks,
+        tool_calls=_tool_use_blocks,
+        tool_result=lambda all_messages, i, where: _tool_result_block(all_messages[i], where),
+    )
+    return [{"type": "text", "text": text} for text in texts], turns
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import orjson
 
-from sluicegate.dialects.openai import content_text
 from sluicegate.errors import (
     GatewayError,
     InvalidRequest,
@@ -34,8 +33,8 @@ from sluicegate.providers.bedrock_embeddings import decode_embeddings, embedding
 from sluicegate.providers.common import (
     DATA_URL,
     EMPTY_SCHEMA,
-    add_turn,
     function_tools,
+    split_messages,
     tool_calls,
 )
 from sluicegate.schema.chat import ChatMessage, Usage, make_completion, make_usage
@@ -133,27 +132,13 @@ def translate_messages(
     messages: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (Converse system blocks, alternating Converse turns)."""
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = content_text(message.get("content"))
-            if text.strip():
-                system.append({"text": text})
-            continue
-        if role in ("tool", "function"):
-            bedrock_role, blocks = "user", [_tool_result_block(message, where)]
-        elif role == "assistant":
-            bedrock_role = "assistant"
-            blocks = _content_blocks(message.get("content"), f"{where}.content")
-            blocks += _tool_use_blocks(message, where)
-        else:
-            bedrock_role = "user"
-            blocks = _content_blocks(message.get("content"), f"{where}.content")
-        add_turn(turns, bedrock_role, blocks)
-    return system, turns
+    texts, turns = split_messages(
+        messages,
+        content=_content_blocks,
+        tool_calls=_tool_use_blocks,
+        tool_result=lambda all_messages, i, where: _tool_result_block(all_messages[i], where),
+    )
+    return [{"text": text} for text in texts], turns
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:

@@ -8,11 +8,13 @@ decided here once, with the same 400s everywhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from sluicegate.dialects.openai import content_text
 from sluicegate.errors import InvalidRequest
 
 DATA_URL = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
@@ -95,3 +97,41 @@ def add_turn(
         turns[-1][key].extend(items)
     else:
         turns.append({"role": role, key: items})
+
+
+Items = list[Any]
+
+
+def split_messages(
+    messages: list[dict[str, Any]],
+    *,
+    content: Callable[[Any, str], Items],
+    tool_calls: Callable[[dict[str, Any], str], Items],
+    tool_result: Callable[[list[dict[str, Any]], int, str], Any],
+    assistant: str = "assistant",
+    key: str = "content",
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """OpenAI messages -> (system texts, alternating user/assistant turns).
+
+    System and developer messages are hoisted out (the providers take them
+    apart); tool results join the user's turn; the callables write each
+    provider's own items for content, tool calls and tool results.
+    """
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = content_text(message.get("content"))
+            if text.strip():
+                system.append(text)
+            continue
+        if role in ("tool", "function"):
+            add_turn(turns, "user", [tool_result(messages, i, where)], key)
+        elif role == "assistant":
+            items = content(message.get("content"), f"{where}.content")
+            add_turn(turns, assistant, items + tool_calls(message, where), key)
+        else:
+            add_turn(turns, "user", content(message.get("content"), f"{where}.content"), key)
+    return system, turns

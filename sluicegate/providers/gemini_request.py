@@ -16,7 +16,7 @@ import orjson
 
 from sluicegate.dialects.openai import content_text
 from sluicegate.errors import InvalidRequest
-from sluicegate.providers.common import DATA_URL, add_turn, function_tools, tool_calls
+from sluicegate.providers.common import DATA_URL, function_tools, split_messages, tool_calls
 
 # Gemini 3 wants a function call's thought signature back with the call; the
 # OpenAI shape has no place for it, so it rides in the tool call id after this
@@ -149,26 +149,15 @@ def translate_messages(
     messages: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (system instruction parts, Gemini contents)."""
-    system: list[dict[str, Any]] = []
-    contents: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        role = message.get("role")
-        if role in ("system", "developer"):
-            text = content_text(message.get("content"))
-            if text:
-                system.append({"text": text})
-            continue
-        if role in ("tool", "function"):
-            gemini_role, parts = "user", [_function_response(messages, i, where)]
-        elif role == "assistant":
-            gemini_role = "model"
-            parts = _parts(message.get("content"), f"{where}.content")
-            parts += _function_calls(message, where)
-        else:
-            gemini_role, parts = "user", _parts(message.get("content"), f"{where}.content")
-        add_turn(contents, gemini_role, parts, key="parts")
-    return system, contents
+    texts, contents = split_messages(
+        messages,
+        content=_parts,
+        tool_calls=_function_calls,
+        tool_result=_function_response,
+        assistant="model",
+        key="parts",
+    )
+    return [{"text": text} for text in texts], contents
 
 
 # ---------------------------------------------------------------- options
