@@ -325,7 +325,6 @@ def stream_error(error: dict[str, Any]) -> GatewayError:
 class AnthropicAdapter(Adapter):
     name: ClassVar[str] = "anthropic"
     passthrough_dialect: ClassVar[str | None] = "anthropic"
-    default_path: ClassVar[str] = "/v1"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "count_tokens"})
 
     def build(

@@ -39,7 +39,6 @@ _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 class AzureAdapter(OpenAIAdapter):
     name: ClassVar[str] = "azure"
-    default_path: ClassVar[str] = "/openai"
 
     def __init__(self, api_version: str = DEFAULT_API_VERSION) -> None:
         self.api_version = api_version

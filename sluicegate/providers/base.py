@@ -75,18 +75,16 @@ class SSEDecoder:
 
 
 class Adapter:
-    """Base class of provider adapters.
+    """Base class of provider adapters: one per provider, pure translation.
 
-    ``openai_wire`` adapters answer in OpenAI's own format, so their response
-    bytes can go to an OpenAI-dialect client untouched.
+    The provider's base URL comes from the service (or ``catalog``); the
+    adapter appends the endpoint's own path.
     """
 
     name: ClassVar[str] = "base"
-    openai_wire: ClassVar[bool] = False
     # The client dialect whose requests and answers this provider takes and
     # gives as they are; for such clients, bytes pass through untouched.
     passthrough_dialect: ClassVar[str | None] = None
-    default_path: ClassVar[str] = ""
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
 
     @classmethod

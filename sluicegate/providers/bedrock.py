@@ -318,7 +318,6 @@ def _error_kind(headers: dict[str, str], data: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- the adapter
 class BedrockAdapter(Adapter):
     name: ClassVar[str] = "bedrock"
-    default_path: ClassVar[str] = ""
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
 
     def build(

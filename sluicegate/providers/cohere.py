@@ -414,7 +414,6 @@ def stream_error(delta: dict[str, Any]) -> GatewayError:
 
 class CohereAdapter(Adapter):
     name: ClassVar[str] = "cohere"
-    default_path: ClassVar[str] = "/v2"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
 
     def __init__(self, service_name: str = "cohere") -> None:

@@ -303,7 +303,6 @@ def embeddings_response(
 # ---------------------------------------------------------------- adapters
 class GeminiAdapter(Adapter):
     name: ClassVar[str] = "gemini"
-    default_path: ClassVar[str] = "/v1beta"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
 
     def model_path(self, model: str) -> str:
@@ -382,7 +381,6 @@ class VertexAdapter(GeminiAdapter):
     """Vertex AI: the Gemini body under a project's and location's publisher models."""
 
     name: ClassVar[str] = "vertex"
-    default_path: ClassVar[str] = "/v1"
     embed_method: ClassVar[str] = "predict"
 
     def __init__(self, project: str, location: str = "us-central1") -> None:

@@ -17,9 +17,7 @@ EXTENSIONS = frozenset({"thinking", "top_k"})
 
 class OpenAIAdapter(Adapter):
     name: ClassVar[str] = "openai"
-    openai_wire: ClassVar[bool] = True
     passthrough_dialect: ClassVar[str | None] = "openai"
-    default_path: ClassVar[str] = "/v1"
     endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
 
     def build(
