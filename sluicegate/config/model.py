@@ -380,6 +380,16 @@ class PriceOverride(Strict):
     reasoning: float | None = Field(default=None, ge=0)
 
 
+class Telemetry(Strict):
+    otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces; unset: no tracing
+    service_name: str = "sluicegate"
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+
 class Config(Strict):
     gateway: Gateway = Field(default_factory=Gateway)
     upstreams: list[Upstream] = Field(default_factory=list)
@@ -387,3 +397,4 @@ class Config(Strict):
     rules: list[Rule] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
     pricing: dict[str, PriceOverride] = Field(default_factory=dict)
+    telemetry: Telemetry = Field(default_factory=Telemetry)

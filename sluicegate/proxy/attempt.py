@@ -29,7 +29,11 @@ from sluicegate.routing.balancer import Target
 from sluicegate.routing.table import CompiledService, Step
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from sluicegate.providers.base import UpstreamRequest
     from sluicegate.proxy.upstream import Transport, UpstreamResponse
+    from sluicegate.telemetry.tracing import Tracing
 
 _MAX_ERROR_BODY = 64 * 1024
 
@@ -46,6 +50,7 @@ class Call:
     forwarded: dict[str, str]  # client headers a provider of the client's dialect should see
     consumer: str
     headers: list[tuple[bytes, bytes]]
+    trace: tuple[Tracing, Span] | None = None  # the tracer and the request's span, when tracing
 
 
 @dataclass(slots=True)
@@ -151,6 +156,36 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
         request.headers.update(call.forwarded)
     for name, value in service.headers:
         request.headers[name] = value
+    if call.trace is None:
+        return await _send(step, call, target, http, request, model, native)
+    tracing, parent = call.trace
+    span = tracing.attempt_span(parent, service.name, service.provider, model)
+    tracing.inject(span, request.headers)
+    result = await _send(step, call, target, http, request, model, native)
+    if isinstance(result, Failure):
+        span.set_attribute("error.type", result.kind)
+        if result.status is not None:
+            span.set_attribute("http.response.status_code", result.status)
+    else:
+        span.set_attribute("http.response.status_code", result.status)
+    span.set_attribute("server.address", target.url)
+    span.end()
+    return result
+
+
+async def _send(
+    step: Step,
+    call: Call,
+    target: Target,
+    http: Transport,
+    request: UpstreamRequest,
+    model: str,
+    native: bool,
+) -> Success | Failure:
+    service = step.service
+    adapter = service.adapter
+    assert adapter is not None
+    endpoint = call.endpoint
     signer = service.signer
     if signer is not None:
         if signer.needs_prepare:

@@ -46,6 +46,7 @@ from sluicegate.routing.table import (
 )
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.recorder import Recorder
+from sluicegate.telemetry.tracing import Tracing
 from sluicegate.telemetry.usage import usage_of_body
 
 if TYPE_CHECKING:
@@ -119,6 +120,8 @@ class Proxy:
         self.runtime = runtime
         self.recorder = Recorder(runtime.metrics)
         self._limiter: RateLimiter | None = None
+        telemetry = runtime.loaded.config.telemetry
+        self.tracing = Tracing.from_config(telemetry.otlp_endpoint, telemetry.service_name)
 
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
@@ -132,6 +135,8 @@ class Proxy:
         return self._limiter
 
     async def close(self) -> None:
+        if self.tracing is not None:
+            self.tracing.shutdown()
         if self._limiter is not None:
             await self._limiter.close()
             self._limiter = None
@@ -167,6 +172,7 @@ class Proxy:
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
         reservation: Reservation | None = None
+        span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
@@ -185,6 +191,8 @@ class Proxy:
                 )
             forwarded = _forwarded(dialect, headers)
             call = Call(dialect, endpoint, parsed, raw, stream, forwarded, consumer.name, headers)
+            if span is not None and self.tracing is not None:
+                call.trace = (self.tracing, span)
             await self.forward(table, rule, call, send, out, ex)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.type
@@ -195,6 +203,8 @@ class Proxy:
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
                 await self.limiter(table).settle(reservation, ex.usage, ex.cost)
             self.recorder.record(ex, table.prices, table.access_log)
+            if span is not None:
+                Tracing.finish(span, ex)
 
     async def reserve(
         self,
