@@ -44,6 +44,7 @@ class App:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.proxy = Proxy(runtime)
+        self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -30,6 +30,8 @@ from sluicegate.routing.table import RoutingTable
 from sluicegate.stores.base import Store, open_store
 from sluicegate.stores.follow import follow_store
 from sluicegate.stores.secrets import Vault
+from sluicegate.stores.sqlite import SqliteStore
+from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.metrics import Metrics
 
 log = logging.getLogger("sluicegate")
@@ -62,6 +64,24 @@ class Runtime:
         self._prober: Prober | None = None
         self._followers: list[asyncio.Task[None]] = []
         self.metrics = Metrics(lambda: self.table)
+        # The audit log: in gateway.store, or in a SQLite file of its own (audit.path).
+        self.audit: AuditWriter | None = None
+        self.audit_store: Store | None = None
+        self._audit_store: Store | None = None  # the file of audit.path, opened here
+        audit = loaded.config.audit
+        if audit.enabled and self.store is None and audit.path is not None:
+            self._audit_store = SqliteStore(audit.path)
+        self.audit_store = (self.store or self._audit_store) if audit.enabled else None
+        if self.audit_store is not None:
+            self.audit = AuditWriter(
+                self.audit_store,
+                self.metrics,
+                self.gateway,
+                audit.spill_path,
+                queue_size=audit.queue_size,
+                batch_size=audit.batch_size,
+                flush_interval=audit.flush_interval,
+            )
 
     @property
     def gateway(self) -> str:
@@ -155,6 +175,10 @@ class Runtime:
 
     async def start(self) -> None:
         await self.load_store()
+        if self._audit_store is not None:
+            await self._audit_store.open()
+        if self.audit is not None:
+            await self.audit.start()
         if self._http is None:
             self._http = HttpTransport()
         await self._start_probes()
@@ -188,6 +212,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._followers = []
+        if self.audit is not None:  # before the store closes: it writes what is queued
+            await self.audit.close()
+        if self._audit_store is not None:
+            await self._audit_store.close()
         if self._prober is not None:
             await self._prober.stop()
             self._prober = None

@@ -48,13 +48,21 @@ from sluicegate.errors import (
     Unprocessable,
 )
 from sluicegate.proxy.handler import read_headers
-from sluicegate.stores.base import DuplicateName, Record, Store
+from sluicegate.stores.base import (
+    AUDIT_COLUMNS,
+    AUDIT_FILTERS,
+    AuditQuery,
+    DuplicateName,
+    Record,
+    Store,
+)
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+_LOG_FIELDS = AUDIT_COLUMNS[1:]  # not the writer's row id
 
 
 def _json(body: Any, status: int = 200, etag: str | None = None) -> Response:
@@ -97,6 +105,47 @@ def _limit(value: str | None) -> int:
     return int(value)
 
 
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _log(row: dict[str, Any]) -> dict[str, Any]:
+    """An audit row as the API shows it: without the writer's id, ``ts`` in ISO 8601."""
+    return {name: _ts(row[name]) if name == "ts" else row[name] for name in _LOG_FIELDS}
+
+
+def _parse_moment(value: str) -> datetime:
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(value), UTC)
+        moment = datetime.fromisoformat(value)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(value) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _moment(query: Any, name: str) -> datetime | None:
+    value = query.get(name)
+    if not value:
+        return None
+    try:
+        return _parse_moment(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"{name}: use ISO 8601 (2025-01-31T12:00:00Z) or unix seconds", param=name
+        ) from None
+
+
+def _log_cursor(cursor: str) -> tuple[datetime, str]:
+    ts, sep, id = _after(cursor).partition("|")
+    try:
+        if not sep or not id:
+            raise ValueError(cursor)
+        return _parse_moment(ts), id
+    except ValueError:
+        raise InvalidRequest("after: not a cursor this API returned", param="after") from None
+
+
 def _matches(header: str | None, etag: str) -> bool:
     if header is None:
         return True
@@ -132,6 +181,8 @@ class AdminApi:
                 Route("/admin/docs/{asset:str}", explorer.asset, methods=["GET"]),
                 Route("/admin/health", self.health, methods=["GET"]),
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
+                Route("/admin/logs", self.logs, methods=["GET"]),
+                Route("/admin/logs/{request_id:str}", self.log, methods=["GET"]),
                 Route(f"/admin/{kind}", self.list_kind, methods=["GET"]),
                 Route(f"/admin/{kind}", self.create, methods=["POST"]),
                 Route(f"/admin/{kind}/{{ref:str}}", self.get, methods=["GET"]),
@@ -232,6 +283,53 @@ class AdminApi:
         items = entities(self.runtime.file, await self._records(), kind)
         entity = self._find(items, kind, request.path_params["ref"])
         return _json(present(entity), etag=entity.etag)
+
+    # -- the audit log ----------------------------------------------------------
+
+    def _audit_store(self) -> Store:
+        store = self.runtime.audit_store
+        if store is None:
+            raise Conflict(
+                "This gateway keeps no audit log: it needs gateway.store (or audit.path).",
+                code="audit_log_off",
+            )
+        return store
+
+    async def logs(self, request: Request) -> Response:
+        store = self._audit_store()
+        query = request.query_params
+        limit = _limit(query.get("limit"))
+        equal: dict[str, str | int] = {"gateway": self.runtime.gateway}
+        for name in AUDIT_FILTERS:
+            value = query.get(name)
+            if value is None:
+                continue
+            if name == "status":
+                if not value.isdigit():
+                    raise InvalidRequest("status: must be an HTTP status, e.g. 200", param=name)
+                equal[name] = int(value)
+            else:
+                equal[name] = value
+        before = _log_cursor(query["after"]) if query.get("after") else None
+        since = _moment(query, "since")
+        until = _moment(query, "until")
+        rows = await store.audit(AuditQuery(equal, since, until, before, limit + 1))
+        page = rows[:limit]
+        more = len(rows) > limit
+        return _json(
+            {
+                "data": [_log(row) for row in page],
+                "next": _cursor(f"{_ts(page[-1]['ts'])}|{page[-1]['id']}") if more else None,
+            }
+        )
+
+    async def log(self, request: Request) -> Response:
+        request_id = request.path_params["request_id"]
+        equal: dict[str, str | int] = {"gateway": self.runtime.gateway, "request_id": request_id}
+        rows = await self._audit_store().audit(AuditQuery(equal, limit=1))
+        if not rows:
+            raise NotFound(f"No audit row for request '{request_id}'.", code="log_not_found")
+        return _json(_log(rows[0]))
 
     # -- writing ----------------------------------------------------------------
 

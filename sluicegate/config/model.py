@@ -390,6 +390,24 @@ class Telemetry(Strict):
         return value or None
 
 
+class Audit(Strict):
+    """The audit log: a row per request in ``gateway.store`` (or, without a store, in the
+    SQLite file ``path``), written in batches; rows the store cannot take wait in
+    ``spill_path`` (JSON lines) and are replayed."""
+
+    enabled: bool = True
+    path: str | None = None
+    spill_path: str = "sluicegate-audit-spill.jsonl"
+    queue_size: int = Field(default=10_000, ge=1)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    flush_interval: Duration = Field(default=0.2, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+
 class Config(Strict):
     gateway: Gateway = Field(default_factory=Gateway)
     upstreams: list[Upstream] = Field(default_factory=list)
@@ -398,3 +416,4 @@ class Config(Strict):
     consumers: list[Consumer] = Field(default_factory=list)
     pricing: dict[str, PriceOverride] = Field(default_factory=dict)
     telemetry: Telemetry = Field(default_factory=Telemetry)
+    audit: Audit = Field(default_factory=Audit)

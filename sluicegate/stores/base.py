@@ -9,7 +9,7 @@ that something changed without reading everything.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -41,6 +41,86 @@ class Change:
     version: int = 0
     # Rules match in creation order, so a batch may set it (create, update) to order them.
     created_at: datetime | None = None
+
+
+# The audit log's columns, in the order of an ``AuditRow``. ``id`` is the writer's own
+# (a request id may come from the client, so it need not be unique); ``ts`` is unix
+# seconds in a row and a UTC timestamp in the table.
+AUDIT_COLUMNS = (
+    "id",
+    "request_id",
+    "ts",
+    "gateway",
+    "consumer",
+    "key_prefix",
+    "rule",
+    "service",
+    "provider",
+    "model",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "cache",
+    "attempts",
+    "error_type",
+)
+AUDIT_FILTERS = (
+    "request_id",
+    "gateway",
+    "consumer",
+    "key_prefix",
+    "rule",
+    "service",
+    "provider",
+    "model",
+    "status",
+    "cache",
+    "error_type",
+)
+AuditRow = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Audit rows newest first; ``equal`` maps names of ``AUDIT_FILTERS`` to values;
+    ``before`` is the ``(ts, id)`` of the last row of the previous page."""
+
+    equal: dict[str, str | int] = field(default_factory=dict)
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    before: tuple[datetime, str] | None = None
+    limit: int = 100
+
+
+def audit_where(
+    query: AuditQuery, mark: Callable[[int], str], stamp: Callable[[datetime], Any]
+) -> tuple[str, list[Any]]:
+    """The ``WHERE … ORDER BY … LIMIT`` of an audit query; ``mark(n)`` is the dialect's
+    n-th placeholder, ``stamp`` turns a moment into the dialect's ``ts`` value."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return mark(len(params))
+
+    for name, value in query.equal.items():
+        if name not in AUDIT_FILTERS:
+            raise ValueError(f"not an audit filter: {name}")
+        clauses.append(f"{name} = {param(value)}")
+    if query.since is not None:
+        clauses.append(f"ts >= {param(stamp(query.since))}")
+    if query.until is not None:
+        clauses.append(f"ts < {param(stamp(query.until))}")
+    if query.before is not None:
+        ts, id = query.before
+        clauses.append(f"(ts, id) < ({param(stamp(ts))}, {param(id)})")
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"{where} ORDER BY ts DESC, id DESC LIMIT {param(query.limit)}", params
 
 
 Wake = Callable[[], None]
@@ -104,6 +184,14 @@ class Store(Protocol):
 
     async def listen(self, wake: Wake) -> Unlisten | None:
         """Call ``wake`` whenever a write commits anywhere; ``None``: this store cannot (poll)."""
+
+    async def write_audit(self, rows: Sequence[AuditRow]) -> None:
+        """Insert audit rows in one transaction; a row whose ``id`` is there already is skipped
+        (so that a batch replayed after an unclear failure lands once)."""
+
+    async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
+        """Rows matching the query, newest first: dicts of ``AUDIT_COLUMNS``, ``ts`` an aware
+        UTC ``datetime``."""
 
 
 def open_store(url: str) -> Store:

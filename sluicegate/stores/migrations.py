@@ -45,6 +45,36 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
         "INSERT INTO sluicegate_meta (key, value) VALUES ('config_version', 0)",
     ),
+    (
+        # 2: the audit log, one row per finished request (``id``: the writer's, for replays)
+        """
+        CREATE TABLE sluicegate_audit (
+            id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            gateway TEXT NOT NULL,
+            consumer TEXT,
+            key_prefix TEXT,
+            rule TEXT,
+            service TEXT,
+            provider TEXT,
+            model TEXT,
+            status INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            ttft_ms REAL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cached_tokens INTEGER,
+            cost_usd REAL,
+            cache TEXT,
+            attempts INTEGER NOT NULL,
+            error_type TEXT
+        )
+        """,
+        "CREATE INDEX sluicegate_audit_ts ON sluicegate_audit (ts, id)",
+        "CREATE INDEX sluicegate_audit_consumer ON sluicegate_audit (consumer, ts)",
+        "CREATE INDEX sluicegate_audit_request ON sluicegate_audit (request_id)",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -72,6 +102,36 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sluicegate_entities_gateway ON sluicegate_entities (gateway, created_at)",
         "INSERT INTO sluicegate_gateways (name) VALUES ('default')",
         "INSERT INTO sluicegate_meta (key, value) VALUES ('config_version', 0)",
+    ),
+    (
+        # 2: the audit log, one row per finished request (``id``: the writer's, for replays)
+        """
+        CREATE TABLE sluicegate_audit (
+            id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,
+            gateway TEXT NOT NULL,
+            consumer TEXT,
+            key_prefix TEXT,
+            rule TEXT,
+            service TEXT,
+            provider TEXT,
+            model TEXT,
+            status INTEGER NOT NULL,
+            latency_ms DOUBLE PRECISION NOT NULL,
+            ttft_ms DOUBLE PRECISION,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            cached_tokens BIGINT,
+            cost_usd DOUBLE PRECISION,
+            cache TEXT,
+            attempts INTEGER NOT NULL,
+            error_type TEXT
+        )
+        """,
+        "CREATE INDEX sluicegate_audit_ts ON sluicegate_audit (ts, id)",
+        "CREATE INDEX sluicegate_audit_consumer ON sluicegate_audit (consumer, ts)",
+        "CREATE INDEX sluicegate_audit_request ON sluicegate_audit (request_id)",
     ),
 )
 

@@ -11,13 +11,17 @@ import asyncpg
 import orjson
 
 from sluicegate.stores.base import (
+    AUDIT_COLUMNS,
     CHANNEL,
+    AuditQuery,
+    AuditRow,
     Change,
     DuplicateName,
     Record,
     StaleWrite,
     Unlisten,
     Wake,
+    audit_where,
 )
 from sluicegate.stores.migrations import ADVISORY_LOCK_KEY, META_TABLE, POSTGRES
 
@@ -57,6 +61,28 @@ _DELETE = (
     "DELETE FROM sluicegate_entities WHERE id = $1::uuid AND gateway = $2 AND kind = $3 "
     f"AND version = $4 RETURNING {_COLUMNS}"
 )
+
+
+_AUDIT_TYPES = {
+    "ts": "timestamptz",
+    "status": "int4",
+    "latency_ms": "float8",
+    "ttft_ms": "float8",
+    "input_tokens": "int8",
+    "output_tokens": "int8",
+    "cached_tokens": "int8",
+    "cost_usd": "float8",
+    "attempts": "int4",
+}
+# One statement per batch: a column of values per array, unnested into rows.
+_AUDIT_INSERT = (
+    f"INSERT INTO sluicegate_audit ({', '.join(AUDIT_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(
+        f"${n}::{_AUDIT_TYPES.get(name, 'text')}[]" for n, name in enumerate(AUDIT_COLUMNS, 1)
+    )
+    + ") ON CONFLICT (id) DO NOTHING"
+)
+_AUDIT_TS = AUDIT_COLUMNS.index("ts")
 
 
 async def _bump(conn: Any, gateway: str) -> None:
@@ -230,6 +256,20 @@ class PostgresStore:
                 await conn.close(timeout=2)
 
         return unlisten
+
+    async def write_audit(self, rows: Sequence[AuditRow]) -> None:
+        if not rows:
+            return
+        columns: list[list[Any]] = [list(values) for values in zip(*rows, strict=True)]
+        columns[_AUDIT_TS] = [datetime.fromtimestamp(ts, UTC) for ts in columns[_AUDIT_TS]]
+        await self.pool.execute(_AUDIT_INSERT, *columns)
+
+    async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
+        tail, params = audit_where(query, lambda n: f"${n}", lambda moment: moment)
+        rows = await self.pool.fetch(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM sluicegate_audit{tail}", *params
+        )
+        return [dict(row) for row in rows]
 
 
 def _insert_params(

@@ -12,7 +12,18 @@ from typing import Any, TypeVar
 
 import orjson
 
-from sluicegate.stores.base import Change, DuplicateName, Record, StaleWrite, Unlisten, Wake
+from sluicegate.stores.base import (
+    AUDIT_COLUMNS,
+    AuditQuery,
+    AuditRow,
+    Change,
+    DuplicateName,
+    Record,
+    StaleWrite,
+    Unlisten,
+    Wake,
+    audit_where,
+)
 from sluicegate.stores.migrations import META_TABLE, SQLITE
 
 T = TypeVar("T")
@@ -44,6 +55,18 @@ _DELETE = (
     f"AND version = ? RETURNING {_COLUMNS}"
 )
 _BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+
+
+_AUDIT_INSERT = (
+    f"INSERT INTO sluicegate_audit ({', '.join(AUDIT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+)
+_AUDIT_TS = AUDIT_COLUMNS.index("ts")
+
+
+def _audit_params(row: AuditRow) -> AuditRow:
+    ts = row[_AUDIT_TS]
+    return (*row[:_AUDIT_TS], _stamp(datetime.fromtimestamp(ts, UTC)), *row[_AUDIT_TS + 1 :])
 
 
 def _params(gateway: str, change: Change, now: str) -> tuple[str, tuple[Any, ...]]:
@@ -272,3 +295,31 @@ class SqliteStore:
 
     async def listen(self, wake: Wake) -> Unlisten | None:
         return None  # SQLite cannot notify another process: the version poll finds changes
+
+    async def write_audit(self, rows: Sequence[AuditRow]) -> None:
+        params = [_audit_params(row) for row in rows]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_AUDIT_INSERT, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        if params:
+            await self._run(write)
+
+    async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
+        tail, params = audit_where(query, lambda n: "?", _stamp)
+        sql = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM sluicegate_audit{tail}"
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(sql, params).fetchall()
+            out = [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows]
+            for item in out:
+                item["ts"] = datetime.fromisoformat(item["ts"])
+            return out
+
+        return await self._run(read)

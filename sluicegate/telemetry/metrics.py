@@ -132,6 +132,30 @@ class Metrics:
         self.inflight = Gauge(
             "sluicegate_inflight_requests", "Requests being served", ["gateway"], registry=registry
         )
+        self.audit_queue = Gauge(
+            "sluicegate_audit_queue_depth",
+            "Audit rows waiting for the batched writer",
+            ["gateway"],
+            registry=registry,
+        )
+        self.audit_written = Counter(
+            "sluicegate_audit_written_rows",
+            "Audit rows written to the store (replayed ones included)",
+            ["gateway"],
+            registry=registry,
+        )
+        self.audit_spilled = Counter(
+            "sluicegate_audit_spilled_rows",
+            "Audit rows put in the local spill file (queue full or store failing), to replay",
+            ["gateway"],
+            registry=registry,
+        )
+        self.audit_dropped = Counter(
+            "sluicegate_audit_dropped_rows",
+            "Audit rows lost: the spill file could not be written, or a line of it not read",
+            ["gateway"],
+            registry=registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,8 @@
-"""What happens to an ``Exchange`` when its request is done: cost, metrics, access log.
+"""What happens to an ``Exchange`` when its request is done: cost, metrics, access log, audit.
 
 It runs after the client has its last byte, so none of it adds to the
-response time; it does no I/O beyond one log line when the access log is on.
+response time; it does no I/O beyond one log line when the access log is on
+(the audit row goes on the audit writer's queue).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 import orjson
 
+from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 from sluicegate.telemetry.pricing import PriceTable
@@ -25,8 +27,9 @@ def status_class(status: int) -> str:
 
 
 class Recorder:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, audit: AuditWriter | None = None) -> None:
         self.metrics = metrics
+        self.audit = audit  # the audit log's writer: a queue put, no I/O here
 
     def record(self, ex: Exchange, prices: PriceTable, access_log: bool) -> None:
         if not ex.ended:
@@ -60,6 +63,8 @@ class Recorder:
             m.cost.labels(gateway, provider, model, consumer).inc(ex.cost)
         if access_log:
             access.info(orjson.dumps(self.line(ex)).decode())
+        if self.audit is not None:
+            self.audit.submit(ex)
 
     @staticmethod
     def line(ex: Exchange) -> dict[str, object]:

@@ -140,7 +140,8 @@ def master_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def admin(start_gateway: Start, url: str, master_key: str) -> Admin:
+def admin(url: str, master_key: str, start_gateway: Start) -> Admin:
+    # ``url`` first: its schema must outlive the gateway, which flushes its audit rows on stop.
     return Admin(start_gateway(file_config(url)))
 
 

@@ -14,7 +14,16 @@ from sluicegate.routing.compile import compile_config
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
-CONFIG_KEYS = {"gateway", "services", "rules", "upstreams", "consumers", "pricing", "telemetry"}
+CONFIG_KEYS = {
+    "gateway",
+    "services",
+    "rules",
+    "upstreams",
+    "consumers",
+    "pricing",
+    "telemetry",
+    "audit",
+}
 
 
 def examples() -> list[tuple[str, str]]:
