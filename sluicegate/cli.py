@@ -252,6 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,  # the gateway writes its own (gateway.access_log / --access-log)
         "log_level": "warning",
         "server_header": False,
+        "proxy_headers": False,  # the gateway reads what it needs from the headers itself
         "timeout_graceful_shutdown": 10,
     }
     if args.workers > 1:

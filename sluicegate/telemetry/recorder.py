@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import orjson
 
@@ -30,37 +31,48 @@ class Recorder:
     def __init__(self, metrics: Metrics, audit: AuditWriter | None = None) -> None:
         self.metrics = metrics
         self.audit = audit  # the audit log's writer: a queue put, no I/O here
+        # prometheus_client's labels() validates and locks on every call; the
+        # children of a route are the same request after request.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 100_000:  # label values are bounded; this is a backstop
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def record(self, ex: Exchange, prices: PriceTable, access_log: bool) -> None:
         if not ex.ended:
             ex.ended = time.perf_counter()
         if ex.usage is not None and ex.cost is None:
             ex.cost = prices.cost(ex.upstream_model or ex.model, ex.usage)
-        m = self.metrics
+        m, child = self.metrics, self._child
         gateway, rule, service = ex.gateway, ex.rule or "", ex.service or ""
         provider, model, consumer = ex.provider or "", ex.model or "", ex.consumer or ""
-        m.requests.labels(
-            gateway, rule, service, provider, model, consumer, status_class(ex.status)
-        ).inc()
+        status = status_class(ex.status)
+        child(m.requests, gateway, rule, service, provider, model, consumer, status).inc()
         seconds = ex.ended - ex.started
-        m.duration.labels(gateway, rule, service).observe(seconds)
+        child(m.duration, gateway, rule, service).observe(seconds)
         if ex.attempts:
-            m.upstream.labels(gateway, service, provider).observe(ex.upstream_seconds)
+            child(m.upstream, gateway, service, provider).observe(ex.upstream_seconds)
             if ex.attempts > 1:
-                m.retries.labels(gateway, rule).inc(ex.attempts - 1)
+                child(m.retries, gateway, rule).inc(ex.attempts - 1)
             if not ex.stream:
-                m.overhead.labels(gateway).observe(max(seconds - ex.upstream_seconds, 0.0))
+                child(m.overhead, gateway).observe(max(seconds - ex.upstream_seconds, 0.0))
         if ex.fallbacks:
-            m.fallbacks.labels(gateway, rule).inc()
+            child(m.fallbacks, gateway, rule).inc()
         if ex.first_token is not None:
-            m.first_token.labels(gateway, service, provider, model).observe(ex.first_token)
+            child(m.first_token, gateway, service, provider, model).observe(ex.first_token)
         if ex.usage is not None:
             for kind in _TOKEN_TYPES:
                 count = getattr(ex.usage, kind)
                 if count:
-                    m.tokens.labels(gateway, service, provider, model, consumer, kind).inc(count)
+                    child(m.tokens, gateway, service, provider, model, consumer, kind).inc(count)
         if ex.cost:
-            m.cost.labels(gateway, provider, model, consumer).inc(ex.cost)
+            child(m.cost, gateway, provider, model, consumer).inc(ex.cost)
         if access_log:
             access.info(orjson.dumps(self.line(ex)).decode())
         if self.audit is not None:
