@@ -196,14 +196,24 @@ class RateLimiter:
         return reservation, headers
 
     async def settle(
-        self, reservation: Reservation | None, usage: TokenCounts | None, cost: float | None
+        self,
+        reservation: Reservation | None,
+        usage: TokenCounts | None,
+        cost: float | None,
+        answered: bool = False,
     ) -> None:
         """Correct the reservation to what was used: tokens (nothing, for a failed
-        request) and spend (the request's cost instead of the micro-dollar held)."""
+        request) and spend (the request's cost instead of the micro-dollar held).
+
+        An answer whose provider reported no usage (a stream whose client did not
+        ask for it) keeps its estimate: releasing it would let such clients past
+        their token limits."""
         if reservation is None:
             return
-        used = usage.input + usage.output if usage is not None else 0
-        delta = used - reservation.estimate
+        if usage is not None:
+            delta = usage.input + usage.output - reservation.estimate
+        else:
+            delta = 0 if answered else -reservation.estimate
         changes = [(item, reading.slice, delta) for item, reading in reservation.tokens]
         spent = round((cost or 0.0) * MICRO) - 1
         changes += [(item, reading.slice, spent) for item, reading in reservation.spend]

@@ -201,7 +201,8 @@ class Proxy:
             inflight.dec()
             if reservation is not None:
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
-                await self.limiter(table).settle(reservation, ex.usage, ex.cost)
+                answered = 200 <= ex.status < 300
+                await self.limiter(table).settle(reservation, ex.usage, ex.cost, answered)
             self.recorder.record(ex, table.prices, table.access_log)
             if span is not None:
                 Tracing.finish(span, ex)
