@@ -28,8 +28,8 @@ from sluicegate.schema.chat import (
     Usage,
     make_chunk,
     make_completion,
-    make_usage,
     make_usage_chunk,
+    usage_from_cache_split,
 )
 
 API_VERSION = "2023-06-01"
@@ -196,14 +196,11 @@ def translate_request(body: dict[str, Any], model: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- answers
 def translate_usage(usage: dict[str, Any]) -> Usage:
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    created = int(usage.get("cache_creation_input_tokens") or 0)
-    prompt = int(usage.get("input_tokens") or 0) + read + created
-    return make_usage(
-        prompt,
+    return usage_from_cache_split(
+        int(usage.get("input_tokens") or 0),
         int(usage.get("output_tokens") or 0),
-        cached=read,
-        cache_creation=created if created else None,
+        int(usage.get("cache_read_input_tokens") or 0),
+        int(usage.get("cache_creation_input_tokens") or 0),
     )
 
 

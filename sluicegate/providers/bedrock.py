@@ -37,7 +37,7 @@ from sluicegate.providers.common import (
     split_messages,
     tool_calls,
 )
-from sluicegate.schema.chat import ChatMessage, Usage, make_completion, make_usage
+from sluicegate.schema.chat import ChatMessage, Usage, make_completion, usage_from_cache_split
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -236,14 +236,11 @@ def translate_request(body: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- answers
 def translate_usage(usage: dict[str, Any]) -> Usage:
-    read = int(usage.get("cacheReadInputTokens") or 0)
-    written = int(usage.get("cacheWriteInputTokens") or 0)
-    prompt = int(usage.get("inputTokens") or 0) + read + written
-    return make_usage(
-        prompt,
+    return usage_from_cache_split(
+        int(usage.get("inputTokens") or 0),
         int(usage.get("outputTokens") or 0),
-        cached=read,
-        cache_creation=written if written else None,
+        int(usage.get("cacheReadInputTokens") or 0),
+        int(usage.get("cacheWriteInputTokens") or 0),
     )
 
 

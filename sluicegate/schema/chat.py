@@ -105,6 +105,12 @@ def make_usage(
     return usage
 
 
+def usage_from_cache_split(fresh: int, output: int, read: int, written: int) -> Usage:
+    """OpenAI's usage from providers that count cache reads and writes apart
+    from the rest of the prompt (Anthropic, Bedrock): OpenAI's prompt includes them."""
+    return make_usage(fresh + read + written, output, cached=read, cache_creation=written or None)
+
+
 def make_completion(
     id: str,
     model: str,
