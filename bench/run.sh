@@ -4,6 +4,8 @@
 #   bench/run.sh [--workers N] [--server uvicorn|granian] [--port P] [bench.py run options...]
 #   e.g. bench/run.sh --workers 2
 #        bench/run.sh --rates 50,100,200,500,1000 --stream-rates 20,50 --repeat 3
+#   bench/run.sh --scenario limits [limits.py options...]
+#        the cost of a Redis rate-limit check: sluicegate with and without one (bench/limits.py)
 #
 # 1. starts the nginx mock on 127.0.0.1:18080 (bench/mock-upstream/) unless one answers there;
 # 2. starts sluicegate with bench/sluicegate.yaml on the first free loopback port from 18090
@@ -22,13 +24,15 @@ RUN_DIR=bench/.run
 WORKERS=1
 SERVER=uvicorn
 PORT=""
+SCENARIO=gateway
 PASS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workers) WORKERS="$2"; shift 2 ;;
     --server) SERVER="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --scenario) SCENARIO="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) PASS+=("$1"); shift ;;
   esac
 done
@@ -42,6 +46,11 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   exit 1
 fi
 [[ -x "$PY" ]] || { echo "no $PY: run 'make install' first (or set PYTHON)" >&2; exit 1; }
+[[ "$SCENARIO" == gateway || "$SCENARIO" == limits ]] || { echo "--scenario: gateway or limits" >&2; exit 2; }
+if [[ "$SCENARIO" == limits ]]; then
+  # limits.py starts (and stops) the mock and both gateways itself.
+  exec timeout -k 10 "${BENCH_TIMEOUT:-1800}" "$PY" bench/limits.py ${PASS[@]+"${PASS[@]}"}
+fi
 if [[ "$SERVER" == granian ]] && ! "$PY" -c "import granian" 2>/dev/null; then
   echo "granian is not installed: $PY -m pip install granian" >&2; exit 1
 fi

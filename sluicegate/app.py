@@ -13,6 +13,7 @@ from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import GatewayError, InvalidRequest, NotFound
 from sluicegate.proxy.handler import Proxy
+from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.metrics import CONTENT_TYPE
 
@@ -54,13 +55,36 @@ class App:
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _gateway(self, scope: Scope) -> RoutingTable | None:
+        """The table of the gateway a request is for: ``/gw/<name>/…``, its ``Host``, or the
+        default gateway. ``None``: the path names a gateway that does not exist."""
         path: str = scope["path"]
+        if path.startswith("/gw/"):
+            name, _, rest = path[4:].partition("/")
+            table = self.runtime.tables.get(name)
+            if table is not None:
+                scope["path"] = "/" + rest
+            return table
+        hosts = self.runtime.hosts
+        if hosts:
+            for header, value in scope["headers"]:
+                if header == b"host":
+                    return hosts.select(value) or self.runtime.table
+        return self.runtime.table
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
+        table = self._gateway(scope)
+        path: str = scope["path"]
+        if table is None:
+            name = path[4:].partition("/")[0]
+            missing = NotFound(f"No gateway named '{name}'.", code="gateway_not_found")
+            await respond_error(send, missing, [])
+            return
         route = _POST_ENDPOINTS.get(path)
         if route is not None:
             if method == "POST":
-                await self.proxy.handle(scope, receive, send, *route)
+                await self.proxy.handle(scope, receive, send, *route, table)
                 return
             await respond_error(
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
@@ -70,11 +94,11 @@ class App:
             await self.admin(scope, receive, send)
             return
         if path == "/v1/messages/count_tokens" and method == "POST":
-            await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC)
+            await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC, table)
             return
         if method in ("GET", "HEAD"):
             if path in ("/v1/models", "/models"):
-                await self.proxy.models(scope, receive, send)
+                await self.proxy.models(scope, receive, send, table)
                 return
             if path == "/metrics":
                 await respond(

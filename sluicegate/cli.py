@@ -1,10 +1,11 @@
-"""The ``sluicegate`` command: serve · config validate/apply/export · version."""
+"""The ``sluicegate`` command: serve · config validate/apply/export · secrets · version."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from sluicegate.config.load import Loaded, load_config
 from sluicegate.errors import ConfigError
 
 _CONFIG_ENV = "SLUICEGATE_CONFIG"
+_ACCESS_LOG_ENV = "SLUICEGATE_ACCESS_LOG"
 
 
 def _print_issues(path: str, issues: list[str]) -> None:
@@ -63,7 +65,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from sluicegate.admin.sync import gateway_only, plan, wanted
+    from sluicegate.admin.sync import apply_store, plan_store
     from sluicegate.stores.base import DuplicateName, StaleWrite, open_store
     from sluicegate.stores.secrets import Vault
 
@@ -81,23 +83,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
         store = open_store(url)
         await store.open()
         try:
-            gateway = loaded.config.gateway.name
-            await store.ensure_gateway(gateway)
-            found = plan(
-                gateway_only(loaded),
-                wanted(loaded, raw),
-                await store.entities(gateway),
-                Vault.from_env(),
-            )
-            for line in found.lines:
-                print(line)
-            if not found.changes:
+            plans = await plan_store(store, loaded, raw, Vault.from_env())
+            changes = sum(len(p.changes) for p in plans)
+            for item in plans:
+                for line in item.lines:
+                    print(line)
+            if not changes:
                 print("no changes")
             elif args.dry_run:
-                print(f"dry run: {len(found.changes)} change(s), nothing written")
+                print(f"dry run: {changes} change(s), nothing written")
             else:
-                await store.write_many(gateway, found.changes)
-                print(f"applied {len(found.changes)} change(s) to {redact_url(url)}")
+                await apply_store(store, plans)
+                print(f"applied {changes} change(s) to {redact_url(url)}")
             return 0
         except (StaleWrite, DuplicateName):
             print(
@@ -160,9 +157,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         await store.open()
         try:
             records = await store.entities(gateway)
+            tenants = []
+            for name in await store.gateways():
+                held = await store.entities(name) if name != gateway else []
+                own = next((r for r in held if r.kind == "gateway"), None)
+                if own is not None:
+                    tenants.append((own, [r for r in held if r.kind != "gateway"]))
         finally:
             await store.close()
-        return export_yaml(_export_gateway(args, loaded, url), records, redact_url(url))
+        section = _export_gateway(args, loaded, url)
+        return export_yaml(section, records, redact_url(url), tenants)
 
     try:
         text = asyncio.run(read())
@@ -177,6 +181,73 @@ def cmd_export(args: argparse.Namespace) -> int:
             handle.write(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sluicegate.stores.base import StaleWrite, open_store
+    from sluicegate.stores.secrets import PREVIOUS_KEYS_ENV, Vault, rotate_store
+
+    loaded = _load(args.config) if args.config else None
+    if args.config and loaded is None:
+        return 1
+    url = _store_url(args, loaded)
+    if url is None:
+        return 1
+    where = args.config or redact_url(url)
+
+    async def run() -> int:
+        vault = Vault.from_env()
+        store = open_store(url)
+        await store.open()
+        try:
+            # Every gateway by default: one master key serves all the gateways of a store.
+            gateways = [args.gateway] if args.gateway else await store.gateways()
+            for gateway in gateways:  # a secret no key opens stops it before any write
+                await rotate_store(store, vault, gateway, dry_run=True)
+            fields = entities = 0
+            for gateway in gateways:
+                done = await rotate_store(store, vault, gateway, dry_run=args.dry_run)
+                for name in done.fields:
+                    print(f"~ {name}" + (f" (gateway {gateway})" if len(gateways) > 1 else ""))
+                fields += len(done.fields)
+                entities += done.entities
+        except StaleWrite:
+            print(
+                "the store kept changing while rotating; nothing more was written, run it again",
+                file=sys.stderr,
+            )
+            return 1
+        finally:
+            await store.close()
+        plural = "entity" if entities == 1 else "entities"
+        if args.dry_run:
+            print(f"dry run: {fields} secret field(s) in {entities} {plural} to re-encrypt")
+        elif fields:
+            print(
+                f"re-encrypted {fields} secret field(s) in {entities} {plural} under the "
+                f"current key; {PREVIOUS_KEYS_ENV} can now be removed"
+            )
+        else:
+            print("every stored secret is under the current key already; nothing written")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except ConfigError as exc:
+        _print_issues(where, exc.issues)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach the store {redact_url(url)}: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_secrets_generate_key(args: argparse.Namespace) -> int:
+    from sluicegate.stores.secrets import generate_key
+
+    print(generate_key())
     return 0
 
 
@@ -200,7 +271,12 @@ def app_factory() -> object:
     from sluicegate.runtime import Runtime
 
     path = os.environ[_CONFIG_ENV]
-    return create_app(Runtime(load_config(path), config_path=path))
+    access_log = os.environ.get(_ACCESS_LOG_ENV) == "1"
+    return create_app(Runtime(load_config(path), config_path=path, access_log=access_log))
+
+
+def _exit_ok(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -213,10 +289,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sluicegate.runtime import Runtime
 
     if args.access_log:
-        gateway_cfg = loaded.config.gateway.model_copy(update={"access_log": True})
-        loaded.config = loaded.config.model_copy(update={"gateway": gateway_cfg})
+        os.environ[_ACCESS_LOG_ENV] = "1"  # for the worker processes' app_factory
     try:
-        runtime = Runtime(loaded, config_path=args.config)
+        runtime = Runtime(loaded, config_path=args.config, access_log=args.access_log)
     except ConfigError as exc:
         _print_issues(args.config, exc.issues)
         return 1
@@ -228,8 +303,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log = logging.getLogger("sluicegate")
     for warning in runtime.table.warnings:
         log.warning("warning: %s", warning)
-    if gateway.admin_key is None:
-        log.info("Admin API and dashboard are off (no gateway.admin_key set)")
+    jwt = loaded.config.auth.jwt
+    if gateway.admin_key is None and (jwt is None or jwt.admin_claim is None):
+        log.info("Admin API and dashboard are off (no gateway.admin_key or auth.jwt.admin_claim)")
     if gateway.store is not None:
         log.info("config store: %s (followed for changes)", redact_url(gateway.store))
     log.info("watching %s for edits", args.config)
@@ -255,6 +331,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "proxy_headers": False,  # the gateway reads what it needs from the headers itself
         "timeout_graceful_shutdown": 10,
     }
+    # uvicorn stops gracefully on SIGTERM, then raises it again, and its default action would
+    # end the process with -15: a graceful stop is a success (exit 0) for supervisors.
+    signal.signal(signal.SIGTERM, _exit_ok)
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
         uvicorn.run("sluicegate.cli:app_factory", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
@@ -300,6 +379,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--store", help="the store URL (default: the file's gateway.store)")
     export.add_argument("--output", "-o", help="the file to write (default: standard output)")
     export.set_defaults(func=cmd_export)
+
+    secrets = sub.add_parser("secrets", help="credential secrets held encrypted in the store")
+    secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
+    rotate = secrets_sub.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret under SLUICEGATE_MASTER_KEY "
+        "(old keys in SLUICEGATE_MASTER_KEY_PREVIOUS)",
+    )
+    rotate.add_argument("--config", "-c", help="the config file naming gateway.store")
+    rotate.add_argument("--store", help="the store URL (default: the file's gateway.store)")
+    rotate.add_argument("--gateway", help="only this gateway (default: every one in the store)")
+    rotate.add_argument("--dry-run", action="store_true", help="count, write nothing")
+    rotate.set_defaults(func=cmd_secrets_rotate)
+    generate = secrets_sub.add_parser("generate-key", help="print a new random master key")
+    generate.set_defaults(func=cmd_secrets_generate_key)
+
+    from sluicegate.cli_audit import add_parsers as add_audit_parsers
+
+    add_audit_parsers(sub)  # logs tail, usage
+
+    from sluicegate.cli_keys import add_parsers as add_key_parsers
+
+    add_key_parsers(sub)  # keys create, list, revoke, rotate
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)

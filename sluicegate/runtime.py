@@ -17,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sluicegate.admin.layers import Built, build
+from sluicegate.admin.layers import build
+from sluicegate.auth.keys import key_secret_from_env
 from sluicegate.config.load import Loaded, load_config
+from sluicegate.config.model import Tenant
+from sluicegate.config.tenants import hosts, split, tenant_config
 from sluicegate.config.watch import watch_file
 from sluicegate.errors import ConfigError
 from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
-from sluicegate.routing.table import RoutingTable
-from sluicegate.stores.base import Store, open_store
+from sluicegate.routing.table import Hosts, RoutingTable
+from sluicegate.stores.base import Record, Store, open_store
 from sluicegate.stores.follow import follow_store
 from sluicegate.stores.secrets import Vault
 from sluicegate.stores.sqlite import SqliteStore
@@ -48,22 +52,37 @@ class Runtime:
         vault: Vault | None = None,
         config_path: str | Path | None = None,
         poll_interval: float = 0.5,
+        access_log: bool = False,
     ) -> None:
-        self.file = loaded  # the YAML layer: gateway settings and read-only entities
-        self.loaded = loaded
-        self.table: RoutingTable = compile_config(loaded.config, loaded.warnings)
+        # ``serve --access-log``: kept over the file's setting across reloads too.
+        self.force_access_log = access_log
+        loaded = self._overridden(loaded)
+        self.file = loaded  # the YAML file: gateway settings and its read-only entities
+        self.files = split(loaded)  # the file's part of each gateway
+        self.loaded = loaded  # the default gateway's running config (file + store)
+        self.key_secret = key_secret_from_env()
+        self.tables: dict[str, RoutingTable] = {
+            name: compile_config(part.config, part.warnings, key_secret=self.key_secret)
+            for name, part in self.files.items()
+        }
+        # Minted keys seen since the last flush (key id → unix time); written in batches.
+        self.keys_used: dict[str, float] = {}
+        self.table: RoutingTable = self.tables[self.gateway]  # the default gateway's
+        self.hosts = Hosts.of({})
+        self.gateway_records: dict[str, Record] = {}  # gateways created through the Admin API
+        self._index_hosts()
         url = loaded.config.gateway.store
         self.store: Store | None = store or (open_store(url) if url else None)
         self.vault = vault or Vault.from_env()
         self.config_path = Path(config_path) if config_path is not None else None
         self.poll_interval = poll_interval
         self.lock = asyncio.Lock()  # serialises changes of the running config in this process
-        self.store_version: int | None = None  # the store version the table was built from
+        self.store_version: int | None = None  # the store version the tables were built from
         self._store_open = False
         self._http: HttpTransport | None = None
         self._prober: Prober | None = None
         self._followers: list[asyncio.Task[None]] = []
-        self.metrics = Metrics(lambda: self.table)
+        self.metrics = Metrics(self._all_tables)
         # The audit log: in gateway.store, or in a SQLite file of its own (audit.path).
         self.audit: AuditWriter | None = None
         self.audit_store: Store | None = None
@@ -81,11 +100,18 @@ class Runtime:
                 queue_size=audit.queue_size,
                 batch_size=audit.batch_size,
                 flush_interval=audit.flush_interval,
+                log_bodies=audit.log_bodies,
+                max_body_bytes=audit.max_body_bytes,
+                retention=audit.retention,
             )
 
     @property
     def gateway(self) -> str:
+        """The default gateway's name."""
         return self.file.config.gateway.name
+
+    def _all_tables(self) -> list[RoutingTable]:
+        return list(self.tables.values())
 
     @property
     def http(self) -> Transport:
@@ -97,35 +123,85 @@ class Runtime:
     def ready(self) -> bool:
         return self._http is not None
 
+    def file_of(self, gateway: str) -> Loaded:
+        """The file's part of a gateway; a gateway made through the Admin API has none."""
+        return self.files.get(gateway) or self._empty(self.file, gateway)
+
+    def _index_hosts(self) -> None:
+        names = hosts(self.file.config)
+        for name, record in self.gateway_records.items():
+            names.update(dict.fromkeys(record.doc.get("hosts") or [], name))
+        self.hosts = Hosts.of({h: self.tables[n] for h, n in names.items() if n in self.tables})
+
     async def swap(self, loaded: Loaded) -> RoutingTable:
-        table = compile_config(loaded.config, loaded.warnings, self.table)
+        """Run a new config of the default gateway (file-only use: tests, embedding)."""
+        table = compile_config(loaded.config, loaded.warnings, self.table, self.key_secret)
         await self.install(loaded, table)
         return table
 
     async def install(self, loaded: Loaded, table: RoutingTable) -> None:
-        """Make an already compiled table the running one."""
-        self.loaded, self.table = loaded, table
+        """Make an already compiled table its gateway's running one."""
+        tables = {**self.tables, table.gateway: table}
+        await self._install_all(tables, loaded if table.gateway == self.gateway else self.loaded)
+
+    async def _install_all(self, tables: dict[str, RoutingTable], default: Loaded) -> None:
+        self.tables = tables
+        self.loaded, self.table = default, tables[self.gateway]
+        self._index_hosts()
         if self._http is not None:
             await self._start_probes()
 
-    async def _build(self, file: Loaded) -> Built:
-        """File + store, compiled; raises ``ConfigError``."""
+    async def _build(self, file: Loaded) -> tuple[dict[str, RoutingTable], Loaded]:
+        """Every gateway of file + store, compiled; raises ``ConfigError`` naming the gateway."""
+        files = split(file)
         if self.store is None:
-            return Built(file, compile_config(file.config, file.warnings, self.table))
+            compiled = {name: self._compile(name, part) for name, part in files.items()}
+            return compiled, files[self.gateway]
         if not self._store_open:
             await self.store.open()
             self._store_open = True
-            await self.store.ensure_gateway(self.gateway)
+        for name in files:
+            await self.store.ensure_gateway(name)
         # Read the version first: a write after it is seen by the next check.
         self.store_version = await self.store.config_version()
-        return build(file, await self.store.entities(self.gateway), self.vault, self.table)
+        records: dict[str, Record] = {}
+        tables: dict[str, RoutingTable] = {}
+        default = files[self.gateway]
+        for name in await self.store.gateways():
+            found = await self.store.entities(name)
+            own = next((r for r in found if r.kind == "gateway"), None)
+            if name not in files:
+                if own is None:
+                    continue  # a gateway deleted through the Admin API
+                records[name] = own
+            part = files.get(name) or self._empty(file, name)
+            try:
+                built = build(part, found, self.vault, self.tables.get(name), self.key_secret)
+            except ConfigError as exc:
+                prefix = "" if name == self.gateway else f"gateway '{name}': "
+                raise ConfigError([prefix + issue for issue in exc.issues]) from None
+            tables[name] = built.table
+            if name == self.gateway:
+                default = built.loaded
+        for name, part in files.items():  # a gateway of the file the store has never seen
+            if name not in tables:
+                tables[name] = self._compile(name, part)
+        self.gateway_records = records
+        return tables, default
+
+    def _compile(self, name: str, part: Loaded) -> RoutingTable:
+        return compile_config(part.config, part.warnings, self.tables.get(name), self.key_secret)
+
+    @staticmethod
+    def _empty(file: Loaded, name: str) -> Loaded:
+        return Loaded(tenant_config(file.config, Tenant(name=name)), [], file.source)
 
     async def load_store(self) -> None:
-        """Open the store (migrating it) and run file + store entities."""
+        """Open the store (migrating it) and run file + store entities of every gateway."""
         if self.store is None:
             return
-        built = await self._build(self.file)
-        await self.install(built.loaded, built.table)
+        tables, default = await self._build(self.file)
+        await self._install_all(tables, default)
 
     async def reload_store(self) -> bool:
         """Rebuild from the store after another writer changed it; False if it was refused."""
@@ -146,17 +222,24 @@ class Runtime:
         if path is None:
             return False
         try:
-            loaded = load_config(path)
+            loaded = self._overridden(load_config(path))
             async with self.lock:
                 loaded = self._keep_start_settings(loaded)
-                built = await self._build(loaded)
-                self.file = loaded
-                await self.install(built.loaded, built.table)
+                tables, default = await self._build(loaded)
+                self.file, self.files = loaded, split(loaded)
+                await self._install_all(tables, default)
         except ConfigError as exc:
             log.error("%s: edit refused, the running config stays: %s", path, "; ".join(exc.issues))
             return False
         log.info("%s: reloaded (%d rules)", path, len(self.table.rules))
         return True
+
+    def _overridden(self, loaded: Loaded) -> Loaded:
+        if not self.force_access_log or loaded.config.gateway.access_log:
+            return loaded
+        gateway = loaded.config.gateway.model_copy(update={"access_log": True})
+        config = loaded.config.model_copy(update={"gateway": gateway})
+        return Loaded(config, loaded.warnings, loaded.source)
 
     def _keep_start_settings(self, loaded: Loaded) -> Loaded:
         running = self.file.config.gateway
@@ -191,11 +274,31 @@ class Runtime:
             watcher = watch_file(self.config_path, self.reload_file, self.poll_interval)
             self._followers.append(asyncio.create_task(watcher, name="config file watch"))
         if self.store is not None:
+            flusher = self._flush_keys_used_every(max(self.poll_interval * 4, 1.0))
+            self._followers.append(asyncio.create_task(flusher, name="key use flush"))
             store_version = self._store_version
             follower = follow_store(
                 self.store, store_version, self.reload_store, self.poll_interval
             )
             self._followers.append(asyncio.create_task(follower, name="config store follow"))
+
+    async def flush_keys_used(self) -> None:
+        """Write when minted keys were last used: one batch, never a write per request."""
+        if not self.keys_used or self.store is None or not self._store_open:
+            return
+        used, self.keys_used = self.keys_used, {}
+        moments = {k: datetime.fromtimestamp(t, UTC) for k, t in used.items()}
+        try:
+            await self.store.touch_keys(moments)
+        except Exception as exc:  # the store is away: keep them for the next try
+            for key_id, at in used.items():
+                self.keys_used[key_id] = max(at, self.keys_used.get(key_id, 0.0))
+            log.warning("could not record key use (%s); will retry", type(exc).__name__)
+
+    async def _flush_keys_used_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self.flush_keys_used()
 
     def _store_version(self) -> int | None:
         return self.store_version
@@ -203,7 +306,8 @@ class Runtime:
     async def _start_probes(self) -> None:
         if self._prober is not None:
             await self._prober.stop()
-        self._prober = Prober(self.table.probes, self.http) if self.table.probes else None
+        probes = [probe for table in self.tables.values() for probe in table.probes]
+        self._prober = Prober(tuple(probes), self.http) if probes else None
 
     async def close(self) -> None:
         for task in self._followers:
@@ -212,6 +316,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._followers = []
+        await self.flush_keys_used()
         if self.audit is not None:  # before the store closes: it writes what is queued
             await self.audit.close()
         if self._audit_store is not None:

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import base64
 import hmac
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sluicegate.admin import explorer
+from sluicegate.admin import explorer, gateways
 from sluicegate.admin.entities import (
     Entity,
     entities,
@@ -33,10 +36,15 @@ from sluicegate.admin.entities import (
     seal,
     secret_refused,
 )
+from sluicegate.admin.gateways import all_gateways, present_gateway
 from sluicegate.admin.health import health_report
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.asgi import Receive, Scope, Send, respond_error
+from sluicegate.auth.jwt import looks_like_jwt
+from sluicegate.auth.keys import NewKey, new_doc, present_key, status
+from sluicegate.config.durations import parse_duration
+from sluicegate.config.load import _validation_issues
 from sluicegate.errors import (
     AuthenticationError,
     ConfigError,
@@ -44,17 +52,23 @@ from sluicegate.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     PreconditionFailed,
     Unprocessable,
 )
 from sluicegate.proxy.handler import read_headers
 from sluicegate.stores.base import (
+    AUDIT_BODY_COLUMNS,
     AUDIT_COLUMNS,
     AUDIT_FILTERS,
+    USAGE_GROUPS,
     AuditQuery,
+    Change,
     DuplicateName,
     Record,
+    StaleWrite,
     Store,
+    UsageQuery,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +76,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+_GATEWAY_READ_ONLY = frozenset({"id", "default", "source", "created_at", "updated_at"})
 _LOG_FIELDS = AUDIT_COLUMNS[1:]  # not the writer's row id
 
 
@@ -110,8 +125,33 @@ def _ts(moment: datetime) -> str:
 
 
 def _log(row: dict[str, Any]) -> dict[str, Any]:
-    """An audit row as the API shows it: without the writer's id, ``ts`` in ISO 8601."""
-    return {name: _ts(row[name]) if name == "ts" else row[name] for name in _LOG_FIELDS}
+    """An audit row as the API shows it: without the writer's id, ``ts`` in ISO 8601;
+    with its bodies when it has them (``audit.log_bodies``)."""
+    out = {name: _ts(row[name]) if name == "ts" else row[name] for name in _LOG_FIELDS}
+    if row.get("request_body") is not None or row.get("response_body") is not None:
+        out.update((name, row[name]) for name in AUDIT_BODY_COLUMNS)
+    return out
+
+
+# /admin/usage filters: every audit filter but the request id (a group of one row).
+_USAGE_FILTERS = tuple(name for name in AUDIT_FILTERS if name != "request_id")
+
+
+def _audit_equal(query: Any, names: tuple[str, ...], gateway: str) -> dict[str, str | int]:
+    equal: dict[str, str | int] = {"gateway": gateway}
+    for name in names:
+        value = query.get(name)
+        if value is None:
+            continue
+        if name == "status":
+            if not value.isdigit() or len(value) > 3:
+                raise InvalidRequest("status: must be an HTTP status, e.g. 200", param=name)
+            equal[name] = int(value)
+        elif "\x00" in value:  # no stored value has one, and PostgreSQL refuses it in text
+            raise InvalidRequest(f"{name}: must not contain NUL", param=name)
+        else:
+            equal[name] = value
+    return equal
 
 
 def _parse_moment(value: str) -> datetime:
@@ -175,6 +215,7 @@ class AdminApi:
         self.runtime = runtime
         self._spec: bytes | None = None  # built on first request, then served as is
         kind = "{kind:str}"
+        gw = "/admin/gateways/{gw:str}"
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
@@ -183,6 +224,25 @@ class AdminApi:
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
                 Route("/admin/logs", self.logs, methods=["GET"]),
                 Route("/admin/logs/{request_id:str}", self.log, methods=["GET"]),
+                Route("/admin/usage", self.usage, methods=["GET"]),
+                *self._key_routes("/admin"),
+                *self._key_routes(gw),
+                Route("/admin/gateways", self.list_gateways, methods=["GET"]),
+                Route("/admin/gateways", self.create_gateway, methods=["POST"]),
+                Route(gw, self.get_gateway, methods=["GET"]),
+                Route(gw, self.replace_gateway, methods=["PUT"]),
+                Route(gw, self.patch_gateway, methods=["PATCH"]),
+                Route(gw, self.delete_gateway, methods=["DELETE"]),
+                Route(f"{gw}/health", self.health, methods=["GET"]),
+                Route(f"{gw}/logs", self.logs, methods=["GET"]),
+                Route(f"{gw}/logs/{{request_id:str}}", self.log, methods=["GET"]),
+                Route(f"{gw}/usage", self.usage, methods=["GET"]),
+                Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),
+                Route(f"{gw}/{kind}", self.create, methods=["POST"]),
+                Route(f"{gw}/{kind}/{{ref:str}}", self.get, methods=["GET"]),
+                Route(f"{gw}/{kind}/{{ref:str}}", self.replace, methods=["PUT"]),
+                Route(f"{gw}/{kind}/{{ref:str}}", self.patch, methods=["PATCH"]),
+                Route(f"{gw}/{kind}/{{ref:str}}", self.delete, methods=["DELETE"]),
                 Route(f"/admin/{kind}", self.list_kind, methods=["GET"]),
                 Route(f"/admin/{kind}", self.create, methods=["POST"]),
                 Route(f"/admin/{kind}/{{ref:str}}", self.get, methods=["GET"]),
@@ -195,14 +255,29 @@ class AdminApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         admin_key = self.runtime.file.config.gateway.admin_key
+        verifier = self.runtime.table.jwt
+        by_token = verifier is not None and verifier.admin_enabled  # auth.jwt.admin_claim
         path, method = scope["path"], scope["method"]
-        if admin_key is None:  # the Admin API is off: it does not exist
+        if admin_key is None and not by_token:  # the Admin API is off: it does not exist
             await respond_error(
                 send, NotFound(f"Unknown path {method} {path}.", code="unknown_path"), []
             )
             return
-        key = _basic_password(read_headers(scope["headers"]).key or "")
-        if not hmac.compare_digest(key.encode(), admin_key.encode()):
+        raw = read_headers(scope["headers"]).key or ""
+        key = _basic_password(raw)
+        key_ok = admin_key is not None and hmac.compare_digest(key.encode(), admin_key.encode())
+        if not key_ok and by_token and verifier is not None and looks_like_jwt(raw):
+            try:
+                identity = await verifier.verify(raw)
+                if not identity.admin:
+                    raise PermissionDenied(
+                        "This token does not carry the admin claim.", code="admin_claim_missing"
+                    )
+            except GatewayError as exc:
+                await respond_error(send, exc, [])
+                return
+            key_ok = True
+        if not key_ok:
             # A browser opening the explorer is asked for the key (as a Basic password).
             challenge = (
                 [(b"www-authenticate", _CHALLENGE)] if path.startswith("/admin/docs") else []
@@ -242,12 +317,25 @@ class AdminApi:
             )
         return SINGULAR[plural]
 
-    async def _records(self) -> list[Record]:
-        store = self.runtime.store
-        return await store.entities(self.runtime.gateway) if store is not None else []
+    def _gw(self, request: Request) -> str:
+        """The gateway a request is about: the path's ``{gw}``, else the default one."""
+        name: str | None = request.path_params.get("gw")
+        if name is None:
+            return self.runtime.gateway
+        if name not in self.runtime.tables:
+            raise NotFound(f"No gateway named '{name}'.", code="gateway_not_found")
+        return name
 
-    def _everything(self, records: list[Record]) -> dict[str, list[Entity]]:
-        return {kind: entities(self.runtime.file, records, kind) for kind in PLURAL}
+    def _tenant(self, gw: str) -> str | None:
+        return None if gw == self.runtime.gateway else gw
+
+    async def _records(self, gw: str) -> list[Record]:
+        store = self.runtime.store
+        return await store.entities(gw) if store is not None else []
+
+    def _everything(self, gw: str, records: list[Record]) -> dict[str, list[Entity]]:
+        file = self.runtime.file_of(gw)
+        return {kind: entities(file, records, kind, self._tenant(gw)) for kind in PLURAL}
 
     @staticmethod
     def _find(items: list[Entity], kind: str, ref: str) -> Entity:
@@ -257,7 +345,7 @@ class AdminApi:
         return entity
 
     async def health(self, request: Request) -> Response:
-        return _json(health_report(self.runtime.table))
+        return _json(health_report(self.runtime.tables[self._gw(request)]))
 
     async def openapi(self, request: Request) -> Response:
         if self._spec is None:
@@ -266,21 +354,14 @@ class AdminApi:
 
     async def list_kind(self, request: Request) -> Response:
         kind = self._kind(request)
-        query = request.query_params
-        limit = _limit(query.get("limit"))
-        wanted = {t for t in (query.get("tags") or "").split(",") if t}
-        after = _after(query["after"]) if query.get("after") else None
-        items = sorted(entities(self.runtime.file, await self._records(), kind), key=_name)
-        items = [e for e in items if wanted <= set(e.tags) and (after is None or e.name > after)]
-        page = items[:limit]
-        more = len(items) > limit
-        return _json(
-            {"data": [present(e) for e in page], "next": _cursor(page[-1].name) if more else None}
-        )
+        gw = self._gw(request)
+        items = self._everything(gw, await self._records(gw))[kind]
+        return _json(_page(request, items, present))
 
     async def get(self, request: Request) -> Response:
         kind = self._kind(request)
-        items = entities(self.runtime.file, await self._records(), kind)
+        gw = self._gw(request)
+        items = self._everything(gw, await self._records(gw))[kind]
         entity = self._find(items, kind, request.path_params["ref"])
         return _json(present(entity), etag=entity.etag)
 
@@ -299,17 +380,7 @@ class AdminApi:
         store = self._audit_store()
         query = request.query_params
         limit = _limit(query.get("limit"))
-        equal: dict[str, str | int] = {"gateway": self.runtime.gateway}
-        for name in AUDIT_FILTERS:
-            value = query.get(name)
-            if value is None:
-                continue
-            if name == "status":
-                if not value.isdigit():
-                    raise InvalidRequest("status: must be an HTTP status, e.g. 200", param=name)
-                equal[name] = int(value)
-            else:
-                equal[name] = value
+        equal = _audit_equal(query, AUDIT_FILTERS, self._gw(request))
         before = _log_cursor(query["after"]) if query.get("after") else None
         since = _moment(query, "since")
         until = _moment(query, "until")
@@ -325,11 +396,28 @@ class AdminApi:
 
     async def log(self, request: Request) -> Response:
         request_id = request.path_params["request_id"]
-        equal: dict[str, str | int] = {"gateway": self.runtime.gateway, "request_id": request_id}
-        rows = await self._audit_store().audit(AuditQuery(equal, limit=1))
+        equal: dict[str, str | int] = {"gateway": self._gw(request), "request_id": request_id}
+        rows = await self._audit_store().audit(AuditQuery(equal, limit=1, bodies=True))
         if not rows:
             raise NotFound(f"No audit row for request '{request_id}'.", code="log_not_found")
         return _json(_log(rows[0]))
+
+    async def usage(self, request: Request) -> Response:
+        store = self._audit_store()
+        query = request.query_params
+        group_by = query.get("group_by") or "consumer"
+        if group_by not in USAGE_GROUPS:
+            raise InvalidRequest(f"group_by: one of {', '.join(USAGE_GROUPS)}", param="group_by")
+        limit = query.get("limit") or str(MAX_LIMIT)
+        usage = UsageQuery(
+            group_by,
+            _audit_equal(query, _USAGE_FILTERS, self._gw(request)),
+            _moment(query, "since"),
+            _moment(query, "until"),
+            _limit(limit),
+        )
+        rows = await store.audit_usage(usage)
+        return _json({"group_by": group_by, "data": rows})
 
     # -- writing ----------------------------------------------------------------
 
@@ -343,15 +431,16 @@ class AdminApi:
         return self.runtime.store
 
     def _writable(self, entity: Entity, request: Request) -> None:
+        plural = PLURAL.get(entity.kind, "gateways")
         if entity.record is None:
             raise Conflict(
-                f"{PLURAL[entity.kind]}/{entity.name} comes from {self.runtime.file.source} "
+                f"{plural}/{entity.name} comes from {self.runtime.file.source} "
                 "and is read-only here; edit the file instead.",
                 code="read_only",
             )
         if not _matches(request.headers.get("if-match"), entity.etag):
             raise PreconditionFailed(
-                f"{PLURAL[entity.kind]}/{entity.name} has changed (its ETag is now {entity.etag})."
+                f"{plural}/{entity.name} has changed (its ETag is now {entity.etag})."
             )
 
     @staticmethod
@@ -364,11 +453,13 @@ class AdminApi:
             raise Unprocessable([("", "the body must be a JSON object")])
         return body
 
-    def _build(self, records: list[Record], kind: str, id: str) -> Built:
+    def _build(self, gw: str, records: list[Record], kind: str, id: str) -> Built:
+        file = self.runtime.file_of(gw)
         try:
-            return build(self.runtime.file, records, self.runtime.vault, self.runtime.table)
+            running = self.runtime.tables.get(gw)
+            return build(file, records, self.runtime.vault, running, self.runtime.key_secret)
         except ConfigError as exc:
-            prefix = f"{PLURAL[kind]}[{position(self.runtime.file, records, kind, id)}]"
+            prefix = f"{PLURAL[kind]}[{position(file, records, kind, id)}]"
             raise Unprocessable(_issues(exc, prefix)) from None
 
     async def create(self, request: Request) -> Response:
@@ -391,11 +482,12 @@ class AdminApi:
         self, request: Request, kind: str, body: dict[str, Any], ref: str | None, patch: bool
     ) -> Response:
         store = self._store()
+        gw = self._gw(request)
         # Serialised with reloads in this process; across instances the store's
         # version check (``expected_version``) catches a concurrent write.
         async with self.runtime.lock:
-            records = await store.entities(self.runtime.gateway)
-            everything = self._everything(records)
+            records = await store.entities(gw)
+            everything = self._everything(gw, records)
             existing = self._find(everything[kind], kind, ref) if ref is not None else None
             if existing is not None:
                 self._writable(existing, request)
@@ -406,12 +498,17 @@ class AdminApi:
             if new_secrets(doc) and not self.runtime.vault.enabled:
                 raise secret_refused(new_secrets(doc))
             self._check_name(kind, name, existing, everything)
+            renamed = existing is not None and name != existing.name
+            if kind == "consumer" and renamed and _keys_of(records, existing.name):  # type: ignore[union-attr]
+                raise Conflict(
+                    f"consumers/{name} cannot be renamed: it holds minted keys.", code="in_use"
+                )
             id = existing.id if existing is not None else str(uuid.uuid4())
             now = datetime.now(UTC)
             tags = doc.get("tags")
             candidate = Record(
                 id=id,
-                gateway=self.runtime.gateway,
+                gateway=gw,
                 kind=kind,
                 name=name,
                 doc=doc,
@@ -424,17 +521,15 @@ class AdminApi:
                 candidates = [*records, candidate]
             else:
                 candidates = [candidate if r.id == id else r for r in records]
-            built = self._build(candidates, kind, id)
-            stored = seal(kind, doc, self.runtime.vault)
+            built = self._build(gw, candidates, kind, id)
+            stored = seal(kind, doc, self.runtime.vault, self.runtime.key_secret)
             tag_list = [str(t) for t in candidate.tags]
             try:
                 if existing is None:
-                    record: Record | None = await store.create(
-                        self.runtime.gateway, kind, id, name, stored, tag_list
-                    )
+                    record: Record | None = await store.create(gw, kind, id, name, stored, tag_list)
                 else:
                     record = await store.update(
-                        self.runtime.gateway, kind, id, name, stored, tag_list, candidate.version
+                        gw, kind, id, name, stored, tag_list, candidate.version
                     )
             except DuplicateName:
                 raise Conflict(
@@ -465,9 +560,10 @@ class AdminApi:
     async def delete(self, request: Request) -> Response:
         kind = self._kind(request)
         store = self._store()
+        gw = self._gw(request)
         async with self.runtime.lock:
-            records = await store.entities(self.runtime.gateway)
-            everything = self._everything(records)
+            records = await store.entities(gw)
+            everything = self._everything(gw, records)
             entity = self._find(everything[kind], kind, request.path_params["ref"])
             self._writable(entity, request)
             users = referrers(kind, entity, everything)
@@ -478,14 +574,293 @@ class AdminApi:
                     code="in_use",
                 )
             assert entity.record is not None
-            built = self._build([r for r in records if r.id != entity.id], kind, entity.id)
-            if not await store.delete(self.runtime.gateway, kind, entity.id, entity.record.version):
+            # A consumer's minted keys go with it: a consumer made again under the
+            # same name must not bring them back.
+            keys = [r for r in _keys_of(records, entity.name)] if kind == "consumer" else []
+            gone = {entity.id, *(r.id for r in keys)}
+            built = self._build(gw, [r for r in records if r.id not in gone], kind, entity.id)
+            changes = [Change("delete", "key", r.id, r.name, {}, (), r.version) for r in keys]
+            changes.append(
+                Change("delete", kind, entity.id, entity.name, {}, (), entity.record.version)
+            )
+            try:
+                await store.write_many(gw, changes)
+            except StaleWrite:
                 raise PreconditionFailed(
                     f"{PLURAL[kind]}/{entity.name} was changed by another writer."
-                )
+                ) from None
             await self.runtime.install(built.loaded, built.table)
         return Response(status_code=204)
+
+    # -- minted keys --------------------------------------------------------------
+
+    def _key_routes(self, base: str) -> list[Route]:
+        return [
+            Route(f"{base}/consumers/{{ref:str}}/keys", self.list_keys, methods=["GET"]),
+            Route(f"{base}/consumers/{{ref:str}}/keys", self.mint_key, methods=["POST"]),
+            Route(f"{base}/keys", self.list_keys, methods=["GET"]),
+            Route(f"{base}/keys/{{key:str}}", self.get_key, methods=["GET"]),
+            Route(f"{base}/keys/{{key:str}}", self.revoke_key, methods=["DELETE"]),
+            Route(f"{base}/keys/{{key:str}}/rotate", self.rotate_key, methods=["POST"]),
+        ]
+
+    async def _key_records(self, gw: str) -> list[Record]:
+        return [r for r in await self._records(gw) if r.kind == "key"]
+
+    async def _show_keys(self, records: list[Record]) -> list[dict[str, Any]]:
+        used = await self.runtime.store.key_usage() if self.runtime.store is not None else {}
+        now = time.time()
+        return [present_key(r, used.get(r.id), now) for r in records]
+
+    @staticmethod
+    def _find_key(records: list[Record], ref: str) -> Record:
+        for record in records:
+            if record.id == ref or record.name == ref:
+                return record
+        raise NotFound(f"No key with id or prefix '{ref}'.", code="key_not_found")
+
+    async def list_keys(self, request: Request) -> Response:
+        gw = self._gw(request)
+        records = await self._records(gw)
+        keys = [r for r in records if r.kind == "key"]
+        ref = request.path_params.get("ref") or request.query_params.get("consumer")
+        if ref is not None:
+            consumer = self._find(self._everything(gw, records)["consumer"], "consumer", ref)
+            keys = [r for r in keys if r.doc.get("consumer") == consumer.name]
+        return _json({"data": await self._show_keys(keys), "next": None})
+
+    async def get_key(self, request: Request) -> Response:
+        gw = self._gw(request)
+        record = self._find_key(await self._key_records(gw), request.path_params["key"])
+        return _json((await self._show_keys([record]))[0])
+
+    @staticmethod
+    def _new_key(body: dict[str, Any]) -> NewKey:
+        try:
+            return NewKey.model_validate(body)
+        except ValidationError as exc:
+            issues = [issue.partition(": ") for issue in _validation_issues(exc)]
+            raise Unprocessable([(path, message) for path, _, message in issues]) from None
+
+    def _key_record(self, gw: str, consumer: str, doc: dict[str, Any]) -> Record:
+        now = datetime.now(UTC)
+        return Record(str(uuid.uuid4()), gw, "key", doc["prefix"], doc, (), now, now, 0)
+
+    async def mint_key(self, request: Request) -> Response:
+        store = self._store()
+        gw = self._gw(request)
+        asked = self._new_key(await self._body(request))
+        async with self.runtime.lock:
+            records = await store.entities(gw)
+            everything = self._everything(gw, records)
+            consumer = self._find(everything["consumer"], "consumer", request.path_params["ref"])
+            key, doc = new_doc(consumer.name, asked, self.runtime.key_secret, time.time())
+            record = self._key_record(gw, consumer.name, doc)
+            built = self._build(gw, [*records, record], "consumer", consumer.id)
+            try:
+                await store.create(gw, "key", record.id, record.name, doc, [])
+            except DuplicateName:  # two equal prefixes: about one in 2**47
+                raise Conflict("Minting collided; try again.", code="name_taken") from None
+            await self.runtime.install(built.loaded, built.table)
+        shown = (await self._show_keys([record]))[0]
+        return _json({**shown, "key": key}, 201)
+
+    async def revoke_key(self, request: Request) -> Response:
+        store = self._store()
+        gw = self._gw(request)
+        async with self.runtime.lock:
+            records = await store.entities(gw)
+            record = self._find_key(
+                [r for r in records if r.kind == "key"], request.path_params["key"]
+            )
+            if record.doc.get("revoked_at") is None:
+                doc = {**record.doc, "revoked_at": time.time()}
+                kept = [r for r in records if r.id != record.id]
+                built = self._build(gw, kept, "consumer", record.id)
+                if (
+                    await store.update(gw, "key", record.id, record.name, doc, [], record.version)
+                    is None
+                ):
+                    raise PreconditionFailed(f"keys/{record.name} was changed by another writer.")
+                await self.runtime.install(built.loaded, built.table)
+        return Response(status_code=204)
+
+    async def rotate_key(self, request: Request) -> Response:
+        """A successor with the same consumer and restrictions; the old key lives on for
+        ``grace`` (default 24h; ``0`` ends it now)."""
+        store = self._store()
+        gw = self._gw(request)
+        body = await self._body(request)
+        try:
+            grace = parse_duration(body.get("grace", "24h")) if body.get("grace") != 0 else 0.0
+        except (ValueError, TypeError):
+            raise Unprocessable([("grace", "a duration such as 1h or 30m")]) from None
+        async with self.runtime.lock:
+            records = await store.entities(gw)
+            old = self._find_key(
+                [r for r in records if r.kind == "key"], request.path_params["key"]
+            )
+            if status(old.doc, time.time()) != "active":
+                raise Conflict(
+                    f"keys/{old.name} is {status(old.doc, time.time())}.", code="key_inactive"
+                )
+            now = time.time()
+            asked = self._new_key(
+                {
+                    k: old.doc.get(k)
+                    for k in ("name", "rules", "models", "limits", "budget")
+                    if old.doc.get(k) is not None
+                }
+            )
+            if old.doc.get("expires_at") is not None:
+                asked = asked.model_copy(
+                    update={"expires_in": max(old.doc["expires_at"] - now, 1.0)}
+                )
+            key, doc = new_doc(old.doc["consumer"], asked, self.runtime.key_secret, now, old.id)
+            record = self._key_record(gw, old.doc["consumer"], doc)
+            ends = now + grace
+            old_doc = dict(old.doc)
+            if old_doc.get("expires_at") is None or old_doc["expires_at"] > ends:
+                old_doc["expires_at"] = ends
+            updated = Record(
+                old.id,
+                gw,
+                "key",
+                old.name,
+                old_doc,
+                (),
+                old.created_at,
+                datetime.now(UTC),
+                old.version,
+            )
+            candidates = [updated if r.id == old.id else r for r in records] + [record]
+            built = self._build(gw, candidates, "consumer", old.id)
+            changes = [
+                Change("update", "key", old.id, old.name, old_doc, (), old.version),
+                Change("create", "key", record.id, record.name, doc, (), 0, record.created_at),
+            ]
+            try:
+                await store.write_many(gw, changes)
+            except (StaleWrite, DuplicateName):
+                raise PreconditionFailed(
+                    f"keys/{old.name} was changed by another writer."
+                ) from None
+            await self.runtime.install(built.loaded, built.table)
+        shown = (await self._show_keys([record]))[0]
+        return _json({**shown, "key": key}, 201)
+
+    # -- gateways (tenants) -----------------------------------------------------
+
+    async def _gateway_records(self) -> list[Record]:
+        store = self.runtime.store
+        if store is None:
+            return []
+        found = []
+        for name in await store.gateways():
+            found += [r for r in await store.entities(name) if r.kind == "gateway"]
+        return found
+
+    def _show_gateway(self, entity: Entity) -> dict[str, Any]:
+        return present_gateway(entity, self.runtime.gateway)
+
+    async def list_gateways(self, request: Request) -> Response:
+        items = all_gateways(self.runtime.file, await self._gateway_records())
+        return _json(_page(request, items, self._show_gateway))
+
+    async def _find_gateway(self, ref: str) -> tuple[Entity, list[Entity]]:
+        items = all_gateways(self.runtime.file, await self._gateway_records())
+        return self._find(items, "gateway", ref), items
+
+    async def get_gateway(self, request: Request) -> Response:
+        entity, _ = await self._find_gateway(request.path_params["gw"])
+        return _json(self._show_gateway(entity), etag=entity.etag)
+
+    async def create_gateway(self, request: Request) -> Response:
+        return await self._put_gateway(request, None, patch=False)
+
+    async def replace_gateway(self, request: Request) -> Response:
+        return await self._put_gateway(request, request.path_params["gw"], patch=False)
+
+    async def patch_gateway(self, request: Request) -> Response:
+        return await self._put_gateway(request, request.path_params["gw"], patch=True)
+
+    async def _put_gateway(self, request: Request, ref: str | None, patch: bool) -> Response:
+        store = self._store()
+        body = {k: v for k, v in (await self._body(request)).items() if k not in _GATEWAY_READ_ONLY}
+        async with self.runtime.lock:
+            existing, items = (None, []) if ref is None else await self._find_gateway(ref)
+            if existing is None:
+                items = all_gateways(self.runtime.file, await self._gateway_records())
+            else:
+                self._writable(existing, request)
+                current = {**existing.doc, "name": existing.name, "tags": existing.tags}
+                body = {**current, **body} if patch else {"name": existing.name, **body}
+                if body.get("name") != existing.name:
+                    raise Unprocessable([("name", "a gateway cannot be renamed")])
+            doc = gateways.validate(body)
+            name, tags = doc.pop("name"), doc.pop("tags")
+            if existing is None and any(e.name == name for e in items):
+                raise Conflict(f"A gateway named '{name}' already exists.", code="name_taken")
+            gateways.check_hosts(doc, name, self.runtime.file, items)
+            if existing is None:
+                await store.ensure_gateway(name)
+                record: Record | None = await store.create(
+                    name, "gateway", str(uuid.uuid4()), name, doc, tags
+                )
+            else:
+                assert existing.record is not None
+                record = await store.update(
+                    name, "gateway", existing.id, name, doc, tags, existing.record.version
+                )
+            if record is None:
+                raise PreconditionFailed(f"gateways/{name} was changed by another writer.")
+            await self._reload()
+        entity = Entity("gateway", record.id, record.name, record.doc, record)
+        return _json(self._show_gateway(entity), 201 if existing is None else 200, entity.etag)
+
+    async def delete_gateway(self, request: Request) -> Response:
+        store = self._store()
+        async with self.runtime.lock:
+            entity, _ = await self._find_gateway(request.path_params["gw"])
+            self._writable(entity, request)
+            held = [r for r in await store.entities(entity.name) if r.kind != "gateway"]
+            if held:
+                names = ", ".join(f"{PLURAL.get(r.kind, r.kind + 's')}/{r.name}" for r in held[:10])
+                raise Conflict(
+                    f"gateways/{entity.name} still holds {names}; delete those first.",
+                    code="in_use",
+                )
+            assert entity.record is not None
+            if not await store.delete(entity.name, "gateway", entity.id, entity.record.version):
+                raise PreconditionFailed(f"gateways/{entity.name} was changed by another writer.")
+            await self._reload()
+        return Response(status_code=204)
+
+    async def _reload(self) -> None:
+        try:
+            await self.runtime.load_store()
+        except ConfigError as exc:  # another writer left the store invalid; ours is stored
+            raise Unprocessable([("", issue) for issue in exc.issues]) from None
 
 
 def _name(entity: Entity) -> str:
     return entity.name
+
+
+def _keys_of(records: list[Record], consumer: str) -> list[Record]:
+    return [r for r in records if r.kind == "key" and r.doc.get("consumer") == consumer]
+
+
+def _page(
+    request: Request, items: list[Entity], show: Callable[[Entity], dict[str, Any]]
+) -> dict[str, Any]:
+    """A page of entities by name, after ``?after=`` and with all of ``?tags=``."""
+    query = request.query_params
+    limit = _limit(query.get("limit"))
+    wanted = {t for t in (query.get("tags") or "").split(",") if t}
+    after = _after(query["after"]) if query.get("after") else None
+    items = sorted(items, key=_name)
+    items = [e for e in items if wanted <= set(e.tags) and (after is None or e.name > after)]
+    page = items[:limit]
+    more = len(items) > limit
+    return {"data": [show(e) for e in page], "next": _cursor(page[-1].name) if more else None}

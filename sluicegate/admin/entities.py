@@ -20,7 +20,7 @@ import orjson
 from sluicegate.admin.layers import PLURAL, file_documents
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded
-from sluicegate.config.model import Consumer, Rule, Service, Strict, Upstream
+from sluicegate.config.model import Consumer, Group, Rule, Service, Strict, Upstream
 from sluicegate.errors import InvalidRequest, Unprocessable
 from sluicegate.routing.table import hash_key
 from sluicegate.stores.base import Record
@@ -30,6 +30,7 @@ MODELS: dict[str, type[Strict]] = {
     "upstream": Upstream,
     "service": Service,
     "rule": Rule,
+    "group": Group,
     "consumer": Consumer,
 }
 READ_ONLY = frozenset({"id", "source", "created_at", "updated_at", "key_count"})
@@ -59,14 +60,20 @@ class Entity:
         if self.record is not None:
             return f'"v{self.record.version}-{self.id[:8]}"'
         # A file entity changes only with the file; hash what is shown (never a secret).
-        digest = hashlib.sha256(orjson.dumps(present(self), option=orjson.OPT_SORT_KEYS))
+        shown = present(self) if self.kind in MODELS else self.doc
+        digest = hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS))
         return f'"file-{digest.hexdigest()[:16]}"'
 
 
-def entities(file: Loaded, records: Sequence[Record], kind: str) -> list[Entity]:
-    """The file's entities of one kind, then the store's, in routing order."""
+def entities(
+    file: Loaded, records: Sequence[Record], kind: str, tenant: str | None = None
+) -> list[Entity]:
+    """The file's entities of one kind, then the store's, in routing order.
+
+    ``tenant``: the gateway, when not the default one (its file entities' ids name it)."""
+    scope = f"{tenant}/" if tenant is not None else ""
     found = [
-        Entity(kind, entity_id(kind, doc["name"]), doc["name"], doc, None)
+        Entity(kind, entity_id(kind, scope + doc["name"]), doc["name"], doc, None)
         for doc in file_documents(file)[PLURAL[kind]]
     ]
     found += [Entity(kind, r.id, r.name, r.doc, r) for r in records if r.kind == kind]
@@ -83,7 +90,7 @@ def find(items: Sequence[Entity], ref: str) -> Entity | None:
     return None
 
 
-def _time(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -113,8 +120,8 @@ def present(entity: Entity) -> dict[str, Any]:
         "id": entity.id,
         **shown,
         "source": entity.source,
-        "created_at": _time(record.created_at if record else None),
-        "updated_at": _time(record.updated_at if record else None),
+        "created_at": iso_time(record.created_at if record else None),
+        "updated_at": iso_time(record.updated_at if record else None),
     }
 
 
@@ -195,7 +202,7 @@ def new_secrets(doc: dict[str, Any]) -> list[str]:
     return sorted(k for k in SECRET_FIELDS if isinstance(creds.get(k), str))
 
 
-def seal(kind: str, doc: dict[str, Any], vault: Vault) -> dict[str, Any]:
+def seal(kind: str, doc: dict[str, Any], vault: Vault, key_secret: bytes = b"") -> dict[str, Any]:
     """The document as stored: secrets encrypted, keys hashed, name and tags in columns."""
     stored = {k: v for k, v in doc.items() if k not in ("name", "tags")}
     creds = stored.get("credentials")
@@ -206,7 +213,7 @@ def seal(kind: str, doc: dict[str, Any], vault: Vault) -> dict[str, Any]:
             raise secret_refused(new_secrets(doc)) from None
     if kind == "consumer" and "keys" in stored:
         keys = stored.pop("keys") or []
-        stored["key_hashes"] = sorted({hash_key(k).hex() for k in keys})
+        stored["key_hashes"] = sorted({hash_key(k, key_secret).hex() for k in keys})
     return stored
 
 
@@ -235,7 +242,14 @@ def referrers(kind: str, target: Entity, everything: dict[str, list[Entity]]) ->
             if any(isinstance(s, dict) and s.get("service") == name for s in steps):
                 found.append(f"rules/{rule.name}")
     elif kind == "rule":
+        for group in everything["group"]:
+            if name in (group.doc.get("rules") or []):
+                found.append(f"groups/{group.name}")
         for consumer in everything["consumer"]:
             if name in (consumer.doc.get("rules") or []):
+                found.append(f"consumers/{consumer.name}")
+    elif kind == "group":
+        for consumer in everything["consumer"]:
+            if name in (consumer.doc.get("groups") or []):
                 found.append(f"consumers/{consumer.name}")
     return found

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sluicegate.auth.keys import key_entries, key_issues
 from sluicegate.config.load import Loaded, validate_config
 from sluicegate.errors import ConfigError
 from sluicegate.routing.compile import compile_config
@@ -22,7 +23,13 @@ from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key
 from sluicegate.stores.base import Record
 from sluicegate.stores.secrets import Vault
 
-PLURAL = {"upstream": "upstreams", "service": "services", "rule": "rules", "consumer": "consumers"}
+PLURAL = {
+    "upstream": "upstreams",
+    "service": "services",
+    "rule": "rules",
+    "group": "groups",
+    "consumer": "consumers",
+}
 SINGULAR = {plural: singular for singular, plural in PLURAL.items()}
 
 
@@ -50,12 +57,19 @@ def position(loaded: Loaded, records: Sequence[Record], kind: str, id: str | Non
 
 
 def build(
-    file: Loaded, records: Sequence[Record], vault: Vault, previous: RoutingTable | None = None
+    file: Loaded,
+    records: Sequence[Record],
+    vault: Vault,
+    previous: RoutingTable | None = None,
+    key_secret: bytes = b"",
 ) -> Built:
     """Validate and compile file + store; raises ``ConfigError`` with candidate paths.
 
-    ``previous`` (the running table) keeps the health of unchanged upstream pools.
+    ``previous`` (the running table) keeps the health of unchanged upstream pools;
+    minted keys (records of kind ``key``) join the table under ``key_secret``.
     """
+    minted = [r for r in records if r.kind == "key"]
+    records = [r for r in records if r.kind in PLURAL]  # not the gateway's own record
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
@@ -64,7 +78,9 @@ def build(
     upstream_names = {r.id: r.name for r in records if r.kind == "upstream"}
     placeholders: dict[str, tuple[str, list[bytes]]] = {}
     owners: dict[bytes, str] = {
-        hash_key(key): consumer.name for consumer in file.config.consumers for key in consumer.keys
+        hash_key(key, key_secret): consumer.name
+        for consumer in file.config.consumers
+        for key in consumer.keys
     }
     issues: list[str] = []
     for record in records:
@@ -72,7 +88,10 @@ def build(
         where = f"{plural}[{len(data[plural])}]"
         doc = {**record.doc, "name": record.name, "tags": list(record.tags)}
         if isinstance(doc.get("credentials"), dict):
-            doc["credentials"] = vault.open(doc["credentials"], f"{where}.credentials")
+            # Named, not numbered: a secret no key opens must be findable by the operator.
+            doc["credentials"] = vault.open(
+                doc["credentials"], f"{plural}/{record.name}.credentials"
+            )
         upstream_id = doc.get("upstream_id")
         if (
             record.kind == "service"
@@ -85,7 +104,9 @@ def build(
             hashes = [bytes.fromhex(h) for h in doc.pop("key_hashes", [])]
             doc.pop("key_templates", None)  # the ${VAR} references of applied keys, for export
             plain = doc.get("keys")
-            hashes += [hash_key(k) for k in plain if isinstance(k, str)] if plain else []
+            hashes += (
+                [hash_key(k, key_secret) for k in plain if isinstance(k, str)] if plain else []
+            )
             for digest in hashes:
                 other = owners.setdefault(digest, record.name)
                 if other != record.name:
@@ -99,13 +120,16 @@ def build(
         loaded = validate_config(data, file.warnings, source=file.source)
     except ConfigError as exc:
         raise ConfigError(exc.issues + issues) from None
+    config = loaded.config
+    issues += key_issues(minted, {c.name for c in config.consumers}, {r.name for r in config.rules})
     if issues:
         raise ConfigError(issues)
-    table = compile_config(loaded.config, loaded.warnings, previous)
-    if placeholders:
+    table = compile_config(config, loaded.warnings, previous, key_secret)
+    if placeholders or minted:
         keys: dict[bytes, ConsumerEntry] = dict(table.keys)
         for placeholder, hashes in placeholders.values():
-            entry = keys.pop(hash_key(placeholder))
+            entry = keys.pop(hash_key(placeholder, key_secret))
             keys.update(dict.fromkeys(hashes, entry))
+        keys.update(key_entries(table, minted))
         table = dataclasses.replace(table, keys=keys)
     return Built(loaded, table)

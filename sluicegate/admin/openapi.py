@@ -8,13 +8,16 @@ read-only fields added.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from sluicegate import __version__
 from sluicegate.admin.entities import MODELS
+from sluicegate.admin.gateways import GatewayDoc
 from sluicegate.admin.layers import PLURAL
+from sluicegate.auth.keys import NewKey
 from sluicegate.stores.secrets import SECRET_FIELDS
 
 _REF = "#/components/schemas/"
@@ -172,7 +175,410 @@ def _paths() -> dict[str, Any]:
             "responses": _responses({"200": {"description": "Targets and their health"}}),
         }
     }
+    paths.update(_audit_paths())
     return paths
+
+
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+
+def _audit_log() -> dict[str, Any]:
+    """A row of the audit log as ``/admin/logs`` shows it (docs/observability.md)."""
+    return {
+        "type": "object",
+        "required": ["request_id", "ts", "gateway", "status", "latency_ms", "attempts"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "ts": {"type": "string", "format": "date-time"},
+            "gateway": {"type": "string"},
+            **{
+                name: _NULLABLE_TEXT
+                for name in (
+                    "consumer",
+                    "key_prefix",
+                    "rule",
+                    "service",
+                    "provider",
+                    "model",
+                    "cache",
+                    "error_type",
+                )
+            },
+            "status": {"type": "integer"},
+            "latency_ms": {"type": "number"},
+            "ttft_ms": _NULLABLE_NUMBER,
+            "input_tokens": _NULLABLE_INT,
+            "output_tokens": _NULLABLE_INT,
+            "cached_tokens": _NULLABLE_INT,
+            "cost_usd": _NULLABLE_NUMBER,
+            "attempts": {"type": "integer"},
+            # Only in GET /admin/logs/{request_id}, and only for rows logged with bodies.
+            "request_body": _NULLABLE_TEXT,
+            "response_body": _NULLABLE_TEXT,
+            "request_truncated": {"type": ["boolean", "null"]},
+            "response_truncated": {"type": ["boolean", "null"]},
+        },
+    }
+
+
+def _usage() -> dict[str, Any]:
+    counts = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens")
+    return {
+        "type": "object",
+        "required": ["group", *counts, "cost_usd"],
+        "properties": {
+            "group": _NULLABLE_TEXT,
+            **{name: {"type": "integer", "minimum": 0} for name in counts},
+            "cost_usd": {"type": "number"},
+        },
+    }
+
+
+def _audit_responses(ok: dict[str, Any], not_found: bool = False) -> dict[str, Any]:
+    error = {"application/json": {"schema": {"$ref": _REF + "Error"}}}
+    out = {
+        "200": ok,
+        "400": {"description": "A filter, limit or cursor that cannot be read", "content": error},
+        "401": {"description": "The admin key is missing or wrong", "content": error},
+        "409": {"description": "This gateway keeps no audit log", "content": error},
+    }
+    if not_found:
+        out["404"] = {"description": "No row for this request id", "content": error}
+    return out
+
+
+def _audit_paths() -> dict[str, Any]:
+    text = {"type": "string"}
+    moment = {
+        "type": "string",
+        "description": "ISO 8601 (2025-01-31T12:00:00Z) or unix seconds",
+    }
+    time_range = [
+        {"name": "since", "in": "query", "schema": moment, "description": "inclusive"},
+        {"name": "until", "in": "query", "schema": moment, "description": "exclusive"},
+    ]
+    names = ("gateway", "consumer", "key_prefix", "rule", "service", "provider", "model")
+    equal = [{"name": name, "in": "query", "schema": text} for name in names]
+    equal += [
+        {"name": "status", "in": "query", "schema": {"type": "integer", "minimum": 100}},
+        {"name": "cache", "in": "query", "schema": text},
+        {"name": "error_type", "in": "query", "schema": text},
+    ]
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    }
+    page = {
+        "type": "object",
+        "required": ["data", "next"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": _REF + "AuditLog"}},
+            "next": _NULLABLE_TEXT,
+        },
+    }
+    usage = {
+        "type": "object",
+        "required": ["group_by", "data"],
+        "properties": {
+            "group_by": {"type": "string"},
+            "data": {"type": "array", "items": {"$ref": _REF + "Usage"}},
+        },
+    }
+    groups = ["consumer", "key", "model", "rule", "service", "provider", "day"]
+    return {
+        "/admin/logs": {
+            "get": {
+                "summary": "Audit rows, newest first",
+                "operationId": "list_logs",
+                "parameters": [
+                    *time_range,
+                    {"name": "request_id", "in": "query", "schema": text},
+                    *equal,
+                    limit,
+                    {"name": "after", "in": "query", "schema": text},
+                ],
+                "responses": _audit_responses(
+                    {
+                        "description": "A page of audit rows",
+                        "content": {"application/json": {"schema": page}},
+                    }
+                ),
+            }
+        },
+        "/admin/logs/{request_id}": {
+            "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": text}],
+            "get": {
+                "summary": "One request's audit row, with its bodies when they were logged",
+                "operationId": "get_log",
+                "responses": _audit_responses(
+                    {
+                        "description": "The newest row with this request id",
+                        "content": {"application/json": {"schema": {"$ref": _REF + "AuditLog"}}},
+                    },
+                    not_found=True,
+                ),
+            },
+        },
+        "/admin/usage": {
+            "get": {
+                "summary": "Requests, errors, tokens and cost summed per group",
+                "operationId": "usage",
+                "parameters": [
+                    {
+                        "name": "group_by",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": groups, "default": "consumer"},
+                    },
+                    *time_range,
+                    *equal,
+                    {**limit, "description": "groups (default 1000)"},
+                ],
+                "responses": _audit_responses(
+                    {
+                        "description": "One entry per group: the largest cost first, "
+                        "days oldest first",
+                        "content": {"application/json": {"schema": usage}},
+                    }
+                ),
+            }
+        },
+    }
+
+
+def _key_schemas() -> dict[str, Any]:
+    taken = NewKey.model_json_schema(mode="validation", ref_template=_REF + "{model}Input")
+    defs = taken.pop("$defs", {})
+    moment = {"type": ["string", "null"], "format": "date-time"}
+    text = {"type": ["string", "null"]}
+    names = {"type": ["array", "null"], "items": {"type": "string"}}
+    shown = {
+        "type": "object",
+        "required": ["id", "prefix", "consumer", "status", "created_at"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "prefix": {"type": "string"},
+            "name": text,
+            "consumer": {"type": "string"},
+            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+            "expires_at": moment,
+            "revoked_at": moment,
+            "rules": names,
+            "models": names,
+            "limits": {"type": ["array", "null"]},
+            "budget": {"type": ["object", "null"]},
+            "rotated_from": text,
+            "last_used_at": moment,
+            "created_at": {"type": "string", "format": "date-time"},
+            "key": {"type": "string", "description": "only in the answer that mints the key"},
+        },
+    }
+    return {"Key": shown, "NewKey": taken, **{f"{k}Input": v for k, v in defs.items()}}
+
+
+def _key_paths() -> dict[str, Any]:
+    one = {
+        "description": "The key",
+        "content": {"application/json": {"schema": {"$ref": _REF + "Key"}}},
+    }
+    listed = {
+        "description": "Keys (never the keys themselves)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data", "next"],
+                    "properties": {
+                        "data": {"type": "array", "items": {"$ref": _REF + "Key"}},
+                        "next": {"type": ["string", "null"]},
+                    },
+                }
+            }
+        },
+    }
+    ref = {"name": "id_or_name", "in": "path", "required": True, "schema": {"type": "string"}}
+    key = {"name": "id_or_prefix", "in": "path", "required": True, "schema": {"type": "string"}}
+    json_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF + "NewKey"}}},
+    }
+    grace = {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"grace": {"type": "string"}}}
+            }
+        },
+    }
+    return {
+        "/admin/consumers/{id_or_name}/keys": {
+            "parameters": [ref],
+            "get": {
+                "summary": "A consumer's minted keys",
+                "operationId": "list_consumer_keys",
+                "responses": _responses({"200": listed}, 404),
+            },
+            "post": {
+                "summary": "Mint a key (its only showing)",
+                "operationId": "mint_key",
+                "requestBody": json_body,
+                "responses": _responses({"201": one}, 400, 404, 409, 422),
+            },
+        },
+        "/admin/keys": {
+            "get": {
+                "summary": "Every minted key of the gateway",
+                "operationId": "list_keys",
+                "parameters": [{"name": "consumer", "in": "query", "schema": {"type": "string"}}],
+                "responses": _responses({"200": listed}, 404),
+            }
+        },
+        "/admin/keys/{id_or_prefix}": {
+            "parameters": [key],
+            "get": {
+                "summary": "One key",
+                "operationId": "get_key",
+                "responses": _responses({"200": one}, 404),
+            },
+            "delete": {
+                "summary": "Revoke a key",
+                "operationId": "revoke_key",
+                "responses": _responses({"204": {"description": "Revoked"}}, 404, 409, 412),
+            },
+        },
+        "/admin/keys/{id_or_prefix}/rotate": {
+            "parameters": [key],
+            "post": {
+                "summary": "Mint a successor; the old key ends after the grace period",
+                "operationId": "rotate_key",
+                "requestBody": grace,
+                "responses": _responses({"201": one}, 400, 404, 409, 412, 422),
+            },
+        },
+    }
+
+
+def _gateway_schemas() -> dict[str, Any]:
+    taken = GatewayDoc.model_json_schema(mode="validation")
+    shown = copy.deepcopy(GatewayDoc.model_json_schema(mode="serialization"))
+    timestamp = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
+    shown["properties"].update(
+        {
+            "id": {"type": "string", "format": "uuid", "readOnly": True},
+            "default": {"type": "boolean", "readOnly": True},
+            "source": {"type": "string", "enum": ["file", "store"], "readOnly": True},
+            "created_at": timestamp,
+            "updated_at": timestamp,
+        }
+    )
+    shown["required"] = ["id", "name", "hosts", "tags", "default", "source"]
+    return {"Gateway": shown, "GatewayInput": taken}
+
+
+def _with_gateways(paths: dict[str, Any]) -> dict[str, Any]:
+    """The paths of the default gateway, again under ``/admin/gateways/{gateway}``, and the
+    gateways themselves."""
+    out = dict(paths)
+    gateway = {"name": "gateway", "in": "path", "required": True, "schema": {"type": "string"}}
+    not_found = {
+        "description": "No such gateway or entity",
+        "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}},
+    }
+    for path, item in paths.items():
+        if path.startswith(("/admin/docs", "/admin/openapi", "/admin/gateways")):
+            continue
+        scoped = copy.deepcopy(item)
+        scoped["parameters"] = [gateway, *scoped.get("parameters", [])]
+        for method, operation in scoped.items():
+            if method == "parameters":
+                continue
+            operation["operationId"] = "gateway_" + operation["operationId"]
+            operation["responses"].setdefault("404", not_found)
+        out["/admin/gateways/{gateway}" + path.removeprefix("/admin")] = scoped
+    shown = {"$ref": _REF + "Gateway"}
+    one = {
+        "description": "The gateway",
+        "headers": {"ETag": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": shown}},
+    }
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF + "GatewayInput"}}},
+    }
+    listed = {
+        "type": "object",
+        "required": ["data", "next"],
+        "properties": {
+            "data": {"type": "array", "items": shown},
+            "next": {"type": ["string", "null"]},
+        },
+    }
+    page = [
+        {"name": "tags", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+    if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+    out["/admin/gateways"] = {
+        "get": {
+            "summary": "List gateways (tenants)",
+            "operationId": "list_gateways",
+            "parameters": page,
+            "responses": _responses(
+                {
+                    "200": {
+                        "description": "A page of gateways",
+                        "content": {"application/json": {"schema": listed}},
+                    }
+                },
+                400,
+            ),
+        },
+        "post": {
+            "summary": "Create a gateway",
+            "operationId": "create_gateway",
+            "requestBody": body,
+            "responses": _responses({"201": one}, 400, 409, 422),
+        },
+    }
+    out["/admin/gateways/{gateway}"] = {
+        "parameters": [gateway],
+        "get": {
+            "summary": "Get a gateway",
+            "operationId": "get_gateway",
+            "responses": _responses({"200": one}, 404),
+        },
+        "put": {
+            "summary": "Replace a gateway's hosts, description and tags",
+            "operationId": "replace_gateway",
+            "parameters": [if_match],
+            "requestBody": body,
+            "responses": _responses({"200": one}, 400, 404, 409, 412, 422),
+        },
+        "patch": {
+            "summary": "Change some fields of a gateway",
+            "operationId": "patch_gateway",
+            "parameters": [if_match],
+            "requestBody": {
+                "required": True,
+                "content": {"application/merge-patch+json": {"schema": {"type": "object"}}},
+            },
+            "responses": _responses({"200": one}, 400, 404, 409, 412, 422),
+        },
+        "delete": {
+            "summary": "Delete a gateway that holds no entities",
+            "operationId": "delete_gateway",
+            "parameters": [if_match],
+            "responses": _responses({"204": {"description": "Deleted"}}, 404, 409, 412),
+        },
+    }
+    return out
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -198,11 +604,15 @@ def openapi_spec() -> dict[str, Any]:
         props["updated_at"] = timestamp
         schema["required"] = sorted({*schema.get("required", []), "id", "name", "source"})
     schemas["Error"] = _error()
+    schemas.update(_gateway_schemas())
+    schemas.update(_key_schemas())
+    schemas["AuditLog"] = _audit_log()
+    schemas["Usage"] = _usage()
     return {
         "openapi": "3.1.0",
         "info": {"title": "sluicegate Admin API", "version": __version__},
         "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": _paths(),
+        "paths": _with_gateways({**_paths(), **_key_paths()}),
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -30,17 +30,21 @@ import yaml
 
 from sluicegate.admin.entities import MODELS, seal
 from sluicegate.admin.layers import PLURAL, build, file_documents
+from sluicegate.auth.keys import key_secret_from_env
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded, references
-from sluicegate.config.model import Config
+from sluicegate.config.model import Config, Tenant
+from sluicegate.config.tenants import split
 from sluicegate.errors import ConfigError
 from sluicegate.routing.table import hash_key
-from sluicegate.stores.base import Change, Record
+from sluicegate.stores.base import Change, Record, Store
 from sluicegate.stores.secrets import MASTER_KEY_ENV, SECRET_FIELDS, Vault, is_encrypted
 
-KINDS = ("upstream", "service", "rule", "consumer")
+KINDS = ("upstream", "service", "rule", "group", "consumer")
 _SYMBOL = {"create": "+", "update": "~", "delete": "-"}
-_UNSET = re.compile(r"^(\w+)\[(\d+)\]\.(credentials\.(\w+)|keys\[\d+\]): environment variable")
+_UNSET = re.compile(
+    r"^(?:gateways\[\d+\]\.)?(\w+)\[(\d+)\]\.(credentials\.(\w+)|keys\[\d+\]): environment variable"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +170,7 @@ def _stored_doc(item: _Wanted, vault: Vault, existing: Record | None) -> dict[st
     if item.kind == "consumer" and "keys" not in doc and existing is not None:
         # No `keys` in the file: the stored keys stay, as with a PUT of the Admin API.
         kept = {k: existing.doc[k] for k in ("key_hashes", "key_templates") if k in existing.doc}
-    stored = {**seal(item.kind, doc, vault), **kept}
+    stored = {**seal(item.kind, doc, vault, key_secret_from_env()), **kept}
     creds = stored.get("credentials")
     if isinstance(creds, dict):
         for name, template in item.secret_templates.items():
@@ -180,7 +184,7 @@ def _stored_doc(item: _Wanted, vault: Vault, existing: Record | None) -> dict[st
 def _key_hashes(item: _Wanted, existing: Record | None) -> list[str]:
     if item.kind == "consumer" and "keys" not in item.doc and existing is not None:
         return list(existing.doc.get("key_hashes") or [])
-    return [hash_key(k).hex() for k in item.doc.get("keys") or []]
+    return [hash_key(k, key_secret_from_env()).hex() for k in item.doc.get("keys") or []]
 
 
 def _needs_vault(items: list[_Wanted], vault: Vault) -> None:
@@ -257,7 +261,7 @@ def plan(gateway: Loaded, items: list[_Wanted], records: list[Record], vault: Va
                 )
                 lines.append(f"- {kind} {record.name}")
     after.sort(key=lambda r: (r.created_at, r.id))
-    build(gateway, after, vault)  # raises ConfigError: nothing is written
+    build(gateway, after, vault, key_secret=key_secret_from_env())  # raises: nothing written
     return Plan([*deletes, *updates, *creates], lines)
 
 
@@ -295,6 +299,94 @@ def _record(gateway: Loaded, change: Change, now: datetime) -> Record:
 def gateway_only(loaded: Loaded) -> Loaded:
     """The file's ``gateway`` section alone: the file layer a store-only gateway runs with."""
     return Loaded(Config(gateway=loaded.config.gateway), [], loaded.source)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPlan:
+    """What ``config apply`` does to one gateway of the store."""
+
+    name: str
+    changes: list[Change]
+    lines: list[str]
+
+
+def _tenant_doc(tenant: Tenant) -> tuple[dict[str, Any], tuple[str, ...]]:
+    doc = tenant.model_dump(mode="json", include={"hosts", "description"}, exclude_none=True)
+    return doc, tuple(tenant.tags)
+
+
+async def plan_store(store: Store, loaded: Loaded, raw: Any, vault: Vault) -> list[GatewayPlan]:
+    """The changes that make every gateway of the store equal to the file: the default
+    gateway's entities, each of ``gateways:`` (its record and entities), and the removal
+    of gateways the file does not name. Raises ``ConfigError``; writes nothing."""
+    raw = raw if isinstance(raw, dict) else {}
+    raw_tenants = raw.get("gateways") if isinstance(raw.get("gateways"), list) else []
+    tenants = {t.name: (i, t) for i, t in enumerate(loaded.config.gateways)}
+    out: list[GatewayPlan] = []
+    issues: list[str] = []
+    for name, part in split(loaded).items():
+        records = await store.entities(name)
+        own = next((r for r in records if r.kind == "gateway"), None)
+        index, tenant = tenants.get(name, (None, None))
+        raw_part = (
+            raw if index is None else (raw_tenants[index] if index < len(raw_tenants) else {})
+        )
+        try:
+            found = plan(
+                gateway_only(part),
+                wanted(part, raw_part),
+                [r for r in records if r.kind != "gateway"],
+                vault,
+            )
+        except ConfigError as exc:
+            where = "" if tenant is None else f"gateways[{index}]."
+            issues += [where + issue for issue in exc.issues]
+            continue
+        # A consumer's minted keys go with it (the Admin API does the same).
+        dropped = {c.name for c in found.changes if c.op == "delete" and c.kind == "consumer"}
+        keys = [r for r in records if r.kind == "key" and r.doc.get("consumer") in dropped]
+        changes = [Change("delete", "key", r.id, r.name, {}, (), r.version) for r in keys]
+        changes += found.changes
+        lines = list(found.lines)
+        if tenant is not None:
+            lines = [f"{line} (gateway {name})" for line in lines]
+        if tenant is not None:
+            doc, tags = _tenant_doc(tenant)
+            if own is None:
+                changes.append(Change("create", "gateway", str(uuid.uuid4()), name, doc, tags))
+                lines.insert(0, f"+ gateway {name}")
+            elif own.doc != doc or own.tags != tags:
+                changes.append(Change("update", "gateway", own.id, name, doc, tags, own.version))
+                lines.insert(0, f"~ gateway {name}")
+        if tenant is None and name != loaded.config.gateway.name:
+            continue
+        out.append(GatewayPlan(name, changes, lines))
+    if issues:
+        raise ConfigError(issues)
+    wanted_names = set(split(loaded))
+    for name in await store.gateways():
+        if name in wanted_names:
+            continue
+        records = await store.entities(name)
+        if not records:
+            continue
+        order = {kind: i for i, kind in enumerate(("gateway", *KINDS))}
+        records.sort(key=lambda r: -order.get(r.kind, 0))
+        drops = [Change("delete", r.kind, r.id, r.name, {}, (), r.version) for r in records]
+        lines = [f"- {r.kind} {r.name} (gateway {name})" for r in records if r.kind != "gateway"]
+        out.append(GatewayPlan(name, drops, [f"- gateway {name}", *lines]))
+    return out
+
+
+async def apply_store(store: Store, plans: list[GatewayPlan]) -> int:
+    """Write the plans, one transaction per gateway; the number of changes written."""
+    written = 0
+    for item in plans:
+        if item.changes:
+            await store.ensure_gateway(item.name)
+            await store.write_many(item.name, item.changes)
+            written += len(item.changes)
+    return written
 
 
 # -- export -----------------------------------------------------------------------
@@ -349,8 +441,22 @@ def export_documents(records: list[Record]) -> tuple[dict[str, Any], list[str]]:
     return data, notes
 
 
-def export_yaml(gateway: dict[str, Any], records: list[Record], source: str) -> str:
+def export_yaml(
+    gateway: dict[str, Any],
+    records: list[Record],
+    source: str,
+    tenants: list[tuple[Record, list[Record]]] | None = None,
+) -> str:
+    """The default gateway's entities, then each other gateway (its record and entities)."""
     data, notes = export_documents(records)
+    others = []
+    for own, held in tenants or []:
+        doc: dict[str, Any] = {"name": own.name, **own.doc}
+        if own.tags:
+            doc["tags"] = list(own.tags)
+        entities, more = export_documents(held)
+        others.append({**doc, **entities})
+        notes += [f"{note} (gateway {own.name})" for note in more]
     header = [
         f"# sluicegate config export of gateway '{gateway.get('name', 'default')}' ({source}).",
         "# Secrets are never written in plaintext: each is a ${VAR} reference, the one it",
@@ -361,5 +467,8 @@ def export_yaml(gateway: dict[str, Any], records: list[Record], source: str) -> 
             "# Set these variables before `sluicegate config apply`, or mind these notes:"
         )
         header += [f"#   {note}" for note in notes]
-    body = yaml.safe_dump({"gateway": gateway, **data}, sort_keys=False, allow_unicode=True)
+    document = {"gateway": gateway, **data}
+    if others:
+        document["gateways"] = others
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     return "\n".join(header) + "\n" + body

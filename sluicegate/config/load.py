@@ -136,8 +136,34 @@ def check_references(data: dict[str, Any]) -> list[str]:
     """Cross-entity checks that one model alone cannot make.
 
     They run on the raw document so that they are reported together with
-    the schema errors, whatever else is wrong.
+    the schema errors, whatever else is wrong. Each gateway of ``gateways:``
+    is checked on its own: its entities see only each other.
     """
+    issues = _check_entities(data)
+    gateway = data.get("gateway")
+    default = gateway.get("name", "default") if isinstance(gateway, dict) else "default"
+    names = {default}
+    hosts: dict[str, str] = {}
+    for i, tenant in _items(data, "gateways"):
+        name = tenant.get("name")
+        if isinstance(name, str):
+            if name in names:
+                issues.append(f"gateways[{i}].name: duplicate gateway name '{name}'")
+            names.add(name)
+        listed = tenant.get("hosts")
+        for j, host in enumerate(listed if isinstance(listed, list) else []):
+            if not isinstance(host, str):
+                continue
+            other = hosts.setdefault(host.lower().rstrip("."), str(name))
+            if other != name:
+                issues.append(
+                    f"gateways[{i}].hosts[{j}]: '{host}' already selects gateway '{other}'"
+                )
+        issues += [f"gateways[{i}].{issue}" for issue in _check_entities(tenant)]
+    return issues
+
+
+def _check_entities(data: dict[str, Any]) -> list[str]:
     issues: list[str] = []
 
     def unique(kind: str) -> set[str]:
@@ -151,6 +177,7 @@ def check_references(data: dict[str, Any]) -> list[str]:
     upstreams = unique("upstreams")
     services = unique("services")
     rules = unique("rules")
+    groups = unique("groups")
     unique("consumers")
 
     upstream_ids = {entity_id("upstream", name) for name in upstreams} | upstreams
@@ -168,8 +195,17 @@ def check_references(data: dict[str, Any]) -> list[str]:
                 service = step.get("service") if isinstance(step, dict) else None
                 if isinstance(service, str) and service not in services:
                     issues.append(f"rules[{i}].{part}[{j}].service: unknown service '{service}'")
+    for i, group in _items(data, "groups"):
+        allowed = group.get("rules")
+        for j, rule_name in enumerate(allowed if isinstance(allowed, list) else []):
+            if isinstance(rule_name, str) and rule_name not in rules:
+                issues.append(f"groups[{i}].rules[{j}]: unknown rule '{rule_name}'")
     seen_keys: dict[str, str] = {}
     for i, consumer in _items(data, "consumers"):
+        member_of = consumer.get("groups")
+        for j, group_name in enumerate(member_of if isinstance(member_of, list) else []):
+            if isinstance(group_name, str) and group_name not in groups:
+                issues.append(f"consumers[{i}].groups[{j}]: unknown group '{group_name}'")
         allowed = consumer.get("rules")
         for j, rule_name in enumerate(allowed if isinstance(allowed, list) else []):
             if isinstance(rule_name, str) and rule_name not in rules:

@@ -7,6 +7,7 @@ The data plane never sees these objects; ``routing.compile`` turns a validated
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -318,9 +319,22 @@ class Budget(Strict):
     window: Duration = Field(default=30 * 86400.0, gt=0)
 
 
+class Group(Strict):
+    """A team: its consumers may use only its rules (as well as their own), and its limits
+    and budget apply to all of them together, on top of their own."""
+
+    name: Name
+    rules: list[str] | None = None
+    limits: Annotated[list[Limits] | None, BeforeValidator(_one_or_many)] = None
+    budget: Budget | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class Consumer(Strict):
     name: Name
     keys: list[Annotated[str, Field(min_length=8)]] = Field(default_factory=list, repr=False)
+    groups: list[str] = Field(default_factory=list)
     rules: list[str] | None = None
     limits: Annotated[list[Limits] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
@@ -401,6 +415,10 @@ class Audit(Strict):
     queue_size: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     flush_interval: Duration = Field(default=0.2, gt=0)
+    # Rows older than this are deleted by a background job (e.g. 30d); unset: kept for ever.
+    retention: Duration | None = Field(default=None, gt=0)
+    log_bodies: bool = False  # keep request and response bodies with each row
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)  # per body; longer ones are cut
 
     @field_validator("path")
     @classmethod
@@ -408,12 +426,152 @@ class Audit(Strict):
         return value or None
 
 
-class Config(Strict):
-    gateway: Gateway = Field(default_factory=Gateway)
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def _host(value: str) -> str:
+    host = value.lower().rstrip(".")
+    if not _HOST.fullmatch(host):
+        raise ValueError(f"'{value}' is not a host name (team-a.gw.example.com, *.example.com)")
+    return host
+
+
+HostName = Annotated[str, AfterValidator(_host)]
+
+
+class Tenant(Strict):
+    """A gateway of its own next to the default one: its entities, and how requests find it
+    (a ``Host`` in ``hosts``, or the path prefix ``/gw/<name>/``). Settings not given here
+    (limits, budget) are the ``gateway:`` section's."""
+
+    name: Name
+    hosts: list[HostName] = Field(default_factory=list)
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
+    budget: Budget | None = None
     upstreams: list[Upstream] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
+    consumers: list[Consumer] = Field(default_factory=list)
+
+
+# Token algorithms by key family; "none" is never one of them.
+JWT_ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+JWT_SYMMETRIC = ("HS256", "HS384", "HS512")
+
+
+class AdminClaim(Strict):
+    """A token whose claim ``name`` is ``value`` (or a list or space-separated string
+    holding it) may use the Admin API."""
+
+    name: str = Field(min_length=1)
+    value: str = Field(min_length=1)
+
+
+class JwtAuth(Strict):
+    """Bearer tokens signed by an identity provider, next to (or instead of) API keys."""
+
+    jwks_url: str | None = None
+    public_key: str | None = None  # PEM, -----BEGIN PUBLIC KEY-----
+    secret: str | None = _secret()  # HS256/384/512
+    issuer: str | None = None
+    audience: str | list[str] | None = None
+    algorithms: list[str] | None = None  # default: by key source (see ``accepted``)
+    leeway: Duration = 30.0
+    required_claims: list[str] = Field(default_factory=lambda: ["exp"])
+    consumer_claim: str = Field(default="sub", min_length=1)
+    groups_claim: str | None = None
+    default_consumer: str | None = None
+    admin_claim: AdminClaim | None = None
+    jwks_refresh: Duration = Field(default=600.0, gt=0)
+    jwks_refetch_min: Duration = 30.0  # an unknown kid refetches the JWKS at most this often
+
+    @field_validator("jwks_url", "public_key", "secret", "issuer", "default_consumer")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            try:
+                load_pem_public_key(value.encode())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    "is not a PEM public key (-----BEGIN PUBLIC KEY----- ...)"
+                ) from None
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) < 32:
+            raise ValueError("an HS256 secret must be at least 32 bytes long")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("name at least one algorithm, or leave it out for the default")
+        for alg in value:
+            if alg.lower() == "none":
+                raise ValueError("'none' (unsigned tokens) is never accepted")
+            if alg not in JWT_ASYMMETRIC + JWT_SYMMETRIC:
+                known = ", ".join(JWT_ASYMMETRIC + JWT_SYMMETRIC)
+                raise ValueError(f"'{alg}' is not an algorithm; use one of: {known}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JwtAuth:
+        given = [n for n in ("jwks_url", "public_key", "secret") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of jwks_url, public_key or secret")
+        for alg in self.algorithms or []:
+            if (alg in JWT_SYMMETRIC) != (self.secret is not None):
+                raise ValueError(
+                    f"algorithm '{alg}' does not go with "
+                    + ("a shared secret" if self.secret is not None else "public keys")
+                )
+        return self
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """The algorithms a token may be signed with."""
+        if self.algorithms is not None:
+            return tuple(self.algorithms)
+        return ("HS256",) if self.secret is not None else ("RS256", "ES256", "PS256")
+
+
+class Auth(Strict):
+    jwt: JwtAuth | None = None
+
+
+class Config(Strict):
+    gateway: Gateway = Field(default_factory=Gateway)
+    gateways: list[Tenant] = Field(default_factory=list)
+    upstreams: list[Upstream] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
     pricing: dict[str, PriceOverride] = Field(default_factory=dict)
     telemetry: Telemetry = Field(default_factory=Telemetry)
     audit: Audit = Field(default_factory=Audit)
+    auth: Auth = Field(default_factory=Auth)

@@ -4,9 +4,10 @@ Limits come from the gateway (``gateway.limits``), the rule
 (``policies.rate_limit``) and the consumer (``limits``); each counts per
 ``consumer``, ``key``, ``rule``, ``model`` or ``global``. All that apply are
 reserved in one step before the call: one request, and an estimate of the
-tokens (the prompt at about four characters per token, plus ``max_tokens`` or
+tokens (the prompt, counted by ``tokens.PromptCounter``, plus ``max_tokens`` or
 ``gateway.estimate_max_tokens``). After the call the token reservation is
-corrected to the provider's reported usage, or released when nothing was used.
+corrected to the provider's reported usage, or to the gateway's count of the
+answer when the provider reported none, or released when there was no answer.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from sluicegate.config.durations import format_duration
 from sluicegate.errors import GatewayError, RateLimited
+from sluicegate.policies.tokens import PromptCounter, approximate
 from sluicegate.policies.windows import SLICES, Counters, Item, MemoryCounters, Reading
-from sluicegate.telemetry.usage import TokenCounts
+from sluicegate.telemetry.usage import TokenCounts, estimated_output
 
 log = logging.getLogger("sluicegate")
 
@@ -58,13 +58,30 @@ class Who:
     model: str
 
 
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a request is expected to use, before the call."""
+
+    prompt: int
+    completion: int  # max_tokens, or gateway.estimate_max_tokens
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
 @dataclass(slots=True)
 class Reservation:
     items: list[Item]
     readings: list[Reading]
     tokens: list[tuple[Item, Reading]] = field(default_factory=list)
-    estimate: int = 0
+    estimate: Estimate = Estimate(0, 0)
     spend: list[tuple[Item, Reading]] = field(default_factory=list)
+
+    def counted_usage(self, text_size: int) -> TokenCounts:
+        """Usage of an answer whose provider reported none: the prompt as estimated
+        before the call, the output from the size of the text generated."""
+        return TokenCounts(self.estimate.prompt, estimated_output(text_size), estimated=True)
 
 
 class LimitsUnavailable(GatewayError):
@@ -73,15 +90,18 @@ class LimitsUnavailable(GatewayError):
     default_code = "rate_limiter_unavailable"
 
 
-def estimate_tokens(body: dict[str, Any], default_max_tokens: int) -> int:
-    prompt = body.get("messages") or body.get("prompt") or body.get("input") or ""
-    size = len(orjson.dumps(prompt)) // 4
+def estimate_tokens(
+    body: dict[str, Any], default_max_tokens: int, counter: PromptCounter | None = None
+) -> Estimate:
+    prompt = counter.count(body) if counter is not None else approximate(body)
     completion = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    return size + (completion if isinstance(completion, int) else default_max_tokens)
+    if not isinstance(completion, int) or isinstance(completion, bool):
+        completion = default_max_tokens
+    return Estimate(prompt, completion)
 
 
 def _items(
-    limits: Sequence[Limit], who: Who, estimate: int
+    limits: Sequence[Limit], who: Who, estimate: Estimate
 ) -> tuple[list[Item], list[Limit], list[str]]:
     items: list[Item] = []
     owners: list[Limit] = []
@@ -102,7 +122,7 @@ def _items(
             owners.append(limit)
             kinds.append("requests")
         if limit.tokens is not None:
-            items.append(Item(base + ":t", limit.tokens, estimate, slice_ms))
+            items.append(Item(base + ":t", limit.tokens, estimate.total, slice_ms))
             owners.append(limit)
             kinds.append("tokens")
         if limit.usd is not None:
@@ -151,9 +171,13 @@ class RateLimiter:
         self.failure = failure
         self.backend_up = True
         self._on_change = on_change  # told when the counters go away or come back
+        self.prompts = PromptCounter()
+
+    def estimate(self, body: dict[str, Any], default_max_tokens: int) -> Estimate:
+        return estimate_tokens(body, default_max_tokens, self.prompts)
 
     async def reserve(
-        self, limits: Sequence[Limit], who: Who, estimate: int
+        self, limits: Sequence[Limit], who: Who, estimate: Estimate
     ) -> tuple[Reservation | None, dict[str, str]]:
         """Reserve, or raise ``RateLimited`` naming the limit that is full."""
         if not limits:
@@ -205,15 +229,16 @@ class RateLimiter:
         """Correct the reservation to what was used: tokens (nothing, for a failed
         request) and spend (the request's cost instead of the micro-dollar held).
 
-        An answer whose provider reported no usage (a stream whose client did not
-        ask for it) keeps its estimate: releasing it would let such clients past
-        their token limits."""
+        ``usage`` is the provider's, or ``Reservation.counted_usage`` when it
+        reported none. An answer that comes with neither keeps its estimate:
+        releasing it would let such clients past their token limits."""
         if reservation is None:
             return
+        total = reservation.estimate.total
         if usage is not None:
-            delta = usage.input + usage.output - reservation.estimate
+            delta = usage.input + usage.output - total
         else:
-            delta = 0 if answered else -reservation.estimate
+            delta = 0 if answered else -total
         changes = [(item, reading.slice, delta) for item, reading in reservation.tokens]
         spent = round((cost or 0.0) * MICRO) - 1
         changes += [(item, reading.slice, spent) for item, reading in reservation.spend]

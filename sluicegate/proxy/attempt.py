@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from sluicegate.asgi import Receive
 from sluicegate.dialects.base import Dialect, Parsed
 from sluicegate.errors import (
     GatewayError,
@@ -51,6 +52,7 @@ class Call:
     consumer: str
     headers: list[tuple[bytes, bytes]]
     trace: tuple[Tracing, Span] | None = None  # the tracer and the request's span, when tracing
+    receive: Receive | None = None  # the client's side of the connection, watched by streams
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ retry never sees an edit twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import time
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sluicegate.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond, respond_error
+from sluicegate.auth.jwt import looks_like_jwt
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
 from sluicegate.errors import (
@@ -33,7 +35,6 @@ from sluicegate.policies.rate_limit import (
     Reservation,
     Who,
 )
-from sluicegate.policies.rate_limit import estimate_tokens as estimate_request_tokens
 from sluicegate.policies.windows import RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
 from sluicegate.proxy.streaming import relay_stream
@@ -44,10 +45,11 @@ from sluicegate.routing.table import (
     RoutingTable,
     hash_key,
 )
+from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.tracing import Tracing
-from sluicegate.telemetry.usage import usage_of_body
+from sluicegate.telemetry.usage import text_markers, text_size, usage_of_body
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
@@ -78,6 +80,13 @@ def read_headers(headers: list[tuple[bytes, bytes]]) -> Incoming:
         elif name == b"x-request-id" and 0 < len(value) <= 200:
             rid = value.decode("latin-1")
     return Incoming(rid or os.urandom(16).hex(), key, length)
+
+
+def bearer_jwt(table: RoutingTable, key: str | None) -> str | None:
+    """``key`` when it is a JWT for ``auth.jwt`` to verify; None for an API key."""
+    if table.jwt is None or key is None or not looks_like_jwt(key):
+        return None
+    return key
 
 
 def _sticky_key(
@@ -150,13 +159,44 @@ class Proxy:
                     code="missing_api_key",
                 )
             raise AuthenticationError("Invalid API key.")
+        if consumer.key_id is not None:  # a minted key
+            now = time.time()
+            if consumer.expires is not None and now >= consumer.expires:
+                raise AuthenticationError("This API key has expired.", code="key_expired")
+            self.runtime.keys_used[consumer.key_id] = now  # flushed to the store in batches
         return consumer
 
-    async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def authenticate_token(self, table: RoutingTable, token: str) -> ConsumerEntry:
+        """The consumer of a bearer JWT (``auth.jwt``): the one its consumer claim names,
+        else ``default_consumer``'s rules and limits under the claim's own name."""
+        assert table.jwt is not None
+        identity = await table.jwt.verify(token)
+        consumer = table.consumers.get(identity.consumer)
+        if consumer is not None:
+            return consumer
+        default = table.jwt.default_consumer
+        fallback = table.consumers.get(default) if default is not None else None
+        if fallback is None:
+            raise AuthenticationError(
+                "The token is valid but names no consumer of this gateway.",
+                code="unknown_consumer",
+            )
+        # Limits keyed per consumer then count each token subject on its own.
+        return dataclasses.replace(fallback, name=identity.consumer)
+
+    async def models(
+        self, scope: Scope, receive: Receive, send: Send, table: RoutingTable | None = None
+    ) -> None:
         incoming = read_headers(scope["headers"])
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         try:
-            consumer = self.authenticate(self.runtime.table, incoming.key)
+            table = table or self.runtime.table
+            token = bearer_jwt(table, incoming.key)
+            consumer = (
+                self.authenticate(table, incoming.key)
+                if token is None
+                else await self.authenticate_token(table, token)
+            )
         except GatewayError as exc:
             await respond_error(send, exc, out)
             return
@@ -164,9 +204,16 @@ class Proxy:
         await respond(send, 200, consumer.models_body, out)
 
     async def handle(
-        self, scope: Scope, receive: Receive, send: Send, endpoint: str, dialect: Dialect
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: str,
+        dialect: Dialect,
+        table: RoutingTable | None = None,
     ) -> None:
-        table = self.runtime.table  # this request finishes on the table it started with
+        # The request finishes on the table it started with, whatever is swapped in meanwhile.
+        table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
@@ -176,9 +223,17 @@ class Proxy:
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
-            consumer = self.authenticate(table, incoming.key)
-            ex.consumer = consumer.name
+            token = bearer_jwt(table, incoming.key)
+            consumer = (
+                self.authenticate(table, incoming.key)
+                if token is None
+                else await self.authenticate_token(table, token)
+            )
+            ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
+            audit = self.recorder.audit
+            if audit is not None and audit.log_bodies:  # otherwise no body outlives its answer
+                ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse(endpoint, raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
             ex.rule, ex.model = rule.name, parsed.model
@@ -193,13 +248,18 @@ class Proxy:
             call = Call(dialect, endpoint, parsed, raw, stream, forwarded, consumer.name, headers)
             if span is not None and self.tracing is not None:
                 call.trace = (self.tracing, span)
+            call.receive = receive  # a stream stops when its client leaves
             await self.forward(table, rule, call, send, out, ex)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.type
             await respond_error(send, exc, out, dialect.name)
+            if ex.bodies is not None:
+                ex.bodies.response = exc.body(dialect.name)
         finally:
             inflight.dec()
             if reservation is not None:
+                if ex.usage is None and ex.text_size is not None:  # none reported: counted
+                    ex.usage = reservation.counted_usage(ex.text_size)
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
                 answered = 200 <= ex.status < 300
                 await self.limiter(table).settle(reservation, ex.usage, ex.cost, answered)
@@ -218,7 +278,7 @@ class Proxy:
     ) -> Reservation | None:
         key_id = hash_key(key).hex()[:16] if key else ""
         who = Who(table.gateway, ex.consumer or "", key_id, ex.rule or "", ex.model or "")
-        estimate = estimate_request_tokens(body, table.estimate_max_tokens)
+        estimate = self.limiter(table).estimate(body, table.estimate_max_tokens)
         try:
             reservation, limit_headers = await self.limiter(table).reserve(limits, who, estimate)
         except RateLimited:
@@ -229,16 +289,26 @@ class Proxy:
         return reservation
 
     async def count_tokens(
-        self, scope: Scope, receive: Receive, send: Send, dialect: Dialect
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        dialect: Dialect,
+        table: RoutingTable | None = None,
     ) -> None:
         """``/v1/messages/count_tokens``: asked of the rule's Anthropic target,
         estimated locally for any other provider (docs/anthropic.md)."""
-        table = self.runtime.table
+        table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         try:
-            consumer = self.authenticate(table, incoming.key)
+            token = bearer_jwt(table, incoming.key)
+            consumer = (
+                self.authenticate(table, incoming.key)
+                if token is None
+                else await self.authenticate_token(table, token)
+            )
             raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
             parsed = dialect.parse("count_tokens", raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
@@ -264,6 +334,12 @@ class Proxy:
         scope: Scope,
         headers: list[tuple[bytes, bytes]],
     ) -> CompiledRule:
+        if consumer.models is not None and model not in consumer.models:
+            raise PermissionDenied(
+                f"This key may not use the model '{model}'.",
+                param="model",
+                code="model_not_allowed",
+            )
         candidates = table.candidates(model)
         if not candidates:
             raise ModelNotFound(
@@ -341,7 +417,7 @@ class Proxy:
                 ex.upstream_model = step.model or call.parsed.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(result, send, out, ex)
+                await self.deliver(result, send, out, ex, call.receive)
                 return
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
@@ -356,7 +432,14 @@ class Proxy:
         out.append((b"x-sluicegate-attempts", str(attempts).encode()))
         raise failure.error()
 
-    async def deliver(self, result: Success, send: Send, out: Headers, ex: Exchange) -> None:
+    async def deliver(
+        self,
+        result: Success,
+        send: Send,
+        out: Headers,
+        ex: Exchange,
+        receive: Receive | None = None,
+    ) -> None:
         ex.status = result.status
         if result.relay is None:
             assert result.body is not None
@@ -364,12 +447,19 @@ class Proxy:
             await respond(send, result.status, result.body, out)
             ex.ended = time.perf_counter()
             ex.usage = usage_of_body(result.body)  # after the client has its answer
+            if ex.usage is None:
+                markers = text_markers(ex.dialect, result.body)
+                ex.text_size = text_size(result.body, markers)
+            if ex.bodies is not None:
+                ex.bodies.response = result.body
             return
         assert result.rest is not None and result.response is not None
+        if ex.bodies is not None:  # the audit log assembles the answer from what is sent
+            send = ex.bodies.tap(send)
         started = time.monotonic()
         try:
             await relay_stream(
-                result.first, result.rest, result.response, send, out, result.relay, ex
+                result.first, result.rest, result.response, send, out, result.relay, ex, receive
             )
         finally:
             result.target.inflight -= 1

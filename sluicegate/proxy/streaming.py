@@ -5,19 +5,36 @@ their boundaries and passed on as bytes (never half an event). Otherwise the
 provider's decoder turns its stream into canonical chunks and the client's
 dialect encodes them. Either way, when the upstream breaks off the client gets
 a well-formed error event instead of a silent end.
+
+Each relay also measures the generated text it passes on (``text``), from what
+it already reads: the events' bytes when passing through, the decoded chunks
+when translating. When the provider reports no usage, the request is settled
+and recorded with tokens estimated from it (docs/limits.md).
+
+A client that goes away mid-stream stops the relay: the upstream connection is
+closed, and the request is recorded with status 499 and what was counted so far.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
-from sluicegate.asgi import Headers, Send
+from sluicegate.asgi import Headers, Receive, Send
 from sluicegate.errors import GatewayError, TransportError, UpstreamError, UpstreamTimeout
 from sluicegate.schema.sse import EventSplitter
 from sluicegate.telemetry.exchange import Exchange
-from sluicegate.telemetry.usage import TokenCounts, read_usage, usage_of_events
+from sluicegate.telemetry.usage import (
+    TokenCounts,
+    read_usage,
+    text_markers,
+    text_size,
+    text_size_of_chunk,
+    usage_of_events,
+)
 
 if TYPE_CHECKING:
     from sluicegate.dialects.base import Dialect, StreamEncoder
@@ -31,9 +48,14 @@ _STREAM_HEADERS = [
 ]
 
 
+# What a request whose client went away is recorded with (nginx's convention).
+CLIENT_CLOSED = 499
+
+
 class Relay(Protocol):
     finished: bool
     usage: TokenCounts | None
+    text: int  # size of the generated text relayed so far, for when usage is missing
     pending: GatewayError | None  # an error the provider reported; sent after what came before
 
     def feed(self, data: bytes) -> bytes: ...
@@ -50,8 +72,10 @@ class Passthrough:
         self.finished = False
         self.pending: GatewayError | None = None
         self.usage: TokenCounts | None = None
+        self.text = 0
         self._dialect = dialect
         self._splitter = EventSplitter()
+        self._markers: tuple[bytes, ...] | None = None  # chosen on the first event
 
     def feed(self, data: bytes) -> bytes:
         events = self._splitter.feed(data)
@@ -60,6 +84,9 @@ class Passthrough:
         self.finished = self._dialect.stream_done(events[-1])
         payload = events[0] if len(events) == 1 else b"".join(events)
         self.usage = usage_of_events(payload, self.usage)
+        if self._markers is None:
+            self._markers = text_markers(self._dialect.name, payload)
+        self.text += text_size(payload, self._markers)
         return payload
 
     def close(self) -> bytes:
@@ -78,12 +105,14 @@ class Translated:
         self.finished = False
         self.pending: GatewayError | None = None
         self.usage: TokenCounts | None = None
+        self.text = 0
 
     def feed(self, data: bytes) -> bytes:
         chunks = self.decoder.feed(data)
         for chunk in chunks:
             if chunk.get("usage"):
                 self.usage = read_usage(chunk["usage"], self.usage)
+            self.text += text_size_of_chunk(chunk)
         out = self.encoder.encode(chunks) if chunks else b""
         self.pending = self.decoder.error
         if self.decoder.finished and not self.finished:
@@ -98,19 +127,16 @@ class Translated:
         return self.encoder.error(error)
 
 
-async def relay_stream(
-    first: bytes,
-    rest: AsyncIterator[bytes],
-    response: UpstreamResponse,
-    send: Send,
-    out: Headers,
-    relay: Relay,
-    ex: Exchange,
-) -> None:
-    """Send the stream whose ``first`` chunk has arrived, then the ``rest``."""
-    out.extend(_STREAM_HEADERS)
-    await send({"type": "http.response.start", "status": 200, "headers": out})
-    error: GatewayError | None = None
+async def _until_disconnect(receive: Receive) -> None:
+    # The body has been read, so the next message is the client leaving.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _pump(
+    first: bytes, rest: AsyncIterator[bytes], send: Send, relay: Relay, ex: Exchange
+) -> GatewayError | None:
+    """Relay every event; the error that ended the stream early, if any."""
     try:
         payload = relay.feed(first)
         if payload:
@@ -125,18 +151,62 @@ async def relay_stream(
             if relay.pending is not None:
                 raise relay.pending
     except TransportError as exc:
-        error = UpstreamTimeout(str(exc)) if exc.kind == "timeout" else UpstreamError(str(exc))
+        return UpstreamTimeout(str(exc)) if exc.kind == "timeout" else UpstreamError(str(exc))
     except GatewayError as exc:  # the provider reported an error inside its stream
-        error = exc
+        return exc
     except ValueError as exc:  # an event that is not what the provider documents
-        error = UpstreamError(f"the upstream sent an unreadable stream event ({exc})")
+        return UpstreamError(f"the upstream sent an unreadable stream event ({exc})")
+    return None
+
+
+async def relay_stream(
+    first: bytes,
+    rest: AsyncIterator[bytes],
+    response: UpstreamResponse,
+    send: Send,
+    out: Headers,
+    relay: Relay,
+    ex: Exchange,
+    receive: Receive | None = None,
+) -> None:
+    """Send the stream whose ``first`` chunk has arrived, then the ``rest``.
+
+    With ``receive``, the client's leaving is watched for while the stream
+    runs: the relay and the watch are two tasks per stream, nothing per event."""
+    out.extend(_STREAM_HEADERS)
+    await send({"type": "http.response.start", "status": 200, "headers": out})
+    gone = False
+    error: GatewayError | None
+    try:
+        if receive is None:
+            error = await _pump(first, rest, send, relay, ex)
+        else:
+            pump = asyncio.create_task(_pump(first, rest, send, relay, ex))
+            watch = asyncio.create_task(_until_disconnect(receive))
+            try:
+                await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watch.cancel()
+                if not pump.done():  # the client left (or the server is stopping)
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pump
+            gone = pump.cancelled()
+            error = None if gone else pump.result()
+            if gone and isinstance(rest, AsyncGenerator):
+                await rest.aclose()
     finally:
-        response.release()
+        response.release()  # mid-stream, this closes the upstream connection
+    ex.usage = relay.usage
+    ex.text_size = relay.text
+    if gone:
+        ex.ended = time.perf_counter()
+        ex.status, ex.error_type = CLIENT_CLOSED, "client_disconnected"
+        return
     if error is None and not relay.finished:
         error = UpstreamError("the upstream ended its stream before it was complete")
     tail = relay.error(error) if error is not None else relay.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     ex.ended = time.perf_counter()
-    ex.usage = relay.usage
     if error is not None:
         ex.error_type = error.type

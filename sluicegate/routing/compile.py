@@ -8,7 +8,8 @@ import re
 
 import orjson
 
-from sluicegate.config.model import Config, Rule, Service, Upstream
+from sluicegate.auth.jwt import JwtVerifier
+from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
 from sluicegate.credentials import build_signer
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
@@ -202,13 +203,25 @@ def _normal_path(path: str) -> str:
     return path if path.startswith("/v1/") else "/v1" + path
 
 
-def _models_body(rules: list[CompiledRule]) -> bytes:
+def models_body(rules: list[CompiledRule], only: frozenset[str] | None = None) -> bytes:
+    """The ``GET /v1/models`` answer: the literal models of ``rules`` (of ``only``, if set)."""
     seen: dict[str, None] = {}
     for rule in rules:
         for model in rule.literal_models:
-            seen.setdefault(model, None)
+            if only is None or model in only:
+                seen.setdefault(model, None)
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "sluicegate"} for m in seen]
     return orjson.dumps({"object": "list", "data": data})
+
+
+def limits_of(
+    owner: str, per: str, limits: list[Limits] | None, budget: Budget | None
+) -> tuple[Limit, ...]:
+    """A consumer's, a group's or a key's limits and budget, counted ``per`` that owner."""
+    out = tuple(Limit(owner, per, lim.requests, lim.tokens, lim.window) for lim in limits or [])
+    if budget is not None:
+        out += (Limit(owner, per, None, None, budget.window, budget.usd),)
+    return out
 
 
 def _gateway_limits(config: Config) -> tuple[Limit, ...]:
@@ -222,10 +235,37 @@ def _gateway_limits(config: Config) -> tuple[Limit, ...]:
     return limits
 
 
+def _jwt_verifier(
+    config: Config, warnings: list[str], previous: RoutingTable | None
+) -> JwtVerifier | None:
+    """The running verifier while ``auth.jwt`` is unchanged: its JWKS cache carries over."""
+    settings = config.auth.jwt
+    if settings is None:
+        return None
+    if settings.audience is None:
+        warnings.append(
+            "auth.jwt.audience: not set, so a token the issuer made for any other "
+            "application is accepted too"
+        )
+    names = {c.name for c in config.consumers}
+    if settings.default_consumer is not None and settings.default_consumer not in names:
+        warnings.append(
+            f"auth.jwt.default_consumer: '{settings.default_consumer}' is not a consumer of "
+            f"gateway '{config.gateway.name}'; tokens naming no consumer are refused"
+        )
+    if previous is not None and previous.jwt is not None and previous.jwt.settings == settings:
+        return previous.jwt
+    return JwtVerifier(settings)
+
+
 def compile_config(
-    config: Config, warnings: list[str] | None = None, previous: RoutingTable | None = None
+    config: Config,
+    warnings: list[str] | None = None,
+    previous: RoutingTable | None = None,
+    key_secret: bytes = b"",
 ) -> RoutingTable:
-    """``previous``, the running table, lends its unchanged upstream pools to the new one."""
+    """``previous``, the running table, lends its unchanged upstream pools to the new one;
+    ``key_secret`` is the HMAC key client keys are hashed under."""
     warnings = list(warnings or [])
     upstreams = {u.name: u for u in config.upstreams}
     running = {pool.name: pool for pool in previous.pools} if previous is not None else {}
@@ -251,27 +291,32 @@ def compile_config(
                 exact.setdefault(pattern, []).append(rule.index)
 
     keys: dict[bytes, ConsumerEntry] = {}
+    by_name: dict[str, ConsumerEntry] = {}
+    groups = {group.name: group for group in config.groups}
     for consumer in config.consumers:
         allowed = frozenset(consumer.rules) if consumer.rules is not None else None
-        visible = [r for r in rules if allowed is None or r.name in allowed]
-        limits = tuple(
-            Limit(f"consumer:{consumer.name}", "consumer", lim.requests, lim.tokens, lim.window)
-            for lim in consumer.limits or []
+        limits = limits_of(
+            f"consumer:{consumer.name}", "consumer", consumer.limits, consumer.budget
         )
-        if consumer.budget is not None:
-            budget = consumer.budget
-            owner = f"consumer:{consumer.name}"
-            limits += (Limit(owner, "consumer", None, None, budget.window, budget.usd),)
-        entry = ConsumerEntry(consumer.name, allowed, _models_body(visible), limits)
+        for name in consumer.groups:  # the narrower wins: rules intersect, limits add up
+            group = groups[name]
+            if group.rules is not None:
+                mine = frozenset(group.rules)
+                allowed = mine if allowed is None else allowed & mine
+            limits += limits_of(f"group:{name}", "global", group.limits, group.budget)
+        visible = [r for r in rules if allowed is None or r.name in allowed]
+        entry = ConsumerEntry(consumer.name, allowed, models_body(visible), limits)
+        by_name[consumer.name] = entry
         for key in consumer.keys:
-            keys[hash_key(key)] = entry
+            keys[hash_key(key, key_secret)] = entry
     anonymous = None
-    if not config.consumers:
-        anonymous = ConsumerEntry("anonymous", None, _models_body(rules))
+    if not config.consumers and config.auth.jwt is None:
+        anonymous = ConsumerEntry("anonymous", None, models_body(rules))
         warnings.append(
             "consumers: none configured, so the data plane accepts requests without a key"
         )
 
+    jwt = _jwt_verifier(config, warnings, previous)
     return RoutingTable(
         gateway=config.gateway.name,
         max_body_bytes=config.gateway.max_body_bytes,
@@ -291,4 +336,7 @@ def compile_config(
         redis_failure=config.gateway.redis_failure,
         estimate_max_tokens=config.gateway.estimate_max_tokens,
         warnings=tuple(warnings),
+        consumers=by_name,
+        key_secret=key_secret,
+        jwt=jwt,
     )

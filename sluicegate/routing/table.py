@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import hmac
 import itertools
 import math
 import random
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.config.model import Policies
 from sluicegate.credentials import Signer
 from sluicegate.policies.rate_limit import Limit
@@ -127,12 +129,21 @@ class ConsumerEntry:
     rules: frozenset[str] | None  # None: every rule
     models_body: bytes  # the precomputed GET /v1/models answer for this consumer
     limits: tuple[Limit, ...] = ()
+    # A key minted by the Admin API or the CLI gets an entry of its own:
+    key_id: str | None = None
+    prefix: str | None = None  # shown in logs and lists (``sg-AbCd1234``)
+    expires: float | None = None  # unix time from which the key is refused
+    models: frozenset[str] | None = None  # the models it may ask for; None: any
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules
 
 
-def hash_key(key: str) -> bytes:
+def hash_key(key: str, secret: bytes = b"") -> bytes:
+    """What the table and the store keep of a client key: HMAC-SHA256 under the server's
+    ``SLUICEGATE_KEY_SECRET``, or plain SHA-256 when none is set."""
+    if secret:
+        return hmac.new(secret, key.encode("utf-8"), hashlib.sha256).digest()
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
@@ -157,11 +168,14 @@ class RoutingTable:
     estimate_max_tokens: int = 1024
     warnings: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random)
+    consumers: Mapping[str, ConsumerEntry] = field(default_factory=dict)  # by name
+    jwt: JwtVerifier | None = None  # auth.jwt; carried to the next table while unchanged
+    key_secret: bytes = b""  # SLUICEGATE_KEY_SECRET: keys are kept as HMACs under it
 
     def authenticate(self, key: str | None) -> ConsumerEntry | None:
         if self.anonymous is not None or key is None:
             return self.anonymous  # with no consumers configured, any key (or none) is fine
-        return self.keys.get(hash_key(key))
+        return self.keys.get(hash_key(key, self.key_secret))
 
     def candidates(self, model: str) -> list[CompiledRule]:
         """Rules whose model patterns match, in config order."""
@@ -173,3 +187,32 @@ class RoutingTable:
 
     def describe(self) -> dict[str, Any]:
         return {"rules": [r.name for r in self.rules], "services": sorted(self.services)}
+
+
+@dataclass(frozen=True, slots=True)
+class Hosts:
+    """Which gateway a ``Host`` header selects: exact names, then ``*.suffix`` wildcards."""
+
+    exact: Mapping[bytes, RoutingTable]
+    wildcards: tuple[tuple[bytes, RoutingTable], ...]  # (".example.com", table), longest first
+
+    @classmethod
+    def of(cls, tables: Mapping[str, RoutingTable]) -> Hosts:
+        exact = {h.encode(): t for h, t in tables.items() if not h.startswith("*.")}
+        wild = [(h[1:].encode(), t) for h, t in tables.items() if h.startswith("*.")]
+        wild.sort(key=lambda item: -len(item[0]))
+        return cls(exact, tuple(wild))
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.wildcards)
+
+    def select(self, host: bytes) -> RoutingTable | None:
+        name = host.rpartition(b":")[0] if host.rfind(b":") > host.rfind(b"]") else host
+        name = name.lower().rstrip(b".")
+        table = self.exact.get(name)
+        if table is not None:
+            return table
+        for suffix, table in self.wildcards:
+            if name.endswith(suffix):
+                return table
+        return None

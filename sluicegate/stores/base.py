@@ -8,7 +8,7 @@ that something changed without reading everything.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -68,6 +68,11 @@ AUDIT_COLUMNS = (
     "attempts",
     "error_type",
 )
+# Written with a row when ``audit.log_bodies`` is on (NULL otherwise); read only for one
+# request (``AuditQuery.bodies``), never for a page of rows.
+AUDIT_BODY_COLUMNS = ("request_body", "response_body", "request_truncated", "response_truncated")
+# What the writer writes: an ``AuditRow`` holds these, in this order.
+AUDIT_ROW_COLUMNS = AUDIT_COLUMNS + AUDIT_BODY_COLUMNS
 AUDIT_FILTERS = (
     "request_id",
     "gateway",
@@ -83,6 +88,26 @@ AUDIT_FILTERS = (
 )
 AuditRow = tuple[Any, ...]
 
+# ``GET /admin/usage?group_by=``: the column each grouping reads ("day" is the dialect's).
+USAGE_GROUPS = {
+    "consumer": "consumer",
+    "key": "key_prefix",
+    "model": "model",
+    "rule": "rule",
+    "service": "service",
+    "provider": "provider",
+    "day": "",
+}
+USAGE_FIELDS = (
+    "group",
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
@@ -94,13 +119,27 @@ class AuditQuery:
     until: datetime | None = None  # exclusive
     before: tuple[datetime, str] | None = None
     limit: int = 100
+    bodies: bool = False  # also read ``AUDIT_BODY_COLUMNS``
 
 
-def audit_where(
-    query: AuditQuery, mark: Callable[[int], str], stamp: Callable[[datetime], Any]
-) -> tuple[str, list[Any]]:
-    """The ``WHERE … ORDER BY … LIMIT`` of an audit query; ``mark(n)`` is the dialect's
-    n-th placeholder, ``stamp`` turns a moment into the dialect's ``ts`` value."""
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """Audit rows matching ``equal``/``since``/``until``, summed per ``group_by``."""
+
+    group_by: str  # a key of USAGE_GROUPS
+    equal: dict[str, str | int] = field(default_factory=dict)
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    limit: int = 1000  # groups; the largest cost first (days: oldest first)
+
+
+def _audit_filters(
+    equal: dict[str, str | int],
+    since: datetime | None,
+    until: datetime | None,
+    mark: Callable[[int], str],
+    stamp: Callable[[datetime], Any],
+) -> tuple[list[str], list[Any], Callable[[Any], str]]:
     clauses: list[str] = []
     params: list[Any] = []
 
@@ -108,19 +147,57 @@ def audit_where(
         params.append(value)
         return mark(len(params))
 
-    for name, value in query.equal.items():
+    for name, value in equal.items():
         if name not in AUDIT_FILTERS:
             raise ValueError(f"not an audit filter: {name}")
         clauses.append(f"{name} = {param(value)}")
-    if query.since is not None:
-        clauses.append(f"ts >= {param(stamp(query.since))}")
-    if query.until is not None:
-        clauses.append(f"ts < {param(stamp(query.until))}")
+    if since is not None:
+        clauses.append(f"ts >= {param(stamp(since))}")
+    if until is not None:
+        clauses.append(f"ts < {param(stamp(until))}")
+    return clauses, params, param
+
+
+def audit_where(
+    query: AuditQuery, mark: Callable[[int], str], stamp: Callable[[datetime], Any]
+) -> tuple[str, list[Any]]:
+    """The ``WHERE … ORDER BY … LIMIT`` of an audit query; ``mark(n)`` is the dialect's
+    n-th placeholder, ``stamp`` turns a moment into the dialect's ``ts`` value."""
+    clauses, params, param = _audit_filters(query.equal, query.since, query.until, mark, stamp)
     if query.before is not None:
         ts, id = query.before
         clauses.append(f"(ts, id) < ({param(stamp(ts))}, {param(id)})")
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     return f"{where} ORDER BY ts DESC, id DESC LIMIT {param(query.limit)}", params
+
+
+def audit_select(query: AuditQuery) -> str:
+    columns = AUDIT_ROW_COLUMNS if query.bodies else AUDIT_COLUMNS
+    return f"SELECT {', '.join(columns)} FROM sluicegate_audit"
+
+
+def usage_sql(
+    query: UsageQuery,
+    day: str,
+    mark: Callable[[int], str],
+    stamp: Callable[[datetime], Any],
+) -> tuple[str, list[Any]]:
+    """One ``GROUP BY`` over the audit table; ``day`` is the dialect's UTC date of ``ts``
+    (YYYY-MM-DD). Errors: answered with a 4xx/5xx, or broken off (a stream's error)."""
+    if query.group_by not in USAGE_GROUPS:
+        raise ValueError(f"not a usage grouping: {query.group_by}")
+    key = USAGE_GROUPS[query.group_by] or day
+    clauses, params, param = _audit_filters(query.equal, query.since, query.until, mark, stamp)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = "1" if query.group_by == "day" else "7 DESC, 2 DESC, 1"
+    sql = (
+        f"SELECT {key}, count(*), "
+        "sum(CASE WHEN status >= 400 OR error_type IS NOT NULL THEN 1 ELSE 0 END), "
+        "coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
+        "coalesce(sum(cached_tokens), 0), coalesce(sum(cost_usd), 0) "
+        f"FROM sluicegate_audit{where} GROUP BY 1 ORDER BY {order} LIMIT {param(query.limit)}"
+    )
+    return sql, params
 
 
 Wake = Callable[[], None]
@@ -190,8 +267,22 @@ class Store(Protocol):
         (so that a batch replayed after an unclear failure lands once)."""
 
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
-        """Rows matching the query, newest first: dicts of ``AUDIT_COLUMNS``, ``ts`` an aware
-        UTC ``datetime``."""
+        """Rows matching the query, newest first: dicts of ``AUDIT_COLUMNS`` (and of
+        ``AUDIT_BODY_COLUMNS`` with ``query.bodies``), ``ts`` an aware UTC ``datetime``."""
+
+    async def audit_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        """Sums per group, computed by the database: dicts of ``USAGE_FIELDS``."""
+
+    async def touch_keys(self, used: Mapping[str, datetime]) -> None:
+        """Record when minted keys were last used (a later moment wins; no version bump)."""
+
+    async def key_usage(self) -> dict[str, datetime]:
+        """Key id → when it was last used, for the keys used at least once."""
+
+    async def purge_audit(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` rows older than ``before`` (the oldest first, whatever
+        their gateway) in one short transaction; the number deleted. Safe from several
+        instances at once."""
 
 
 def open_store(url: str) -> Store:

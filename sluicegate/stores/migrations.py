@@ -75,6 +75,22 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sluicegate_audit_consumer ON sluicegate_audit (consumer, ts)",
         "CREATE INDEX sluicegate_audit_request ON sluicegate_audit (request_id)",
     ),
+    (
+        # 3: request and response bodies (audit.log_bodies), NULL when not kept
+        "ALTER TABLE sluicegate_audit ADD COLUMN request_body TEXT",
+        "ALTER TABLE sluicegate_audit ADD COLUMN response_body TEXT",
+        "ALTER TABLE sluicegate_audit ADD COLUMN request_truncated INTEGER",
+        "ALTER TABLE sluicegate_audit ADD COLUMN response_truncated INTEGER",
+    ),
+    (
+        # 4: when each minted key was last used, written in batches (not a config change)
+        """
+        CREATE TABLE sluicegate_key_usage (
+            key_id TEXT PRIMARY KEY,
+            last_used_at TEXT NOT NULL
+        )
+        """,
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -132,6 +148,21 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sluicegate_audit_ts ON sluicegate_audit (ts, id)",
         "CREATE INDEX sluicegate_audit_consumer ON sluicegate_audit (consumer, ts)",
         "CREATE INDEX sluicegate_audit_request ON sluicegate_audit (request_id)",
+    ),
+    (
+        # 3: request and response bodies (audit.log_bodies), NULL when not kept
+        "ALTER TABLE sluicegate_audit ADD COLUMN request_body TEXT, "
+        "ADD COLUMN response_body TEXT, ADD COLUMN request_truncated BOOLEAN, "
+        "ADD COLUMN response_truncated BOOLEAN",
+    ),
+    (
+        # 4: when each minted key was last used, written in batches (not a config change)
+        """
+        CREATE TABLE sluicegate_key_usage (
+            key_id TEXT PRIMARY KEY,
+            last_used_at TIMESTAMPTZ NOT NULL
+        )
+        """,
     ),
 )
 

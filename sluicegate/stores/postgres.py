@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 
 from sluicegate.stores.base import (
-    AUDIT_COLUMNS,
+    AUDIT_ROW_COLUMNS,
     CHANNEL,
     AuditQuery,
     AuditRow,
@@ -20,8 +20,11 @@ from sluicegate.stores.base import (
     Record,
     StaleWrite,
     Unlisten,
+    UsageQuery,
     Wake,
+    audit_select,
     audit_where,
+    usage_sql,
 )
 from sluicegate.stores.migrations import ADVISORY_LOCK_KEY, META_TABLE, POSTGRES
 
@@ -73,16 +76,24 @@ _AUDIT_TYPES = {
     "cached_tokens": "int8",
     "cost_usd": "float8",
     "attempts": "int4",
+    "request_truncated": "bool",
+    "response_truncated": "bool",
 }
 # One statement per batch: a column of values per array, unnested into rows.
 _AUDIT_INSERT = (
-    f"INSERT INTO sluicegate_audit ({', '.join(AUDIT_COLUMNS)}) SELECT * FROM unnest("
+    f"INSERT INTO sluicegate_audit ({', '.join(AUDIT_ROW_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(
-        f"${n}::{_AUDIT_TYPES.get(name, 'text')}[]" for n, name in enumerate(AUDIT_COLUMNS, 1)
+        f"${n}::{_AUDIT_TYPES.get(name, 'text')}[]" for n, name in enumerate(AUDIT_ROW_COLUMNS, 1)
     )
     + ") ON CONFLICT (id) DO NOTHING"
 )
-_AUDIT_TS = AUDIT_COLUMNS.index("ts")
+_AUDIT_TS = AUDIT_ROW_COLUMNS.index("ts")
+_DAY = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+# SKIP LOCKED: instances purging together take different rows instead of waiting on each other.
+_PURGE = (
+    "DELETE FROM sluicegate_audit WHERE id IN (SELECT id FROM sluicegate_audit "
+    "WHERE ts < $1 ORDER BY ts LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
 
 
 async def _bump(conn: Any, gateway: str) -> None:
@@ -266,10 +277,41 @@ class PostgresStore:
 
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
         tail, params = audit_where(query, lambda n: f"${n}", lambda moment: moment)
-        rows = await self.pool.fetch(
-            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM sluicegate_audit{tail}", *params
-        )
+        rows = await self.pool.fetch(audit_select(query) + tail, *params)
         return [dict(row) for row in rows]
+
+    async def audit_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        sql, params = usage_sql(query, _DAY, lambda n: f"${n}", lambda moment: moment)
+        rows = await self.pool.fetch(sql, *params)
+        # sum() of integers is numeric in PostgreSQL: asyncpg hands back Decimals.
+        return [
+            {
+                "group": row[0],
+                "requests": int(row[1]),
+                "errors": int(row[2]),
+                "input_tokens": int(row[3]),
+                "output_tokens": int(row[4]),
+                "cached_tokens": int(row[5]),
+                "cost_usd": float(row[6]),
+            }
+            for row in rows
+        ]
+
+    async def touch_keys(self, used: Mapping[str, datetime]) -> None:
+        await self.pool.executemany(
+            "INSERT INTO sluicegate_key_usage (key_id, last_used_at) VALUES ($1, $2) "
+            "ON CONFLICT (key_id) DO UPDATE SET last_used_at = "
+            "GREATEST(sluicegate_key_usage.last_used_at, excluded.last_used_at)",
+            list(used.items()),
+        )
+
+    async def key_usage(self) -> dict[str, datetime]:
+        rows = await self.pool.fetch("SELECT key_id, last_used_at FROM sluicegate_key_usage")
+        return {row["key_id"]: row["last_used_at"] for row in rows}
+
+    async def purge_audit(self, before: datetime, limit: int) -> int:
+        status: str = await self.pool.execute(_PURGE, before, limit)
+        return int(status.rpartition(" ")[2] or 0)
 
 
 def _insert_params(

@@ -1,22 +1,32 @@
-"""Credential secrets at rest: Fernet with ``SLUICEGATE_MASTER_KEY``.
+"""Credential secrets at rest: Fernet under ``SLUICEGATE_MASTER_KEY``, and its rotation.
 
 A stored document keeps each secret as ``{"encrypted": "<fernet token>"}``, so
 that an encrypted value can never be mistaken for a plaintext one (the Admin API
-accepts only strings for secret fields).
+accepts only strings for secret fields). Other keys of that object (``template``,
+the ``${VAR}`` a secret was applied with) are bookkeeping and survive rotation.
+
+Rotating the master key takes two steps: every instance gets the new key as
+``SLUICEGATE_MASTER_KEY`` and the old one in ``SLUICEGATE_MASTER_KEY_PREVIOUS``
+(read-only: nothing is encrypted with it), then ``rotate_store`` re-encrypts
+what the store holds under the new key. After that the old key can go.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from sluicegate.config.model import Credentials
 from sluicegate.errors import ConfigError
+from sluicegate.stores.base import Change, Record, StaleWrite, Store
 
 MASTER_KEY_ENV = "SLUICEGATE_MASTER_KEY"
+PREVIOUS_KEYS_ENV = "SLUICEGATE_MASTER_KEY_PREVIOUS"
+_KEY_FORM = "must be 32 random bytes in urlsafe base64 (`sluicegate secrets generate-key`)"
 
 # The fields declared with ``_secret()`` (repr=False) in the config model.
 SECRET_FIELDS: frozenset[str] = frozenset(
@@ -32,45 +42,91 @@ def is_encrypted(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("encrypted"), str)
 
 
+def generate_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+def _fernet(key: str, name: str) -> Fernet:
+    try:
+        return Fernet(key.encode())
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
+        # The variable's name only: a malformed key may still be most of a real one.
+        raise ConfigError([f"{name}: {_KEY_FORM}"]) from None
+
+
 class Vault:
-    def __init__(self, key: str | None) -> None:
-        self._fernet: Fernet | None = None
-        if key:
-            try:
-                self._fernet = Fernet(key.encode())
-            except (ValueError, TypeError):
-                raise ConfigError(
-                    [
-                        f"{MASTER_KEY_ENV}: must be 32 random bytes in urlsafe base64 "
-                        "(python -c 'from cryptography.fernet import Fernet; "
-                        "print(Fernet.generate_key().decode())')"
-                    ]
-                ) from None
+    """Encrypts with the current key; decrypts with it or any previous one."""
+
+    def __init__(self, key: str | None, previous: Sequence[str] = ()) -> None:
+        self._current: Fernet | None = _fernet(key, MASTER_KEY_ENV) if key else None
+        old = [_fernet(k, f"{PREVIOUS_KEYS_ENV} (key {i + 1})") for i, k in enumerate(previous)]
+        if old and self._current is None:
+            raise ConfigError(
+                [f"{PREVIOUS_KEYS_ENV} is set but {MASTER_KEY_ENV} is not: set the new key too"]
+            )
+        self._previous = len(old)
+        self._any: MultiFernet | None = (
+            MultiFernet([self._current, *old]) if self._current is not None else None
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Vault:
-        return cls((os.environ if env is None else env).get(MASTER_KEY_ENV))
+        env = os.environ if env is None else env
+        previous = [k.strip() for k in env.get(PREVIOUS_KEYS_ENV, "").split(",") if k.strip()]
+        return cls(env.get(MASTER_KEY_ENV), previous)
 
     @property
     def enabled(self) -> bool:
-        return self._fernet is not None
+        return self._current is not None
 
     def encrypt(self, value: str) -> dict[str, str]:
-        if self._fernet is None:
+        if self._current is None:
             raise MissingMasterKey
-        return {"encrypted": self._fernet.encrypt(value.encode()).decode()}
+        return {"encrypted": self._current.encrypt(value.encode()).decode()}
+
+    def _unreadable(self, where: str) -> ConfigError:
+        tried = MASTER_KEY_ENV + (f" or {PREVIOUS_KEYS_ENV}" if self._previous else "")
+        return ConfigError(
+            [f"{where}: cannot decrypt the stored secret with {tried}; is it the right key?"]
+        )
 
     def decrypt(self, value: dict[str, str], where: str) -> str:
-        if self._fernet is None:
+        if self._any is None:
             raise ConfigError(
                 [f"{where}: the store holds an encrypted secret and {MASTER_KEY_ENV} is not set"]
             )
         try:
-            return self._fernet.decrypt(value["encrypted"].encode()).decode()
+            return self._any.decrypt(value["encrypted"].encode()).decode()
         except InvalidToken:
-            raise ConfigError(
-                [f"{where}: cannot decrypt the stored secret; is {MASTER_KEY_ENV} the right key?"]
-            ) from None
+            raise self._unreadable(where) from None
+
+    def current(self, value: dict[str, str]) -> bool:
+        """Whether the secret is encrypted under the current key (rotation leaves it alone)."""
+        if self._current is None:
+            return False
+        try:
+            self._current.decrypt(value["encrypted"].encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def reseal(self, value: Any, where: str) -> dict[str, Any] | None:
+        """A stored secret re-encrypted under the current key; ``None``: it already is.
+
+        A plaintext string (a store written before encryption) is encrypted too.
+        Raises ``ConfigError`` naming ``where`` when no key opens it.
+        """
+        if self._any is None:
+            raise ConfigError([f"{where}: rotating stored secrets needs {MASTER_KEY_ENV}"])
+        if isinstance(value, str):
+            return self.encrypt(value)
+        if not is_encrypted(value) or self.current(value):
+            return None
+        try:
+            token = self._any.rotate(value["encrypted"].encode()).decode()
+        except InvalidToken:
+            raise self._unreadable(where) from None
+        return {**value, "encrypted": token}
 
     def seal(self, credentials: dict[str, Any]) -> dict[str, Any]:
         """Encrypt every plaintext secret of a credentials document."""
@@ -85,3 +141,76 @@ class Vault:
             k: self.decrypt(v, f"{where}.{k}") if is_encrypted(v) else v
             for k, v in credentials.items()
         }
+
+
+# -- rotation ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Rotation:
+    """What ``rotate_store`` re-encrypted (or, on a dry run, would)."""
+
+    fields: list[str] = field(default_factory=list)  # ``upstreams/pool.credentials.header_value``
+    entities: int = 0
+    attempts: int = 0
+
+
+def _where(record: Record) -> str:
+    # Every kind's plural is its name + "s"; ``admin.layers`` imports this module.
+    return f"{record.kind}s/{record.name}.credentials"
+
+
+def rotation_changes(records: Sequence[Record], vault: Vault) -> tuple[list[Change], list[str]]:
+    """The updates that put every stored secret under the current key, and the fields."""
+    changes: list[Change] = []
+    fields: list[str] = []
+    for record in records:
+        creds = record.doc.get("credentials")
+        if not isinstance(creds, dict):
+            continue
+        resealed: dict[str, Any] = {}
+        for name, value in creds.items():
+            if is_encrypted(value) or (name in SECRET_FIELDS and isinstance(value, str)):
+                where = f"{_where(record)}.{name}"
+                new = vault.reseal(value, where)
+                if new is not None:
+                    resealed[name] = new
+                    fields.append(where)
+        if resealed:
+            doc = {**record.doc, "credentials": {**creds, **resealed}}
+            changes.append(
+                # The version read: a concurrent write makes the batch stale, not lost.
+                Change(
+                    "update", record.kind, record.id, record.name, doc, record.tags, record.version
+                )
+            )
+    return changes, fields
+
+
+async def rotate_store(
+    store: Store, vault: Vault, gateway: str, dry_run: bool = False, attempts: int = 5
+) -> Rotation:
+    """Re-encrypt a gateway's stored secrets under the current key, in one transaction.
+
+    Idempotent: a secret already under the current key is not rewritten, and
+    nothing at all is written (no version bump) when none needs it. A write by
+    another instance between read and write makes the batch stale; it is then
+    planned again from a fresh read. Raises ``ConfigError`` (nothing written)
+    when a secret opens with no configured key.
+    """
+    if not vault.enabled:
+        raise ConfigError([f"rotating stored secrets needs {MASTER_KEY_ENV} (the new key)"])
+    attempt = 0
+    while True:
+        attempt += 1
+        changes, fields = rotation_changes(await store.entities(gateway), vault)
+        rotation = Rotation(fields, len(changes), attempt)
+        if not changes or dry_run:
+            return rotation
+        try:
+            await store.write_many(gateway, changes)
+        except StaleWrite:
+            if attempt >= attempts:
+                raise
+            continue
+        return rotation

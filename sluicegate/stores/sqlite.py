@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import orjson
 
 from sluicegate.stores.base import (
-    AUDIT_COLUMNS,
+    AUDIT_ROW_COLUMNS,
     AuditQuery,
     AuditRow,
     Change,
@@ -21,8 +21,11 @@ from sluicegate.stores.base import (
     Record,
     StaleWrite,
     Unlisten,
+    UsageQuery,
     Wake,
+    audit_select,
     audit_where,
+    usage_sql,
 )
 from sluicegate.stores.migrations import META_TABLE, SQLITE
 
@@ -58,10 +61,17 @@ _BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_versio
 
 
 _AUDIT_INSERT = (
-    f"INSERT INTO sluicegate_audit ({', '.join(AUDIT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+    f"INSERT INTO sluicegate_audit ({', '.join(AUDIT_ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(AUDIT_ROW_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
 )
-_AUDIT_TS = AUDIT_COLUMNS.index("ts")
+_AUDIT_TS = AUDIT_ROW_COLUMNS.index("ts")
+_TRUNCATED = ("request_truncated", "response_truncated")
+# ts is ISO 8601 in UTC, so its first ten characters are the day.
+_DAY = "substr(ts, 1, 10)"
+_PURGE = (
+    "DELETE FROM sluicegate_audit WHERE id IN (SELECT id FROM sluicegate_audit "
+    "WHERE ts < ? ORDER BY ts LIMIT ?)"
+)
 
 
 def _audit_params(row: AuditRow) -> AuditRow:
@@ -313,13 +323,79 @@ class SqliteStore:
 
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
         tail, params = audit_where(query, lambda n: "?", _stamp)
-        sql = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM sluicegate_audit{tail}"
+        sql = audit_select(query) + tail
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = conn.execute(sql, params).fetchall()
-            out = [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows]
+            cursor = conn.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            out = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             for item in out:
                 item["ts"] = datetime.fromisoformat(item["ts"])
+                for name in _TRUNCATED:
+                    if item.get(name) is not None:
+                        item[name] = bool(item[name])
             return out
 
         return await self._run(read)
+
+    async def audit_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        sql, params = usage_sql(query, _DAY, lambda n: "?", _stamp)
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [
+                {
+                    "group": row[0],
+                    "requests": row[1],
+                    "errors": row[2],
+                    "input_tokens": row[3],
+                    "output_tokens": row[4],
+                    "cached_tokens": row[5],
+                    "cost_usd": float(row[6]),
+                }
+                for row in conn.execute(sql, params).fetchall()
+            ]
+
+        return await self._run(read)
+
+    async def touch_keys(self, used: Mapping[str, datetime]) -> None:
+        params = [(key_id, _stamp(moment)) for key_id, moment in used.items()]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO sluicegate_key_usage (key_id, last_used_at) VALUES (?, ?) "
+                    "ON CONFLICT (key_id) DO UPDATE SET last_used_at = "
+                    "max(last_used_at, excluded.last_used_at)",
+                    params,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def key_usage(self) -> dict[str, datetime]:
+        def read(conn: sqlite3.Connection) -> dict[str, datetime]:
+            rows = conn.execute("SELECT key_id, last_used_at FROM sluicegate_key_usage").fetchall()
+            return {row[0]: datetime.fromisoformat(row[1]) for row in rows}
+
+        return await self._run(read)
+
+    async def purge_audit(self, before: datetime, limit: int) -> int:
+        params = (_stamp(before), limit)
+
+        def purge(conn: sqlite3.Connection) -> int:
+            # A short write transaction per batch: writers of other instances (and this
+            # one's batched writer) get the file between batches.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                count = conn.execute(_PURGE, params).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return count
+
+        return await self._run(purge)

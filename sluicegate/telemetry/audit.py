@@ -8,6 +8,11 @@ the queue is full, or a write fails, rows are appended to a local spill file
 and then truncates it. Every row carries an id of its own and the store skips
 ids it has, so a batch replayed after an unclear failure (the commit went
 through, the answer did not) lands once. ``close`` writes what is queued.
+
+With ``retention`` set, a second task deletes the store's rows older than
+that, in bounded batches (``Store.purge_audit``), every ``retention_interval``.
+With ``log_bodies``, a row also holds the request's and the answer's bodies
+(``telemetry.bodies``), passed through ``redact`` first when one is set.
 """
 
 from __future__ import annotations
@@ -15,28 +20,61 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 
-from sluicegate.stores.base import AUDIT_COLUMNS, AuditRow
+from sluicegate.stores.base import AUDIT_COLUMNS, AUDIT_ROW_COLUMNS, AuditRow
+from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 
 log = logging.getLogger("sluicegate.audit")
 
 
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+_NO_BODIES = (None, None, None, None)
+# A row spilled by a version without body columns is replayed with them empty.
+_OLD_ROW = len(AUDIT_COLUMNS)
+
+
 class AuditSink(Protocol):
     async def write_audit(self, rows: Sequence[AuditRow]) -> None: ...
 
+    async def purge_audit(self, before: datetime, limit: int) -> int: ...
 
-def audit_row(ex: Exchange) -> AuditRow:
-    """The row of a finished request, in ``AUDIT_COLUMNS`` order; ``ts`` is its arrival."""
+
+# The hook for guardrails (issue #11): given the exchange, the request body and the answer
+# (``None`` when there was none), return what may be stored instead. It runs after the client
+# has its answer, before the size cap, and its output is the only copy that reaches the store
+# or the spill file.
+Redact = Callable[[Exchange, bytes, bytes | None], tuple[bytes, bytes | None]]
+
+
+def _bodies(
+    ex: Exchange, bodies: Bodies, max_body_bytes: int, redact: Redact | None
+) -> tuple[str | None, str | None, bool | None, bool | None]:
+    request, response = bodies.request, bodies.answer()
+    if redact is not None:
+        request, response = redact(ex, request, response)
+    request_text, request_cut = clip(request, max_body_bytes)
+    response_text, response_cut = clip(response, max_body_bytes)
+    if bodies.transcript is not None and bodies.transcript.cut:
+        response_cut = True
+    return request_text, response_text, request_cut, response_cut
+
+
+def audit_row(
+    ex: Exchange, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, redact: Redact | None = None
+) -> AuditRow:
+    """The row of a finished request, in ``AUDIT_ROW_COLUMNS`` order; ``ts`` is its arrival."""
     now = time.perf_counter()
     ended = ex.ended or now
     usage = ex.usage
@@ -46,7 +84,7 @@ def audit_row(ex: Exchange) -> AuditRow:
         time.time() - (now - ex.started),
         ex.gateway,
         ex.consumer,
-        None,  # key_prefix: not known to the request path yet
+        ex.key_prefix,
         ex.rule,
         ex.service,
         ex.provider,
@@ -61,6 +99,7 @@ def audit_row(ex: Exchange) -> AuditRow:
         ex.cache,
         ex.attempts,
         ex.error_type,
+        *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes, redact)),
     )
 
 
@@ -76,8 +115,20 @@ class AuditWriter:
         flush_interval: float = 0.2,
         retry_interval: float = 1.0,
         close_timeout: float = 10.0,
+        log_bodies: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        retention: float | None = None,
+        retention_interval: float = 600.0,
+        purge_batch: int = 1000,
     ) -> None:
         self.sink = sink
+        # Read by the request path: keep bodies on the Exchange only when they are logged.
+        self.log_bodies = log_bodies
+        self.max_body_bytes = max_body_bytes
+        self.redact: Redact | None = None  # set by guardrails (issue #11) to redact bodies
+        self.retention = retention  # seconds a row is kept; None: for ever
+        self.retention_interval = retention_interval
+        self.purge_batch = purge_batch
         self.spill_path = Path(spill_path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -93,6 +144,8 @@ class AuditWriter:
         self._spilled = metrics.audit_spilled.labels(gateway)
         self._dropped = metrics.audit_dropped.labels(gateway)
         self._task: asyncio.Task[None] | None = None
+        self._retainer: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()  # wakes the retention task to stop
         self._stopping = False
         self._inflight: Sequence[AuditRow] = ()  # the batch being written
         self._pending = False  # the spill file holds rows to replay
@@ -102,7 +155,7 @@ class AuditWriter:
     # -- the request path: never waits ---------------------------------------
 
     def submit(self, ex: Exchange) -> None:
-        self.put(audit_row(ex))
+        self.put(audit_row(ex, self.max_body_bytes, self.redact))
 
     def put(self, row: AuditRow) -> None:
         rows = self._rows
@@ -124,11 +177,15 @@ class AuditWriter:
             self._seal()
             log.info("audit log: %s holds rows of an earlier run; replaying", self.spill_path)
         self._task = asyncio.create_task(self._run(), name="audit writer")
+        if self.retention is not None:
+            self._stop.clear()
+            self._retainer = asyncio.create_task(self._retain(), name="audit retention")
 
     async def close(self) -> None:
         """Stop the background task and write what is queued (spill it if the store fails)."""
         if self._task is None:
             return  # never started: the store was never opened either
+        await self._stop_retention()
         task, self._task = self._task, None
         self._stopping = True
         self._ready.set()
@@ -223,6 +280,52 @@ class AuditWriter:
             self._next_replay = 0.0
             log.info("audit log: the store answers again")
 
+    # -- retention -----------------------------------------------------------
+
+    async def purge(self, now: float | None = None) -> int:
+        """Delete the rows older than ``retention`` (of every gateway in the store),
+        ``purge_batch`` at a time, each batch its own short transaction; the number deleted."""
+        if self.retention is None:
+            return 0
+        before = datetime.fromtimestamp((now or time.time()) - self.retention, UTC)
+        total = 0
+        while not self._stop.is_set():
+            count = await self.sink.purge_audit(before, self.purge_batch)
+            total += count
+            if count < self.purge_batch:
+                break
+            await asyncio.sleep(0.05)  # the store serves others between batches
+        if total:
+            log.info("audit log: %d rows older than %s deleted", total, before.isoformat())
+        return total
+
+    async def _retain(self) -> None:
+        # Instances started together spread their first run (and, by the jitter, the next).
+        pause = random.uniform(0, min(self.retention_interval, 30.0))
+        while not await self._stopped_within(pause):
+            try:
+                await self.purge()
+            except Exception as exc:  # the store is down: the next round tries again
+                log.warning("audit log: deleting old rows failed (%s)", type(exc).__name__)
+            pause = self.retention_interval * random.uniform(0.9, 1.1)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return self._stop.is_set()
+
+    async def _stop_retention(self) -> None:
+        task, self._retainer = self._retainer, None
+        if task is None:
+            return
+        self._stop.set()  # a batch under way finishes: a store call is never cut in half
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.close_timeout)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     # -- the spill file ------------------------------------------------------
 
     def _spill_size(self) -> int:
@@ -270,8 +373,10 @@ class AuditWriter:
                     row = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     row = None
-                if isinstance(row, list) and len(row) == len(AUDIT_COLUMNS):
+                if isinstance(row, list) and len(row) == len(AUDIT_ROW_COLUMNS):
                     rows.append(tuple(row))
+                elif isinstance(row, list) and len(row) == _OLD_ROW:
+                    rows.append((*row, *_NO_BODIES))
                 elif line.strip():
                     self._dropped.inc()
                     log.error("audit log: an unreadable line in %s is skipped", self.spill_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.usage import TokenCounts
 
 
@@ -16,6 +17,7 @@ class Exchange:
     dialect: str
     started: float = field(default_factory=time.perf_counter)
     consumer: str | None = None
+    key_prefix: str | None = None  # a minted key's visible prefix
     rule: str | None = None
     model: str | None = None  # the client's model, kept only once a rule matched (bounded labels)
     service: str | None = None
@@ -30,8 +32,10 @@ class Exchange:
     first_token: float | None = None  # seconds from the start to the first streamed chunk
     ended: float = 0.0
     usage: TokenCounts | None = None
+    text_size: int | None = None  # generated text seen, when an answer came (usage.text_size)
     cost: float | None = None
     cache: str | None = None
+    bodies: Bodies | None = None  # only with audit.log_bodies: the audit row keeps them
 
     @property
     def seconds(self) -> float:

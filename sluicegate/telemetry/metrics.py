@@ -8,7 +8,7 @@ path pays nothing for them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -20,11 +20,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class TableCollector(Collector):
-    def __init__(self, table: Callable[[], RoutingTable]) -> None:
-        self._table = table
+    def __init__(self, tables: Callable[[], Iterable[RoutingTable]]) -> None:
+        self._tables = tables
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        table = self._table()
         now = time.monotonic()
         healthy = GaugeMetricFamily(
             "sluicegate_upstream_healthy",
@@ -36,12 +35,14 @@ class TableCollector(Collector):
             "Requests in flight to the target",
             labels=["gateway", "service", "target"],
         )
-        for service in table.services.values():
-            for target in service.pool.targets:
-                state = target.health.state(now)
-                labels = [table.gateway, service.name, target.url]
-                healthy.add_metric([*labels, state], 1.0 if target.health.available(now) else 0.0)
-                inflight.add_metric(labels, float(target.inflight))
+        for table in self._tables():
+            for service in table.services.values():
+                for target in service.pool.targets:
+                    state = target.health.state(now)
+                    labels = [table.gateway, service.name, target.url]
+                    up = 1.0 if target.health.available(now) else 0.0
+                    healthy.add_metric([*labels, state], up)
+                    inflight.add_metric(labels, float(target.inflight))
         yield healthy
         yield inflight
 
@@ -55,9 +56,9 @@ class Metrics:
     service, provider, model names the config knows) or from small fixed sets,
     never from request ids or unmatched client input."""
 
-    def __init__(self, table: Callable[[], RoutingTable]) -> None:
+    def __init__(self, tables: Callable[[], Iterable[RoutingTable]]) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=False)
-        registry.register(TableCollector(table))
+        registry.register(TableCollector(tables))
         route = ["gateway", "rule", "service", "provider", "model", "consumer"]
         self.requests = Counter(
             "sluicegate_requests",

@@ -5,6 +5,12 @@ and reasoning tokens) and Anthropic's (``input_tokens`` excluding cache reads
 and writes) both reduce to ``TokenCounts``. Streams report usage in pieces
 (Anthropic: input in ``message_start``, output in ``message_delta``), so
 counts merge.
+
+When a provider reports no usage, the gateway counts the generated text
+instead: ``text_size`` measures the string values of the fields that carry
+generated text straight from the JSON bytes (a few ``find`` calls, no parse),
+and ``estimated_output`` turns a size into tokens at about four characters
+per token (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -14,6 +20,18 @@ from typing import Any
 
 import orjson
 
+CHARS_PER_TOKEN = 4
+
+# The JSON fields whose string values are generated text, per dialect: OpenAI's
+# content, reasoning, refusals, tool-call arguments and legacy completions;
+# Anthropic's text, thinking and tool-input deltas. A field's marker begins
+# with its quote, so e.g. "cited_text" never counts as "text".
+_TEXT_FIELDS = {
+    "openai": (b"content", b"reasoning_content", b"refusal", b"arguments", b"text"),
+    "anthropic": (b"text", b"thinking", b"partial_json"),
+}
+_BACKSLASH = 0x5C
+
 
 @dataclass(slots=True)
 class TokenCounts:
@@ -22,6 +40,7 @@ class TokenCounts:
     cached: int = 0  # prompt tokens read from the provider's cache
     cache_write: int = 0  # prompt tokens written to the provider's cache
     reasoning: int = 0
+    estimated: bool = False  # counted by the gateway: the provider reported none
 
 
 def _int(value: Any) -> int:
@@ -85,3 +104,60 @@ def usage_of_events(payload: bytes, into: TokenCounts | None) -> TokenCounts | N
             usage = data["message"].get("usage")  # Anthropic's message_start
         into = read_usage(usage, into)
     return into
+
+
+def text_markers(dialect: str, sample: bytes) -> tuple[bytes, ...]:
+    """What ``text_size`` looks for in ``dialect``'s JSON; ``sample`` (the first bytes
+    seen) tells whether it puts a space after colons, as some servers do."""
+    names = _TEXT_FIELDS.get(dialect, _TEXT_FIELDS["openai"])
+    markers = tuple(b'"' + name + b'":"' for name in names)
+    if b'": "' in sample:
+        markers += tuple(b'"' + name + b'": "' for name in names)
+    return markers
+
+
+def text_size(payload: bytes, markers: tuple[bytes, ...]) -> int:
+    """Bytes of generated text in JSON ``payload``, escapes counted as sent."""
+    size = 0
+    find = payload.find
+    for marker in markers:
+        at = find(marker)
+        while at >= 0:
+            start = at + len(marker)
+            end = find(b'"', start)
+            while end > 0 and payload[end - 1] == _BACKSLASH:
+                back = end - 2
+                while payload[back] == _BACKSLASH:
+                    back -= 1
+                if (end - back) % 2:  # an even run of backslashes: this quote ends the string
+                    break
+                end = find(b'"', end + 1)
+            if end < 0:
+                break
+            size += end - start
+            at = find(marker, end + 1)
+    return size
+
+
+def text_size_of_chunk(chunk: dict[str, Any]) -> int:
+    """Characters of generated text in one canonical (OpenAI) stream chunk."""
+    size = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        for name in ("content", "reasoning_content", "refusal"):
+            value = delta.get(name)
+            if isinstance(value, str):
+                size += len(value)
+        for call in delta.get("tool_calls") or ():
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str):
+                size += len(arguments)
+        text = choice.get("text")
+        if isinstance(text, str):
+            size += len(text)
+    return size
+
+
+def estimated_output(size: int) -> int:
+    """Output tokens for ``size`` characters of generated text, rounded up."""
+    return -(-size // CHARS_PER_TOKEN)

@@ -9,6 +9,8 @@ Answers come from ``brain.answer``. The model name picks special behaviours
     drop-stream          streams two chunks, then cuts the connection
     stall-stream         streams one chunk, then goes silent
     gated-stream         streams one chunk, then waits for ``gate.set()``
+    trickle-stream       streams 100 words, one every 0.1 s; a cut connection is noted in ``cut``
+    no-usage*            never reports usage, in whole answers or streams (include_usage or not)
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class FakeOpenAI(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
+        self.cut: list[float] = []  # seconds into a trickle-stream when the client went away
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}chat/completions", self.chat)
@@ -135,6 +138,8 @@ class FakeOpenAI(FakeServer):
         if model == "slow":
             await asyncio.sleep(2)
         ans = answer(read_turn(body))
+        if model == "trickle-stream":
+            return await self._trickle(request, model)
         if body.get("stream"):
             return await self._stream(request, body, ans)
         message: dict[str, Any] = {"role": "assistant", "content": ans.text}
@@ -147,7 +152,7 @@ class FakeOpenAI(FakeServer):
                 "created": int(time.time()),
                 "model": model,
                 "choices": [{"index": 0, "message": message, "finish_reason": FINISH[ans.finish]}],
-                "usage": _usage(ans),
+                **({} if model.startswith("no-usage") else {"usage": _usage(ans)}),
             }
         )
 
@@ -158,6 +163,7 @@ class FakeOpenAI(FakeServer):
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and not model.startswith("no-usage")
         base = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
@@ -197,6 +203,28 @@ class FakeOpenAI(FakeServer):
         await event(chunk({}, FINISH[ans.finish]))
         if include_usage:
             await event({**base, "choices": [], "usage": _usage(ans)})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _trickle(self, request: web.Request, model: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        started = time.monotonic()
+        try:
+            for i in range(100):
+                chunk = {
+                    "id": "chatcmpl-trickle",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": f"w{i:02d} "}}],
+                }
+                await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await asyncio.sleep(0.1)
+        except (ConnectionError, asyncio.CancelledError):
+            self.cut.append(time.monotonic() - started)
+            raise
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -13,7 +13,6 @@ import httpx
 import orjson
 import pytest
 
-from sluicegate.routing.table import RoutingTable
 from sluicegate.stores.base import Store, open_store
 from sluicegate.stores.postgres import PostgresStore
 from sluicegate.stores.sqlite import SqliteStore
@@ -37,7 +36,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def _metrics() -> Metrics:
-    return Metrics(lambda: RoutingTable.__new__(RoutingTable))
+    return Metrics(lambda: ())
 
 
 def exchange(i: int) -> Exchange:

@@ -112,3 +112,18 @@ def test_a_write_on_one_instance_routes_on_another_within_a_second(
         for gateway in (first, second):
             gateway.stop()
         running.clear()
+
+
+def test_serve_access_log_flag_outlives_a_reload(tmp_path: Path) -> None:
+    import asyncio
+
+    from sluicegate.config.load import load_config
+    from sluicegate.runtime import Runtime
+
+    path = tmp_path / "gw.yaml"
+    path.write_text("services: [{name: m, provider: mock}]\nrules: []\n")
+    runtime = Runtime(load_config(path), config_path=path, access_log=True)
+    assert runtime.table.access_log
+    path.write_text("gateway: {access_log: false}\nservices: [{name: m, provider: mock}]\n")
+    assert asyncio.run(runtime.reload_file())
+    assert runtime.table.access_log  # --access-log wins over the edited file

@@ -240,3 +240,56 @@ def test_a_running_gateway_follows_an_apply(
         assert gateway.runtime.table.describe()["rules"] == ["chat", "all"]
     finally:
         gateway.stop()
+
+
+def test_apply_and_export_carry_every_gateway(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = config(url)
+    doc["gateways"] = [
+        {
+            "name": "team-b",
+            "hosts": ["b.example.com"],
+            "tags": ["b"],
+            "services": [{"name": "demo", "provider": "mock"}],
+            "rules": [
+                {"name": "chat", "match": {"models": ["b"]}, "targets": [{"service": "demo"}]}
+            ],
+            "consumers": [{"name": "team-b", "keys": ["${TEAM_KEY}-b"]}],
+        }
+    ]
+    path = write(tmp_path / "gw.yaml", doc)
+    code, lines, _ = cli(capsys, "config", "apply", str(path))
+    assert code == 0
+    assert "+ gateway team-b" in lines and "+ service demo (gateway team-b)" in lines
+    assert cli(capsys, "config", "apply", str(path))[1] == ["no changes"]
+
+    # A gateway reading only the store routes the applied tenant by its host.
+    gateway = RunningGateway({"gateway": {"admin_key": ADMIN_KEY, "store": url}}).start()
+    try:
+        answer = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {TEAM_KEY}-b", "Host": "b.example.com"},
+            json={"model": "b", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert answer.status_code == 200, answer.text
+    finally:
+        gateway.stop()
+
+    out = tmp_path / "export.yaml"
+    assert cli(capsys, "config", "export", "--config", str(path), "--output", str(out))[0] == 0
+    exported = yaml.safe_load(out.read_text())
+    (tenant,) = exported["gateways"]
+    assert tenant["name"] == "team-b" and tenant["hosts"] == ["b.example.com"]
+    assert tenant["tags"] == ["b"] and tenant["consumers"][0]["keys"] == ["${TEAM_KEY}-b"]
+    assert cli(capsys, "config", "apply", str(out))[1] == ["no changes"]
+
+    # Dropping the tenant from the file removes it, its entities first.
+    del doc["gateways"]
+    code, lines, _ = cli(capsys, "config", "apply", str(write(path, doc)))
+    assert (
+        code == 0
+        and lines[0] == "- gateway team-b"
+        and "- consumer team-b (gateway team-b)" in lines
+    )
+    assert cli(capsys, "config", "apply", str(path))[1] == ["no changes"]

@@ -250,8 +250,9 @@ def test_a_gateway_budget_covers_everyone(start_gateway: Start) -> None:
     assert ask(gateway.url, OTHER_KEY).status_code == 429
 
 
-def test_a_stream_without_reported_usage_keeps_its_token_reservation(start_gateway: Start) -> None:
-    # Streamed without include_usage, the mock reports no usage: the 9 reserved stay counted.
+def test_a_stream_without_reported_usage_is_settled_from_its_text(start_gateway: Start) -> None:
+    # Streamed without include_usage, the mock reports no usage: each stream is settled to
+    # its prompt estimate (8) plus its text ("mock: a b c", 11 characters: 3 tokens), 11.
     gateway = start_gateway(config(tokens=30, window="1m"))
-    statuses = [ask(gateway.url, max_tokens=1, stream=True).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]  # 9 + 9 + 9 = 27; 27 + 9 > 30
+    statuses = [ask(gateway.url, max_tokens=1, stream=True).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]  # 11 + 11 = 22; 22 + 9 > 30

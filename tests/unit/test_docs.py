@@ -23,6 +23,9 @@ CONFIG_KEYS = {
     "pricing",
     "telemetry",
     "audit",
+    "auth",
+    "gateways",
+    "groups",
 }
 
 
