@@ -276,6 +276,10 @@ def summarize(runs, rates):
             row[label]["cpu_ms_per_req"] = _median(
                 [r["proc"].get("cpu_ms_per_req") for r in results]
             )
+        # CPU used by anything else on the machine, in % of one core: the noise indicator.
+        row["other_load_pct"] = _median(
+            [r["proc"].get("foreign_cpu_pct") for label in runs for r in runs[label][rate]]
+        )
         row["redis_cpu_ms_per_req"] = _median(
             [r.get("redis_cpu_ms_per_req") for r in runs["limited"][rate]]
         )
@@ -287,15 +291,17 @@ def summarize(runs, rates):
 def render(out):
     lines = [
         "| rate (req/s) | plain p50 / p90 / p99 (ms) | limited p50 / p90 / p99 (ms) "
-        "| added p50 / p99 (ms) | gateway CPU ms/req plain → limited | Redis CPU ms/req |",
-        "|---:|---|---|---|---|---:|",
+        "| added p50 / p99 (ms) | gateway CPU ms/req plain → limited | Redis CPU ms/req "
+        "| other load (% of a core) |",
+        "|---:|---|---|---|---|---:|---:|",
     ]
     for row in out["summary"]:
         p, lim, add = row["plain"], row["limited"], row["added_ms"]
         lines.append(
             f"| {row['rate']} | {p['p50']} / {p['p90']} / {p['p99']} "
             f"| {lim['p50']} / {lim['p90']} / {lim['p99']} | {add['p50']:+} / {add['p99']:+} "
-            f"| {p['cpu_ms_per_req']} → {lim['cpu_ms_per_req']} | {row['redis_cpu_ms_per_req']} |"
+            f"| {p['cpu_ms_per_req']} → {lim['cpu_ms_per_req']} | {row['redis_cpu_ms_per_req']} "
+            f"| {row['other_load_pct']} |"
         )
     check = out["check_alone"]
     lines.append("")

@@ -25,8 +25,8 @@ from typing import Any
 from pydantic import Field
 
 from sluicegate.config.model import Budget, Duration, Limits, Name, Strict
-from sluicegate.routing.compile import limits_of, models_body
-from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key
+from sluicegate.routing.compile import limits_of
+from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key, models_body
 from sluicegate.stores.base import Record
 
 log = logging.getLogger("sluicegate")

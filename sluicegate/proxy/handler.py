@@ -168,12 +168,13 @@ class Proxy:
 
     async def authenticate_token(self, table: RoutingTable, token: str) -> ConsumerEntry:
         """The consumer of a bearer JWT (``auth.jwt``): the one its consumer claim names,
-        else ``default_consumer``'s rules and limits under the claim's own name."""
+        else ``default_consumer``'s rules and limits under the claim's own name; narrowed
+        by the consumer groups its groups claim names."""
         assert table.jwt is not None
         identity = await table.jwt.verify(token)
         consumer = table.consumers.get(identity.consumer)
         if consumer is not None:
-            return consumer
+            return table.in_groups(consumer, identity.groups) if identity.groups else consumer
         default = table.jwt.default_consumer
         fallback = table.consumers.get(default) if default is not None else None
         if fallback is None:
@@ -182,7 +183,8 @@ class Proxy:
                 code="unknown_consumer",
             )
         # Limits keyed per consumer then count each token subject on its own.
-        return dataclasses.replace(fallback, name=identity.consumer)
+        consumer = dataclasses.replace(fallback, name=identity.consumer)
+        return table.in_groups(consumer, identity.groups) if identity.groups else consumer
 
     async def models(
         self, scope: Scope, receive: Receive, send: Send, table: RoutingTable | None = None

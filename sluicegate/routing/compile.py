@@ -6,8 +6,6 @@ import fnmatch
 import itertools
 import re
 
-import orjson
-
 from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
 from sluicegate.credentials import build_signer
@@ -20,6 +18,7 @@ from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
 from sluicegate.routing.health import ActivePolicy, PassivePolicy, TargetHealth
 from sluicegate.routing.probes import Probe
 from sluicegate.routing.table import (
+    GroupEntry,
     CompiledRule,
     CompiledService,
     ConsumerEntry,
@@ -27,6 +26,7 @@ from sluicegate.routing.table import (
     RoutingTable,
     Step,
     hash_key,
+    models_body,
 )
 from sluicegate.telemetry.pricing import Price, PriceTable
 
@@ -203,17 +203,6 @@ def _normal_path(path: str) -> str:
     return path if path.startswith("/v1/") else "/v1" + path
 
 
-def models_body(rules: list[CompiledRule], only: frozenset[str] | None = None) -> bytes:
-    """The ``GET /v1/models`` answer: the literal models of ``rules`` (of ``only``, if set)."""
-    seen: dict[str, None] = {}
-    for rule in rules:
-        for model in rule.literal_models:
-            if only is None or model in only:
-                seen.setdefault(model, None)
-    data = [{"id": m, "object": "model", "created": 0, "owned_by": "sluicegate"} for m in seen]
-    return orjson.dumps({"object": "list", "data": data})
-
-
 def limits_of(
     owner: str, per: str, limits: list[Limits] | None, budget: Budget | None
 ) -> tuple[Limit, ...]:
@@ -338,5 +327,12 @@ def compile_config(
         warnings=tuple(warnings),
         consumers=by_name,
         key_secret=key_secret,
+        groups={
+            g.name: GroupEntry(
+                frozenset(g.rules) if g.rules is not None else None,
+                limits_of(f"group:{g.name}", "global", g.limits, g.budget),
+            )
+            for g in config.groups
+        },
         jwt=jwt,
     )

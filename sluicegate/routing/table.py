@@ -9,6 +9,7 @@ patterns, nothing is re-derived per request.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -18,6 +19,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.config.model import Policies
@@ -139,6 +142,23 @@ class ConsumerEntry:
         return self.rules is None or rule.name in self.rules
 
 
+def models_body(rules: list[CompiledRule], only: frozenset[str] | None = None) -> bytes:
+    """The ``GET /v1/models`` answer: the literal models of ``rules`` (of ``only``, if set)."""
+    seen: dict[str, None] = {}
+    for rule in rules:
+        for model in rule.literal_models:
+            if only is None or model in only:
+                seen.setdefault(model, None)
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "sluicegate"} for m in seen]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEntry:
+    rules: frozenset[str] | None
+    limits: tuple[Limit, ...]
+
+
 def hash_key(key: str, secret: bytes = b"") -> bytes:
     """What the table and the store keep of a client key: HMAC-SHA256 under the server's
     ``SLUICEGATE_KEY_SECRET``, or plain SHA-256 when none is set."""
@@ -171,11 +191,37 @@ class RoutingTable:
     consumers: Mapping[str, ConsumerEntry] = field(default_factory=dict)  # by name
     jwt: JwtVerifier | None = None  # auth.jwt; carried to the next table while unchanged
     key_secret: bytes = b""  # SLUICEGATE_KEY_SECRET: keys are kept as HMACs under it
+    groups: Mapping[str, GroupEntry] = field(default_factory=dict)
+    # Consumers narrowed by the groups a token names, made once per combination.
+    narrowed: dict[tuple[str, tuple[str, ...]], ConsumerEntry] = field(default_factory=dict)
 
     def authenticate(self, key: str | None) -> ConsumerEntry | None:
         if self.anonymous is not None or key is None:
             return self.anonymous  # with no consumers configured, any key (or none) is fine
         return self.keys.get(hash_key(key, self.key_secret))
+
+    def in_groups(self, consumer: ConsumerEntry, names: tuple[str, ...]) -> ConsumerEntry:
+        """``consumer`` narrowed by the named groups (a JWT's groups claim); unknown names are
+        ignored. The narrower setting wins: rules intersect, the groups' limits are added."""
+        known = tuple(sorted(n for n in set(names) if n in self.groups))
+        if not known:
+            return consumer
+        cache_key = (consumer.name, known)
+        found = self.narrowed.get(cache_key)
+        if found is not None:
+            return found
+        allowed, limits = consumer.rules, consumer.limits
+        for name in known:
+            group = self.groups[name]
+            if group.rules is not None:
+                allowed = group.rules if allowed is None else allowed & group.rules
+            limits += group.limits
+        visible = [r for r in self.rules if allowed is None or r.name in allowed]
+        body = models_body(visible, consumer.models)
+        found = dataclasses.replace(consumer, rules=allowed, models_body=body, limits=limits)
+        if len(self.narrowed) < 4096:  # bounded: names come from tokens
+            self.narrowed[cache_key] = found
+        return found
 
     def candidates(self, model: str) -> list[CompiledRule]:
         """Rules whose model patterns match, in config order."""

@@ -222,3 +222,25 @@ def test_hs256_static_secret(start_gateway: Start) -> None:
         gateway.url + "/admin/rules", headers={"Authorization": f"Bearer {admin}"}, timeout=10
     )
     assert answer.status_code == 401
+
+
+def test_the_groups_claim_narrows_the_consumer(idp: JwksServer, rsa_key: SigningKey) -> None:
+    doc = config(oidc(idp))
+    doc["consumers"].append({"name": "staff"})  # every rule
+    doc["groups"] = [
+        {"name": "readers", "rules": ["chat"], "limits": {"requests": 1, "window": "1m"}}
+    ]
+    running = RunningGateway(doc).start()
+    try:
+        plain = rsa_key.token(sub="staff")
+        assert chat(running, plain, model="p") == "mock: hello there"
+        reader = rsa_key.token(sub="staff", groups=["readers", "not-a-group"])
+        with pytest.raises(openai.PermissionDeniedError):
+            chat(running, reader, model="p")  # the group allows only "chat"
+        assert [m.id for m in client(running, reader).models.list().data] == ["m"]
+        assert chat(running, reader) == "mock: hello there"
+        with pytest.raises(openai.RateLimitError):
+            chat(running, reader)  # the group's allowance: one a minute
+        assert chat(running, plain) == "mock: hello there"  # without the group, no such limit
+    finally:
+        running.stop()
