@@ -276,6 +276,7 @@ class Policies(Strict):
     cache: CachePolicy | None = None
     guardrails: GuardrailsPolicy | None = None
     transform: TransformPolicy | None = None
+    log_bodies: bool | None = None  # this rule's requests: overrides audit.log_bodies
 
 
 class Rule(Strict):

@@ -239,6 +239,8 @@ class Proxy:
             parsed = dialect.parse(endpoint, raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
             ex.rule, ex.model = rule.name, parsed.model
+            if audit is not None and rule.policies.log_bodies is not None:  # the rule decides
+                ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
             stream = parsed.canonical.get("stream") is True
             ex.stream = stream
             limits = (*table.limits, *rule.limits, *consumer.limits)

@@ -428,3 +428,27 @@ def test_usage_without_an_audit_log(tmp_path: Path) -> None:
         assert answer.json()["error"]["code"] == "audit_log_off"
     finally:
         gateway.stop()
+
+
+def test_a_rule_turns_bodies_on_or_off_for_itself(tmp_path: Path) -> None:
+    config = gateway_config(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)  # log_bodies: off
+    config["rules"][0]["policies"] = {"log_bodies": True}  # "chat" keeps its bodies
+    config["rules"][1]["policies"] = {"log_bodies": False}
+    gateway = RunningGateway(config).start()
+    try:
+        auth = {"Authorization": f"Bearer {KEY}"}
+        ids = {}
+        for model in ("mock-chat", "doomed"):
+            answer = httpx.post(
+                gateway.url + "/v1/chat/completions",
+                json={"model": model, "messages": [{"role": "user", "content": "kept?"}]},
+                headers=auth,
+            )
+            ids[model] = answer.headers["x-request-id"]
+        admin = _admin(gateway)
+        _wait_rows(admin, 2)
+        kept = admin.get(f"/admin/logs/{ids['mock-chat']}").json()
+        assert "kept?" in kept["request_body"] and "mock: kept?" in kept["response_body"]
+        assert "request_body" not in admin.get(f"/admin/logs/{ids['doomed']}").json()
+    finally:
+        gateway.stop()
