@@ -84,6 +84,7 @@ class Admin:
             "upstreams": "Upstream",
             "services": "Service",
             "rules": "Rule",
+            "groups": "Group",
             "consumers": "Consumer",
         }[kind]
         schema = {"$ref": f"urn:spec#/components/schemas/{name}"}
@@ -527,3 +528,27 @@ def test_a_hundred_changes_under_steady_traffic(admin: Admin) -> None:
     assert not failures, failures[:5]
     assert len(served) > 100 and {"blue", "green"} <= set(served)
     assert gateway.runtime.table.describe()["rules"] == ["file-rule", "live"]
+
+
+def test_crud_for_groups(admin: Admin) -> None:
+    group = admin.created(
+        "groups",
+        {"name": "research", "rules": ["file-rule"], "limits": {"requests": 5}, "tags": ["t"]},
+    )
+    assert group["source"] == "store" and group["rules"] == ["file-rule"]
+    assert admin.get("/groups/research").json()["id"] == group["id"]
+    assert [g["name"] for g in admin.get("/groups?tags=t").json()["data"]] == ["research"]
+    patched = admin.patch("/groups/research", {"budget": {"usd": 5}})
+    assert patched.status_code == 200 and patched.json()["budget"]["usd"] == 5
+    admin.validate("groups", patched.json())
+    bad = admin.post("/groups", {"name": "g2", "rules": ["no-such-rule"]})
+    assert bad.status_code == 422 and bad.json()["error"]["issues"][0]["path"] == "rules[0]"
+    member = admin.created("consumers", {"name": "ann", "groups": ["research"]})
+    assert member["groups"] == ["research"]
+    busy = admin.delete("/groups/research")
+    assert busy.status_code == 409 and "consumers/ann" in busy.json()["error"]["message"]
+    unknown = admin.post("/consumers", {"name": "bob", "groups": ["nope"]})
+    assert unknown.status_code == 422
+    assert admin.delete("/consumers/ann").status_code == 204
+    assert admin.delete("/groups/research").status_code == 204
+    assert admin.get("/groups/research").status_code == 404
