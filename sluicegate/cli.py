@@ -138,18 +138,25 @@ def _export_gateway(args: argparse.Namespace, loaded: Loaded | None, url: str) -
     return section
 
 
+def _config_and_store(args: argparse.Namespace) -> tuple[Loaded | None, str] | None:
+    """``--config`` (optional) and the store it or ``--store`` names; None: already reported."""
+    loaded = _load(args.config) if args.config else None
+    if args.config and loaded is None:
+        return None
+    url = _store_url(args, loaded)
+    return None if url is None else (loaded, url)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import asyncio
 
     from sluicegate.admin.sync import export_yaml
     from sluicegate.stores.base import open_store
 
-    loaded = _load(args.config) if args.config else None
-    if args.config and loaded is None:
+    found = _config_and_store(args)
+    if found is None:
         return 1
-    url = _store_url(args, loaded)
-    if url is None:
-        return 1
+    loaded, url = found
     gateway = loaded.config.gateway.name if loaded is not None else "default"
 
     async def read() -> str:
@@ -190,12 +197,10 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     from sluicegate.stores.base import StaleWrite, open_store
     from sluicegate.stores.secrets import PREVIOUS_KEYS_ENV, Vault, rotate_store
 
-    loaded = _load(args.config) if args.config else None
-    if args.config and loaded is None:
+    found = _config_and_store(args)
+    if found is None:
         return 1
-    url = _store_url(args, loaded)
-    if url is None:
-        return 1
+    loaded, url = found
     where = args.config or redact_url(url)
 
     async def run() -> int:
