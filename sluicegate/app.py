@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 import orjson
@@ -11,11 +12,12 @@ from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
-from sluicegate.errors import GatewayError, InvalidRequest, NotFound
-from sluicegate.proxy.handler import Proxy
+from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
+from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.metrics import CONTENT_TYPE
+from sluicegate.ui.dashboard import Dashboard
 
 METRICS_TYPE = CONTENT_TYPE.encode()
 
@@ -47,6 +49,7 @@ class App:
         self.proxy = Proxy(runtime)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
+        self.ui = Dashboard(runtime, self.admin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -93,6 +96,9 @@ class App:
         if path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, receive, send)
             return
+        if path == "/ui" or path.startswith("/ui/"):
+            await self.ui(scope, receive, send)
+            return
         if path == "/v1/messages/count_tokens" and method == "POST":
             await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC, table)
             return
@@ -101,6 +107,10 @@ class App:
                 await self.proxy.models(scope, receive, send, table)
                 return
             if path == "/metrics":
+                if not self._may_scrape(scope):
+                    refused = AuthenticationError("The metrics key is missing or wrong.")
+                    await respond_error(send, refused, [])
+                    return
                 await respond(
                     send, 200, self.runtime.metrics.render(), [(b"content-type", METRICS_TYPE)]
                 )
@@ -118,6 +128,13 @@ class App:
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
         await respond_error(send, error, [])
 
+    def _may_scrape(self, scope: Scope) -> bool:
+        wanted = self.runtime.file.config.gateway.metrics_key
+        if wanted is None:
+            return True
+        given = read_headers(scope["headers"]).key or ""
+        return hmac.compare_digest(given.encode(), wanted.encode())
+
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -127,8 +144,10 @@ class App:
                 except Exception as exc:  # report, do not crash the server with a traceback
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self.ui.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.ui.close()
                 await self.proxy.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from sluicegate.errors import GatewayError, InvalidRequest, RequestTooLarge
+from sluicegate.errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -16,11 +17,14 @@ Headers = list[tuple[bytes, bytes]]
 JSON = (b"content-type", b"application/json")
 
 
-async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes without reading them all."""
+async def read_body(
+    receive: Receive, limit: int, declared: int | None, timeout: float | None = None
+) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes without reading them all,
+    and a client that pauses longer than ``timeout`` seconds between two parts of it."""
     if declared is not None and declared > limit:
         raise RequestTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
-    message = await receive()
+    message = await _next_part(receive, timeout)
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         if len(body) > limit:
@@ -29,7 +33,7 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
     parts = [body]
     size = len(body)
     while message.get("more_body"):
-        message = await receive()
+        message = await _next_part(receive, timeout)
         if message["type"] == "http.disconnect":
             raise InvalidRequest("The client went away while sending the body.")
         chunk = message.get("body", b"")
@@ -38,6 +42,18 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
             raise RequestTooLarge(f"The request body is over the limit of {limit} bytes.")
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def _next_part(receive: Receive, timeout: float | None) -> Message:
+    if timeout is None:
+        return await receive()
+    try:
+        async with asyncio.timeout(timeout):
+            return await receive()
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The client sent no part of its body for {timeout:g} seconds."
+        ) from None
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:

@@ -200,7 +200,7 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     found = _config_and_store(args)
     if found is None:
         return 1
-    loaded, url = found
+    _, url = found
     where = args.config or redact_url(url)
 
     async def run() -> int:

@@ -12,12 +12,14 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
      │    └── CredentialsRefused     a token endpoint refused the gateway's credentials
      └── GatewayError                answered to a client
           ├── InvalidRequest         400 invalid_request_error
+          │    └── ContentBlocked    400 code content_blocked (guardrails)
           ├── AuthenticationError    401 authentication_error
           ├── PermissionDenied       403 permission_error
           ├── NotFound               404 not_found_error
           │    └── ModelNotFound     404 code model_not_found
           ├── Conflict               409 invalid_request_error (Admin API: read-only, in use, taken)
           ├── PreconditionFailed     412 invalid_request_error, code etag_mismatch (Admin API)
+          ├── RequestTimeout         408 invalid_request_error, code request_timeout
           ├── RequestTooLarge        413 invalid_request_error, code request_too_large
           ├── Unprocessable          422 invalid_request_error, code validation_failed (Admin API)
           ├── RateLimited            429 rate_limit_error
@@ -72,6 +74,7 @@ _ANTHROPIC_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "invalid_request_error",
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
@@ -129,6 +132,12 @@ class InvalidRequest(GatewayError):
     type = "invalid_request_error"
 
 
+class ContentBlocked(InvalidRequest):
+    """A guardrail refused a request or an answer (docs/guardrails.md)."""
+
+    default_code = "content_blocked"
+
+
 class AuthenticationError(GatewayError):
     status = 401
     type = "authentication_error"
@@ -177,6 +186,12 @@ class Unprocessable(GatewayError):
         body = super().openai_body()
         body["error"]["issues"] = [{"path": path, "message": msg} for path, msg in self.issues]
         return body
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class RequestTooLarge(GatewayError):

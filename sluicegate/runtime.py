@@ -27,6 +27,7 @@ from sluicegate.config.model import Tenant
 from sluicegate.config.tenants import hosts, split, tenant_config
 from sluicegate.config.watch import watch_file
 from sluicegate.errors import ConfigError
+from sluicegate.guardrails.policy import scrub_bodies
 from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
@@ -104,6 +105,7 @@ class Runtime:
                 max_body_bytes=audit.max_body_bytes,
                 retention=audit.retention,
             )
+            self.audit.redact = scrub_bodies  # guardrails: logged bodies keep no PII
 
     @property
     def gateway(self) -> str:

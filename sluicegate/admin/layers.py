@@ -73,7 +73,7 @@ def build(
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
-    sections = {"pricing", "telemetry", "audit"}
+    sections = {"pricing", "telemetry", "audit", "auth"}
     data.update(file.config.model_dump(mode="json", include=sections, exclude_unset=True))
     upstream_names = {r.id: r.name for r in records if r.kind == "upstream"}
     placeholders: dict[str, tuple[str, list[bytes]]] = {}

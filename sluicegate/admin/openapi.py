@@ -214,6 +214,9 @@ def _audit_log() -> dict[str, Any]:
             "cached_tokens": _NULLABLE_INT,
             "cost_usd": _NULLABLE_NUMBER,
             "attempts": {"type": "integer"},
+            # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
+            "guardrail": _NULLABLE_TEXT,
+            "tags": _NULLABLE_TEXT,
             # Only in GET /admin/logs/{request_id}, and only for rows logged with bodies.
             "request_body": _NULLABLE_TEXT,
             "response_body": _NULLABLE_TEXT,

@@ -115,7 +115,8 @@ def _items(
     }
     for limit in limits:
         subject = subjects[limit.per]
-        base = f"sg:rl:{who.gateway}:{limit.owner}:{limit.per}:{subject}:{int(limit.window)}"
+        # {gateway} is a Redis Cluster hash tag: every key of one request shares a slot.
+        base = f"sg:rl:{{{who.gateway}}}:{limit.owner}:{limit.per}:{subject}:{int(limit.window)}"
         slice_ms = max(int(limit.window * 1000 / SLICES), 1)
         if limit.requests is not None:
             items.append(Item(base + ":r", limit.requests, 1, slice_ms))

@@ -3,8 +3,9 @@
 For OpenAI's model families (``gpt-*``, ``o1``/``o3``/``o4*``,
 ``text-embedding-*``) the prompt is counted with ``tiktoken`` when it is
 installed (the ``tokenizers`` extra) and its encoding loads without the
-network: tiktoken downloads its BPE files on first use, so an encoding is
-only loaded when its file is already in tiktoken's cache. Any other model,
+network: tiktoken downloads its BPE files on first use (and again when a
+cached file fails its hash check), so an encoding is only loaded when its file
+is already in tiktoken's cache and intact. Any other model,
 or any encoding that cannot load, gets the documented approximation: the
 prompt's JSON at four bytes per token (docs/limits.md).
 """
@@ -24,12 +25,20 @@ log = logging.getLogger("sluicegate")
 
 _OPENAI_FAMILY = re.compile(r"(?:gpt-|o1|o3|o4|text-embedding-)")
 
-# Where tiktoken's own constructors fetch each encoding (tiktoken_ext.openai_public);
-# the cache file's name is the SHA-1 of this address.
+# Where tiktoken's own constructors fetch each encoding, and the SHA-256 they
+# expect (tiktoken_ext.openai_public); the cache file's name is the SHA-1 of
+# the address.
 _BLOBS = {
-    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
-    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+    "o200k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+    "cl100k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
 }
+_MODELS_KEPT = 1024  # model names are the clients': the per-model memo is bounded
 
 # OpenAI's accounting for chat: a few tokens of framing per message, and the
 # reply's priming.
@@ -64,6 +73,23 @@ def _encoding_name(tiktoken: Any, model: str) -> str:
     return name
 
 
+def _cached_intact(name: str) -> bool:
+    """Whether ``name``'s file is in tiktoken's cache with the expected hash, so that
+    loading it cannot make tiktoken download."""
+    if name not in _BLOBS:
+        return False
+    url, sha256 = _BLOBS[name]
+    folder = _cache_dir()
+    if folder == "":  # tiktoken's "no cache": every load would download
+        return False
+    try:
+        with open(os.path.join(folder, hashlib.sha1(url.encode()).hexdigest()), "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == sha256
+
+
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -78,38 +104,44 @@ class PromptCounter:
     def __init__(self, enabled: bool = True) -> None:
         self._tiktoken: Any = None
         self._encodings: dict[str, Any] = {}  # name -> encoding, or None when it cannot load
-        self._available = enabled
-        if enabled:
-            try:
-                import tiktoken
-            except ImportError:
-                self._available = False
-            else:
-                self._tiktoken = tiktoken
+        self._models: dict[str, Any] = {}  # model -> its encoding (or None), once looked up
+        self._available: bool | None = None if enabled else False  # None: not tried yet
+
+    def _import(self) -> bool:
+        # On the first OpenAI model only: a gateway that never sees one never pays for it.
+        try:
+            import tiktoken
+        except ImportError:
+            self._available = False
+        else:
+            self._tiktoken, self._available = tiktoken, True
+        return self._available
 
     def encoding(self, model: str) -> Any:
         """tiktoken's encoding for ``model``, or None (not OpenAI's, or not loadable offline)."""
-        if not self._available or not is_openai_model(model):
+        if self._available is False or not is_openai_model(model):
             return None
+        if self._available is None and not self._import():
+            return None
+        if model in self._models:
+            return self._models[model]
         name = _encoding_name(self._tiktoken, model.rsplit("/", 1)[-1])
-        if name in self._encodings:
-            return self._encodings[name]
-        encoding = None
-        blob, folder = _BLOBS.get(name), _cache_dir()
-        cached = (
-            blob is not None
-            and folder != ""  # tiktoken's "no cache": every load would download
-            and os.path.exists(os.path.join(folder, hashlib.sha1(blob.encode()).hexdigest()))
-        )
-        if cached:
-            try:
-                encoding = self._tiktoken.get_encoding(name)
-            except Exception as exc:  # a damaged cache file: the approximation will do
-                log.debug("tiktoken encoding %s did not load (%s)", name, type(exc).__name__)
-        if encoding is None:
-            log.debug("tiktoken encoding %s is not cached; prompts are approximated", name)
-        self._encodings[name] = encoding
+        if name not in self._encodings:
+            self._encodings[name] = self._load(name)
+        if len(self._models) >= _MODELS_KEPT:
+            self._models.clear()
+        encoding = self._models[model] = self._encodings[name]
         return encoding
+
+    def _load(self, name: str) -> Any:
+        if not _cached_intact(name):
+            log.debug("tiktoken encoding %s is not cached; prompts are approximated", name)
+            return None
+        try:
+            return self._tiktoken.get_encoding(name)
+        except Exception as exc:  # whatever tiktoken raises: the approximation will do
+            log.debug("tiktoken encoding %s did not load (%s)", name, type(exc).__name__)
+            return None
 
     def count(self, body: dict[str, Any]) -> int:
         model = body.get("model")

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sluicegate.stores.redis_client import connect_redis
+
 SLICES = 60
 
 
@@ -151,14 +153,18 @@ return 1
 
 
 class RedisCounters:
-    """Shared by every instance on one Redis; one script call per step."""
+    """Shared by every instance on one Redis; one script call per step.
+
+    A script's keys must share one Redis Cluster slot: the callers give every
+    key of a request the same hash tag (``{gateway}``, see ``rate_limit``), so
+    the one-step, all-or-nothing check holds on a cluster too.
+    """
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
-        self._client: Any = redis.Redis.from_url(
+        self._connection = connect_redis(
             url, socket_connect_timeout=0.5, socket_timeout=0.5, health_check_interval=0
         )
+        self._client: Any = self._connection.client
         self._reserve = self._client.register_script(_RESERVE)
         self._adjust = self._client.register_script(_ADJUST)
 
@@ -183,4 +189,4 @@ class RedisCounters:
         await self._adjust(keys=[c[0].key for c in changes], args=args)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._connection.close()

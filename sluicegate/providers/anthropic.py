@@ -183,7 +183,10 @@ def translate_request(body: dict[str, Any], model: str) -> dict[str, Any]:
         out["metadata"] = {"user_id": body["user"]}
     if isinstance(body.get("thinking"), dict):
         out["thinking"] = body["thinking"]
-    elif body.get("reasoning_effort") in _THINKING_BUDGETS:
+    elif (
+        isinstance(body.get("reasoning_effort"), str)
+        and body["reasoning_effort"] in _THINKING_BUDGETS
+    ):
         budget = _THINKING_BUDGETS[body["reasoning_effort"]]
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
         out["max_tokens"] = max(out["max_tokens"], budget + 1024)

@@ -58,7 +58,7 @@ def embeddings_request(body: dict[str, Any], model: str) -> dict[str, Any]:
             out["dimensions"] = dimensions
         return out
     input_type = body.get("input_type", "search_document")
-    if input_type not in COHERE_INPUT_TYPES:
+    if not isinstance(input_type, str) or input_type not in COHERE_INPUT_TYPES:
         raise InvalidRequest(
             "input_type must be one of " + ", ".join(sorted(COHERE_INPUT_TYPES)),
             param="input_type",

@@ -236,7 +236,7 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
         )
     effort = body.get("reasoning_effort")
     if effort is not None:
-        if effort not in THINKING_BUDGETS:
+        if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
             raise InvalidRequest(
                 f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}",
                 param="reasoning_effort",

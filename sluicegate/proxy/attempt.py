@@ -32,6 +32,7 @@ from sluicegate.routing.table import CompiledService, Step
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from sluicegate.guardrails.policy import Screen
     from sluicegate.providers.base import UpstreamRequest
     from sluicegate.proxy.upstream import Transport, UpstreamResponse
     from sluicegate.telemetry.tracing import Tracing
@@ -53,6 +54,7 @@ class Call:
     headers: list[tuple[bytes, bytes]]
     trace: tuple[Tracing, Span] | None = None  # the tracer and the request's span, when tracing
     receive: Receive | None = None  # the client's side of the connection, watched by streams
+    screen: Screen | None = None  # the rule's guardrails and transforms (docs/guardrails.md)
 
 
 @dataclass(slots=True)
@@ -158,6 +160,8 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
         request.headers.update(call.forwarded)
     for name, value in service.headers:
         request.headers[name] = value
+    if call.screen is not None:
+        call.screen.upstream_headers(request.headers, call.headers)
     if call.trace is None:
         return await _send(step, call, target, http, request, model, native)
     tracing, parent = call.trace
@@ -226,11 +230,15 @@ async def _send(
             return Failure(exc.kind, service, detail=str(exc))
         target.observe(time.monotonic() - started, time.monotonic())
         relay: Relay
-        if native:
+        # Output guardrails read text, so a guarded stream is decoded even from a same-dialect
+        # provider; each attempt starts with scanners of its own.
+        guard = call.screen.stream_guard() if call.screen is not None else None
+        if native and guard is None:
             relay = Passthrough(call.dialect)
         else:
             decoder = adapter.stream_decoder(endpoint, model)
-            relay = Translated(decoder, call.dialect.stream_encoder(call.parsed.canonical, model))
+            encoder = call.dialect.stream_encoder(call.parsed.canonical, model)
+            relay = Translated(decoder, encoder, guard)
         return Success(target, 200, content_type, None, relay, first, chunks, response)
     # A whole answer is read (and decoded) inside the attempt, so a read that
     # breaks or stalls, or an unreadable answer, is retried.
@@ -239,7 +247,14 @@ async def _send(
     except TransportError as exc:
         return Failure(exc.kind, service, detail=str(exc))
     target.observe(time.monotonic() - started, time.monotonic())
-    if not native:
+    if native:
+        # Relayed untouched, but a cut or non-JSON answer is the upstream's failure (a 502
+        # the client can read, and a retry), not a 200 no SDK can decode.
+        try:
+            orjson.loads(answer)
+        except orjson.JSONDecodeError as exc:
+            return Failure("invalid", service, detail=type(exc).__name__)
+    else:
         try:
             canonical = adapter.decode(endpoint, answer, model, call.parsed.canonical)
         except GatewayError as exc:  # e.g. a prompt the provider's filter blocked

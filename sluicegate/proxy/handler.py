@@ -18,10 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sluicegate.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond, respond_error
+from sluicegate.asgi import (
+    JSON,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    respond,
+    respond_error,
+)
 from sluicegate.auth.jwt import looks_like_jwt
+from sluicegate.cache.answers import Capture, replay_body, replay_stream
+from sluicegate.cache.keys import Scope as CacheScope
+from sluicegate.cache.policy import CachePlan
+from sluicegate.cache.store import MAX_ANSWER_BYTES, Caches, Lookup, read_control
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
+from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
@@ -35,21 +50,23 @@ from sluicegate.policies.rate_limit import (
     Reservation,
     Who,
 )
+from sluicegate.policies.tokens import approximate
 from sluicegate.policies.windows import RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
-from sluicegate.proxy.streaming import relay_stream
+from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
     ConsumerEntry,
     RoutingTable,
+    Step,
     hash_key,
 )
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.tracing import Tracing
-from sluicegate.telemetry.usage import text_markers, text_size, usage_of_body
+from sluicegate.telemetry.usage import TokenCounts, text_markers, text_size, usage_of_body
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
@@ -131,6 +148,10 @@ class Proxy:
         self._limiter: RateLimiter | None = None
         telemetry = runtime.loaded.config.telemetry
         self.tracing = Tracing.from_config(telemetry.otlp_endpoint, telemetry.service_name)
+        # Cache entries outlive routing tables: a config change keeps them.
+        self.caches = Caches(runtime.loaded.config.gateway.cache_max_bytes)
+        self._openai = OpenAIDialect()  # the dialect of the cache's embeddings requests
+        runtime.metrics.cache_memory.set_function(lambda: self.caches.lru.bytes)
 
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
@@ -149,6 +170,7 @@ class Proxy:
         if self._limiter is not None:
             await self._limiter.close()
             self._limiter = None
+        await self.caches.close()
 
     def authenticate(self, table: RoutingTable, key: str | None) -> ConsumerEntry:
         consumer = table.authenticate(key)
@@ -232,7 +254,9 @@ class Proxy:
                 else await self.authenticate_token(table, token)
             )
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
-            raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
+            raw = await read_body(
+                receive, table.max_body_bytes, incoming.content_length, table.body_timeout
+            )
             audit = self.recorder.audit
             if audit is not None and audit.log_bodies:  # otherwise no body outlives its answer
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
@@ -248,12 +272,19 @@ class Proxy:
                 reservation = await self.reserve(
                     table, limits, ex, incoming.key, parsed.canonical, out
                 )
+            if rule.guard is not None:  # guardrails(in) and transforms, before the cache key
+                ex.screen = rule.guard.begin(dialect.name, endpoint)
+                parsed, raw = ex.screen.request(dialect, parsed, raw, headers, self.prompt_tokens)
             forwarded = _forwarded(dialect, headers)
             call = Call(dialect, endpoint, parsed, raw, stream, forwarded, consumer.name, headers)
+            call.screen = ex.screen
             if span is not None and self.tracing is not None:
                 call.trace = (self.tracing, span)
             call.receive = receive  # a stream stops when its client leaves
-            await self.forward(table, rule, call, send, out, ex)
+            if rule.cache is None:
+                await self.forward(table, rule, call, send, out, ex)
+            else:
+                await self.forward_cached(table, rule, rule.cache, call, send, out, ex)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.type
             await respond_error(send, exc, out, dialect.name)
@@ -261,7 +292,9 @@ class Proxy:
                 ex.bodies.response = exc.body(dialect.name)
         finally:
             inflight.dec()
-            if reservation is not None:
+            if reservation is not None and ex.cache == "hit":  # nothing spent upstream
+                await self.limiter(table).settle(reservation, TokenCounts(), 0.0, True)
+            elif reservation is not None:
                 if ex.usage is None and ex.text_size is not None:  # none reported: counted
                     ex.usage = reservation.counted_usage(ex.text_size)
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
@@ -270,6 +303,11 @@ class Proxy:
             self.recorder.record(ex, table.prices, table.access_log)
             if span is not None:
                 Tracing.finish(span, ex)
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        """A prompt's tokens, counted as the rate limits count them (docs/limits.md)."""
+        limiter = self._limiter
+        return limiter.prompts.count(body) if limiter is not None else approximate(body)
 
     async def reserve(
         self,
@@ -313,9 +351,14 @@ class Proxy:
                 if token is None
                 else await self.authenticate_token(table, token)
             )
-            raw = await read_body(receive, table.max_body_bytes, incoming.content_length)
+            raw = await read_body(
+                receive, table.max_body_bytes, incoming.content_length, table.body_timeout
+            )
             parsed = dialect.parse("count_tokens", raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
+            if rule.guard is not None:  # the provider counts the text it would be sent
+                screen = rule.guard.begin(dialect.name, "count_tokens")
+                parsed, raw = screen.request(dialect, parsed, raw, headers, self.prompt_tokens)
             first = rule.targets[0].service
             if first.adapter is not None and first.adapter.passthrough_dialect == dialect.name:
                 forwarded = _forwarded(dialect, headers)
@@ -376,13 +419,16 @@ class Proxy:
         send: Send,
         out: Headers,
         ex: Exchange | None = None,
+        steps: list[Step] | None = None,
     ) -> None:
+        """Try ``steps`` (default: the rule's plan, drawn now) until one answers."""
         attempts = 0
         failure: Failure | None = None
         http = self.runtime.http
         ex = ex or Exchange("", table.gateway, call.endpoint, call.dialect.name)
-        rule_key = _sticky_key(rule.hash_on, call.consumer, call.headers)
-        for index, step in enumerate(rule.plan(table.rng, rule_key)):
+        if steps is None:
+            steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+        for index, step in enumerate(steps):
             service = step.service
             pool = service.pool
             key = pool.key(call.consumer, call.headers)
@@ -445,8 +491,13 @@ class Proxy:
         receive: Receive | None = None,
     ) -> None:
         ex.status = result.status
+        screen = ex.screen
+        if screen is not None:
+            screen.answer_headers(out)
         if result.relay is None:
             assert result.body is not None
+            if screen is not None:  # guardrails(out): rewritten, restored or refused
+                result.body = screen.answer(result.body)
             out.append((b"content-type", result.content_type.encode("latin-1")))
             await respond(send, result.status, result.body, out)
             ex.ended = time.perf_counter()
@@ -468,3 +519,110 @@ class Proxy:
         finally:
             result.target.inflight -= 1
             ex.upstream_seconds += time.monotonic() - started
+
+    async def forward_cached(
+        self,
+        table: RoutingTable,
+        rule: CompiledRule,
+        plan: CachePlan,
+        call: Call,
+        send: Send,
+        out: Headers,
+        ex: Exchange,
+    ) -> None:
+        """``forward`` behind the rule's cache (docs/cache.md): a hit is replayed without
+        an upstream call; a miss is forwarded and its complete answer kept."""
+        # An answer with a client's own values put back (guardrails' restore) is never shared.
+        if call.endpoint != "chat" or (call.screen is not None and call.screen.personal):
+            ex.cache = "bypass"
+            out.append((b"x-sluicegate-cache", b"bypass"))
+            await self.forward(table, rule, call, send, out, ex)
+            return
+        control = read_control(call.headers)
+        # The plan is drawn first: the key names the service and model it resolves to.
+        steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+        first = steps[0]
+        scope = CacheScope(table.gateway, rule.name, call.consumer if plan.per_consumer else None)
+        model = first.model or call.parsed.model
+
+        async def route(embedder: str, text: str) -> list[float]:
+            return await self.embedding(table, embedder, text)
+
+        found = await self.caches.lookup(
+            plan, scope, control, first.service.name, model, call.parsed, call.forwarded, route
+        )
+        ex.cache = found.result
+        out.append((b"x-sluicegate-cache", found.result.encode()))
+        if found.entry is not None:
+            await self.replay(found, call, send, out, ex)
+            return
+        capture = Capture(MAX_ANSWER_BYTES)
+        await self.forward(table, rule, call, capture.tap(send), out, ex, steps)
+        if ex.status == 200 and ex.error_type is None and ex.service and ex.upstream_model:
+            answered_by = (ex.service, ex.provider or "", ex.upstream_model)
+            await self.caches.store(
+                found,
+                capture,
+                call.dialect.name,
+                call.stream,
+                answered_by,
+                call.parsed,
+                call.forwarded,
+            )
+
+    async def replay(
+        self, found: Lookup, call: Call, send: Send, out: Headers, ex: Exchange
+    ) -> None:
+        """Answer from the cache: a whole answer or a stream, in the client's dialect."""
+        entry = found.entry
+        assert entry is not None
+        ex.status, ex.attempts = 200, 0
+        ex.service, ex.provider, ex.upstream_model = entry.service, entry.provider, entry.model
+        ex.usage, ex.cost = entry.usage, 0.0  # the tokens saved, at no cost
+        out.append((b"x-sluicegate-service", entry.service.encode()))
+        out.append((b"x-sluicegate-attempts", b"0"))
+        if found.similarity is not None:
+            out.append((b"x-sluicegate-cache-similarity", f"{found.similarity:.4f}".encode()))
+        if not call.stream:
+            body = replay_body(call.dialect, entry)
+            out.append(JSON)
+            await respond(send, 200, body, out)
+            if ex.bodies is not None:
+                ex.bodies.response = body
+            return
+        payload = replay_stream(call.dialect, call.parsed.canonical, entry)
+        if ex.bodies is not None:
+            send = ex.bodies.tap(send)
+        out.extend(STREAM_HEADERS)
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        ex.first_token = time.perf_counter() - ex.started
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    async def embedding(self, table: RoutingTable, model: str, text: str) -> list[float]:
+        """The embedding of ``text`` by ``model`` as ``table`` routes it (the semantic
+        cache's embedder, when it is not the local model)."""
+        # The gateway asks itself: any rule for the model will do, whoever the client is.
+        consumer = table.anonymous or ConsumerEntry("sluicegate-cache", None, b"")
+        raw = orjson.dumps({"model": model, "input": text})
+        dialect = self._openai
+        parsed = dialect.parse("embeddings", raw)
+        scope: Scope = {"path": "/v1/embeddings"}
+        rule = self.match(table, consumer, model, scope, [])
+        call = Call(dialect, "embeddings", parsed, raw, False, {}, consumer.name, [])
+        sink = _Sink()
+        await self.forward(table, rule, call, sink, [])
+        data = orjson.loads(sink.body)
+        vector = data["data"][0]["embedding"]
+        assert isinstance(vector, list)
+        return vector
+
+
+class _Sink:
+    """An ASGI ``send`` that keeps the body (the gateway's requests to itself)."""
+
+    def __init__(self) -> None:
+        self.body = b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.body += message.get("body", b"")

@@ -38,6 +38,7 @@ from sluicegate.telemetry.usage import (
 
 if TYPE_CHECKING:
     from sluicegate.dialects.base import Dialect, StreamEncoder
+    from sluicegate.guardrails.stream import ChunkGuard
     from sluicegate.providers.base import StreamDecoder
     from sluicegate.proxy.upstream import UpstreamResponse
 
@@ -47,6 +48,7 @@ _STREAM_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 
+STREAM_HEADERS = _STREAM_HEADERS  # a cached answer replayed as a stream goes out with them too
 
 # What a request whose client went away is recorded with (nginx's convention).
 CLIENT_CLOSED = 499
@@ -99,9 +101,12 @@ class Passthrough:
 class Translated:
     """The provider's stream decoded into canonical chunks, encoded in the client's dialect."""
 
-    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
+    def __init__(
+        self, decoder: StreamDecoder, encoder: StreamEncoder, guard: ChunkGuard | None = None
+    ) -> None:
         self.decoder = decoder
         self.encoder = encoder
+        self.guard = guard  # output guardrails, between the decoder and the encoder
         self.finished = False
         self.pending: GatewayError | None = None
         self.usage: TokenCounts | None = None
@@ -109,6 +114,13 @@ class Translated:
 
     def feed(self, data: bytes) -> bytes:
         chunks = self.decoder.feed(data)
+        if self.guard is not None:
+            chunks = self.guard.feed(chunks)
+            if self.decoder.finished:
+                chunks += self.guard.close()  # what was held back, before the end
+            if self.guard.blocked is not None:  # the stream ends with the error, nothing more
+                self.pending = self.guard.blocked
+                return b""
         for chunk in chunks:
             if chunk.get("usage"):
                 self.usage = read_usage(chunk["usage"], self.usage)

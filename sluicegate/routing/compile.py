@@ -7,8 +7,10 @@ import itertools
 import re
 
 from sluicegate.auth.jwt import JwtVerifier
+from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
 from sluicegate.credentials import build_signer
+from sluicegate.guardrails.policy import compile_guard
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
@@ -18,11 +20,11 @@ from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
 from sluicegate.routing.health import ActivePolicy, PassivePolicy, TargetHealth
 from sluicegate.routing.probes import Probe
 from sluicegate.routing.table import (
-    GroupEntry,
     CompiledRule,
     CompiledService,
     ConsumerEntry,
     FallbackOn,
+    GroupEntry,
     RoutingTable,
     Step,
     hash_key,
@@ -174,7 +176,13 @@ def _fallback_on(items: list[int | str]) -> FallbackOn:
     )
 
 
-def compile_rule(rule: Rule, index: int, services: dict[str, CompiledService]) -> CompiledRule:
+def compile_rule(
+    rule: Rule,
+    index: int,
+    services: dict[str, CompiledService],
+    redis: str | None = None,
+    warnings: list[str] | None = None,
+) -> CompiledRule:
     targets = tuple(Step(services[t.service], t.model) for t in rule.targets)
     cumulative = tuple(itertools.accumulate(t.weight for t in rule.targets))
     return CompiledRule(
@@ -196,6 +204,10 @@ def compile_rule(rule: Rule, index: int, services: dict[str, CompiledService]) -
             for r in rule.policies.rate_limit or []
         ),
         literal_models=tuple(m for m in rule.match.models if not is_glob(m)),
+        cache=compile_cache(
+            rule.policies.cache, redis, rule.name, warnings if warnings is not None else []
+        ),
+        guard=compile_guard(rule.policies),
     )
 
 
@@ -267,7 +279,10 @@ def compile_config(
         svc.name: compile_service(svc, i, upstreams, pools, warnings)
         for i, svc in enumerate(config.services)
     }
-    rules = [compile_rule(rule, i, services) for i, rule in enumerate(config.rules)]
+    redis = config.gateway.redis
+    rules = [
+        compile_rule(rule, i, services, redis, warnings) for i, rule in enumerate(config.rules)
+    ]
 
     exact: dict[str, list[int]] = {}
     globs: list[tuple[int, re.Pattern[str]]] = []
@@ -309,6 +324,7 @@ def compile_config(
     return RoutingTable(
         gateway=config.gateway.name,
         max_body_bytes=config.gateway.max_body_bytes,
+        body_timeout=config.gateway.body_timeout,
         rules=tuple(rules),
         exact={k: tuple(v) for k, v in exact.items()},
         globs=tuple(globs),

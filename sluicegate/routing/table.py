@@ -23,8 +23,10 @@ from typing import Any
 import orjson
 
 from sluicegate.auth.jwt import JwtVerifier
+from sluicegate.cache.policy import CachePlan
 from sluicegate.config.model import Policies
 from sluicegate.credentials import Signer
+from sluicegate.guardrails.policy import Guard
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.base import Adapter
 from sluicegate.proxy.upstream import Timeouts, Transport
@@ -98,6 +100,8 @@ class CompiledRule:
     literal_models: tuple[str, ...]
     hash_on: str | None = None
     limits: tuple[Limit, ...] = ()
+    cache: CachePlan | None = None  # policies.cache, compiled; None: no cache, no cost
+    guard: Guard | None = None  # policies.guardrails and .transform, compiled; None: none
 
     def pick(self, rng: random.Random, key: str | None = None) -> Step:
         if len(self.targets) == 1:
@@ -181,6 +185,7 @@ class RoutingTable:
     pools: tuple[Balancer, ...] = ()
     probes: tuple[Probe, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
+    body_timeout: float = 30.0
     access_log: bool = False
     limits: tuple[Limit, ...] = ()  # the gateway's own
     redis: str | None = None

@@ -26,13 +26,18 @@ class EventSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf + data if self._buf else data
+        held = b""
         if b"\r" in buf:
+            if buf.endswith(b"\r"):
+                # Maybe the first half of a CRLF cut between two reads: normalised alone,
+                # it would end a line the next read's LF would end again (a phantom event).
+                buf, held = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = buf.rfind(b"\n\n")
         if end < 0:
-            self._buf = buf
+            self._buf = buf + held
             return []
-        self._buf = buf[end + 2 :]
+        self._buf = buf[end + 2 :] + held
         whole = buf[: end + 2]
         if whole.count(b"\n\n") == 1:
             return [whole]

@@ -67,6 +67,8 @@ AUDIT_COLUMNS = (
     "cache",
     "attempts",
     "error_type",
+    "guardrail",  # JSON text: [{"on", "type", "action", "count"}] (docs/guardrails.md)
+    "tags",  # JSON text: {tag: value} from transform.tags
 )
 # Written with a row when ``audit.log_bodies`` is on (NULL otherwise); read only for one
 # request (``AuditQuery.bodies``), never for a page of rows.

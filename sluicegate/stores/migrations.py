@@ -91,6 +91,11 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # 5: guardrail verdicts (JSON: type, action, count; never a value) and transform tags
+        "ALTER TABLE sluicegate_audit ADD COLUMN guardrail TEXT",
+        "ALTER TABLE sluicegate_audit ADD COLUMN tags TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -163,6 +168,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
             last_used_at TIMESTAMPTZ NOT NULL
         )
         """,
+    ),
+    (
+        # 5: guardrail verdicts (JSON: type, action, count; never a value) and transform tags
+        "ALTER TABLE sluicegate_audit ADD COLUMN guardrail TEXT, ADD COLUMN tags TEXT",
     ),
 )
 

@@ -41,8 +41,11 @@ log = logging.getLogger("sluicegate.audit")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _NO_BODIES = (None, None, None, None)
-# A row spilled by a version without body columns is replayed with them empty.
-_OLD_ROW = len(AUDIT_COLUMNS)
+# Rows spilled by earlier versions are replayed with the columns they lacked empty:
+# without body columns, or with them but without guardrail and tags.
+_NO_GUARD = (None, None)
+_OLD_ROW = len(AUDIT_COLUMNS) - len(_NO_GUARD)
+_OLD_BODY_ROW = len(AUDIT_ROW_COLUMNS) - len(_NO_GUARD)
 
 
 class AuditSink(Protocol):
@@ -69,6 +72,15 @@ def _bodies(
     if bodies.transcript is not None and bodies.transcript.cut:
         response_cut = True
     return request_text, response_text, request_cut, response_cut
+
+
+def _guard_columns(ex: Exchange) -> tuple[str | None, str | None]:
+    assert ex.screen is not None
+    verdicts, tags = ex.screen.verdicts(), ex.screen.tags
+    return (
+        None if verdicts is None else orjson.dumps(verdicts).decode(),
+        None if tags is None else orjson.dumps(tags).decode(),
+    )
 
 
 def audit_row(
@@ -99,6 +111,7 @@ def audit_row(
         ex.cache,
         ex.attempts,
         ex.error_type,
+        *(_NO_GUARD if ex.screen is None else _guard_columns(ex)),
         *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes, redact)),
     )
 
@@ -376,7 +389,9 @@ class AuditWriter:
                 if isinstance(row, list) and len(row) == len(AUDIT_ROW_COLUMNS):
                     rows.append(tuple(row))
                 elif isinstance(row, list) and len(row) == _OLD_ROW:
-                    rows.append((*row, *_NO_BODIES))
+                    rows.append((*row, *_NO_GUARD, *_NO_BODIES))
+                elif isinstance(row, list) and len(row) == _OLD_BODY_ROW:
+                    rows.append((*row[:_OLD_ROW], *_NO_GUARD, *row[_OLD_ROW:]))
                 elif line.strip():
                     self._dropped.inc()
                     log.error("audit log: an unreadable line in %s is skipped", self.spill_path)

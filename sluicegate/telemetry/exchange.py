@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.usage import TokenCounts
+
+if TYPE_CHECKING:
+    from sluicegate.guardrails.policy import Screen
 
 
 @dataclass(slots=True)
@@ -36,6 +40,7 @@ class Exchange:
     cost: float | None = None
     cache: str | None = None
     bodies: Bodies | None = None  # only with audit.log_bodies: the audit row keeps them
+    screen: Screen | None = None  # the rule's guardrails and transforms: verdicts, tags
 
     @property
     def seconds(self) -> float:

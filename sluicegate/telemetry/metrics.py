@@ -130,6 +130,35 @@ class Metrics:
             ["gateway"],
             registry=registry,
         )
+        self.cache_lookups = Counter(
+            "sluicegate_cache_lookups",
+            "Requests of rules with a cache, by result (hit, miss, bypass)",
+            ["gateway", "rule", "result"],
+            registry=registry,
+        )
+        self.cache_saved_tokens = Counter(
+            "sluicegate_cache_saved_tokens",
+            "Tokens of answers served from the cache instead of a provider, by type",
+            ["gateway", "rule", "type"],
+            registry=registry,
+        )
+        self.cache_saved_cost = Counter(
+            "sluicegate_cache_saved_cost_usd",
+            "What answers served from the cache would have cost (the price table)",
+            ["gateway", "rule"],
+            registry=registry,
+        )
+        self.cache_memory = Gauge(
+            "sluicegate_cache_memory_bytes",
+            "Bytes held by the in-process cache (entries and vectors), at most its budget",
+            registry=registry,
+        )
+        self.guardrails = Counter(
+            "sluicegate_guardrail_verdicts",
+            "Guardrail findings by where (request, response), entity type or rule, and action",
+            ["gateway", "rule", "on", "type", "action"],
+            registry=registry,
+        )
         self.inflight = Gauge(
             "sluicegate_inflight_requests", "Requests being served", ["gateway"], registry=registry
         )

@@ -66,17 +66,36 @@ class Recorder:
             child(m.fallbacks, gateway, rule).inc()
         if ex.first_token is not None:
             child(m.first_token, gateway, service, provider, model).observe(ex.first_token)
-        if ex.usage is not None:
+        if ex.cache is not None:
+            child(m.cache_lookups, gateway, rule, ex.cache).inc()
+        if ex.cache == "hit":  # no provider was asked: its tokens and cost were saved
+            self._saved(ex, prices)
+        elif ex.usage is not None:
             for kind in _TOKEN_TYPES:
                 count = getattr(ex.usage, kind)
                 if count:
                     child(m.tokens, gateway, service, provider, model, consumer, kind).inc(count)
-        if ex.cost:
+        if ex.cost and ex.cache != "hit":
             child(m.cost, gateway, provider, model, consumer).inc(ex.cost)
+        if ex.screen is not None:
+            for (on, kind, action), count in ex.screen.screening.verdicts.items():
+                child(m.guardrails, gateway, rule, on, kind, action).inc(count)
         if access_log:
             access.info(orjson.dumps(self.line(ex)).decode())
         if self.audit is not None:
             self.audit.submit(ex)
+
+    def _saved(self, ex: Exchange, prices: PriceTable) -> None:
+        if ex.usage is None:
+            return
+        gateway, rule = ex.gateway, ex.rule or ""
+        for kind in _TOKEN_TYPES:
+            count = getattr(ex.usage, kind)
+            if count:
+                self._child(self.metrics.cache_saved_tokens, gateway, rule, kind).inc(count)
+        saved = prices.cost(ex.upstream_model or ex.model, ex.usage)
+        if saved:
+            self._child(self.metrics.cache_saved_cost, gateway, rule).inc(saved)
 
     @staticmethod
     def line(ex: Exchange) -> dict[str, object]:

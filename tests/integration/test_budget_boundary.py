@@ -1,10 +1,12 @@
 """Budgets through a running gateway: the same boundary (refused once spend >= budget)
-for the consumer's and the gateway's budget, with the counters in process or in Redis."""
+for the budget of a consumer, a group, a minted key and the gateway, with the counters
+in process or in Redis."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,10 +14,12 @@ import pytest
 
 from tests.conftest import KEY, OTHER_KEY
 from tests.fakes.gateway import RunningGateway
+from tests.fakes.stores import store_url
 
 Start = Callable[[dict[str, Any]], RunningGateway]
 # Priced at $1 per token, the mock's answer (3 prompt + 4 completion tokens) costs $7.
 PRICING = {"m": {"input": 1_000_000, "output": 1_000_000}}
+ADMIN_KEY = "adm-budget-test-0001"
 
 
 def config(backend: str) -> dict[str, Any]:
@@ -64,3 +68,41 @@ def test_the_gateway_budget(start_gateway: Start, backend: str, budget: float, s
     statuses = [ask(gateway.url, keys[i]).status_code for i in range(served + 1)]
     assert statuses == [200] * served + [429]
     assert ask(gateway.url, OTHER_KEY).json()["error"]["code"] == "budget_exceeded"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize(("budget", "served"), [(14, 2), (14.000001, 3)])
+def test_a_group_budget(start_gateway: Start, backend: str, budget: float, served: int) -> None:
+    # Both consumers are in the group: they spend from one budget together.
+    data = config(backend)
+    data["groups"] = [{"name": "eng", "budget": {"usd": budget, "window": "1d"}}]
+    for consumer in data["consumers"]:
+        consumer["groups"] = ["eng"]
+    gateway = start_gateway(data)
+    keys = [KEY, OTHER_KEY] * 3
+    statuses = [ask(gateway.url, keys[i]).status_code for i in range(served + 1)]
+    assert statuses == [200] * served + [429]
+    assert ask(gateway.url, KEY).json()["error"]["code"] == "budget_exceeded"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize(("budget", "served"), [(14, 2), (14.000001, 3)])
+def test_a_minted_key_budget(
+    start_gateway: Start, tmp_path: Path, backend: str, budget: float, served: int
+) -> None:
+    with store_url("sqlite", tmp_path) as store:
+        data = config(backend)
+        data["gateway"].update(store=store, admin_key=ADMIN_KEY)
+        gateway = start_gateway(data)
+        made = httpx.post(
+            gateway.url + "/admin/consumers/team-a/keys",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            json={"budget": {"usd": budget, "window": "1d"}},
+            timeout=10,
+        )
+        assert made.status_code == 201, made.text
+        minted = made.json()["key"]
+        statuses = [ask(gateway.url, minted).status_code for _ in range(served + 1)]
+        assert statuses == [200] * served + [429]
+        assert ask(gateway.url, minted).json()["error"]["code"] == "budget_exceeded"
+        assert ask(gateway.url, KEY).status_code == 200  # the key's budget binds the key alone

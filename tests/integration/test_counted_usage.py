@@ -153,9 +153,10 @@ def test_a_client_that_leaves_mid_stream_stops_the_upstream(
     assert fake_openai.cut[-1] < 3
     line = next(x for x in access_lines(caplog) if x["model"] == "trickle-stream")
     assert line["status"] == 499 and line["error_type"] == "client_disconnected"
-    # Settled with what was sent: 3 to 5 words of 4 characters ("w00 "), one token each.
+    # Settled with what was relayed: the 3 words read, and the few sent while the client
+    # was leaving, 4 characters ("w00 ") and so one token each; far from the 500 reserved.
     assert line["input_tokens"] == PROMPT
-    assert 3 <= line["output_tokens"] <= 5
+    assert 3 <= line["output_tokens"] <= 10
     assert used_before(after) == PROMPT + line["output_tokens"]
     metrics = httpx.get(gateway.url + "/metrics").text.splitlines()
     assert any(

@@ -3,6 +3,7 @@ the documented approximation otherwise; and the text measured when usage is miss
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,11 @@ def test_tiktoken_not_cached_falls_back_once_without_the_network(
     assert loads == []
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken's "no cache": would download
     assert PromptCounter().encoding("gpt-4o") is None
+    # A damaged file in the cache: tiktoken would delete it and download again.
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"not an encoding")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    assert PromptCounter().count(BODY) == approximate(BODY)
     assert loads == []
 
 

@@ -1,0 +1,61 @@
+// Rules: what each one matches, how it splits traffic, where it falls back, its policies.
+import {all} from "../api.js";
+import {clear, duration, h, num, tags} from "../dom.js";
+
+function match(rule) {
+  const m = rule.match || {};
+  const parts = [];
+  if (m.models?.length) parts.push(h("div", {}, "models ", m.models.map((x) => h("code", {class: "tag"}, x))));
+  if (m.paths?.length) parts.push(h("div", {}, "paths ", m.paths.map((x) => h("code", {class: "tag"}, x))));
+  for (const [name, value] of Object.entries(m.headers || {})) parts.push(h("div", {}, "header ", h("code", {}, `${name}: ${value}`)));
+  return parts.length ? parts : h("span", {class: "muted"}, "everything");
+}
+
+function split(rule) {
+  const total = rule.targets.reduce((sum, t) => sum + t.weight, 0);
+  return rule.targets.map((t) => {
+    const share = t.weight / total;
+    const bar = h("div", {class: "bar", title: `${num(share * 100, 1)} %`}, h("span"));
+    bar.firstChild.style.width = `${share * 100}%`;
+    return h("div", {class: "split"}, h("span", {}, t.service, t.model ? ` → ${t.model}` : "", " ", h("span", {class: "muted"}, `${num(share * 100, 1)} %`)), bar);
+  });
+}
+
+function policies(rule) {
+  const p = rule.policies || {};
+  const out = [];
+  for (const limit of p.rate_limit || []) {
+    const what = [limit.requests != null ? `${limit.requests} requests` : null, limit.tokens != null ? `${limit.tokens} tokens` : null].filter(Boolean).join(" + ");
+    out.push(h("div", {}, `rate limit: ${what} / ${duration(limit.window)} per ${limit.per}`));
+  }
+  if (p.cache) out.push(h("div", {}, `cache: ${p.cache.mode}, ttl ${duration(p.cache.ttl)}`));
+  if (p.guardrails && p.guardrails.pii !== "off") out.push(h("div", {}, `guardrails: pii ${p.guardrails.pii}`));
+  if (p.transform) out.push(h("div", {}, "transform: ", h("code", {}, JSON.stringify(p.transform))));
+  if (p.log_bodies !== null && p.log_bodies !== undefined) out.push(h("div", {}, `log bodies: ${p.log_bodies ? "yes" : "no"}`));
+  return out.length ? out : h("span", {class: "muted"}, "none");
+}
+
+export default {
+  title: "Rules",
+  render(root) {
+    const error = h("p", {class: "error", role: "alert"});
+    const box = h("section", {class: "panel"}, h("p", {class: "muted"}, "Loading…"));
+    root.append(h("p", {class: "muted"}, "Rules are tried in this order; the first that matches a request routes it."), error, box);
+    all("/rules").then((rules) => {
+      const head = ["#", "Rule", "Matches", "Targets (split)", "Fallbacks", "Falls back on", "Policies", "Tags"];
+      const rows = rules.map((rule, i) => h("tr", {"data-rule": rule.name},
+        h("td", {class: "num"}, String(i + 1)),
+        h("td", {}, h("strong", {}, rule.name), h("div", {class: "muted"}, rule.source), rule.description ? h("div", {class: "muted"}, rule.description) : null),
+        h("td", {}, match(rule)),
+        h("td", {}, split(rule)),
+        h("td", {}, rule.fallbacks.length ? rule.fallbacks.map((f, j) => h("div", {}, `${j + 1}. ${f.service}${f.model ? ` → ${f.model}` : ""}`)) : h("span", {class: "muted"}, "none")),
+        h("td", {}, rule.fallbacks.length ? rule.fallback_on.join(", ") : "–"),
+        h("td", {}, policies(rule)),
+        h("td", {}, tags(rule.tags)),
+      ));
+      clear(box, rules.length
+        ? h("div", {class: "table-wrap"}, h("table", {}, h("thead", {}, h("tr", {}, head.map((x) => h("th", {scope: "col"}, x)))), h("tbody", {}, rows)))
+        : h("p", {class: "muted"}, "No rules."));
+    }).catch((e) => { error.textContent = e.message; });
+  },
+};
