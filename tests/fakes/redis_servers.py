@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,6 +38,25 @@ def _cli(port: int, *args: str, tls: Path | None = None, password: str | None = 
         command += ["--no-auth-warning", "-a", password]
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=10)
     return done.stdout.strip()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and below 65536 too;
+    an ephemeral port from the kernel is often above 55535, where Redis cannot start."""
+    for _ in range(200):
+        port = random.randint(20000, 50000)
+        if _free(port) and _free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis cluster node")
 
 
 def _wait(check: object, what: str, seconds: float = 10) -> None:
@@ -155,7 +176,7 @@ class Servers:
 
     def cluster(self, size: int = 3) -> list[int]:
         """``size`` masters sharing the 16384 slots, no replicas."""
-        ports = [free_port() for _ in range(size)]
+        ports = [_cluster_port() for _ in range(size)]
         for port in ports:
             self.start(
                 "--port", str(port), "--cluster-enabled", "yes",
