@@ -5,7 +5,8 @@ of the OpenAI (and Anthropic) HTTP API for gateway benchmarks.
 nginx cannot look inside a request body, so streaming is selected by PATH:
 
   POST /v1/chat/completions            -> chat.completion JSON (non-streaming)
-  POST /stream/v1/chat/completions     -> SSE: chat.completion.chunk x N + [DONE]
+  POST /stream/v1/chat/completions     -> SSE: chat.completion.chunk x 12 + [DONE]
+  POST /stream50/v1/chat/completions   -> SSE: chat.completion.chunk x 50 + [DONE]
   GET  /v1/models, /stream/v1/models   -> model list
   POST /v1/messages                    -> Anthropic message JSON
   POST /stream/v1/messages             -> Anthropic SSE (message_start ... message_stop)
@@ -50,6 +51,10 @@ STREAM_PIECES = [
     " that call the model many times per task.",
 ]
 assert "".join(STREAM_PIECES) == ANSWER
+# the same answer cut into 47 slices of a few characters, about a token each: with the
+# role, finish and usage chunks a 50-chunk stream (the streaming scenario of bench/matrix.py)
+STREAM50_PIECES = [ANSWER[len(ANSWER) * i // 47 : len(ANSWER) * (i + 1) // 47] for i in range(47)]
+assert "".join(STREAM50_PIECES) == ANSWER
 USAGE = {
     "prompt_tokens": 24,
     "completion_tokens": 52,
@@ -100,7 +105,7 @@ def chat_completion():
     )
 
 
-def chat_stream():
+def chat_stream(pieces=STREAM_PIECES):
     base = {
         "id": CHAT_ID,
         "object": "chat.completion.chunk",
@@ -123,7 +128,7 @@ def chat_stream():
             usage=None,
         )
     ]
-    for piece in STREAM_PIECES:
+    for piece in pieces:
         chunks.append(
             dict(
                 base,
@@ -322,7 +327,13 @@ http {{
             add_header x-request-id $request_id always;
             {chat_stream}
         }}
-        location ~ ^(/stream)?/v1/models$ {{
+        location = /stream50/v1/chat/completions {{
+            default_type text/event-stream;
+            add_header cache-control no-cache always;
+            add_header x-request-id $request_id always;
+            {chat_stream50}
+        }}
+        location ~ ^(/stream|/stream50)?/v1/models$ {{
             {models}
         }}
         # ---- Anthropic Messages API ----
@@ -362,6 +373,7 @@ def main():
         not_found=dumps(not_found),
         chat=nginx_body("chat", chat_completion()),
         chat_stream=nginx_body("chat_stream", chat_stream()),
+        chat_stream50=nginx_body("chat_stream50", chat_stream(STREAM50_PIECES)),
         models=nginx_body("models", models()),
         anthropic=nginx_body("anthropic", anthropic_message()),
         anthropic_stream=nginx_body("anthropic_stream", anthropic_stream()),

@@ -28,6 +28,7 @@ from sluicegate.errors import (
 from sluicegate.proxy.streaming import Passthrough, Relay, Translated
 from sluicegate.routing.balancer import Target
 from sluicegate.routing.table import CompiledService, Step
+from sluicegate.telemetry.usage import TokenCounts, read_usage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -128,6 +129,7 @@ class Success:
     first: bytes = b""
     rest: AsyncGenerator[bytes, None] | None = None
     response: UpstreamResponse | None = None
+    usage: TokenCounts | None = None  # a whole answer's, read while it was checked
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:
@@ -249,23 +251,25 @@ async def _send(
     target.observe(time.monotonic() - started, time.monotonic())
     if native:
         # Relayed untouched, but a cut or non-JSON answer is the upstream's failure (a 502
-        # the client can read, and a retry), not a 200 no SDK can decode.
+        # the client can read, and a retry), not a 200 no SDK can decode. The one parse
+        # also gives the usage.
         try:
-            orjson.loads(answer)
+            document = orjson.loads(answer)
         except orjson.JSONDecodeError as exc:
             return Failure("invalid", service, detail=type(exc).__name__)
-    else:
-        try:
-            canonical = adapter.decode(endpoint, answer, model, call.parsed.canonical)
-        except GatewayError as exc:  # e.g. a prompt the provider's filter blocked
-            return Failure("status", service, exc.http_status, cause=exc)
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            return Failure("invalid", service, detail=type(exc).__name__)
-        if not canonical.get("model"):
-            canonical["model"] = model  # some providers do not name it
-        answer = call.dialect.encode_response(endpoint, canonical)
-        content_type = "application/json"
-    return Success(target, response.status, content_type, answer)
+        usage = read_usage(document.get("usage")) if isinstance(document, dict) else None
+        return Success(target, response.status, content_type, answer, usage=usage)
+    try:
+        canonical = adapter.decode(endpoint, answer, model, call.parsed.canonical)
+    except GatewayError as exc:  # e.g. a prompt the provider's filter blocked
+        return Failure("status", service, exc.http_status, cause=exc)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        return Failure("invalid", service, detail=type(exc).__name__)
+    if not canonical.get("model"):
+        canonical["model"] = model  # some providers do not name it
+    answer = call.dialect.encode_response(endpoint, canonical)
+    usage = read_usage(canonical.get("usage"))
+    return Success(target, response.status, "application/json", answer, usage=usage)
 
 
 async def _failed(response: UpstreamResponse, service: CompiledService) -> Failure:

@@ -66,7 +66,7 @@ from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.tracing import Tracing
-from sluicegate.telemetry.usage import TokenCounts, text_markers, text_size, usage_of_body
+from sluicegate.telemetry.usage import TokenCounts, text_markers, text_size
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
@@ -501,7 +501,7 @@ class Proxy:
             out.append((b"content-type", result.content_type.encode("latin-1")))
             await respond(send, result.status, result.body, out)
             ex.ended = time.perf_counter()
-            ex.usage = usage_of_body(result.body)  # after the client has its answer
+            ex.usage = result.usage
             if ex.usage is None:
                 markers = text_markers(ex.dialect, result.body)
                 ex.text_size = text_size(result.body, markers)

@@ -72,17 +72,6 @@ def read_usage(usage: Any, into: TokenCounts | None = None) -> TokenCounts | Non
     return counts
 
 
-def usage_of_body(body: bytes) -> TokenCounts | None:
-    """Usage of a whole answer (OpenAI completion or Anthropic message)."""
-    if b'"usage"' not in body:
-        return None
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return read_usage(data.get("usage")) if isinstance(data, dict) else None
-
-
 def usage_of_events(payload: bytes, into: TokenCounts | None) -> TokenCounts | None:
     """Merge the usage found in relayed SSE events; events without usage cost one ``in``."""
     if b'"usage":{' not in payload and b'"usage": {' not in payload:

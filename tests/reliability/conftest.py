@@ -32,9 +32,9 @@ class _Records(logging.Handler):
         self.leaks.scan(f"log {record.name}", self.format(record) + repr(vars(record)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def leaks() -> Iterator[Leaks]:
-    """Scans every log record of the session; tests add answers and process output."""
+    """Scans every log record while this suite runs; tests add answers and process output."""
     found = Leaks()
     found.watch("upstream credential", UPSTREAM_SECRET)
     found.watch("client key", CLIENT_KEY)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sluicegate.telemetry.pricing import Price, PriceTable
-from sluicegate.telemetry.usage import TokenCounts, read_usage, usage_of_body, usage_of_events
+from sluicegate.telemetry.usage import TokenCounts, read_usage, usage_of_events
 
 
 @pytest.mark.parametrize(
@@ -71,10 +71,7 @@ def test_usage_shapes() -> None:
         }
     )
     assert anthropic == TokenCounts(input=15, output=5, cached=4, cache_write=1)
-    assert usage_of_body(b'{"id": 1}') is None
-    assert usage_of_body(b'{"usage": {"prompt_tokens": 1, "completion_tokens": 2}}') == TokenCounts(
-        1, 2
-    )
+    assert read_usage(None) is None
 
 
 def test_anthropic_stream_usage_merges_start_and_delta() -> None:
