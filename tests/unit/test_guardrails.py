@@ -15,7 +15,7 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import ContentBlocked, InvalidRequest
 from sluicegate.guardrails import presidio
 from sluicegate.guardrails.policy import Guard, compile_guard, scrub_bodies
-from sluicegate.guardrails.scanner import Screening, StreamScanner
+from sluicegate.guardrails.scanner import Rule, Screening, StreamScanner
 from sluicegate.telemetry.exchange import Exchange
 
 EMAIL = "jane@example.com"
@@ -353,3 +353,43 @@ def test_rows_spilled_before_the_guardrail_columns_are_replayed(tmp_path: Any) -
     assert named[1]["guardrail"] is None and named[1]["tags"] is None
     assert named[1]["request_body"] == "req" and named[1]["response_truncated"] is True
     assert named[1]["error_type"] == "id19"
+
+
+def test_presidio_results_map_to_findings_by_type_and_score() -> None:
+    """Our side of the Presidio contract, with an analyzer that answers as Presidio's does
+    (``RecognizerResult``: entity_type, start, end, score); Presidio itself needs a spaCy
+    model that cannot be installed offline, so its own detection is not run here."""
+    from dataclasses import dataclass
+
+    import regex as re
+
+    @dataclass
+    class Result:
+        entity_type: str
+        start: int
+        end: int
+        score: float
+
+    class Analyzer:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, list[str], str]] = []
+
+        def analyze(self, text: str, entities: list[str], language: str) -> list[Result]:
+            self.asked.append((text, entities, language))
+            return [
+                Result("PERSON", 11, 21, 0.85),
+                Result("LOCATION", 25, 31, 0.3),  # below the threshold
+                Result("PHONE_NUMBER", 0, 2, 0.99),  # a type not asked for
+            ]
+
+    person = Rule("person", "PERSON", re.compile("(?!)"), "redact")
+    place = Rule("location", "LOCATION", re.compile("(?!)"), "redact")
+    recognizer = presidio.PresidioRecognizer({"person": person, "location": place})
+    analyzer = Analyzer()
+    recognizer._analyzer = analyzer
+    text = "My name is John Smith in Berlin."
+    found = recognizer(text)
+    assert [(f.start, f.end, f.rule.type) for f in found] == [(11, 21, "person")]
+    assert text[11:21] == "John Smith"
+    assert analyzer.asked == [(text, ["PERSON", "LOCATION"], "en")]
+    assert recognizer("   ") == [] and len(analyzer.asked) == 1  # blank texts are not sent
