@@ -9,6 +9,7 @@ import orjson
 
 from sluicegate.admin.api import AdminApi
 from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
+from sluicegate.cors import origin_of
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
@@ -84,6 +85,18 @@ class App:
             missing = NotFound(f"No gateway named '{name}'.", code="gateway_not_found")
             await respond_error(send, missing, [])
             return
+        if table.cors is not None and not path.startswith(("/admin", "/ui")):
+            origin, preflight = origin_of(scope["headers"])
+            if origin is not None:
+                if not table.cors.allows(origin):
+                    if preflight:  # the browser refuses the call without our headers
+                        await respond(send, 204, b"", [])
+                        return
+                elif preflight and method == "OPTIONS":
+                    await respond(send, 204, b"", table.cors.preflight(origin))
+                    return
+                else:
+                    send = table.cors.wrap(send, origin)
         route = _POST_ENDPOINTS.get(path)
         if route is not None:
             if method == "POST":

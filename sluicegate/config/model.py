@@ -503,11 +503,39 @@ class Consumer(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+class Cors(Strict):
+    """Browsers on these origins may call the data plane (``*``: any origin)."""
+
+    allow_origins: list[str] = Field(min_length=1)
+    allow_headers: list[str] = Field(
+        default_factory=lambda: [
+            "authorization",
+            "content-type",
+            "x-api-key",
+            "anthropic-version",
+            "anthropic-beta",
+            "x-request-id",
+            "cache-control",
+        ]
+    )
+    max_age: Duration = Field(default=600.0, ge=0)
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and (scheme not in ("http", "https") or not sep or not rest):
+                raise ValueError(f"'{origin}' is not an origin (https://app.example.com, or *)")
+        return value
+
+
 class Gateway(Strict):
     name: Name = "default"
     listen: str = "127.0.0.1:8080"
     admin_key: str | None = _secret()
     metrics_key: str | None = _secret()  # set: /metrics asks for it as a bearer token
+    cors: Cors | None = None  # unset: no browser on another origin may read an answer
     store: str | None = None
     redis: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -9,6 +9,7 @@ import re
 from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
+from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
 from sluicegate.policies.rate_limit import Limit
@@ -225,6 +226,13 @@ def limits_of(
     return out
 
 
+def _cors(config: Config) -> CorsPolicy | None:
+    cors = config.gateway.cors
+    if cors is None:
+        return None
+    return CorsPolicy.of(cors.allow_origins, cors.allow_headers, cors.max_age)
+
+
 def _gateway_limits(config: Config) -> tuple[Limit, ...]:
     gateway = config.gateway
     limits = tuple(
@@ -325,6 +333,7 @@ def compile_config(
         gateway=config.gateway.name,
         max_body_bytes=config.gateway.max_body_bytes,
         body_timeout=config.gateway.body_timeout,
+        cors=_cors(config),
         rules=tuple(rules),
         exact={k: tuple(v) for k, v in exact.items()},
         globs=tuple(globs),

@@ -25,6 +25,7 @@ import orjson
 from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.cache.policy import CachePlan
 from sluicegate.config.model import Policies
+from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import Signer
 from sluicegate.guardrails.policy import Guard
 from sluicegate.policies.rate_limit import Limit
@@ -186,6 +187,7 @@ class RoutingTable:
     probes: tuple[Probe, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
     body_timeout: float = 30.0
+    cors: CorsPolicy | None = None
     access_log: bool = False
     limits: tuple[Limit, ...] = ()  # the gateway's own
     redis: str | None = None
