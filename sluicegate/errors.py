@@ -62,6 +62,12 @@ class TimedOut(TransportError):
     kind = "timeout"
 
 
+class AnswerTooLarge(TransportError):
+    """A whole answer bigger than ``gateway.max_answer_bytes``: never held in memory."""
+
+    kind = "invalid"
+
+
 class CredentialsRefused(TransportError):
     """A token endpoint (Entra ID, Google) refused the service's credentials: not retried."""
 

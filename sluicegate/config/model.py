@@ -539,6 +539,8 @@ class Gateway(Strict):
     store: str | None = None
     redis: str | None = None
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # A whole (not streamed) answer above this is refused as the upstream's failure (502).
+    max_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # The longest pause while a client sends its body: a body that stalls (a chunked one
     # that never ends) is a 408 instead of a connection held for ever.
     body_timeout: Duration = Field(default=30.0, gt=0)

@@ -57,7 +57,7 @@ class _MockResponse:
         self._chunks = chunks
         self._delay = delay
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
         return self._body if self._chunks is None else b"".join(self._chunks)
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:

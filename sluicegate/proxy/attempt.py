@@ -245,7 +245,7 @@ async def _send(
     # A whole answer is read (and decoded) inside the attempt, so a read that
     # breaks or stalls, or an unreadable answer, is retried.
     try:
-        answer = await response.read()
+        answer = await response.read(service.max_answer_bytes)
     except TransportError as exc:
         return Failure(exc.kind, service, detail=str(exc))
     target.observe(time.monotonic() - started, time.monotonic())

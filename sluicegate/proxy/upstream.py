@@ -16,7 +16,7 @@ from typing import Protocol
 
 import aiohttp
 
-from sluicegate.errors import ConnectFailed, TimedOut
+from sluicegate.errors import AnswerTooLarge, ConnectFailed, TimedOut
 from sluicegate.providers.base import UpstreamRequest
 
 
@@ -40,7 +40,8 @@ class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]
 
-    async def read(self) -> bytes: ...
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; raises ``AnswerTooLarge`` past ``limit`` bytes."""
 
     def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
@@ -60,10 +61,22 @@ class _AiohttpResponse:
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
         try:
             async with asyncio.timeout_at(self._deadline):
-                return await self._resp.read()
+                if limit is None:
+                    return await self._resp.read()
+                declared = self._resp.content_length
+                if declared is not None and declared > limit:
+                    raise AnswerTooLarge(f"the answer is {declared} bytes, above {limit} bytes")
+                parts: list[bytes] = []
+                size = 0
+                async for data in self._resp.content.iter_any():
+                    size += len(data)
+                    if size > limit:
+                        raise AnswerTooLarge(f"the answer is above {limit} bytes")
+                    parts.append(data)
+                return b"".join(parts)
         except TimeoutError:
             raise TimedOut("the upstream did not finish its answer in time") from None
         except aiohttp.ClientError as exc:

@@ -63,6 +63,7 @@ def compile_service(
     upstreams: dict[str, Upstream],
     pools: dict[str, Balancer],
     warnings: list[str],
+    max_answer_bytes: int = 64 * 1024 * 1024,
 ) -> CompiledService:
     where = f"services[{index}]"
     adapter_class = ADAPTERS[svc.provider]
@@ -106,6 +107,7 @@ def compile_service(
         timeouts=timeouts,
         backoff=(svc.retry_backoff, svc.retry_backoff_max),
         transport=transport,
+        max_answer_bytes=max_answer_bytes,
     )
 
 
@@ -284,7 +286,9 @@ def compile_config(
     pools = {u.name: pool for u, (pool, _) in zip(config.upstreams, compiled, strict=True)}
     probes = tuple(probe for _, probe in compiled if probe is not None)
     services = {
-        svc.name: compile_service(svc, i, upstreams, pools, warnings)
+        svc.name: compile_service(
+            svc, i, upstreams, pools, warnings, config.gateway.max_answer_bytes
+        )
         for i, svc in enumerate(config.services)
     }
     redis = config.gateway.redis

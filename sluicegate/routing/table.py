@@ -49,6 +49,7 @@ class CompiledService:
     timeouts: Timeouts
     backoff: tuple[float, float]  # first retry delay, largest delay
     transport: Transport | None = None  # None: the runtime's shared HTTP client
+    max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer above it is the upstream's failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,3 +144,26 @@ def healthy(gateway: RunningGateway, broken: BrokenUpstream) -> bool:
         )
     finally:
         broken.mode = mode
+
+
+def test_an_answer_above_max_answer_bytes_is_the_upstreams_failure(
+    broken: BrokenUpstream, leaks: Leaks, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A whole answer past ``gateway.max_answer_bytes`` is never held: 502, and a stream
+    (relayed as it comes, never held) still passes."""
+    config = {
+        "gateway": {"max_answer_bytes": 1024 * 1024},
+        "services": [upstream_service("broken", broken.port)],
+        "rules": [{"name": "r", "targets": [{"service": "broken"}], "fallback_on": []}],
+        "consumers": [{"name": "team", "keys": [CLIENT_KEY]}],
+    }
+    running = RunningGateway(audited(tmp_path_factory.mktemp("capped"), config)).start()
+    try:
+        broken.mode, broken.size = "huge", HUGE
+        whole = ask(running, leaks, "openai", stream=False)
+        assert whole.status_code == 502 and whole.json()["error"]["type"] == "upstream_error"
+        assert "above 1048576 bytes" in whole.json()["error"]["message"]
+        assert ask(running, leaks, "openai", stream=True).status_code == 200
+        assert healthy(running, broken)
+    finally:
+        running.stop()

@@ -29,7 +29,7 @@ class Answer:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int | None = None) -> bytes:
         return self.body
 
     async def chunks(self) -> AsyncIterator[bytes]:
