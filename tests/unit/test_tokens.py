@@ -163,3 +163,27 @@ def test_counted_usage_rounds_the_text_up() -> None:
     assert [estimated_output(n) for n in (0, 1, 4, 5, 8)] == [0, 1, 1, 2, 2]
     reservation = Reservation([], [], estimate=Estimate(20, 500))
     assert reservation.counted_usage(9) == TokenCounts(20, 3, estimated=True)
+
+
+def test_counts_with_a_loaded_tiktoken_encoding() -> None:
+    """The counting path with tiktoken's real BPE engine; its OpenAI vocabularies need a
+    download, so this one is built here from single bytes (one token per byte, plus one
+    merge), which makes the expected counts exact."""
+    tiktoken = pytest.importorskip("tiktoken")
+    ranks = {bytes([b]): b for b in range(256)}
+    ranks[b"is"] = 256
+    encoding = tiktoken.Encoding(
+        name="bytes-test", pat_str=r"\S+|\s+", mergeable_ranks=ranks, special_tokens={}
+    )
+    counter = PromptCounter()
+    assert counter.encoding("claude-3-5-haiku") is None  # not OpenAI's: no tokenizer
+    counter._encodings["o200k_base"] = encoding  # as if loaded from tiktoken's cache
+    if counter.encoding("gpt-4o-mini") is None:
+        pytest.skip("tiktoken does not name an encoding for gpt-4o-mini")
+    assert counter.encoding("gpt-4o-mini") is encoding
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "this is"}]}
+    # "this is": t h i s (the merge "is" makes t h [is]) = 3, " " = 1, "is" = 1 → 5 tokens
+    assert len(encoding.encode("this is")) == 5
+    # OpenAI's framing: 3 per message (its role included) and 3 to prime the reply.
+    assert counter.count(body) == 3 + 3 + 5
+    assert counter.count({**body, "model": "claude-3-5-haiku"}) == approximate(body)
