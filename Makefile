@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_KEY := sk-demo-0123456789
 
-.PHONY: run install dev test lint fmt bench clean lock audit soak
+.PHONY: run install dev test lint fmt bench bench-gateway bench-peers bench-tools clean lock audit soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +59,32 @@ test: dev
 	@scripts/audit-deps.sh $(BIN)
 	$(BIN)/pytest
 
-# make bench BENCH_ARGS="--workers 2"   (see bench/run.sh for the options)
-bench: install
+# The scenario matrix beside the LiteLLM proxy (docs/performance.md), about 10 minutes:
+# make bench BENCH_ARGS="--workers 2"   (bench/matrix.py -h lists the options)
+bench: $(VENV)/.installed-bench bench-tools bench-peers
+	$(BIN)/python bench/matrix.py $(BENCH_ARGS)
+
+# One gateway in detail against the mock (the older profile; bench/run.sh -h).
+bench-gateway: install bench-tools
 	bench/run.sh $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	@touch $@ $(VENV)/.installed
+
+# nginx (the mock upstream) and wrk (closed-loop load) come from the distribution.
+bench-tools:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		{ apt-get update && apt-get install -y nginx wrk curl iproute2; }
+
+# The peer, in its own virtualenv (git-ignored), with what its official image adds.
+LITELLM_VERSION := 1.106.2
+PEERS := bench/.peers
+bench-peers: $(PEERS)/litellm/.installed
+$(PEERS)/litellm/.installed:
+	$(PYTHON) -m venv $(PEERS)/litellm
+	$(PEERS)/litellm/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)' httptools opentelemetry-sdk
+	@touch $@
 
 # Pin every dependency with its hashes (PyPI's): requirements.lock for the service,
 # requirements-dev.lock for development and CI. Run after editing pyproject.toml's dependencies.

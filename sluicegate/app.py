@@ -14,6 +14,7 @@ from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
+from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
@@ -45,8 +46,9 @@ class MethodNotAllowed(GatewayError):
 
 
 class App:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, tune_gc: bool = False) -> None:
         self.runtime = runtime
+        self.tune_gc = tune_gc  # `sluicegate serve`: gc_tuning once started (not in tests)
         self.proxy = Proxy(runtime)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
@@ -158,6 +160,8 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self.ui.start()
+                if self.tune_gc:
+                    tune_for_serving()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.ui.close()
@@ -167,5 +171,5 @@ class App:
                 return
 
 
-def create_app(runtime: Runtime) -> App:
-    return App(runtime)
+def create_app(runtime: Runtime, *, tune_gc: bool = False) -> App:
+    return App(runtime, tune_gc=tune_gc)

@@ -277,7 +277,8 @@ def app_factory() -> object:
 
     path = os.environ[_CONFIG_ENV]
     access_log = os.environ.get(_ACCESS_LOG_ENV) == "1"
-    return create_app(Runtime(load_config(path), config_path=path, access_log=access_log))
+    runtime = Runtime(load_config(path), config_path=path, access_log=access_log)
+    return create_app(runtime, tune_gc=True)
 
 
 def _exit_ok(signum: int, frame: object) -> None:
@@ -343,7 +344,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
         uvicorn.run("sluicegate.cli:app_factory", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
     else:
-        uvicorn.run(create_app(runtime), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(runtime, tune_gc=True), **options)  # type: ignore[arg-type]
     return 0
 
 

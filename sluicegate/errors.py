@@ -74,6 +74,11 @@ class CredentialsRefused(TransportError):
     kind = "auth"
 
 
+class RedisCallFailed(SluicegateError):
+    """A call of the lean Redis client (stores/resp.py) that Redis refused or did not
+    answer in time; the rate limiter treats it as counters out of reach."""
+
+
 # Anthropic names the statuses that have no type of their own in its API.
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sluicegate.stores.redis_client import connect_redis
+from sluicegate.stores.redis_client import RedisConnection, connect_redis
+from sluicegate.stores.resp import Resp, Script, lean_target
 
 SLICES = 60
 
@@ -161,12 +162,23 @@ class RedisCounters:
     """
 
     def __init__(self, url: str) -> None:
-        self._connection = connect_redis(
-            url, socket_connect_timeout=0.5, socket_timeout=0.5, health_check_interval=0
-        )
-        self._client: Any = self._connection.client
-        self._reserve = self._client.register_script(_RESERVE)
-        self._adjust = self._client.register_script(_ADJUST)
+        self._connection: RedisConnection | None = None
+        self._lean: Resp | None = None
+        self._reserve: Any
+        self._adjust: Any
+        if lean_target(url) is not None:
+            # One plain server: the pipelined client, which costs a quarter less CPU per
+            # request than redis-py's pool (docs/performance.md).
+            self._lean = Resp(url, timeout=0.5)
+            self._reserve = Script(self._lean, _RESERVE)
+            self._adjust = Script(self._lean, _ADJUST)
+        else:
+            self._connection = connect_redis(
+                url, socket_connect_timeout=0.5, socket_timeout=0.5, health_check_interval=0
+            )
+            client: Any = self._connection.client
+            self._reserve = client.register_script(_RESERVE)
+            self._adjust = client.register_script(_ADJUST)
 
     async def reserve(self, items: Sequence[Item]) -> Verdict:
         args: list[int] = []
@@ -189,4 +201,7 @@ class RedisCounters:
         await self._adjust(keys=[c[0].key for c in changes], args=args)
 
     async def close(self) -> None:
-        await self._connection.close()
+        if self._lean is not None:
+            await self._lean.close()
+        if self._connection is not None:
+            await self._connection.close()

@@ -80,11 +80,10 @@ class Passthrough:
         self._markers: tuple[bytes, ...] | None = None  # chosen on the first event
 
     def feed(self, data: bytes) -> bytes:
-        events = self._splitter.feed(data)
-        if not events:
+        payload, last = self._splitter.feed_joined(data)
+        if not payload:
             return b""
-        self.finished = self._dialect.stream_done(events[-1])
-        payload = events[0] if len(events) == 1 else b"".join(events)
+        self.finished = self._dialect.stream_done(last)
         self.usage = usage_of_events(payload, self.usage)
         if self._markers is None:
             self._markers = text_markers(self._dialect.name, payload)

@@ -25,6 +25,22 @@ class EventSplitter:
         self._buf = b""
 
     def feed(self, data: bytes) -> list[bytes]:
+        return _events(self._whole(data))
+
+    def feed_joined(self, data: bytes) -> tuple[bytes, bytes]:
+        """The complete events as one payload, and the last of them (both empty when
+        none is complete yet): ``b"".join(feed(data))`` and its last item, without a
+        list of every event, which is what a pass-through relay needs."""
+        whole = self._whole(data)
+        if b"\n\n\n" in whole or whole.startswith(b"\n\n"):  # empty events to drop
+            events = _events(whole)
+            return b"".join(events), events[-1] if events else b""
+        # Every "\n\n" ends an event: the last one starts after the one before the end.
+        cut = whole.rfind(b"\n\n", 0, len(whole) - 2)
+        return whole, whole if cut < 0 else whole[cut + 2 :]
+
+    def _whole(self, data: bytes) -> bytes:
+        """The buffered bytes up to the last event terminator (b"" if none yet)."""
         buf = self._buf + data if self._buf else data
         held = b""
         if b"\r" in buf:
@@ -36,17 +52,23 @@ class EventSplitter:
         end = buf.rfind(b"\n\n")
         if end < 0:
             self._buf = buf + held
-            return []
+            return b""
         self._buf = buf[end + 2 :] + held
-        whole = buf[: end + 2]
-        if whole.count(b"\n\n") == 1:
-            return [whole]
-        return [part + b"\n\n" for part in whole.split(b"\n\n")[:-1] if part]
+        return buf[: end + 2]
 
     @property
     def pending(self) -> bytes:
         """Bytes of an event not yet terminated (non-empty means a cut-off stream)."""
         return self._buf.strip(b"\n")
+
+
+def _events(whole: bytes) -> list[bytes]:
+    """Complete events cut out of bytes that end with an event terminator."""
+    if not whole:
+        return []
+    if whole.count(b"\n\n") == 1:
+        return [whole]
+    return [part + b"\n\n" for part in whole.split(b"\n\n")[:-1] if part]
 
 
 def parse_event(raw: bytes) -> tuple[str | None, bytes]:

@@ -15,6 +15,7 @@ per token (docs/limits.md).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ _TEXT_FIELDS = {
     "anthropic": (b"text", b"thinking", b"partial_json"),
 }
 _BACKSLASH = 0x5C
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 @dataclass(slots=True)
@@ -73,26 +75,38 @@ def read_usage(usage: Any, into: TokenCounts | None = None) -> TokenCounts | Non
 
 
 def usage_of_events(payload: bytes, into: TokenCounts | None) -> TokenCounts | None:
-    """Merge the usage found in relayed SSE events; events without usage cost one ``in``."""
-    if b'"usage":{' not in payload and b'"usage": {' not in payload:
-        return into
-    for event in payload.split(b"\n\n"):
-        if b'"usage"' not in event:
-            continue
-        start = event.find(b"data:")
-        if start < 0:
-            continue
-        try:
-            data = orjson.loads(event[start + 5 :])
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(data, dict):
-            continue
-        usage = data.get("usage")
-        if usage is None and isinstance(data.get("message"), dict):
-            usage = data["message"].get("usage")  # Anthropic's message_start
-        into = read_usage(usage, into)
+    """Merge the usage found in relayed SSE events (split at blank lines).
+
+    Only the events where a ``"usage"`` key holds an object are parsed: OpenAI's
+    chunks carry ``"usage":null`` in every event but the last, and a search in C
+    over the whole payload is far cheaper than looking at each event."""
+    end = 0
+    for match in _USAGE_OBJECT.finditer(payload):
+        if match.start() < end:
+            continue  # a second usage in an event already read
+        start = payload.rfind(b"\n\n", 0, match.start())
+        start = 0 if start < 0 else start + 2
+        end = payload.find(b"\n\n", match.end())
+        if end < 0:
+            end = len(payload)
+        into = _usage_of_event(payload[start:end], into)
     return into
+
+
+def _usage_of_event(event: bytes, into: TokenCounts | None) -> TokenCounts | None:
+    start = event.find(b"data:")
+    if start < 0:
+        return into
+    try:
+        data = orjson.loads(event[start + 5 :])
+    except orjson.JSONDecodeError:
+        return into
+    if not isinstance(data, dict):
+        return into
+    usage = data.get("usage")
+    if usage is None and isinstance(data.get("message"), dict):
+        usage = data["message"].get("usage")  # Anthropic's message_start
+    return read_usage(usage, into)
 
 
 def text_markers(dialect: str, sample: bytes) -> tuple[bytes, ...]:
