@@ -194,7 +194,8 @@ def main():
             {
                 "when": stamp,
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "settings": vars(args),
+                # Not the interpreter's path: results name no machine paths.
+                "settings": {k: v for k, v in vars(args).items() if k != "python"},
                 "results": summary,
             },
             f,
