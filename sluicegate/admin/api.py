@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,9 +31,11 @@ from sluicegate.admin.entities import (
     merge_input,
     new_secrets,
     present,
+    present_key,
     referrers,
     seal,
     secret_refused,
+    validated,
 )
 from sluicegate.admin.gateways import all_gateways, present_gateway
 from sluicegate.admin.health import health_report
@@ -42,9 +43,8 @@ from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.asgi import Receive, Scope, Send, respond_error
 from sluicegate.auth.jwt import looks_like_jwt
-from sluicegate.auth.keys import NewKey, new_doc, present_key, status
+from sluicegate.auth.keys import NewKey, new_doc, status
 from sluicegate.config.durations import parse_duration
-from sluicegate.config.load import _validation_issues
 from sluicegate.errors import (
     AuthenticationError,
     ConfigError,
@@ -634,14 +634,6 @@ class AdminApi:
         record = self._find_key(await self._key_records(gw), request.path_params["key"])
         return _json((await self._show_keys([record]))[0])
 
-    @staticmethod
-    def _new_key(body: dict[str, Any]) -> NewKey:
-        try:
-            return NewKey.model_validate(body)
-        except ValidationError as exc:
-            issues = [issue.partition(": ") for issue in _validation_issues(exc)]
-            raise Unprocessable([(path, message) for path, _, message in issues]) from None
-
     def _key_record(self, gw: str, consumer: str, doc: dict[str, Any]) -> Record:
         now = datetime.now(UTC)
         return Record(str(uuid.uuid4()), gw, "key", doc["prefix"], doc, (), now, now, 0)
@@ -649,7 +641,7 @@ class AdminApi:
     async def mint_key(self, request: Request) -> Response:
         store = self._store()
         gw = self._gw(request)
-        asked = self._new_key(await self._body(request))
+        asked = validated(NewKey, await self._body(request))
         async with self.runtime.lock:
             records = await store.entities(gw)
             everything = self._everything(gw, records)
@@ -705,12 +697,13 @@ class AdminApi:
                     f"keys/{old.name} is {status(old.doc, time.time())}.", code="key_inactive"
                 )
             now = time.time()
-            asked = self._new_key(
+            asked = validated(
+                NewKey,
                 {
                     k: old.doc.get(k)
                     for k in ("name", "rules", "models", "limits", "budget")
                     if old.doc.get(k) is not None
-                }
+                },
             )
             if old.doc.get("expires_at") is not None:
                 asked = asked.model_copy(

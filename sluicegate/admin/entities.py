@@ -13,13 +13,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import ValidationError
 
 from sluicegate.admin.layers import PLURAL, file_documents
+from sluicegate.auth.keys import status as key_status
 from sluicegate.config.ids import entity_id
-from sluicegate.config.load import Loaded
+from sluicegate.config.load import Loaded, validation_issues
 from sluicegate.config.model import Consumer, Group, Rule, Service, Strict, Upstream
 from sluicegate.errors import InvalidRequest, Unprocessable
 from sluicegate.routing.table import hash_key
@@ -33,6 +35,7 @@ MODELS: dict[str, type[Strict]] = {
     "group": Group,
     "consumer": Consumer,
 }
+M = TypeVar("M", bound=Strict)
 READ_ONLY = frozenset({"id", "source", "created_at", "updated_at", "key_count"})
 _SHOWN_AS_SET = "set"  # stands in for a secret while the shown model is validated
 
@@ -94,6 +97,40 @@ def iso_time(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def present_key(record: Record, last_used: datetime | None, now: float) -> dict[str, Any]:
+    """A minted key as the Admin API shows it: everything but the hash."""
+    doc = record.doc
+
+    def moment(value: float | None) -> str | None:
+        return iso_time(datetime.fromtimestamp(value, UTC) if value is not None else None)
+
+    return {
+        "id": record.id,
+        "prefix": doc["prefix"],
+        "name": doc.get("name"),
+        "consumer": doc["consumer"],
+        "status": key_status(doc, now),
+        "expires_at": moment(doc.get("expires_at")),
+        "revoked_at": moment(doc.get("revoked_at")),
+        "rules": doc.get("rules"),
+        "models": doc.get("models"),
+        "limits": doc.get("limits"),
+        "budget": doc.get("budget"),
+        "rotated_from": doc.get("rotated_from"),
+        "last_used_at": iso_time(last_used),
+        "created_at": iso_time(record.created_at),
+    }
+
+
+def validated(model: type[M], body: dict[str, Any]) -> M:
+    """``body`` as ``model``, or a 422 listing every problem with its path."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        issues = [issue.partition(": ") for issue in validation_issues(exc)]
+        raise Unprocessable([(path, message) for path, _, message in issues]) from None
 
 
 def present(entity: Entity) -> dict[str, Any]:

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from sluicegate.admin.entities import Entity, iso_time
+from sluicegate.admin.entities import Entity, iso_time, validated
 from sluicegate.config.ids import entity_id
-from sluicegate.config.load import Loaded, _validation_issues
+from sluicegate.config.load import Loaded
 from sluicegate.config.model import HostName, Name, Strict
 from sluicegate.config.tenants import hosts
-from sluicegate.errors import Conflict, Unprocessable
+from sluicegate.errors import Conflict
 from sluicegate.stores.base import Record
 
 
@@ -52,12 +52,7 @@ def all_gateways(file: Loaded, records: Sequence[Record]) -> list[Entity]:
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
     """The stored document of a gateway: hosts and description (name and tags are columns)."""
-    try:
-        doc = GatewayDoc.model_validate(body)
-    except ValidationError as exc:
-        issues = [issue.partition(": ") for issue in _validation_issues(exc)]
-        raise Unprocessable([(path, message) for path, _, message in issues]) from None
-    return doc.model_dump(mode="json", exclude_none=True)
+    return validated(GatewayDoc, body).model_dump(mode="json", exclude_none=True)
 
 
 def check_hosts(doc: dict[str, Any], name: str, file: Loaded, others: Sequence[Entity]) -> None:

@@ -19,14 +19,13 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field
 
 from sluicegate.config.model import Budget, Duration, Limits, Name, Strict
 from sluicegate.routing.compile import limits_of
-from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key, models_body
+from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key, models_body, narrower
 from sluicegate.stores.base import Record
 
 log = logging.getLogger("sluicegate")
@@ -102,35 +101,6 @@ def status(doc: Mapping[str, Any], now: float) -> str:
     return "active"
 
 
-def _moment(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
-
-
-def present_key(record: Record, last_used: datetime | None, now: float) -> dict[str, Any]:
-    """A key as the Admin API shows it: everything but the hash."""
-    doc = record.doc
-    return {
-        "id": record.id,
-        "prefix": doc["prefix"],
-        "name": doc.get("name"),
-        "consumer": doc["consumer"],
-        "status": status(doc, now),
-        "expires_at": _moment(doc.get("expires_at")),
-        "revoked_at": _moment(doc.get("revoked_at")),
-        "rules": doc.get("rules"),
-        "models": doc.get("models"),
-        "limits": doc.get("limits"),
-        "budget": doc.get("budget"),
-        "rotated_from": doc.get("rotated_from"),
-        "last_used_at": last_used.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        if last_used is not None
-        else None,
-        "created_at": record.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-    }
-
-
 def key_issues(records: Sequence[Record], consumers: set[str], rules: set[str]) -> list[str]:
     """Problems of stored keys that would make the config invalid (their rules must exist)."""
     issues = []
@@ -158,13 +128,9 @@ def key_entries(
         base = table.consumers.get(doc.consumer)
         if base is None or doc.revoked_at is not None:
             continue
-        allowed = base.rules
-        if doc.rules is not None:
-            mine = frozenset(doc.rules)
-            allowed = mine if allowed is None else allowed & mine
+        allowed = narrower(base.rules, doc.rules)
         models = frozenset(doc.models) if doc.models is not None else None
-        visible = [r for r in table.rules if allowed is None or r.name in allowed]
-        body = models_body(visible, models)
+        body = models_body(table.rules, allowed, models)
         limits = base.limits + limits_of(f"key:{record.id}", "key", doc.limits, doc.budget)
         out[bytes.fromhex(doc.hash)] = ConsumerEntry(
             base.name, allowed, body, limits, record.id, doc.prefix, doc.expires_at, models

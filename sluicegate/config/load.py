@@ -108,7 +108,7 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _validation_issues(exc: ValidationError) -> list[str]:
+def validation_issues(exc: ValidationError) -> list[str]:
     issues = []
     for err in exc.errors():
         # Unions and validators add their own names to the location; keep the data path.
@@ -250,7 +250,7 @@ def validate_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_validation_issues(exc) + issues) from None
+        raise ConfigError(validation_issues(exc) + issues) from None
     if issues:
         raise ConfigError(issues)
     return Loaded(config=config, warnings=list(warnings or []), source=source)

@@ -195,17 +195,16 @@ class Proxy:
         assert table.jwt is not None
         identity = await table.jwt.verify(token)
         consumer = table.consumers.get(identity.consumer)
-        if consumer is not None:
-            return table.in_groups(consumer, identity.groups) if identity.groups else consumer
-        default = table.jwt.default_consumer
-        fallback = table.consumers.get(default) if default is not None else None
-        if fallback is None:
-            raise AuthenticationError(
-                "The token is valid but names no consumer of this gateway.",
-                code="unknown_consumer",
-            )
-        # Limits keyed per consumer then count each token subject on its own.
-        consumer = dataclasses.replace(fallback, name=identity.consumer)
+        if consumer is None:
+            default = table.jwt.default_consumer
+            fallback = table.consumers.get(default) if default is not None else None
+            if fallback is None:
+                raise AuthenticationError(
+                    "The token is valid but names no consumer of this gateway.",
+                    code="unknown_consumer",
+                )
+            # Limits keyed per consumer then count each token subject on its own.
+            consumer = dataclasses.replace(fallback, name=identity.consumer)
         return table.in_groups(consumer, identity.groups) if identity.groups else consumer
 
     async def models(

@@ -30,6 +30,7 @@ from sluicegate.routing.table import (
     Step,
     hash_key,
     models_body,
+    narrower,
 )
 from sluicegate.telemetry.pricing import Price, PriceTable
 
@@ -308,7 +309,13 @@ def compile_config(
 
     keys: dict[bytes, ConsumerEntry] = {}
     by_name: dict[str, ConsumerEntry] = {}
-    groups = {group.name: group for group in config.groups}
+    groups = {
+        g.name: GroupEntry(
+            frozenset(g.rules) if g.rules is not None else None,
+            limits_of(f"group:{g.name}", "global", g.limits, g.budget),
+        )
+        for g in config.groups
+    }
     for consumer in config.consumers:
         allowed = frozenset(consumer.rules) if consumer.rules is not None else None
         limits = limits_of(
@@ -316,12 +323,9 @@ def compile_config(
         )
         for name in consumer.groups:  # the narrower wins: rules intersect, limits add up
             group = groups[name]
-            if group.rules is not None:
-                mine = frozenset(group.rules)
-                allowed = mine if allowed is None else allowed & mine
-            limits += limits_of(f"group:{name}", "global", group.limits, group.budget)
-        visible = [r for r in rules if allowed is None or r.name in allowed]
-        entry = ConsumerEntry(consumer.name, allowed, models_body(visible), limits)
+            allowed = narrower(allowed, group.rules)
+            limits += group.limits
+        entry = ConsumerEntry(consumer.name, allowed, models_body(rules, allowed), limits)
         by_name[consumer.name] = entry
         for key in consumer.keys:
             keys[hash_key(key, key_secret)] = entry
@@ -356,12 +360,6 @@ def compile_config(
         warnings=tuple(warnings),
         consumers=by_name,
         key_secret=key_secret,
-        groups={
-            g.name: GroupEntry(
-                frozenset(g.rules) if g.rules is not None else None,
-                limits_of(f"group:{g.name}", "global", g.limits, g.budget),
-            )
-            for g in config.groups
-        },
+        groups=groups,
         jwt=jwt,
     )

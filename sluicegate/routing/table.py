@@ -16,7 +16,7 @@ import itertools
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,10 +148,25 @@ class ConsumerEntry:
         return self.rules is None or rule.name in self.rules
 
 
-def models_body(rules: list[CompiledRule], only: frozenset[str] | None = None) -> bytes:
-    """The ``GET /v1/models`` answer: the literal models of ``rules`` (of ``only``, if set)."""
+def narrower(allowed: frozenset[str] | None, more: Iterable[str] | None) -> frozenset[str] | None:
+    """The rules both allow (None: every rule): a group or a key only narrows a consumer."""
+    if more is None:
+        return allowed
+    mine = frozenset(more)
+    return mine if allowed is None else allowed & mine
+
+
+def models_body(
+    rules: Sequence[CompiledRule],
+    allowed: frozenset[str] | None = None,
+    only: frozenset[str] | None = None,
+) -> bytes:
+    """The ``GET /v1/models`` answer: the literal models of the ``allowed`` rules (of
+    ``only``, if set)."""
     seen: dict[str, None] = {}
     for rule in rules:
+        if allowed is not None and rule.name not in allowed:
+            continue
         for model in rule.literal_models:
             if only is None or model in only:
                 seen.setdefault(model, None)
@@ -221,11 +236,9 @@ class RoutingTable:
         allowed, limits = consumer.rules, consumer.limits
         for name in known:
             group = self.groups[name]
-            if group.rules is not None:
-                allowed = group.rules if allowed is None else allowed & group.rules
+            allowed = narrower(allowed, group.rules)
             limits += group.limits
-        visible = [r for r in self.rules if allowed is None or r.name in allowed]
-        body = models_body(visible, consumer.models)
+        body = models_body(self.rules, allowed, consumer.models)
         found = dataclasses.replace(consumer, rules=allowed, models_body=body, limits=limits)
         if len(self.narrowed) < 4096:  # bounded: names come from tokens
             self.narrowed[cache_key] = found
