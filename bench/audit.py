@@ -27,13 +27,16 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from gateways import serve
+
+from bench import log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -42,14 +45,8 @@ KEY = "sk-bench-audit-1234"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(audit_on, store, bodies):
@@ -79,31 +76,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-def start(name, text, workdir, python):
-    path = os.path.join(workdir, f"{name}.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    port = free_port()
-    logfile = open(os.path.join(workdir, f"{name}.log"), "w")
-    proc = subprocess.Popen(
-        [python, "-m", "sluicegate", "serve", "--config", path, "--port", str(port)],
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        cwd=workdir,  # the spill file, if any, lands here
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        if proc.poll() is not None:
-            sys.exit(f"{name}: sluicegate exited during start-up; see {logfile.name}")
-        try:
-            urllib.request.urlopen(url + "/readyz", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        sys.exit(f"{name}: no /readyz after 30 s")
-    log(f"{name}: pid {proc.pid} on {url}")
-    return proc, url
 
 
 def load(url, body_file, rate, duration, python):
@@ -151,7 +123,7 @@ def main():
     runs = []
     try:
         for name, on in (("off", False), ("on", True)):
-            procs[name] = start(name, config(on, store, a.bodies), workdir, a.python)
+            procs[name] = serve(name, config(on, store, a.bodies), workdir, a.python)
         for name in procs:  # warm up both
             load(procs[name][1], body_file, 100, 3, a.python)
         sent_on = 300  # the warm-up
@@ -223,7 +195,7 @@ def main():
     path = os.path.join(HERE, "results", f"audit-{result['when'].replace(':', '').replace('-', '')}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"| rate | p50 off | p50 on | p99 off | p99 on | CPU/request off | CPU/request on |")
+    print("| rate | p50 off | p50 on | p99 off | p99 on | CPU/request off | CPU/request on |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in summary:
         off, on = row["off"], row["on"]

@@ -32,6 +32,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve(name: str, text: str, workdir: str, python: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``sluicegate serve`` on a config written to ``workdir`` (where a spill file would land
+    too), once ``/readyz`` answers: the process and its base URL. For the scenario scripts
+    (bench/audit.py, bench/guardrails.py) that compare two configs of the same gateway."""
+    path = os.path.join(workdir, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    port = free_port()
+    logfile = os.path.join(workdir, f"{name}.log")
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(
+            [python, "-m", "sluicegate", "serve", "--config", path, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"{name}: sluicegate exited during start-up; see {logfile}")
+        try:
+            urllib.request.urlopen(url + "/readyz", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise SystemExit(f"{name}: no /readyz after 30 s")
+    log(f"{name}: pid {proc.pid} on {url}")
+    return proc, url
+
+
 @dataclass
 class Gateway:
     """One gateway under test: how to start it and what it is called in the results."""

@@ -25,27 +25,23 @@ import http.client
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from gateways import serve
+
+from bench import log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 KEY = "sk-bench-guardrails-1234"
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(guarded, delay):
@@ -72,30 +68,6 @@ def config(guarded, delay):
     )
 
 
-def start(name, text, workdir, python):
-    path = os.path.join(workdir, f"{name}.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    port = free_port()
-    logfile = open(os.path.join(workdir, f"{name}.log"), "w")
-    proc = subprocess.Popen(
-        [python, "-m", "sluicegate", "serve", "--config", path, "--port", str(port)],
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        cwd=workdir,
-    )
-    for _ in range(300):
-        if proc.poll() is not None:
-            sys.exit(f"{name}: sluicegate exited during start-up; see {logfile.name}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        sys.exit(f"{name}: no /readyz after 30 s")
-    log(f"{name}: pid {proc.pid} on port {port}")
-    return proc, port
 
 
 def one(port, body):
@@ -159,7 +131,8 @@ def main():
     results = {"off": {"ttft": [], "total": []}, "on": {"ttft": [], "total": []}}
     try:
         for name in ("off", "on"):
-            procs[name] = start(name, config(name == "on", args.delay), workdir, args.python)
+            proc, url = serve(name, config(name == "on", args.delay), workdir, args.python)
+            procs[name] = (proc, int(url.rsplit(":", 1)[1]))
         for _, port in procs.values():
             run(port, body, 10)  # warm up
         for round_ in range(args.rounds):
