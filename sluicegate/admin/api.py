@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,23 +27,21 @@ from sluicegate.admin.entities import (
     Entity,
     entities,
     find,
+    json_response,
     merge_input,
     new_secrets,
     present,
-    present_key,
     referrers,
     seal,
     secret_refused,
-    validated,
 )
 from sluicegate.admin.gateways import all_gateways, present_gateway
 from sluicegate.admin.health import health_report
+from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.asgi import Receive, Scope, Send, respond_error
 from sluicegate.auth.jwt import looks_like_jwt
-from sluicegate.auth.keys import NewKey, new_doc, status
-from sluicegate.config.durations import parse_duration
 from sluicegate.errors import (
     AuthenticationError,
     ConfigError,
@@ -78,11 +75,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _GATEWAY_READ_ONLY = frozenset({"id", "default", "source", "created_at", "updated_at"})
 _LOG_FIELDS = AUDIT_COLUMNS[1:]  # not the writer's row id
-
-
-def _json(body: Any, status: int = 200, etag: str | None = None) -> Response:
-    headers = {"etag": etag} if etag else None
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
@@ -216,6 +208,7 @@ class AdminApi:
         self._spec: bytes | None = None  # built on first request, then served as is
         kind = "{kind:str}"
         gw = "/admin/gateways/{gw:str}"
+        keys = KeyEndpoints(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
@@ -225,8 +218,8 @@ class AdminApi:
                 Route("/admin/logs", self.logs, methods=["GET"]),
                 Route("/admin/logs/{request_id:str}", self.log, methods=["GET"]),
                 Route("/admin/usage", self.usage, methods=["GET"]),
-                *self._key_routes("/admin"),
-                *self._key_routes(gw),
+                *keys.routes("/admin"),
+                *keys.routes(gw),
                 Route("/admin/gateways", self.list_gateways, methods=["GET"]),
                 Route("/admin/gateways", self.create_gateway, methods=["POST"]),
                 Route(gw, self.get_gateway, methods=["GET"]),
@@ -345,7 +338,7 @@ class AdminApi:
         return entity
 
     async def health(self, request: Request) -> Response:
-        return _json(health_report(self.runtime.tables[self._gw(request)]))
+        return json_response(health_report(self.runtime.tables[self._gw(request)]))
 
     async def openapi(self, request: Request) -> Response:
         if self._spec is None:
@@ -356,14 +349,14 @@ class AdminApi:
         kind = self._kind(request)
         gw = self._gw(request)
         items = self._everything(gw, await self._records(gw))[kind]
-        return _json(_page(request, items, present))
+        return json_response(_page(request, items, present))
 
     async def get(self, request: Request) -> Response:
         kind = self._kind(request)
         gw = self._gw(request)
         items = self._everything(gw, await self._records(gw))[kind]
         entity = self._find(items, kind, request.path_params["ref"])
-        return _json(present(entity), etag=entity.etag)
+        return json_response(present(entity), etag=entity.etag)
 
     # -- the audit log ----------------------------------------------------------
 
@@ -387,7 +380,7 @@ class AdminApi:
         rows = await store.audit(AuditQuery(equal, since, until, before, limit + 1))
         page = rows[:limit]
         more = len(rows) > limit
-        return _json(
+        return json_response(
             {
                 "data": [_log(row) for row in page],
                 "next": _cursor(f"{_ts(page[-1]['ts'])}|{page[-1]['id']}") if more else None,
@@ -400,7 +393,7 @@ class AdminApi:
         rows = await self._audit_store().audit(AuditQuery(equal, limit=1, bodies=True))
         if not rows:
             raise NotFound(f"No audit row for request '{request_id}'.", code="log_not_found")
-        return _json(_log(rows[0]))
+        return json_response(_log(rows[0]))
 
     async def usage(self, request: Request) -> Response:
         store = self._audit_store()
@@ -417,7 +410,7 @@ class AdminApi:
             _limit(limit),
         )
         rows = await store.audit_usage(usage)
-        return _json({"group_by": group_by, "data": rows})
+        return json_response({"group_by": group_by, "data": rows})
 
     # -- writing ----------------------------------------------------------------
 
@@ -499,7 +492,7 @@ class AdminApi:
                 raise secret_refused(new_secrets(doc))
             self._check_name(kind, name, existing, everything)
             renamed = existing is not None and name != existing.name
-            if kind == "consumer" and renamed and _keys_of(records, existing.name):  # type: ignore[union-attr]
+            if kind == "consumer" and renamed and keys_of(records, existing.name):  # type: ignore[union-attr]
                 raise Conflict(
                     f"consumers/{name} cannot be renamed: it holds minted keys.", code="in_use"
                 )
@@ -539,7 +532,7 @@ class AdminApi:
                 raise PreconditionFailed(f"{PLURAL[kind]}/{name} was changed by another writer.")
             await self.runtime.install(built.loaded, built.table)
         entity = Entity(kind, record.id, record.name, record.doc, record)
-        return _json(present(entity), 201 if existing is None else 200, etag=entity.etag)
+        return json_response(present(entity), 201 if existing is None else 200, etag=entity.etag)
 
     def _check_name(
         self, kind: str, name: str, existing: Entity | None, everything: dict[str, list[Entity]]
@@ -576,7 +569,7 @@ class AdminApi:
             assert entity.record is not None
             # A consumer's minted keys go with it: a consumer made again under the
             # same name must not bring them back.
-            keys = [r for r in _keys_of(records, entity.name)] if kind == "consumer" else []
+            keys = [r for r in keys_of(records, entity.name)] if kind == "consumer" else []
             gone = {entity.id, *(r.id for r in keys)}
             built = self._build(gw, [r for r in records if r.id not in gone], kind, entity.id)
             changes = [Change("delete", "key", r.id, r.name, {}, (), r.version) for r in keys]
@@ -591,156 +584,6 @@ class AdminApi:
                 ) from None
             await self.runtime.install(built.loaded, built.table)
         return Response(status_code=204)
-
-    # -- minted keys --------------------------------------------------------------
-
-    def _key_routes(self, base: str) -> list[Route]:
-        return [
-            Route(f"{base}/consumers/{{ref:str}}/keys", self.list_keys, methods=["GET"]),
-            Route(f"{base}/consumers/{{ref:str}}/keys", self.mint_key, methods=["POST"]),
-            Route(f"{base}/keys", self.list_keys, methods=["GET"]),
-            Route(f"{base}/keys/{{key:str}}", self.get_key, methods=["GET"]),
-            Route(f"{base}/keys/{{key:str}}", self.revoke_key, methods=["DELETE"]),
-            Route(f"{base}/keys/{{key:str}}/rotate", self.rotate_key, methods=["POST"]),
-        ]
-
-    async def _key_records(self, gw: str) -> list[Record]:
-        return [r for r in await self._records(gw) if r.kind == "key"]
-
-    async def _show_keys(self, records: list[Record]) -> list[dict[str, Any]]:
-        used = await self.runtime.store.key_usage() if self.runtime.store is not None else {}
-        now = time.time()
-        return [present_key(r, used.get(r.id), now) for r in records]
-
-    @staticmethod
-    def _find_key(records: list[Record], ref: str) -> Record:
-        for record in records:
-            if record.id == ref or record.name == ref:
-                return record
-        raise NotFound(f"No key with id or prefix '{ref}'.", code="key_not_found")
-
-    async def list_keys(self, request: Request) -> Response:
-        gw = self._gw(request)
-        records = await self._records(gw)
-        keys = [r for r in records if r.kind == "key"]
-        ref = request.path_params.get("ref") or request.query_params.get("consumer")
-        if ref is not None:
-            consumer = self._find(self._everything(gw, records)["consumer"], "consumer", ref)
-            keys = [r for r in keys if r.doc.get("consumer") == consumer.name]
-        return _json({"data": await self._show_keys(keys), "next": None})
-
-    async def get_key(self, request: Request) -> Response:
-        gw = self._gw(request)
-        record = self._find_key(await self._key_records(gw), request.path_params["key"])
-        return _json((await self._show_keys([record]))[0])
-
-    def _key_record(self, gw: str, consumer: str, doc: dict[str, Any]) -> Record:
-        now = datetime.now(UTC)
-        return Record(str(uuid.uuid4()), gw, "key", doc["prefix"], doc, (), now, now, 0)
-
-    async def mint_key(self, request: Request) -> Response:
-        store = self._store()
-        gw = self._gw(request)
-        asked = validated(NewKey, await self._body(request))
-        async with self.runtime.lock:
-            records = await store.entities(gw)
-            everything = self._everything(gw, records)
-            consumer = self._find(everything["consumer"], "consumer", request.path_params["ref"])
-            key, doc = new_doc(consumer.name, asked, self.runtime.key_secret, time.time())
-            record = self._key_record(gw, consumer.name, doc)
-            built = self._build(gw, [*records, record], "consumer", consumer.id)
-            try:
-                await store.create(gw, "key", record.id, record.name, doc, [])
-            except DuplicateName:  # two equal prefixes: about one in 2**47
-                raise Conflict("Minting collided; try again.", code="name_taken") from None
-            await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys([record]))[0]
-        return _json({**shown, "key": key}, 201)
-
-    async def revoke_key(self, request: Request) -> Response:
-        store = self._store()
-        gw = self._gw(request)
-        async with self.runtime.lock:
-            records = await store.entities(gw)
-            record = self._find_key(
-                [r for r in records if r.kind == "key"], request.path_params["key"]
-            )
-            if record.doc.get("revoked_at") is None:
-                doc = {**record.doc, "revoked_at": time.time()}
-                kept = [r for r in records if r.id != record.id]
-                built = self._build(gw, kept, "consumer", record.id)
-                if (
-                    await store.update(gw, "key", record.id, record.name, doc, [], record.version)
-                    is None
-                ):
-                    raise PreconditionFailed(f"keys/{record.name} was changed by another writer.")
-                await self.runtime.install(built.loaded, built.table)
-        return Response(status_code=204)
-
-    async def rotate_key(self, request: Request) -> Response:
-        """A successor with the same consumer and restrictions; the old key lives on for
-        ``grace`` (default 24h; ``0`` ends it now)."""
-        store = self._store()
-        gw = self._gw(request)
-        body = await self._body(request)
-        try:
-            grace = parse_duration(body.get("grace", "24h")) if body.get("grace") != 0 else 0.0
-        except (ValueError, TypeError):
-            raise Unprocessable([("grace", "a duration such as 1h or 30m")]) from None
-        async with self.runtime.lock:
-            records = await store.entities(gw)
-            old = self._find_key(
-                [r for r in records if r.kind == "key"], request.path_params["key"]
-            )
-            if status(old.doc, time.time()) != "active":
-                raise Conflict(
-                    f"keys/{old.name} is {status(old.doc, time.time())}.", code="key_inactive"
-                )
-            now = time.time()
-            asked = validated(
-                NewKey,
-                {
-                    k: old.doc.get(k)
-                    for k in ("name", "rules", "models", "limits", "budget")
-                    if old.doc.get(k) is not None
-                },
-            )
-            if old.doc.get("expires_at") is not None:
-                asked = asked.model_copy(
-                    update={"expires_in": max(old.doc["expires_at"] - now, 1.0)}
-                )
-            key, doc = new_doc(old.doc["consumer"], asked, self.runtime.key_secret, now, old.id)
-            record = self._key_record(gw, old.doc["consumer"], doc)
-            ends = now + grace
-            old_doc = dict(old.doc)
-            if old_doc.get("expires_at") is None or old_doc["expires_at"] > ends:
-                old_doc["expires_at"] = ends
-            updated = Record(
-                old.id,
-                gw,
-                "key",
-                old.name,
-                old_doc,
-                (),
-                old.created_at,
-                datetime.now(UTC),
-                old.version,
-            )
-            candidates = [updated if r.id == old.id else r for r in records] + [record]
-            built = self._build(gw, candidates, "consumer", old.id)
-            changes = [
-                Change("update", "key", old.id, old.name, old_doc, (), old.version),
-                Change("create", "key", record.id, record.name, doc, (), 0, record.created_at),
-            ]
-            try:
-                await store.write_many(gw, changes)
-            except (StaleWrite, DuplicateName):
-                raise PreconditionFailed(
-                    f"keys/{old.name} was changed by another writer."
-                ) from None
-            await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys([record]))[0]
-        return _json({**shown, "key": key}, 201)
 
     # -- gateways (tenants) -----------------------------------------------------
 
@@ -758,7 +601,7 @@ class AdminApi:
 
     async def list_gateways(self, request: Request) -> Response:
         items = all_gateways(self.runtime.file, await self._gateway_records())
-        return _json(_page(request, items, self._show_gateway))
+        return json_response(_page(request, items, self._show_gateway))
 
     async def _find_gateway(self, ref: str) -> tuple[Entity, list[Entity]]:
         items = all_gateways(self.runtime.file, await self._gateway_records())
@@ -766,7 +609,7 @@ class AdminApi:
 
     async def get_gateway(self, request: Request) -> Response:
         entity, _ = await self._find_gateway(request.path_params["gw"])
-        return _json(self._show_gateway(entity), etag=entity.etag)
+        return json_response(self._show_gateway(entity), etag=entity.etag)
 
     async def create_gateway(self, request: Request) -> Response:
         return await self._put_gateway(request, None, patch=False)
@@ -809,7 +652,9 @@ class AdminApi:
                 raise PreconditionFailed(f"gateways/{name} was changed by another writer.")
             await self._reload()
         entity = Entity("gateway", record.id, record.name, record.doc, record)
-        return _json(self._show_gateway(entity), 201 if existing is None else 200, entity.etag)
+        return json_response(
+            self._show_gateway(entity), 201 if existing is None else 200, entity.etag
+        )
 
     async def delete_gateway(self, request: Request) -> Response:
         store = self._store()
@@ -838,10 +683,6 @@ class AdminApi:
 
 def _name(entity: Entity) -> str:
     return entity.name
-
-
-def _keys_of(records: list[Record], consumer: str) -> list[Record]:
-    return [r for r in records if r.kind == "key" and r.doc.get("consumer") == consumer]
 
 
 def _page(

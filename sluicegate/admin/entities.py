@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
+from starlette.responses import Response
 
 from sluicegate.admin.layers import PLURAL, file_documents
 from sluicegate.auth.keys import status as key_status
@@ -91,6 +92,11 @@ def find(items: Sequence[Entity], ref: str) -> Entity | None:
         if entity.name == ref:
             return entity
     return None
+
+
+def json_response(body: Any, status: int = 200, etag: str | None = None) -> Response:
+    headers = {"etag": etag} if etag else None
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def iso_time(value: datetime | None) -> str | None:
