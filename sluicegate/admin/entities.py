@@ -21,9 +21,10 @@ from starlette.responses import Response
 
 from sluicegate.admin.layers import PLURAL, file_documents
 from sluicegate.auth.keys import status as key_status
+from sluicegate.config.base import Strict
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded, validation_issues
-from sluicegate.config.model import Consumer, Group, Rule, Service, Strict, Upstream
+from sluicegate.config.model import Consumer, Group, Rule, Service, Upstream
 from sluicegate.errors import InvalidRequest, Unprocessable
 from sluicegate.routing.table import hash_key
 from sluicegate.stores.base import Record

@@ -16,9 +16,10 @@ from typing import Any
 from pydantic import Field
 
 from sluicegate.admin.entities import Entity, iso_time, validated
+from sluicegate.config.base import Name, Strict
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded
-from sluicegate.config.model import HostName, Name, Strict
+from sluicegate.config.model import HostName
 from sluicegate.config.tenants import hosts
 from sluicegate.errors import Conflict
 from sluicegate.stores.base import Record

@@ -26,7 +26,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from sluicegate.config.model import JwtAuth
+from sluicegate.config.auth import JwtAuth
 from sluicegate.errors import AuthenticationError
 
 log = logging.getLogger("sluicegate.auth")

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import Field
 
-from sluicegate.config.model import Budget, Duration, Limits, Name, Strict
+from sluicegate.config.base import Duration, Name, Strict
+from sluicegate.config.model import Budget, Limits
 from sluicegate.routing.compile import limits_of
 from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key, models_body, narrower
 from sluicegate.stores.base import Record

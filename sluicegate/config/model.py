@@ -13,35 +13,17 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import WithJsonSchema
 
-from sluicegate.config.durations import parse_duration
+from sluicegate.config.auth import Auth
+from sluicegate.config.base import Duration, Name, Strict, secret
+from sluicegate.config.guardrails import GuardrailsPolicy, TransformPolicy
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.stores.redis_client import check_redis_url
-
-# Input schemas (the Admin API's) say what the parser takes; answers are always seconds.
-_DURATION_INPUT = {
-    "anyOf": [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)?)+\s*$"},
-    ],
-    "description": "seconds, or a duration such as 500ms, 30s, 5m, 1h30m, 1d",
-}
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(_DURATION_INPUT, mode="validation"),
-]
-Name = Annotated[
-    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
-]
 
 
 def _provider(value: str) -> str:
@@ -53,36 +35,28 @@ def _provider(value: str) -> str:
 Provider = Annotated[str, AfterValidator(_provider)]
 
 
-def _secret(**kwargs: Any) -> Any:
-    return Field(default=None, repr=False, **kwargs)
-
-
 def _check_hash_on(value: str | None) -> str | None:
     if value is not None and value != "consumer" and not value.startswith("header:"):
         raise ValueError("must be 'consumer' or 'header:<name>'")
     return value
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class Credentials(Strict):
     """How the gateway authenticates to a provider (seed 001's field names)."""
 
     header_name: str | None = None
-    header_value: str | None = _secret()
+    header_value: str | None = secret()
     param_name: str | None = None
-    param_value: str | None = _secret()
-    aws_access_key_id: str | None = _secret()
-    aws_secret_access_key: str | None = _secret()
-    aws_session_token: str | None = _secret()
+    param_value: str | None = secret()
+    aws_access_key_id: str | None = secret()
+    aws_secret_access_key: str | None = secret()
+    aws_session_token: str | None = secret()
     aws_region: str | None = None
     azure_client_id: str | None = None
-    azure_client_secret: str | None = _secret()
+    azure_client_secret: str | None = secret()
     azure_tenant_id: str | None = None
     azure_authority_host: str | None = None  # Entra ID's host; default login.microsoftonline.com
-    gcp_service_account_json: str | None = _secret()
+    gcp_service_account_json: str | None = secret()
 
     @model_validator(mode="after")
     def _pairs(self) -> Credentials:
@@ -262,175 +236,6 @@ class CachePolicy(Strict):
     embedder: str | None = Field(default=None, min_length=1)
 
 
-GuardAction = Literal["redact", "block", "log", "off"]
-# The entity types a PII guardrail knows (docs/guardrails.md); person and location need
-# the ``presidio`` extra.
-PII_TYPES = (
-    "email",
-    "phone",
-    "credit_card",
-    "iban",
-    "us_ssn",
-    "ip_address",
-    "secret",
-    "person",
-    "location",
-)
-
-
-def _pii_actions(value: Any) -> Any:
-    if isinstance(value, dict):
-        for name in value:
-            if name != "default" and name not in PII_TYPES:
-                raise ValueError(
-                    f"'{name}' is not an entity type; use default or one of: {', '.join(PII_TYPES)}"
-                )
-    return value
-
-
-PiiActions = Annotated[GuardAction | dict[str, GuardAction], AfterValidator(_pii_actions)]
-
-
-class DenyRule(Strict):
-    """Words or regular expressions that a prompt or an answer may not contain."""
-
-    name: Name
-    words: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)  # regular expressions
-    case_sensitive: bool = False
-    # Not "on": YAML reads that key as the boolean true.
-    applies_to: Literal["request", "response", "both"] = "both"
-    action: Literal["block", "redact", "log"] = "block"
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        import regex
-
-        for pattern in value:
-            try:
-                compiled = regex.compile(pattern)
-            except regex.error as exc:
-                raise ValueError(f"'{pattern}' is not a regular expression: {exc}") from None
-            if compiled.match(""):
-                raise ValueError(f"'{pattern}' matches the empty text")
-        return value
-
-    @model_validator(mode="after")
-    def _something(self) -> DenyRule:
-        if not self.words and not self.patterns:
-            raise ValueError("name at least one of words or patterns")
-        return self
-
-
-class NumberRange(Strict):
-    min: float | None = None
-    max: float | None = None
-
-
-class ParamSchema(Strict):
-    """What a request's parameters may be; a request outside it gets a 400 naming the
-    parameter."""
-
-    models: list[str] | None = None  # the client's model: names or glob patterns
-    max_tokens: int | None = Field(default=None, ge=1)  # also max_completion_tokens
-    temperature: NumberRange | None = None
-    top_p: NumberRange | None = None
-    forbidden: list[str] = Field(default_factory=list)
-
-
-class GuardrailsPolicy(Strict):
-    pii: PiiActions = "off"  # on requests: one action, or per type with an optional default
-    pii_answers: PiiActions = "off"  # the same, on answers
-    restore: bool = False  # put the values back where an answer names their placeholders
-    presidio: bool = False  # names and addresses too (the presidio extra)
-    deny: list[DenyRule] = Field(default_factory=list)
-    max_prompt_tokens: int | None = Field(default=None, ge=1)
-    params: ParamSchema | None = None
-    refusal: str = Field(default="The answer was withheld by the gateway's content policy.")
-    stream_hold: int = Field(default=4096, ge=16, le=1_048_576)  # characters held at most
-
-    @model_validator(mode="after")
-    def _consistent(self) -> GuardrailsPolicy:
-        actions = self.pii.values() if isinstance(self.pii, dict) else [self.pii]
-        if self.restore and "redact" not in actions:
-            raise ValueError("restore needs pii: redact (for at least one type)")
-        named = [
-            name
-            for setting in (self.pii, self.pii_answers)
-            if isinstance(setting, dict)
-            for name, action in setting.items()
-            if name in ("person", "location") and action != "off"
-        ]
-        if named and not self.presidio:
-            raise ValueError(f"{named[0]} needs presidio: true (the presidio extra)")
-        if self.presidio:
-            import importlib.util
-
-            if importlib.util.find_spec("presidio_analyzer") is None:
-                raise ValueError(
-                    "presidio: the presidio extra is not installed "
-                    "(pip install 'sluicegate[presidio]')"
-                )
-        return self
-
-
-# Set by the gateway itself, or by the ASGI server: a transform may not touch them.
-_FIXED_HEADERS = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "content-type"}
-)
-
-
-def _header_name(name: str) -> str:
-    lowered = name.strip().lower()
-    if not lowered or not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", lowered):
-        raise ValueError(f"'{name}' is not a header name")
-    if lowered in _FIXED_HEADERS:
-        raise ValueError(f"'{name}' is set by the gateway and cannot be transformed")
-    return lowered
-
-
-class HeaderOps(Strict):
-    add: dict[str, str] = Field(default_factory=dict)
-    remove: list[str] = Field(default_factory=list)
-    rename: dict[str, str] = Field(default_factory=dict)  # old name -> new name
-
-    @model_validator(mode="after")
-    def _names(self) -> HeaderOps:
-        for name in (*self.add, *self.remove, *self.rename, *self.rename.values()):
-            _header_name(name)
-        return self
-
-
-# Parameters a transform may not set, default or remove: the model has ``models``, and
-# the rest change what the request is rather than how it is asked.
-_FIXED_PARAMS = frozenset({"model", "messages", "stream", "prompt", "input", "system"})
-
-
-class TransformPolicy(Strict):
-    params: dict[str, Any] = Field(default_factory=dict)  # set, whatever the client sent
-    defaults: dict[str, Any] = Field(default_factory=dict)  # set when the client sent none
-    remove: list[str] = Field(default_factory=list)
-    models: dict[str, str] = Field(default_factory=dict)  # the client's name -> the one sent
-    system_prefix: str | None = None
-    system_suffix: str | None = None
-    request_headers: HeaderOps | None = None  # to the upstream
-    response_headers: HeaderOps | None = None  # to the client
-    tags: dict[str, str] = Field(default_factory=dict)  # audit tag -> request header
-
-    @model_validator(mode="after")
-    def _params(self) -> TransformPolicy:
-        for name in (*self.params, *self.defaults, *self.remove):
-            if name in _FIXED_PARAMS:
-                raise ValueError(
-                    f"'{name}' cannot be transformed"
-                    + ("; rename models with transform.models" if name == "model" else "")
-                )
-        for header in self.tags.values():
-            _header_name(header)
-        return self
-
-
 class Policies(Strict):
     rate_limit: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     cache: CachePolicy | None = None
@@ -533,8 +338,8 @@ class Cors(Strict):
 class Gateway(Strict):
     name: Name = "default"
     listen: str = "127.0.0.1:8080"
-    admin_key: str | None = _secret()
-    metrics_key: str | None = _secret()  # set: /metrics asks for it as a bearer token
+    admin_key: str | None = secret()
+    metrics_key: str | None = secret()  # set: /metrics asks for it as a bearer token
     cors: Cors | None = None  # unset: no browser on another origin may read an answer
     store: str | None = None
     redis: str | None = None
@@ -658,112 +463,6 @@ class Tenant(Strict):
     rules: list[Rule] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
-
-
-# Token algorithms by key family; "none" is never one of them.
-JWT_ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-JWT_SYMMETRIC = ("HS256", "HS384", "HS512")
-
-
-class AdminClaim(Strict):
-    """A token whose claim ``name`` is ``value`` (or a list or space-separated string
-    holding it) may use the Admin API."""
-
-    name: str = Field(min_length=1)
-    value: str = Field(min_length=1)
-
-
-class JwtAuth(Strict):
-    """Bearer tokens signed by an identity provider, next to (or instead of) API keys."""
-
-    jwks_url: str | None = None
-    public_key: str | None = None  # PEM, -----BEGIN PUBLIC KEY-----
-    secret: str | None = _secret()  # HS256/384/512
-    issuer: str | None = None
-    audience: str | list[str] | None = None
-    algorithms: list[str] | None = None  # default: by key source (see ``accepted``)
-    leeway: Duration = 30.0
-    required_claims: list[str] = Field(default_factory=lambda: ["exp"])
-    consumer_claim: str = Field(default="sub", min_length=1)
-    groups_claim: str | None = None
-    default_consumer: str | None = None
-    admin_claim: AdminClaim | None = None
-    jwks_refresh: Duration = Field(default=600.0, gt=0)
-    jwks_refetch_min: Duration = 30.0  # an unknown kid refetches the JWKS at most this often
-
-    @field_validator("jwks_url", "public_key", "secret", "issuer", "default_consumer")
-    @classmethod
-    def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value or None
-
-    @field_validator("jwks_url")
-    @classmethod
-    def _jwks_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"'{value}' is not an http(s) URL")
-        return value
-
-    @field_validator("public_key")
-    @classmethod
-    def _public_key(cls, value: str | None) -> str | None:
-        if value is not None:
-            from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-            try:
-                load_pem_public_key(value.encode())
-            except (ValueError, TypeError):
-                raise ValueError(
-                    "is not a PEM public key (-----BEGIN PUBLIC KEY----- ...)"
-                ) from None
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secret_length(cls, value: str | None) -> str | None:
-        if value is not None and len(value.encode()) < 32:
-            raise ValueError("an HS256 secret must be at least 32 bytes long")
-        return value
-
-    @field_validator("algorithms")
-    @classmethod
-    def _algorithms(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("name at least one algorithm, or leave it out for the default")
-        for alg in value:
-            if alg.lower() == "none":
-                raise ValueError("'none' (unsigned tokens) is never accepted")
-            if alg not in JWT_ASYMMETRIC + JWT_SYMMETRIC:
-                known = ", ".join(JWT_ASYMMETRIC + JWT_SYMMETRIC)
-                raise ValueError(f"'{alg}' is not an algorithm; use one of: {known}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> JwtAuth:
-        given = [n for n in ("jwks_url", "public_key", "secret") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError("set exactly one of jwks_url, public_key or secret")
-        for alg in self.algorithms or []:
-            if (alg in JWT_SYMMETRIC) != (self.secret is not None):
-                raise ValueError(
-                    f"algorithm '{alg}' does not go with "
-                    + ("a shared secret" if self.secret is not None else "public keys")
-                )
-        return self
-
-    @property
-    def accepted(self) -> tuple[str, ...]:
-        """The algorithms a token may be signed with."""
-        if self.algorithms is not None:
-            return tuple(self.algorithms)
-        return ("HS256",) if self.secret is not None else ("RS256", "ES256", "PS256")
-
-
-class Auth(Strict):
-    jwt: JwtAuth | None = None
 
 
 class Config(Strict):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sluicegate.config.model import GuardrailsPolicy
+from sluicegate.config.guardrails import GuardrailsPolicy
 from sluicegate.errors import InvalidRequest
 
 # The client may name the completion cap either way (OpenAI's newer name first).

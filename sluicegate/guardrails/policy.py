@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import regex
 
-from sluicegate.config.model import PII_TYPES, DenyRule, GuardAction, Policies
+from sluicegate.config.guardrails import PII_TYPES, DenyRule, GuardAction
+from sluicegate.config.model import Policies
 from sluicegate.dialects.base import Dialect, Parsed
 from sluicegate.errors import ContentBlocked
 from sluicegate.guardrails import presidio

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sluicegate.config.model import HeaderOps, TransformPolicy
+from sluicegate.config.guardrails import HeaderOps, TransformPolicy
 
 _SEPARATOR = "\n\n"
 

@@ -64,11 +64,12 @@ class _AiohttpResponse:
     async def read(self, limit: int | None = None) -> bytes:
         try:
             async with asyncio.timeout_at(self._deadline):
-                if limit is None:
-                    return await self._resp.read()
                 declared = self._resp.content_length
-                if declared is not None and declared > limit:
+                if limit is None or (declared is not None and declared <= limit):
+                    return await self._resp.read()  # its length is known and allowed
+                if declared is not None:
                     raise AnswerTooLarge(f"the answer is {declared} bytes, above {limit} bytes")
+                # Chunked: counted as it arrives, and never held past the limit.
                 parts: list[bytes] = []
                 size = 0
                 async for data in self._resp.content.iter_any():

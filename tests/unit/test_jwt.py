@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from sluicegate.auth.jwt import Identity, JwtVerifier, looks_like_jwt
+from sluicegate.config.auth import JwtAuth
 from sluicegate.config.load import parse_config
-from sluicegate.config.model import JwtAuth
 from sluicegate.errors import AuthenticationError
 from sluicegate.routing.compile import compile_config
 from tests.fakes.jwks_server import AUDIENCE, ISSUER, JwksServer, SigningKey, claims_for, unsigned
