@@ -55,6 +55,7 @@ fmt: dev
 test: dev
 	@scripts/ensure-services.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-redis-vector.sh $(BIN)/python
 	$(MAKE) --no-print-directory lint
 	@scripts/audit-deps.sh $(BIN)
 	$(BIN)/pytest

@@ -1,33 +1,24 @@
 """Cache entries and semantic vectors in Redis, shared by every instance.
 
-Entries are plain keys with a TTL (``SET PX``). The server here may not have
-vector search (Redis Stack's query engine), so the semantic index uses the
-documented fallback that works on any Redis: a partition is one hash mapping
-entry keys to their vector and expiry time; a lookup reads the partition
-(``HGETALL``, one round trip) and compares in the gateway. Partitions are
-capped (``MAX_PARTITION``) so a lookup stays one bounded read.
+Entries are plain keys with a TTL (``SET PX``). Semantic vectors go to the
+best index the server offers (``redis_vectors``): its query engine, its vector
+sets, or, on any Redis, hashes compared in the gateway.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import struct
-import time
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from sluicegate.cache.redis_vectors import PREFIX, VectorIndex, detect, ttl_millis
 from sluicegate.stores.redis_client import connect_redis
 
 if TYPE_CHECKING:
     from sluicegate.cache.minilm import Vector
 
 log = logging.getLogger("sluicegate.cache")
-
-PREFIX = "sluicegate:cache:"
-MAX_PARTITION = 2048  # vectors per partition (one rule, model, system prompt, history)
-_EXPIRY = struct.Struct("<d")
 
 
 class RedisCache:
@@ -37,11 +28,14 @@ class RedisCache:
         self._connection = connect_redis(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.client: Any = self._connection.client  # standalone, Sentinel's master or a cluster
         self._down = False
+        self._cluster = url.split("://", 1)[0].endswith("+cluster")
+        self._index: VectorIndex | None = None  # found on the first semantic use
 
     def _failed(self, exc: Exception) -> None:
         if not self._down:
             log.warning("cache: Redis unavailable (%s); serving without it", type(exc).__name__)
         self._down = True
+        self._index = None  # the server may come back as another one: ask it again
 
     def _ok(self) -> None:
         if self._down:
@@ -52,9 +46,11 @@ class RedisCache:
     def entry_key(gateway: str, key: str) -> str:
         return f"{PREFIX}{gateway}:{key}"
 
-    @staticmethod
-    def partition_key(gateway: str, partition: str) -> str:
-        return f"{PREFIX}{gateway}:v:{partition}"
+    async def vectors(self) -> VectorIndex:
+        if self._index is None:
+            self._index = await detect(self.client, self._cluster)
+            log.info("cache: semantic vectors in Redis use its %s index", self._index.kind)
+        return self._index
 
     async def get(self, gateway: str, key: str) -> bytes | None:
         try:
@@ -73,62 +69,44 @@ class RedisCache:
         ttl: float,
         vector: tuple[str, Vector] | None = None,
     ) -> None:
-        millis = max(int(ttl * 1000), 1)
+        """Store an entry and, when there is room in its partition, its vector."""
+        index = None
+        if vector is not None:
+            try:
+                index = await self.vectors()
+                if not await index.room(gateway, vector[0], vector[1]):
+                    index = None
+            except ResponseError as exc:  # the index refused: the entry is still kept
+                log.warning("cache: the vector index refused a vector (%s)", exc)
+                index = None
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+                return
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.set(self.entry_key(gateway, key), value, px=millis)
-                if vector is not None:
-                    partition, vec = vector
-                    name = self.partition_key(gateway, partition)
-                    field = _EXPIRY.pack(time.time() + ttl) + vec.tobytes()
-                    pipe.hset(name, key, field)
-                    # The hash lives as long as its newest vector; old ones are pruned on read.
-                    pipe.pexpire(name, millis, gt=True)
-                    pipe.pexpire(name, millis, nx=True)
+                pipe.set(self.entry_key(gateway, key), value, px=ttl_millis(ttl))
+                if index is not None and vector is not None:
+                    index.stage(pipe, gateway, vector[0], key, vector[1], ttl)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return
         self._ok()
 
-    async def room(self, gateway: str, partition: str) -> bool:
-        try:
-            size: int = await self.client.hlen(self.partition_key(gateway, partition))
-        except (RedisError, OSError):
-            return False
-        return size < MAX_PARTITION
-
     async def nearest(
         self, gateway: str, partition: str, vector: Vector
     ) -> tuple[str, float] | None:
-        import numpy as np
-
-        name = self.partition_key(gateway, partition)
+        """The nearest entry key and its similarity; None when Redis fails (a miss)."""
         try:
-            fields: dict[bytes, bytes] = await self.client.hgetall(name)
+            found = await (await self.vectors()).nearest(gateway, partition, vector)
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return None
-        self._ok()
-        now = time.time()
-        keys: list[str] = []
-        rows: list[Vector] = []
-        stale: list[bytes] = []
-        for field, value in fields.items():
-            (expires,) = _EXPIRY.unpack_from(value)
-            if expires <= now:
-                stale.append(field)
-                continue
-            keys.append(field.decode())
-            rows.append(np.frombuffer(value, dtype=np.float32, offset=_EXPIRY.size))
-        if stale:
-            with contextlib.suppress(RedisError, OSError):
-                await self.client.hdel(name, *stale)
-        if not rows:
+        except (KeyError, IndexError, TypeError, ValueError) as exc:  # a reply not understood
+            log.warning("cache: an unreadable vector search reply (%s)", type(exc).__name__)
             return None
-        scores = np.stack(rows) @ vector
-        best = int(scores.argmax())
-        return keys[best], float(scores[best])
+        self._ok()
+        return found
 
     async def close(self) -> None:
         await self._connection.close()

@@ -193,15 +193,8 @@ class Caches:
         value = Entry(service, provider, model, answer).dumps()
         plan, gateway, vector = found.plan, found.scope.gateway, found.vector
         if plan.redis is not None:
-            redis = self.redis(plan.redis)
-            with_vector = None
-            if (
-                vector is not None
-                and partition is not None
-                and await redis.room(gateway, partition)
-            ):
-                with_vector = (partition, vector)
-            await redis.put(gateway, key, value, found.ttl, with_vector)
+            with_vector = None if vector is None or partition is None else (partition, vector)
+            await self.redis(plan.redis).put(gateway, key, value, found.ttl, with_vector)
             return True
         extra = vector.nbytes if vector is not None else 0
         if not self.lru.put(key, value, found.ttl, extra):

@@ -1,10 +1,12 @@
 """Private redis-server processes on free loopback ports: TLS and a password, a Sentinel,
-a three-node Redis Cluster. Each test gets servers of its own, stopped afterwards."""
+a three-node Redis Cluster, a Redis 8 with or without the query engine. Each test gets
+servers of its own, stopped afterwards."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import random
 import shutil
 import socket
@@ -28,6 +30,20 @@ def _binary(name: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed")
     return found
+
+
+# Unpacked by scripts/ensure-redis-vector.sh (make test).
+REDIS_VECTOR = Path(__file__).resolve().parents[2] / ".cache" / "redis-vector"
+
+
+def _redis8() -> Path:
+    server = REDIS_VECTOR / "redis-server"
+    if not server.exists():
+        reason = "no Redis 8 test server: run scripts/ensure-redis-vector.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return server
 
 
 def _cli(port: int, *args: str, tls: Path | None = None, password: str | None = None) -> str:
@@ -74,7 +90,7 @@ class Servers:
         self.folder = folder
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str, name: str = "redis") -> None:
+    def start(self, *args: str, name: str = "redis", binary: str | None = None) -> None:
         log = (self.folder / f"{name}.log").open("ab")
         base = [
             "--bind",
@@ -86,8 +102,27 @@ class Servers:
             "--dir",
             str(self.folder),
         ]
-        proc = subprocess.Popen([_binary("redis-server"), *args, *base], stdout=log, stderr=log)
+        server = binary or _binary("redis-server")
+        proc = subprocess.Popen([server, *args, *base], stdout=log, stderr=log)
         self.procs.append(proc)
+
+    def standalone(
+        self, port: int, *args: str, binary: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A Redis on ``port`` that answers by the time this returns."""
+        self.start("--port", str(port), *args, name=f"redis-{port}", binary=binary)
+        _wait(lambda: _cli(port, "ping") == "PONG", f"the Redis on {port}")
+        return self.procs[-1]
+
+    def redis8(self, search: bool) -> int:
+        """A Redis 8 (vector sets built in), with the query engine (``FT.*``) when ``search``."""
+        server = _redis8()
+        port = free_port()
+        extra = ["--enable-debug-command", "local"]  # DEBUG SET-ACTIVE-EXPIRE in tests
+        if search:
+            extra += ["--loadmodule", str(REDIS_VECTOR / "redisearch.so")]
+        self.standalone(port, *extra, binary=str(server))
+        return port
 
     def stop(self) -> None:
         for proc in self.procs:
