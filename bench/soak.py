@@ -47,6 +47,7 @@ def serve(config: str, stats: str) -> None:
 
     from sluicegate.app import create_app
     from sluicegate.config.load import load_config
+    from sluicegate.http_protocol import HeadTimeoutProtocol
     from sluicegate.runtime import Runtime
 
     runtime = Runtime(load_config(Path(config)), config_path=Path(config))
@@ -83,7 +84,7 @@ def serve(config: str, stats: str) -> None:
         host=host,
         port=int(port),
         loop="uvloop",
-        http="httptools",
+        http=HeadTimeoutProtocol,
         lifespan="on",
         access_log=False,
         log_level="warning",

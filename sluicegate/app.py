@@ -54,6 +54,11 @@ class App:
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
 
+    @property
+    def header_timeout(self) -> float:
+        """Read by the server's protocol (sluicegate.http_protocol) for each connection."""
+        return self.runtime.table.header_timeout
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":

@@ -292,6 +292,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sluicegate.app import create_app
+    from sluicegate.http_protocol import HeadTimeoutProtocol
     from sluicegate.runtime import Runtime
 
     if args.access_log:
@@ -329,7 +330,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": HeadTimeoutProtocol,  # httptools, with a deadline on the request head
         "lifespan": "on",
         "access_log": False,  # the gateway writes its own (gateway.access_log / --access-log)
         "log_level": "warning",

@@ -349,6 +349,8 @@ class Gateway(Strict):
     # The longest pause while a client sends its body: a body that stalls (a chunked one
     # that never ends) is a 408 instead of a connection held for ever.
     body_timeout: Duration = Field(default=30.0, gt=0)
+    # The longest a client may take over a request's line and headers (slowloris): a 408.
+    header_timeout: Duration = Field(default=10.0, gt=0)
     access_log: bool = False  # one JSON line per request on the "sluicegate.access" logger
     limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     redis_failure: Literal["open", "closed"] = "open"

@@ -341,6 +341,7 @@ def compile_config(
         gateway=config.gateway.name,
         max_body_bytes=config.gateway.max_body_bytes,
         body_timeout=config.gateway.body_timeout,
+        header_timeout=config.gateway.header_timeout,
         cors=_cors(config),
         rules=tuple(rules),
         exact={k: tuple(v) for k, v in exact.items()},

@@ -203,6 +203,7 @@ class RoutingTable:
     probes: tuple[Probe, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
     body_timeout: float = 30.0
+    header_timeout: float = 10.0
     cors: CorsPolicy | None = None
     access_log: bool = False
     limits: tuple[Limit, ...] = ()  # the gateway's own

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+import yaml
 
 from sluicegate.app import create_app
 from sluicegate.config.load import load_config, parse_config
+from sluicegate.http_protocol import HeadTimeoutProtocol
 from sluicegate.runtime import Runtime
 
 
@@ -40,7 +45,7 @@ class RunningGateway:
                 host="127.0.0.1",
                 port=self.port,
                 loop="uvloop",
-                http="httptools",
+                http=HeadTimeoutProtocol,  # as `sluicegate serve` runs it
                 lifespan="on",
                 access_log=False,
                 log_level="warning",
@@ -64,3 +69,18 @@ class RunningGateway:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def serve_process(folder: Path, config: dict[str, Any]) -> subprocess.Popen[str]:
+    """``sluicegate serve`` as its own process, ``config`` written to folder/gateway.yaml; its
+    output is kept (pipes) for the caller to read or scan once it has stopped."""
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "sluicegate", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )

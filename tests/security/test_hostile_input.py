@@ -4,6 +4,7 @@ tidy the request up first."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -27,10 +28,9 @@ ROUTES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[RunningGateway]:
+def serving(settings: dict[str, Any]) -> Iterator[RunningGateway]:
     config = {
-        "gateway": {"max_body_bytes": 1024 * 1024, "body_timeout": "1s"},
+        "gateway": settings,
         "services": [{"name": "mock", "provider": "mock"}],
         "rules": [{"name": "r", "targets": [{"service": "mock"}]}],
         "consumers": [{"name": "team", "keys": [KEY]}],
@@ -38,6 +38,11 @@ def gateway() -> Iterator[RunningGateway]:
     running = RunningGateway(config).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[RunningGateway]:
+    yield from serving({"max_body_bytes": 1024 * 1024, "body_timeout": "1s"})
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +247,126 @@ def test_slow_clients_do_not_starve_the_worker(gateway: RunningGateway) -> None:
         for sock in slow:
             sock.close()
     healthy(gateway)
+
+
+@pytest.fixture(scope="module")
+def strict_gateway() -> Iterator[RunningGateway]:
+    """A gateway whose clients have 1 s for a request's line and headers."""
+    yield from serving({"header_timeout": "1s"})
+
+
+def closed_after(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """What the server sends until it closes the connection, and how long that took."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received, time.monotonic() - started
+
+
+def test_a_connection_that_sends_nothing_is_closed(strict_gateway: RunningGateway) -> None:
+    """Closed silently, as an idle kept-alive connection is: a client that opened it ahead
+    of time must not read a 408 as the answer to a request it is about to send."""
+    with socket.create_connection(("127.0.0.1", strict_gateway.port)) as sock:
+        answer, took = closed_after(sock, 5)
+    assert answer == b""
+    assert 0.9 < took < 3
+
+
+def test_a_request_line_that_stops_gets_408(strict_gateway: RunningGateway) -> None:
+    with socket.create_connection(("127.0.0.1", strict_gateway.port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HT")
+        answer, took = closed_after(sock, 5)
+    assert status_of(answer) == 408
+    assert b'"code":"request_timeout"' in answer and b"header_timeout" in answer
+    assert 0.9 < took < 3
+
+
+def test_a_pipelined_head_trickled_behind_a_request_is_cut_off(
+    strict_gateway: RunningGateway,
+) -> None:
+    """A whole request and the first byte of the next in one packet, then a byte now and
+    then: the second head has its deadline too."""
+    with socket.create_connection(("127.0.0.1", strict_gateway.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\nG")
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # closed by the server: what is wanted
+            for byte in b"ET /healthz HTTP/1.1\r\n":
+                time.sleep(0.3)
+                sock.sendall(bytes([byte]))
+                if time.monotonic() - started > 4:
+                    break
+        answer, _ = closed_after(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 200 ")  # the first request was answered
+    assert b"HTTP/1.1 408 " in answer
+    assert time.monotonic() - started < 5
+
+
+def test_headers_trickled_slower_than_header_timeout_get_408(
+    strict_gateway: RunningGateway,
+) -> None:
+    """Slowloris against the deadline: each byte is in time for no idle timer, the whole
+    head is not. Other clients are served meanwhile."""
+    socks = [socket.create_connection(("127.0.0.1", strict_gateway.port)) for _ in range(20)]
+    try:
+        for sock in socks:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\n")
+        started = time.monotonic()
+        for round_ in range(20):  # 2 s of trickling, a header every 0.1 s
+            for sock in socks:
+                with contextlib.suppress(OSError):  # closed by the server: what is wanted
+                    sock.sendall(f"X-Slow-{round_}: 1\r\n".encode())
+            time.sleep(0.1)
+        healthy(strict_gateway)
+        for sock in socks:
+            answer, _ = closed_after(sock, 5)
+            assert status_of(answer) == 408
+        assert time.monotonic() - started < 6
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_the_deadline_covers_each_request_on_a_kept_alive_connection(
+    strict_gateway: RunningGateway,
+) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    whole = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\n"
+        + f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    with socket.create_connection(("127.0.0.1", strict_gateway.port)) as sock:
+        sock.settimeout(5)
+        # Two requests, each within the deadline, the second after a pause longer than it:
+        # the clock starts again at each request's first byte.
+        for _ in range(2):
+            sock.sendall(whole)
+            first = sock.recv(65536)
+            assert status_of(first) == 200
+            time.sleep(1.3)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")  # and then nothing more
+        answer, took = closed_after(sock, 5)
+    assert status_of(answer) == 408
+    assert 0.9 < took < 3
+
+
+def test_a_slow_answer_is_not_cut_by_the_header_deadline(strict_gateway: RunningGateway) -> None:
+    """The deadline ends with the head: a body sent slowly (within body_timeout) is fine."""
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "slow body"}]}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\n"
+        + f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    with socket.create_connection(("127.0.0.1", strict_gateway.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(head)
+        for piece in (body[:20], body[20:40], body[40:]):
+            time.sleep(0.6)  # 1.8 s in all, beyond the 1 s head deadline
+            sock.sendall(piece)
+        answer = sock.recv(65536)
+    assert status_of(answer) == 200
+    assert b"mock: slow body" in answer
