@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hmac
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sluicegate.admin import explorer, gateways
+from sluicegate.admin import explorer, paging
 from sluicegate.admin.entities import (
     Entity,
     entities,
@@ -35,7 +34,7 @@ from sluicegate.admin.entities import (
     seal,
     secret_refused,
 )
-from sluicegate.admin.gateways import all_gateways, present_gateway
+from sluicegate.admin.gateways import GatewayEndpoints
 from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
@@ -71,9 +70,6 @@ from sluicegate.stores.base import (
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-_GATEWAY_READ_ONLY = frozenset({"id", "default", "source", "created_at", "updated_at"})
 _LOG_FIELDS = AUDIT_COLUMNS[1:]  # not the writer's row id
 
 
@@ -90,26 +86,6 @@ def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
             path = path[len(prefix) :].lstrip(".")
         out.append((path, message))
     return out
-
-
-def _cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-
-
-def _after(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except ValueError:  # not ASCII, not base64, not UTF-8 (binascii.Error is one too)
-        raise InvalidRequest("after: not a cursor this API returned", param="after") from None
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidRequest(f"limit: must be a whole number from 1 to {MAX_LIMIT}", param="limit")
-    return int(value)
 
 
 def _ts(moment: datetime) -> str:
@@ -169,7 +145,7 @@ def _moment(query: Any, name: str) -> datetime | None:
 
 
 def _log_cursor(cursor: str) -> tuple[datetime, str]:
-    ts, sep, id = _after(cursor).partition("|")
+    ts, sep, id = paging.after(cursor).partition("|")
     try:
         if not sep or not id:
             raise ValueError(cursor)
@@ -209,6 +185,7 @@ class AdminApi:
         kind = "{kind:str}"
         gw = "/admin/gateways/{gw:str}"
         keys = KeyEndpoints(self)
+        gateways = GatewayEndpoints(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
@@ -220,12 +197,7 @@ class AdminApi:
                 Route("/admin/usage", self.usage, methods=["GET"]),
                 *keys.routes("/admin"),
                 *keys.routes(gw),
-                Route("/admin/gateways", self.list_gateways, methods=["GET"]),
-                Route("/admin/gateways", self.create_gateway, methods=["POST"]),
-                Route(gw, self.get_gateway, methods=["GET"]),
-                Route(gw, self.replace_gateway, methods=["PUT"]),
-                Route(gw, self.patch_gateway, methods=["PATCH"]),
-                Route(gw, self.delete_gateway, methods=["DELETE"]),
+                *gateways.routes(),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
                 Route(f"{gw}/logs", self.logs, methods=["GET"]),
                 Route(f"{gw}/logs/{{request_id:str}}", self.log, methods=["GET"]),
@@ -349,7 +321,7 @@ class AdminApi:
         kind = self._kind(request)
         gw = self._gw(request)
         items = self._everything(gw, await self._records(gw))[kind]
-        return json_response(_page(request, items, present))
+        return json_response(paging.page(request, items, present))
 
     async def get(self, request: Request) -> Response:
         kind = self._kind(request)
@@ -372,7 +344,7 @@ class AdminApi:
     async def logs(self, request: Request) -> Response:
         store = self._audit_store()
         query = request.query_params
-        limit = _limit(query.get("limit"))
+        limit = paging.limit(query.get("limit"))
         equal = _audit_equal(query, AUDIT_FILTERS, self._gw(request))
         before = _log_cursor(query["after"]) if query.get("after") else None
         since = _moment(query, "since")
@@ -383,7 +355,7 @@ class AdminApi:
         return json_response(
             {
                 "data": [_log(row) for row in page],
-                "next": _cursor(f"{_ts(page[-1]['ts'])}|{page[-1]['id']}") if more else None,
+                "next": paging.cursor(f"{_ts(page[-1]['ts'])}|{page[-1]['id']}") if more else None,
             }
         )
 
@@ -401,13 +373,13 @@ class AdminApi:
         group_by = query.get("group_by") or "consumer"
         if group_by not in USAGE_GROUPS:
             raise InvalidRequest(f"group_by: one of {', '.join(USAGE_GROUPS)}", param="group_by")
-        limit = query.get("limit") or str(MAX_LIMIT)
+        limit = query.get("limit") or str(paging.MAX_LIMIT)
         usage = UsageQuery(
             group_by,
             _audit_equal(query, _USAGE_FILTERS, self._gw(request)),
             _moment(query, "since"),
             _moment(query, "until"),
-            _limit(limit),
+            paging.limit(limit),
         )
         rows = await store.audit_usage(usage)
         return json_response({"group_by": group_by, "data": rows})
@@ -584,117 +556,3 @@ class AdminApi:
                 ) from None
             await self.runtime.install(built.loaded, built.table)
         return Response(status_code=204)
-
-    # -- gateways (tenants) -----------------------------------------------------
-
-    async def _gateway_records(self) -> list[Record]:
-        store = self.runtime.store
-        if store is None:
-            return []
-        found = []
-        for name in await store.gateways():
-            found += [r for r in await store.entities(name) if r.kind == "gateway"]
-        return found
-
-    def _show_gateway(self, entity: Entity) -> dict[str, Any]:
-        return present_gateway(entity, self.runtime.gateway)
-
-    async def list_gateways(self, request: Request) -> Response:
-        items = all_gateways(self.runtime.file, await self._gateway_records())
-        return json_response(_page(request, items, self._show_gateway))
-
-    async def _find_gateway(self, ref: str) -> tuple[Entity, list[Entity]]:
-        items = all_gateways(self.runtime.file, await self._gateway_records())
-        return self._find(items, "gateway", ref), items
-
-    async def get_gateway(self, request: Request) -> Response:
-        entity, _ = await self._find_gateway(request.path_params["gw"])
-        return json_response(self._show_gateway(entity), etag=entity.etag)
-
-    async def create_gateway(self, request: Request) -> Response:
-        return await self._put_gateway(request, None, patch=False)
-
-    async def replace_gateway(self, request: Request) -> Response:
-        return await self._put_gateway(request, request.path_params["gw"], patch=False)
-
-    async def patch_gateway(self, request: Request) -> Response:
-        return await self._put_gateway(request, request.path_params["gw"], patch=True)
-
-    async def _put_gateway(self, request: Request, ref: str | None, patch: bool) -> Response:
-        store = self._store()
-        body = {k: v for k, v in (await self._body(request)).items() if k not in _GATEWAY_READ_ONLY}
-        async with self.runtime.lock:
-            existing, items = (None, []) if ref is None else await self._find_gateway(ref)
-            if existing is None:
-                items = all_gateways(self.runtime.file, await self._gateway_records())
-            else:
-                self._writable(existing, request)
-                current = {**existing.doc, "name": existing.name, "tags": existing.tags}
-                body = {**current, **body} if patch else {"name": existing.name, **body}
-                if body.get("name") != existing.name:
-                    raise Unprocessable([("name", "a gateway cannot be renamed")])
-            doc = gateways.validate(body)
-            name, tags = doc.pop("name"), doc.pop("tags")
-            if existing is None and any(e.name == name for e in items):
-                raise Conflict(f"A gateway named '{name}' already exists.", code="name_taken")
-            gateways.check_hosts(doc, name, self.runtime.file, items)
-            if existing is None:
-                await store.ensure_gateway(name)
-                record: Record | None = await store.create(
-                    name, "gateway", str(uuid.uuid4()), name, doc, tags
-                )
-            else:
-                assert existing.record is not None
-                record = await store.update(
-                    name, "gateway", existing.id, name, doc, tags, existing.record.version
-                )
-            if record is None:
-                raise PreconditionFailed(f"gateways/{name} was changed by another writer.")
-            await self._reload()
-        entity = Entity("gateway", record.id, record.name, record.doc, record)
-        return json_response(
-            self._show_gateway(entity), 201 if existing is None else 200, entity.etag
-        )
-
-    async def delete_gateway(self, request: Request) -> Response:
-        store = self._store()
-        async with self.runtime.lock:
-            entity, _ = await self._find_gateway(request.path_params["gw"])
-            self._writable(entity, request)
-            held = [r for r in await store.entities(entity.name) if r.kind != "gateway"]
-            if held:
-                names = ", ".join(f"{PLURAL.get(r.kind, r.kind + 's')}/{r.name}" for r in held[:10])
-                raise Conflict(
-                    f"gateways/{entity.name} still holds {names}; delete those first.",
-                    code="in_use",
-                )
-            assert entity.record is not None
-            if not await store.delete(entity.name, "gateway", entity.id, entity.record.version):
-                raise PreconditionFailed(f"gateways/{entity.name} was changed by another writer.")
-            await self._reload()
-        return Response(status_code=204)
-
-    async def _reload(self) -> None:
-        try:
-            await self.runtime.load_store()
-        except ConfigError as exc:  # another writer left the store invalid; ours is stored
-            raise Unprocessable([("", issue) for issue in exc.issues]) from None
-
-
-def _name(entity: Entity) -> str:
-    return entity.name
-
-
-def _page(
-    request: Request, items: list[Entity], show: Callable[[Entity], dict[str, Any]]
-) -> dict[str, Any]:
-    """A page of entities by name, after ``?after=`` and with all of ``?tags=``."""
-    query = request.query_params
-    limit = _limit(query.get("limit"))
-    wanted = {t for t in (query.get("tags") or "").split(",") if t}
-    after = _after(query["after"]) if query.get("after") else None
-    items = sorted(items, key=_name)
-    items = [e for e in items if wanted <= set(e.tags) and (after is None or e.name > after)]
-    page = items[:limit]
-    more = len(items) > limit
-    return {"data": [show(e) for e in page], "next": _cursor(page[-1].name) if more else None}

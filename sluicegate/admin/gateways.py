@@ -6,23 +6,39 @@ store as a record of kind ``gateway`` inside their own namespace, next to their
 entities. A gateway holds only how requests find it (``hosts``), a description
 and tags; its upstreams, services, rules and consumers are addressed under
 ``/admin/gateways/{name}/…``.
+
+``GatewayEndpoints`` serves ``/admin/gateways`` beside ``AdminApi`` and uses its
+steps (the store, the body, the ETag check). A written gateway is not installed
+on its own: every gateway's table is rebuilt from the store, because a new
+gateway needs a table of its own and its hosts change where requests go.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from sluicegate.admin.entities import Entity, iso_time, validated
+from sluicegate.admin import paging
+from sluicegate.admin.entities import Entity, iso_time, json_response, validated
+from sluicegate.admin.layers import PLURAL
 from sluicegate.config.base import Name, Strict
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded
 from sluicegate.config.model import HostName
 from sluicegate.config.tenants import hosts
-from sluicegate.errors import Conflict
+from sluicegate.errors import ConfigError, Conflict, PreconditionFailed, Unprocessable
 from sluicegate.stores.base import Record
+
+if TYPE_CHECKING:
+    from sluicegate.admin.api import AdminApi
+
+_READ_ONLY = frozenset({"id", "default", "source", "created_at", "updated_at"})
 
 
 class GatewayDoc(Strict):
@@ -81,3 +97,113 @@ def present_gateway(entity: Entity, default: str) -> dict[str, Any]:
         "created_at": iso_time(record.created_at if record else None),
         "updated_at": iso_time(record.updated_at if record else None),
     }
+
+
+class GatewayEndpoints:
+    def __init__(self, api: AdminApi) -> None:
+        self.api = api
+        self.runtime = api.runtime
+
+    def routes(self) -> list[Route]:
+        one = "/admin/gateways/{gw:str}"
+        return [
+            Route("/admin/gateways", self.list_gateways, methods=["GET"]),
+            Route("/admin/gateways", self.create_gateway, methods=["POST"]),
+            Route(one, self.get_gateway, methods=["GET"]),
+            Route(one, self.replace_gateway, methods=["PUT"]),
+            Route(one, self.patch_gateway, methods=["PATCH"]),
+            Route(one, self.delete_gateway, methods=["DELETE"]),
+        ]
+
+    async def _gateway_records(self) -> list[Record]:
+        store = self.runtime.store
+        if store is None:
+            return []
+        found = []
+        for name in await store.gateways():
+            found += [r for r in await store.entities(name) if r.kind == "gateway"]
+        return found
+
+    def _show_gateway(self, entity: Entity) -> dict[str, Any]:
+        return present_gateway(entity, self.runtime.gateway)
+
+    async def list_gateways(self, request: Request) -> Response:
+        items = all_gateways(self.runtime.file, await self._gateway_records())
+        return json_response(paging.page(request, items, self._show_gateway))
+
+    async def _find_gateway(self, ref: str) -> tuple[Entity, list[Entity]]:
+        items = all_gateways(self.runtime.file, await self._gateway_records())
+        return self.api._find(items, "gateway", ref), items
+
+    async def get_gateway(self, request: Request) -> Response:
+        entity, _ = await self._find_gateway(request.path_params["gw"])
+        return json_response(self._show_gateway(entity), etag=entity.etag)
+
+    async def create_gateway(self, request: Request) -> Response:
+        return await self._put_gateway(request, None, patch=False)
+
+    async def replace_gateway(self, request: Request) -> Response:
+        return await self._put_gateway(request, request.path_params["gw"], patch=False)
+
+    async def patch_gateway(self, request: Request) -> Response:
+        return await self._put_gateway(request, request.path_params["gw"], patch=True)
+
+    async def _put_gateway(self, request: Request, ref: str | None, patch: bool) -> Response:
+        store = self.api._store()
+        body = {k: v for k, v in (await self.api._body(request)).items() if k not in _READ_ONLY}
+        async with self.runtime.lock:
+            existing, items = (None, []) if ref is None else await self._find_gateway(ref)
+            if existing is None:
+                items = all_gateways(self.runtime.file, await self._gateway_records())
+            else:
+                self.api._writable(existing, request)
+                current = {**existing.doc, "name": existing.name, "tags": existing.tags}
+                body = {**current, **body} if patch else {"name": existing.name, **body}
+                if body.get("name") != existing.name:
+                    raise Unprocessable([("name", "a gateway cannot be renamed")])
+            doc = validate(body)
+            name, tags = doc.pop("name"), doc.pop("tags")
+            if existing is None and any(e.name == name for e in items):
+                raise Conflict(f"A gateway named '{name}' already exists.", code="name_taken")
+            check_hosts(doc, name, self.runtime.file, items)
+            if existing is None:
+                await store.ensure_gateway(name)
+                record: Record | None = await store.create(
+                    name, "gateway", str(uuid.uuid4()), name, doc, tags
+                )
+            else:
+                assert existing.record is not None
+                record = await store.update(
+                    name, "gateway", existing.id, name, doc, tags, existing.record.version
+                )
+            if record is None:
+                raise PreconditionFailed(f"gateways/{name} was changed by another writer.")
+            await self._reload()
+        entity = Entity("gateway", record.id, record.name, record.doc, record)
+        return json_response(
+            self._show_gateway(entity), 201 if existing is None else 200, entity.etag
+        )
+
+    async def delete_gateway(self, request: Request) -> Response:
+        store = self.api._store()
+        async with self.runtime.lock:
+            entity, _ = await self._find_gateway(request.path_params["gw"])
+            self.api._writable(entity, request)
+            held = [r for r in await store.entities(entity.name) if r.kind != "gateway"]
+            if held:
+                names = ", ".join(f"{PLURAL.get(r.kind, r.kind + 's')}/{r.name}" for r in held[:10])
+                raise Conflict(
+                    f"gateways/{entity.name} still holds {names}; delete those first.",
+                    code="in_use",
+                )
+            assert entity.record is not None
+            if not await store.delete(entity.name, "gateway", entity.id, entity.record.version):
+                raise PreconditionFailed(f"gateways/{entity.name} was changed by another writer.")
+            await self._reload()
+        return Response(status_code=204)
+
+    async def _reload(self) -> None:
+        try:
+            await self.runtime.load_store()
+        except ConfigError as exc:  # another writer left the store invalid; ours is stored
+            raise Unprocessable([("", issue) for issue in exc.issues]) from None
