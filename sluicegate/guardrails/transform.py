@@ -147,32 +147,27 @@ def _joined(prefix: str | None, text: str, suffix: str | None) -> str:
     return _SEPARATOR.join(parts)
 
 
+def _framed(value: Any, prefix: str | None, suffix: str | None) -> Any:
+    """A system prompt (text, or a list of content blocks) between prefix and suffix."""
+    if isinstance(value, list):
+        if prefix:
+            value.insert(0, {"type": "text", "text": prefix})
+        if suffix:
+            value.append({"type": "text", "text": suffix})
+        return value
+    return _joined(prefix, value if isinstance(value, str) else "", suffix)
+
+
 def _openai_system(body: dict[str, Any], prefix: str | None, suffix: str | None) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return
     for message in messages:
         if isinstance(message, dict) and message.get("role") in ("system", "developer"):
-            content = message.get("content")
-            if isinstance(content, list):
-                if prefix:
-                    content.insert(0, {"type": "text", "text": prefix})
-                if suffix:
-                    content.append({"type": "text", "text": suffix})
-            else:
-                message["content"] = _joined(
-                    prefix, content if isinstance(content, str) else "", suffix
-                )
+            message["content"] = _framed(message.get("content"), prefix, suffix)
             return
     messages.insert(0, {"role": "system", "content": _joined(prefix, "", suffix)})
 
 
 def _anthropic_system(body: dict[str, Any], prefix: str | None, suffix: str | None) -> None:
-    system = body.get("system")
-    if isinstance(system, list):
-        if prefix:
-            system.insert(0, {"type": "text", "text": prefix})
-        if suffix:
-            system.append({"type": "text", "text": suffix})
-    else:
-        body["system"] = _joined(prefix, system if isinstance(system, str) else "", suffix)
+    body["system"] = _framed(body.get("system"), prefix, suffix)
