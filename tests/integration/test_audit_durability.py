@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import yaml
 
 from tests.conftest import KEY
-from tests.fakes.gateway import RunningGateway, free_port
+from tests.fakes.gateway import RunningGateway, free_port, serve_process
 from tests.fakes.stores import postgres_schema
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.integration.test_audit import gateway_config
@@ -94,15 +91,7 @@ def test_sigterm_with_requests_in_flight(tmp_path: Path) -> None:
     config["rules"].append(
         {"name": "slow", "match": {"models": ["slow-chat"]}, "targets": [{"service": "slow"}]}
     )
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sluicegate", "serve", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = serve_process(tmp_path, config)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)

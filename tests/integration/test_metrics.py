@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -184,10 +185,18 @@ def test_errors_retries_and_fallbacks(gateway: RunningGateway) -> None:
 def test_the_access_log_has_one_line_per_request_and_no_secrets(
     gateway: RunningGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
+    def logged() -> list[dict[str, Any]]:
+        records = caplog.records
+        return [orjson.loads(r.getMessage()) for r in records if r.name == "sluicegate.access"]
+
     with caplog.at_level(logging.INFO, logger="sluicegate.access"):
         chat(gateway, "gpt-4o-mini")
         chat(gateway, "nobody-serves-this")
-    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "sluicegate.access"]
+        # A request is recorded once its answer is out: the client can be a moment ahead.
+        deadline = time.monotonic() + 5
+        while len(logged()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = logged()
     assert [line["status"] for line in lines] == [200, 404]
     assert (
         lines[0]["service"] == "openai"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import yaml
 
 from tests.conftest import KEY, OTHER_KEY
 from tests.fakes.gateway import RunningGateway, free_port
+from tests.fakes.redis_servers import redis_servers
 
 Start = Callable[[dict[str, Any]], RunningGateway]
 MESSAGES = [{"role": "user", "content": "a b c"}]  # the mock: 3 prompt + 4 completion tokens
@@ -161,43 +161,16 @@ def test_three_instances_share_one_limit_exactly(three_gateways: list[str]) -> N
 
 
 @pytest.fixture
-def private_redis() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+def private_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Starts (and starts again) a Redis of this test's own, always on the same port."""
     port = free_port()
-    running: list[subprocess.Popen[bytes]] = []
+    with redis_servers(tmp_path) as servers:
 
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        running.append(proc)
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
-            != b"PONG\n"
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        return proc
+        def start() -> subprocess.Popen[bytes]:
+            return servers.standalone(port)
 
-    start.port = port  # type: ignore[attr-defined]
-    yield start
-    for proc in running:
-        proc.kill()
-        proc.wait()
+        start.port = port  # type: ignore[attr-defined]
+        yield start
 
 
 @pytest.mark.parametrize(("mode", "while_down"), [("open", 200), ("closed", 503)])

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import openai_service
 from tests.security.leaks import Leaks
 
 UPSTREAM_SECRET = "Bearer sk-upstream-" + secrets.token_hex(12)
@@ -65,16 +66,8 @@ def seen(leaks: Leaks, response: httpx.Response) -> httpx.Response:
 
 
 def upstream_service(name: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "provider": "openai",
-        "protocol": "http",
-        "host": "127.0.0.1",
-        "port": port,
-        "retries": 0,
-        "credentials": {"header_name": "Authorization", "header_value": UPSTREAM_SECRET},
-        **extra,
-    }
+    credentials = {"header_name": "Authorization", "header_value": UPSTREAM_SECRET}
+    return openai_service(name, port, **{"retries": 0, "credentials": credentials, **extra})
 
 
 def audited(tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from sluicegate.stores.secrets import MASTER_KEY_ENV, PREVIOUS_KEYS_ENV, generate_key
+from tests.conftest import openai_service
 from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.guarded_server import GuardedOpenAI
 from tests.security.leaks import Leaks
@@ -121,15 +122,7 @@ def upstream() -> Iterator[GuardedOpenAI]:
 
 
 def service(name: str, port: int, credentials: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "provider": "openai",
-        "protocol": "http",
-        "host": "127.0.0.1",
-        "port": port,
-        "retries": 0,
-        "credentials": credentials,
-    }
+    return openai_service(name, port, retries=0, credentials=credentials)
 
 
 def rule(name: str, models: list[str], target: str, model: str | None = None) -> dict[str, Any]:
