@@ -42,15 +42,15 @@ run: install
 	SLUICEGATE_DEMO_KEY=$(DEMO_KEY) $(BIN)/sluicegate serve --config examples/quickstart.yaml
 
 lint: dev
-	$(BIN)/ruff check sluicegate tests
-	$(BIN)/ruff format --check sluicegate tests
+	$(BIN)/ruff check sluicegate tests bench
+	$(BIN)/ruff format --check sluicegate tests bench
 	$(BIN)/mypy
 	$(BIN)/yamllint -c deploy/yamllint.yaml deploy
 	$(BIN)/hadolint deploy/Dockerfile
 
 fmt: dev
-	$(BIN)/ruff format sluicegate tests
-	$(BIN)/ruff check --fix sluicegate tests
+	$(BIN)/ruff format sluicegate tests bench
+	$(BIN)/ruff check --fix sluicegate tests bench
 
 test: dev
 	@scripts/ensure-services.sh

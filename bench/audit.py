@@ -35,18 +35,13 @@ import time
 import urllib.request
 
 from gateways import serve
-
-from bench import log
+from procs import log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 LOADGEN = os.path.join(HERE, "loadgen.py")
 KEY = "sk-bench-audit-1234"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-
-
 
 
 def config(audit_on, store, bodies):
@@ -76,17 +71,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-
-
 def load(url, body_file, rate, duration, python):
-    done = subprocess.run(
-        [python, LOADGEN, "--url", url + "/v1/chat/completions", "--body", body_file]
-        + ["-H", f"Authorization: Bearer {KEY}", "--rate", str(rate)]
-        + ["--duration", str(duration)],
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-    )
+    cmd = [python, LOADGEN, "--url", url + "/v1/chat/completions", "--body", body_file]
+    cmd += ["-H", f"Authorization: Bearer {KEY}", "--rate", str(rate)]
+    cmd += ["--duration", str(duration)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode:
         sys.exit(f"loadgen failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout)
@@ -187,12 +176,19 @@ def main():
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "duration_s": a.duration,
         "rounds": a.rounds,
-        "rows": {"requests_on": sent_on, "written": written, "spilled": spilled, "dropped": dropped},
+        "rows": {
+            "requests_on": sent_on,
+            "written": written,
+            "spilled": spilled,
+            "dropped": dropped,
+        },
         "runs": runs,
         "summary": summary,
     }
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", f"audit-{result['when'].replace(':', '').replace('-', '')}.json")
+    path = os.path.join(
+        HERE, "results", f"audit-{result['when'].replace(':', '').replace('-', '')}.json"
+    )
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("| rate | p50 off | p50 on | p99 off | p99 on | CPU/request off | CPU/request on |")
@@ -201,7 +197,8 @@ def main():
         off, on = row["off"], row["on"]
         print(
             f"| {row['rate']:.0f} | {off['p50_ms']} ms | {on['p50_ms']} ms | {off['p99_ms']} ms "
-            f"| {on['p99_ms']} ms | {off['cpu_us_per_request']} µs | {on['cpu_us_per_request']} µs |"
+            f"| {on['p99_ms']} ms | {off['cpu_us_per_request']} µs "
+            f"| {on['cpu_us_per_request']} µs |"
         )
     print(f"\nrows: {result['rows']}\nresults: {os.path.relpath(path, REPO)}")
     if written < sent_on or dropped:

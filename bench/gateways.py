@@ -8,6 +8,7 @@ scale-out costs before the new process carries traffic.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from bench import log, process_tree
+from procs import log, process_tree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -128,28 +129,26 @@ class Gateway:
         pids = process_tree([self.proc.pid])
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
         for pid in pids:  # workers that outlived their supervisor
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
         self.proc = None
 
 
+def installed_version(python: str, package: str) -> str:
+    """The version of ``package`` in the environment of ``python``."""
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
 def sluicegate(name: str, config: str, workers: int, python: str, env: dict[str, str]) -> Gateway:
     port = free_port()
-    version = subprocess.run(
-        [python, "-c", "import sluicegate; print(sluicegate.__version__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    version = installed_version(python, "sluicegate")
     argv = [python, "-m", "sluicegate", "serve", "--config", config]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     return Gateway(name, "sluicegate", version, argv, env, port)
@@ -159,25 +158,23 @@ def litellm_available() -> bool:
     return os.path.exists(os.path.join(LITELLM_VENV, "bin", "litellm"))
 
 
-def litellm(workers: int) -> Gateway:
+def litellm(
+    workers: int, name: str = "litellm", extra_env: dict[str, str] | None = None
+) -> Gateway:
     """The LiteLLM proxy from `make bench-peers`, set up as its production guide says:
     errors-only logging (which also silences uvicorn's access log), the bundled model
-    cost map (no fetch at start-up), no admin UI, master-key auth and no database."""
+    cost map (no fetch at start-up), no admin UI, master-key auth and no database.
+    ``litellm-realistic`` runs bench/peers/litellm-realistic.yaml (scenario 2)."""
     port = free_port()
-    py = os.path.join(LITELLM_VENV, "bin", "python")
-    version = subprocess.run(
-        [py, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    version = installed_version(os.path.join(LITELLM_VENV, "bin", "python"), "litellm")
     argv = [os.path.join(LITELLM_VENV, "bin", "litellm")]
-    argv += ["--config", os.path.join(HERE, "peers", "litellm.yaml")]
+    argv += ["--config", os.path.join(HERE, "peers", f"{name}.yaml")]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
     env = {
         "LITELLM_LOG": "ERROR",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_MODE": "PRODUCTION",
         "DISABLE_ADMIN_UI": "True",
+        **(extra_env or {}),
     }
-    return Gateway("litellm", "litellm", version, argv, env, port)
+    return Gateway(name, "litellm", version, argv, env, port)

@@ -32,16 +32,11 @@ import tempfile
 import time
 
 from gateways import serve
-
-from bench import log
+from procs import log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 KEY = "sk-bench-guardrails-1234"
-
-
-
-
 
 
 def config(guarded, delay):
@@ -68,8 +63,6 @@ def config(guarded, delay):
     )
 
 
-
-
 def one(port, body):
     """(seconds to the first text event, seconds to the end) of one streamed request."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -88,9 +81,13 @@ def one(port, body):
         line = response.readline()
         if not line:
             break
-        if first is None and line.startswith(b"data: {") and b'"content":"' in line:
-            if b'"content":""' not in line:
-                first = time.perf_counter() - started
+        if (
+            first is None
+            and line.startswith(b"data: {")
+            and b'"content":"' in line
+            and b'"content":""' not in line
+        ):
+            first = time.perf_counter() - started
     total = time.perf_counter() - started
     conn.close()
     return first if first is not None else total, total

@@ -46,7 +46,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import bench as harness  # noqa: E402  (bench/bench.py: load tools, /proc sampling)
+import load  # noqa: E402  (bench/load.py: the checked request, loadgen)
+import procs  # noqa: E402  (bench/procs.py: /proc sampling, the quiet waits)
 
 CONFIGS = {
     "plain": os.path.join(HERE, "sluicegate.yaml"),
@@ -57,7 +58,7 @@ PERCENTILES = ("p50", "p90", "p99")
 
 
 def log(msg):
-    harness.log(msg)
+    procs.log(msg)
 
 
 def free_port():
@@ -172,9 +173,9 @@ def distribution(values):
 # --------------------------------------------------------------------------- the load
 def measure(gateway, body_file, a, rate, redis_pids):
     pids = {gateway.proc.pid}
-    harness.wait_quiet(a.quiet_threshold, a.wait_quiet, gateway.label)
-    with harness.Sampler(pids) as s, harness.Sampler(redis_pids) as r:
-        result = harness.loadgen(
+    procs.wait_quiet(a.quiet_threshold, a.wait_quiet, gateway.label)
+    with procs.Sampler(pids) as s, procs.Sampler(redis_pids) as r:
+        result = load.loadgen(
             gateway.url + "/v1/chat/completions", body_file, a.api_key, rate, a.duration
         )
     result["proc"] = s.result(result["requests"])
@@ -185,14 +186,14 @@ def measure(gateway, body_file, a, rate, redis_pids):
         f"{gateway.label} @ {rate}/s: p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} ms, "
         f"errors {result['errors']}, cpu {result['proc'].get('cpu_ms_per_req')} ms/req"
     )
-    harness.settle(pids, gateway.label)
+    procs.settle(pids, gateway.label)
     time.sleep(a.pause)
     return result
 
 
 def run(a):
     for url in (a.redis.replace("redis://", "http://", 1), MOCK):
-        harness.require_loopback(url)
+        load.require_loopback(url)
     started = dt.datetime.now(dt.UTC)
     run_dir = os.path.join(HERE, ".run")
     os.makedirs(run_dir, exist_ok=True)
@@ -205,7 +206,7 @@ def run(a):
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "loadavg_before": harness._read("/proc/loadavg").split()[:3],
+            "loadavg_before": procs.loadavg(),
         },
         "params": {k: getattr(a, k) for k in ("rates", "duration", "rounds", "samples")},
         "configs": {k: os.path.relpath(v, REPO) for k, v in CONFIGS.items()},
@@ -213,7 +214,7 @@ def run(a):
     try:
         gateways = [Gateway(label, path, a.redis, run_dir) for label, path in CONFIGS.items()]
         redis_port = urllib.parse.urlparse(a.redis).port or 6379
-        redis_pids = harness.listening_pids(redis_port)
+        redis_pids = procs.listening_pids(redis_port)
         msgs = [
             {"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "In two sentences, what does an LLM gateway do?"},
@@ -224,11 +225,11 @@ def run(a):
             with open(body_file, "w") as f:
                 json.dump(body, f)
             for g in gateways:  # sanity, then a warm-up that is not recorded
-                check = harness.check_chat(g.url + "/v1/chat/completions", body, a.api_key)
+                check = load.check_chat(g.url + "/v1/chat/completions", body, a.api_key)
                 log(f"{g.label}: sanity ok {check}")
-                harness.loadgen(g.url + "/v1/chat/completions", body_file, a.api_key, 100, a.warmup)
+                load.loadgen(g.url + "/v1/chat/completions", body_file, a.api_key, 100, a.warmup)
             limited = gateways[1]
-            _, headers, _, _ = harness.post(limited.url + "/v1/chat/completions", body, a.api_key)
+            _, headers, _, _ = load.post(limited.url + "/v1/chat/completions", body, a.api_key)
             if "x-ratelimit-limit-requests" not in {k.lower() for k in headers}:
                 sys.exit(
                     "the limited gateway answered without x-ratelimit headers: no limit applied"

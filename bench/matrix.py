@@ -37,17 +37,8 @@ import urllib.request
 from typing import Any
 
 import gateways
-from bench import (
-    Sampler,
-    check_chat,
-    check_stream,
-    loadgen,
-    log,
-    settle,
-    tool_versions,
-    wait_quiet,
-    wrk,
-)
+from load import check_chat, check_stream, loadgen, tool_versions, wrk
+from procs import Sampler, log, process_tree, settle, wait_quiet
 from scenarios import SCENARIOS, Scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -178,13 +169,16 @@ def main() -> None:
         for g in sc.gateways:
             if g in gws:
                 continue
-            if g == "litellm":
+            if g.startswith("litellm"):
                 if a.skip_litellm or not gateways.litellm_available():
                     continue
-                gws[g] = gateways.litellm(a.workers)
+                audit = {"LITELLM_AUDIT_FILE": audit_db + ".litellm.jsonl"}
+                gws[g] = gateways.litellm(a.workers, g, audit)
             else:
-                config = "bench/sluicegate-realistic.yaml" if g.endswith("realistic") else (
-                    "bench/sluicegate.yaml"
+                config = (
+                    "bench/sluicegate-realistic.yaml"
+                    if g.endswith("realistic")
+                    else "bench/sluicegate.yaml"
                 )
                 gws[g] = gateways.sluicegate(g, config, a.workers, a.python, sg_env)
     if "litellm" not in gws and not a.skip_litellm:
@@ -222,8 +216,9 @@ def main() -> None:
     if not mock_up():
         subprocess.run([os.path.join(HERE, "mock-upstream", "start.sh")], check=True)
         started_mock = True
-    mock_pid = int(open(os.path.join(HERE, ".run", "mock-upstream", "nginx.pid")).read())
-    mock_pids = set(gateways.process_tree([mock_pid]))
+    with open(os.path.join(HERE, ".run", "mock-upstream", "nginx.pid")) as f:
+        mock_pid = int(f.read())
+    mock_pids = set(process_tree([mock_pid]))
     try:
         with tempfile.TemporaryDirectory(prefix="sluicegate-matrix-") as tmp:
             direct = Target("direct", MOCK, mock_pids, set())
@@ -268,7 +263,7 @@ def main() -> None:
             gw.stop()
         if started_mock:
             subprocess.run([os.path.join(HERE, "mock-upstream", "stop.sh")], check=False)
-        for suffix in ("", "-wal", "-shm"):  # the realistic gateway's audit rows
+        for suffix in ("", "-wal", "-shm", ".litellm.jsonl"):  # the realistic gateways' audit
             if os.path.exists(audit_db + suffix):
                 os.remove(audit_db + suffix)
     out["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -23,7 +23,7 @@ REPO = os.path.dirname(HERE)
 DOC = os.path.join(REPO, "docs", "performance.md")
 PLOT = os.path.join(REPO, "docs", "images", "performance-added-latency.png")
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
-GATEWAYS = ("sluicegate", "sluicegate-realistic", "litellm")
+GATEWAYS = ("sluicegate", "sluicegate-realistic", "litellm", "litellm-realistic")
 
 
 def f(x: float | None, digits: int = 2) -> str:
@@ -166,7 +166,7 @@ def tables(r: dict[str, Any]) -> str:
         "",
         head("scenario", "direct", *gws, "sluicegate / LiteLLM"),
     ]
-    for name, sc in r["scenarios"].items():
+    for sc in r["scenarios"].values():
         ts = sc["targets"]
         cells = [sc["title"], f(sat(ts["direct"])[0], 0) if "direct" in ts else "-"]
         for g in gws:
@@ -176,9 +176,10 @@ def tables(r: dict[str, Any]) -> str:
             else:
                 cells.append("-")
         sg = ts.get("sluicegate") or ts.get("sluicegate-realistic")
+        peer = ts.get("litellm") or ts.get("litellm-realistic")
         ratio = "-"
-        if sg and "litellm" in ts:
-            ratio = f"{sat(sg)[0] / sat(ts['litellm'])[0]:.0f}×"
+        if sg and peer:
+            ratio = f"{sat(sg)[0] / sat(peer)[0]:.0f}×"
         lines.append(row(*cells, ratio))
 
     lines += [
@@ -235,7 +236,7 @@ def tables(r: dict[str, Any]) -> str:
     if absent:
         lines.append("")
         for g, why in sorted(absent):
-            lines.append(f"Not measured for {g} in the realistic scenario: {why}.")
+            lines.append(f"{g} in the realistic scenario: {why}.")
     return "\n".join(lines) + "\n"
 
 
@@ -246,7 +247,12 @@ def plot(r: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    colours = {"sluicegate": "tab:blue", "sluicegate-realistic": "tab:green", "litellm": "tab:red"}
+    colours = {
+        "sluicegate": "tab:blue",
+        "sluicegate-realistic": "tab:green",
+        "litellm": "tab:red",
+        "litellm-realistic": "tab:orange",
+    }
     for name in ("small", "realistic"):
         sc = r["scenarios"].get(name)
         if not sc or "direct" not in sc["targets"]:
@@ -305,7 +311,8 @@ def main() -> None:
     if a.stdout:
         print(text)
         return
-    doc = open(DOC).read()
+    with open(DOC) as fh:
+        doc = fh.read()
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     if not pattern.search(doc):
         raise SystemExit(f"{DOC} has no {BEGIN} ... {END} section")

@@ -77,12 +77,15 @@ SCENARIOS = [
         "2. key auth + Redis rate limit + audit log",
         "gpt-4o-mini",
         CHAT,
-        gateways=("sluicegate-realistic",),
+        gateways=("sluicegate-realistic", "litellm-realistic"),
         direct=False,
         absent={
             "litellm": "LiteLLM's per-key limits and spend logs need its PostgreSQL schema, "
             "which it creates with prisma; prisma downloads its query engine at first use, "
-            "and this machine reaches no host but PyPI"
+            "and this machine reaches no host but PyPI. litellm-realistic is the nearest "
+            "set-up without a database (bench/peers/litellm-realistic.yaml): the master key, "
+            "its router's rpm/tpm limits counted in Redis, and a logging callback writing "
+            "each request's spend record to a file; a lower bound on its real cost"
         },
     ),
     Scenario(
