@@ -34,8 +34,10 @@ async def follow_store(
         except Exception as exc:  # the poll still works without notifications
             log.warning("config store: no change notifications (%s); polling only", exc)
         while True:
+            # asyncio.timeout, not wait_for: no task is made for each wait.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await wake.wait()
             wake.clear()
             try:
                 version = await store.config_version()

@@ -258,8 +258,10 @@ class AuditWriter:
         return self._take(self.batch_size)
 
     async def _wait(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: no task is made for each wait.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._ready.wait()
 
     def _take(self, limit: int) -> list[AuditRow]:
         rows = self._rows
@@ -324,7 +326,8 @@ class AuditWriter:
 
     async def _stopped_within(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
         return self._stop.is_set()
 
     async def _stop_retention(self) -> None:
