@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import KEY, OTHER_KEY
+from tests.conftest import KEY, OTHER_KEY, settled
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.stores import store_url
 
@@ -36,11 +36,16 @@ def config(backend: str) -> dict[str, Any]:
 
 
 def ask(url: str, key: str = KEY) -> httpx.Response:
-    return httpx.post(
-        url + "/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "m", "messages": [{"role": "user", "content": "a b c"}]},
-        timeout=10,
+    """One request, returned once the gateway settled it: spend is counted after the client
+    has its answer, and whether the next request is refused depends on it."""
+    return settled(
+        url,
+        lambda: httpx.post(
+            url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "m", "messages": [{"role": "user", "content": "a b c"}]},
+            timeout=10,
+        ),
     )
 
 

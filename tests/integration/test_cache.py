@@ -16,7 +16,7 @@ import openai
 import pytest
 import redis
 
-from tests.conftest import KEY, OTHER_KEY, openai_service
+from tests.conftest import KEY, OTHER_KEY, openai_service, wait_finished
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -101,6 +101,7 @@ def test_a_streamed_answer_replays_with_the_same_text_and_usage(
         return text, usage, raw.headers["x-sluicegate-cache"]
 
     original, original_usage, first = run()
+    wait_finished(gateway.url, 1)  # a stream is stored once it ended, after its last event
     replayed, replayed_usage, second = run()
     assert (first, second) == ("miss", "hit")
     assert replayed == original and original
@@ -244,11 +245,8 @@ def test_hits_are_counted_with_the_tokens_and_cost_they_saved(
     post(gateway, model, text)
     post(gateway, model, text)
     labels = 'gateway="default"'  # the exposition sorts labels by name
-    deadline = time.monotonic() + 5
-    metrics = ""
-    while 'result="hit"' not in metrics:  # recorded just after the client has its answer
-        assert time.monotonic() < deadline
-        metrics = httpx.get(gateway.url + "/metrics").text
+    wait_finished(gateway.url, 2)  # recorded just after the client has its answer
+    metrics = httpx.get(gateway.url + "/metrics").text
 
     def value(line_start: str) -> float:
         found = [ln for ln in metrics.splitlines() if ln.startswith(line_start)]

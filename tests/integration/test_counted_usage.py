@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import KEY, openai_service
+from tests.conftest import KEY, openai_service, settled, wait_finished
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -43,11 +43,16 @@ def config(fake: FakeOpenAI) -> dict[str, Any]:
 
 
 def ask(url: str, model: str, **body: Any) -> httpx.Response:
-    return httpx.post(
-        url + "/v1/chat/completions",
-        headers={"Authorization": f"Bearer {KEY}"},
-        json={"model": model, "messages": MESSAGES, "max_tokens": MAX_TOKENS, **body},
-        timeout=10,
+    """One request, returned once the gateway settled it: the next request's rate-limit
+    headers count what this one used, which is settled after the client has its answer."""
+    return settled(
+        url,
+        lambda: httpx.post(
+            url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={"model": model, "messages": MESSAGES, "max_tokens": MAX_TOKENS, **body},
+            timeout=10,
+        ),
     )
 
 
@@ -121,6 +126,7 @@ def test_a_translated_stream_without_usage_is_settled_from_its_text(
     ) as stream:
         text = "".join(stream.text_stream)
     assert text.startswith("Hello from the fake")
+    wait_finished(gateway.url, 1)  # the stream is settled after its last event
     after = ask(gateway.url, "no-usage")
     # The Anthropic request's prompt estimate is that of its canonical form, as above.
     assert used_before(after) == PROMPT + math.ceil(len(text) / 4)

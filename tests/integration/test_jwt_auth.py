@@ -12,7 +12,7 @@ import jwt
 import openai
 import pytest
 
-from tests.conftest import KEY
+from tests.conftest import KEY, eventually
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.jwks_server import AUDIENCE, ISSUER, JwksServer, SigningKey, claims_for, unsigned
 
@@ -164,8 +164,12 @@ def test_default_consumer_counts_each_subject_on_its_own(
     assert chat(gateway, rsa_key.token(sub=bob)) == "mock: hello there"
     with pytest.raises(openai.PermissionDeniedError):
         chat(gateway, rsa_key.token(sub=bob), model="p")  # employees' rules apply
-    metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
-    assert f'consumer="{alice}"' in metrics and f'consumer="{bob}"' in metrics
+
+    def counted() -> None:  # counted just after the client has its answer
+        metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
+        assert f'consumer="{alice}"' in metrics and f'consumer="{bob}"' in metrics
+
+    eventually(counted)
 
 
 def test_admin_api_takes_an_admin_jwt(gateway: RunningGateway, rsa_key: SigningKey) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import KEY, openai_service
+from tests.conftest import KEY, openai_service, wait_finished
 from tests.fakes.faulty_server import FaultyUpstream
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
@@ -101,6 +100,7 @@ def test_success_counts_request_tokens_and_cost(gateway: RunningGateway) -> None
     before = samples(gateway)
     response = chat(gateway, "gpt-4o-mini")
     usage = response.json()["usage"]
+    wait_finished(gateway.url, 1)  # counted just after the client has its answer
     after = samples(gateway)
     labels = {
         "rule": "chat",
@@ -150,6 +150,7 @@ def test_streams_count_tokens_and_time_to_first_token(gateway: RunningGateway) -
     before = samples(gateway)
     response = chat(gateway, "gpt-4o-mini", stream=True)
     assert response.status_code == 200
+    wait_finished(gateway.url, 1)  # counted just after the client has its answer
     after = samples(gateway)
     assert (
         value(after, "gen_ai_server_time_to_first_token_seconds_count", service="openai")
@@ -168,6 +169,7 @@ def test_errors_retries_and_fallbacks(gateway: RunningGateway) -> None:
     assert chat(gateway, "failover").status_code == 200  # 2 attempts on broken, then openai
     assert chat(gateway, "doomed").status_code == 502  # 2 attempts, no fallback
     assert chat(gateway, "nobody-serves-this").status_code == 404
+    wait_finished(gateway.url, 3)  # counted just after the client has its answer
     after = samples(gateway)
 
     def delta(name: str, **labels: str) -> float:
@@ -192,10 +194,8 @@ def test_the_access_log_has_one_line_per_request_and_no_secrets(
     with caplog.at_level(logging.INFO, logger="sluicegate.access"):
         chat(gateway, "gpt-4o-mini")
         chat(gateway, "nobody-serves-this")
-        # A request is recorded once its answer is out: the client can be a moment ahead.
-        deadline = time.monotonic() + 5
-        while len(logged()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # A request is logged once its answer is out: the client can be a moment ahead.
+        wait_finished(gateway.url, 2)
     lines = logged()
     assert [line["status"] for line in lines] == [200, 404]
     assert (

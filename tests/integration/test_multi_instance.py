@@ -173,7 +173,7 @@ def test_every_request_lands_in_the_audit_log_once(store: str, spread: Spreader)
 
 
 def test_an_exact_cache_entry_stored_by_one_is_a_hit_on_another(
-    cluster: Cluster, spread: Spreader
+    cluster: Cluster, store: str, spread: Spreader
 ) -> None:
     model = "cached-" + secrets.token_hex(4)
     rule = {
@@ -191,17 +191,21 @@ def test_an_exact_cache_entry_stored_by_one_is_a_hit_on_another(
     until(lambda: on_each(spread, ask) == [200, 200, 200], 5)  # the rule is everywhere
     question = "a question of its own " + secrets.token_hex(4)
 
+    ids: list[str] = []
+
     def cache(i: int) -> tuple[str | None, str]:
         answer = spread.chat(DEMO_KEY, model, question, index=i)
         assert answer.response is not None and answer.status == 200
+        ids.append(answer.request_id or "")
         content = answer.response.json()["choices"][0]["message"]["content"]
         return answer.response.headers.get("x-sluicegate-cache"), content
 
     first, stored = cache(0)
     assert first == "miss"
-    # The entry goes to Redis just after the answer is sent. Each other instance is asked
-    # once: a miss there would store an entry of its own, and a later hit prove nothing.
-    time.sleep(1.0)
+    # The entry goes to Redis just after the answer is sent, and the request's audit row
+    # only once it is there. Each other instance is asked once: a miss there would store
+    # an entry of its own, and a later hit prove nothing.
+    until(lambda: ids[0] in audit_ids(store), 10, 0.05)
     assert [cache(1), cache(2)] == [("hit", stored), ("hit", stored)]
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import KEY, OTHER_KEY
+from tests.conftest import KEY, OTHER_KEY, settled
 from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.redis_servers import redis_servers
 
@@ -57,6 +57,12 @@ def ask(url: str, key: str = KEY, model: str = "m", **body: Any) -> httpx.Respon
     )
 
 
+def spend(url: str, key: str = KEY, model: str = "m", **body: Any) -> httpx.Response:
+    """``ask``, returned once the gateway settled the request: it corrects tokens and spend
+    after the client has its answer, and the next request must see them."""
+    return settled(url, lambda: ask(url, key, model, **body))
+
+
 def test_requests_per_consumer_with_headers(start_gateway: Start) -> None:
     gateway = start_gateway(config(requests=5, window="1m"))
     answers = [ask(gateway.url) for _ in range(6)]
@@ -88,13 +94,13 @@ def test_several_windows_at_once(start_gateway: Start) -> None:
 def test_token_limit_stops_exactly_and_releases_failed_requests(start_gateway: Start) -> None:
     # Each call reserves 8 (prompt estimate) + 1 (max_tokens) = 9 and then uses 7.
     gateway = start_gateway(config(tokens=30, window="1m"))
-    statuses = [ask(gateway.url, max_tokens=1).status_code for _ in range(5)]
+    statuses = [spend(gateway.url, max_tokens=1).status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 200, 429]  # 7+7+7 = 21 used, 21+9 fits, 28+9 does not
     other = start_gateway(config(tokens=30, window="1m"))
     for _ in range(5):  # failures use no tokens: their reservations are released
-        assert ask(other.url, model="broken", max_tokens=1).status_code == 502
-    assert [ask(other.url, max_tokens=1).status_code for _ in range(4)] == [200] * 4
-    refused = ask(other.url, max_tokens=1)
+        assert spend(other.url, model="broken", max_tokens=1).status_code == 502
+    assert [spend(other.url, max_tokens=1).status_code for _ in range(4)] == [200] * 4
+    refused = spend(other.url, max_tokens=1)
     assert refused.status_code == 429
     assert refused.headers["x-ratelimit-limit-tokens"] == "30"
 
@@ -204,12 +210,12 @@ def test_budgets_refuse_once_spend_reaches_the_budget(
     data["pricing"] = {"m": {"input": 1_000_000, "output": 1_000_000}}
     data["consumers"][0]["budget"] = {"usd": budget, "window": "30d"}
     gateway = start_gateway(data)
-    statuses = [ask(gateway.url).status_code for _ in range(served + 1)]
+    statuses = [spend(gateway.url).status_code for _ in range(served + 1)]
     assert statuses == [200] * served + [429]
-    refused = ask(gateway.url)
+    refused = spend(gateway.url)
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert int(refused.headers["retry-after"]) >= 1
-    assert ask(gateway.url, OTHER_KEY).status_code == 200  # team-b has no budget
+    assert spend(gateway.url, OTHER_KEY).status_code == 200  # team-b has no budget
 
 
 def test_a_gateway_budget_covers_everyone(start_gateway: Start) -> None:
@@ -217,15 +223,15 @@ def test_a_gateway_budget_covers_everyone(start_gateway: Start) -> None:
     data["pricing"] = {"m": {"input": 1_000_000, "output": 1_000_000}}
     data["gateway"]["budget"] = {"usd": 14, "window": "1d"}
     gateway = start_gateway(data)
-    assert ask(gateway.url).status_code == 200
-    assert ask(gateway.url, OTHER_KEY).status_code == 200
-    assert ask(gateway.url).json()["error"]["code"] == "budget_exceeded"
-    assert ask(gateway.url, OTHER_KEY).status_code == 429
+    assert spend(gateway.url).status_code == 200
+    assert spend(gateway.url, OTHER_KEY).status_code == 200
+    assert spend(gateway.url).json()["error"]["code"] == "budget_exceeded"
+    assert spend(gateway.url, OTHER_KEY).status_code == 429
 
 
 def test_a_stream_without_reported_usage_is_settled_from_its_text(start_gateway: Start) -> None:
     # Streamed without include_usage, the mock reports no usage: each stream is settled to
     # its prompt estimate (8) plus its text ("mock: a b c", 11 characters: 3 tokens), 11.
     gateway = start_gateway(config(tokens=30, window="1m"))
-    statuses = [ask(gateway.url, max_tokens=1, stream=True).status_code for _ in range(3)]
+    statuses = [spend(gateway.url, max_tokens=1, stream=True).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]  # 11 + 11 = 22; 22 + 9 > 30
