@@ -246,13 +246,14 @@ def plot(r: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
     colours = {
         "sluicegate": "tab:blue",
         "sluicegate-realistic": "tab:green",
         "litellm": "tab:red",
         "litellm-realistic": "tab:orange",
     }
+    notes = 0  # "saturates at" labels so far: each goes below the one before
     for name in ("small", "realistic"):
         sc = r["scenarios"].get(name)
         if not sc or "direct" not in sc["targets"]:
@@ -280,12 +281,15 @@ def plot(r: dict[str, Any], path: str) -> None:
             ax.plot(xs, [max(p[2] or 0, 0.01) for p in pts], "s--", color=c, label=f"{g} p99")
             if t["skipped_rates"]:  # say why its line stops
                 ax.annotate(
-                    f"  saturates at {sat(t)[0]:.0f} req/s",
+                    f"{g} saturates at {sat(t)[0]:.0f} req/s",
                     (xs[-1], max(pts[-1][1] or 0, 0.01)),
+                    xytext=(8, -4 - 11 * notes),
+                    textcoords="offset points",
                     color=c,
                     fontsize=8,
                     va="top",
                 )
+                notes += 1
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("offered rate, requests/s (open loop)")
@@ -293,7 +297,7 @@ def plot(r: dict[str, Any], path: str) -> None:
     workers = r["params"]["workers"]
     ax.set_title(f"Added latency, {workers} worker(s) each: small chat and realistic path")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # clear of the lines
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
