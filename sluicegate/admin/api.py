@@ -40,7 +40,7 @@ from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.asgi import Receive, Scope, Send, respond_error
-from sluicegate.auth.jwt import looks_like_jwt
+from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
     AuthenticationError,
     ConfigError,

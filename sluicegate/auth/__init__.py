@@ -1,5 +1,3 @@
-"""Client authentication beyond API keys: bearer JWTs from an identity provider."""
-
-from sluicegate.auth.jwt import Identity, JwtVerifier, looks_like_jwt
-
-__all__ = ["Identity", "JwtVerifier", "looks_like_jwt"]
+"""Client authentication: API keys (``keys``) and bearer JWTs from an identity provider
+(``jwt``, loaded only when a config turns ``auth.jwt`` on; ``tokens`` tells a JWT by its
+shape without it)."""

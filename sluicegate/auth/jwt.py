@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,18 +30,11 @@ from sluicegate.errors import AuthenticationError
 
 log = logging.getLogger("sluicegate.auth")
 
-# Three base64url parts; an empty signature still counts, so that an unsigned
-# (``alg: none``) token is refused as a token rather than looked up as a key.
-_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _MAX_JWKS_BYTES = 1024 * 1024
 _MAX_CONSUMER = 200
 # A JWKS endpoint is usually near (or on loopback); a slow one must not hold requests long.
 _FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5.0, connect=2.0)
-
-
-def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and _SHAPE.fullmatch(token) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from sluicegate.asgi import (
     respond,
     respond_error,
 )
-from sluicegate.auth.jwt import looks_like_jwt
+from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.cache.answers import Capture, replay_body, replay_stream
 from sluicegate.cache.keys import Scope as CacheScope
 from sluicegate.cache.policy import CachePlan

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+from typing import TYPE_CHECKING
 
-from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
 from sluicegate.cors import CorsPolicy
@@ -33,6 +33,9 @@ from sluicegate.routing.table import (
     narrower,
 )
 from sluicegate.telemetry.pricing import Price, PriceTable
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on
+    from sluicegate.auth.jwt import JwtVerifier
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -267,6 +270,8 @@ def _jwt_verifier(
         )
     if previous is not None and previous.jwt is not None and previous.jwt.settings == settings:
         return previous.jwt
+    from sluicegate.auth.jwt import JwtVerifier  # PyJWT and cryptography: only when used
+
     return JwtVerifier(settings)
 
 

@@ -18,11 +18,10 @@ import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sluicegate.auth.jwt import JwtVerifier
 from sluicegate.cache.policy import CachePlan
 from sluicegate.config.model import Policies
 from sluicegate.cors import CorsPolicy
@@ -34,6 +33,9 @@ from sluicegate.proxy.upstream import Timeouts, Transport
 from sluicegate.routing.balancer import Balancer, unit_hash
 from sluicegate.routing.probes import Probe
 from sluicegate.telemetry.pricing import PriceTable
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on (compile.py)
+    from sluicegate.auth.jwt import JwtVerifier
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING, Any
 
 from sluicegate.config.model import Credentials
 from sluicegate.errors import ConfigError
 from sluicegate.stores.base import Change, Record, StaleWrite, Store
+
+# cryptography is imported where a key is used: a gateway without a master key
+# (most, and every one without a config store) never loads it.
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 MASTER_KEY_ENV = "SLUICEGATE_MASTER_KEY"
 PREVIOUS_KEYS_ENV = "SLUICEGATE_MASTER_KEY_PREVIOUS"
@@ -43,10 +46,14 @@ def is_encrypted(value: Any) -> bool:
 
 
 def generate_key() -> str:
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode()
 
 
 def _fernet(key: str, name: str) -> Fernet:
+    from cryptography.fernet import Fernet
+
     try:
         return Fernet(key.encode())
     except (ValueError, TypeError):  # binascii.Error is a ValueError
@@ -65,9 +72,11 @@ class Vault:
                 [f"{PREVIOUS_KEYS_ENV} is set but {MASTER_KEY_ENV} is not: set the new key too"]
             )
         self._previous = len(old)
-        self._any: MultiFernet | None = (
-            MultiFernet([self._current, *old]) if self._current is not None else None
-        )
+        self._any: MultiFernet | None = None
+        if self._current is not None:
+            from cryptography.fernet import MultiFernet
+
+            self._any = MultiFernet([self._current, *old])
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Vault:
@@ -95,6 +104,8 @@ class Vault:
             raise ConfigError(
                 [f"{where}: the store holds an encrypted secret and {MASTER_KEY_ENV} is not set"]
             )
+        from cryptography.fernet import InvalidToken  # loaded with the key
+
         try:
             return self._any.decrypt(value["encrypted"].encode()).decode()
         except InvalidToken:
@@ -104,6 +115,8 @@ class Vault:
         """Whether the secret is encrypted under the current key (rotation leaves it alone)."""
         if self._current is None:
             return False
+        from cryptography.fernet import InvalidToken  # loaded with the key
+
         try:
             self._current.decrypt(value["encrypted"].encode())
         except InvalidToken:
@@ -122,6 +135,8 @@ class Vault:
             return self.encrypt(value)
         if not is_encrypted(value) or self.current(value):
             return None
+        from cryptography.fernet import InvalidToken  # loaded with the key
+
         try:
             token = self._any.rotate(value["encrypted"].encode()).decode()
         except InvalidToken:

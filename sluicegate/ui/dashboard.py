@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jwt
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sluicegate.asgi import Message, Receive, Scope, Send, respond_error
-from sluicegate.auth.jwt import looks_like_jwt
+from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
@@ -98,6 +97,8 @@ def _same_origin(request: Request) -> bool:
 
 def _token_expiry(token: str) -> float | None:
     """The ``exp`` of a token already verified, to end its session no later."""
+    import jwt  # only reached with auth.jwt on, which has loaded it already
+
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:

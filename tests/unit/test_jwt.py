@@ -11,7 +11,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from sluicegate.auth.jwt import Identity, JwtVerifier, looks_like_jwt
+from sluicegate.auth.jwt import Identity, JwtVerifier
+from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.config.auth import JwtAuth
 from sluicegate.config.load import parse_config
 from sluicegate.errors import AuthenticationError
