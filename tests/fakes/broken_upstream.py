@@ -89,7 +89,10 @@ class BrokenUpstream(FakeServer):
             return response
         if self.mode == "binary-sse":
             await response.write(event("one"))
-            await response.write(b"data: " + os.urandom(200).replace(b"\n", b"") + b"\n\n")
+            # No line ends inside: a CR there would end the data line early (SSE allows CR
+            # alone), and one right after "data: " would leave an empty event, never sent.
+            noise = os.urandom(200).replace(b"\n", b"").replace(b"\r", b"")
+            await response.write(b"data: " + noise + b"\n\n")
             await response.write(event(None, "stop") + b"data: [DONE]\n\n")
             await response.write_eof()
             return response
