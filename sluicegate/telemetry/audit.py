@@ -116,6 +116,15 @@ def audit_row(
     )
 
 
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set within ``seconds``. asyncio.timeout, not wait_for: no task
+    is made for each wait."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
+
+
 class AuditWriter:
     def __init__(
         self,
@@ -245,7 +254,7 @@ class AuditWriter:
         """Up to ``batch_size`` rows, waiting at most ``flush_interval`` for them to come."""
         if not self._rows:
             self._ready.clear()
-            await self._wait(self.flush_interval)
+            await _set_within(self._ready, self.flush_interval)
             if not self._rows:
                 return []
         deadline = time.monotonic() + self.flush_interval
@@ -254,14 +263,8 @@ class AuditWriter:
             if remaining <= 0:
                 break
             self._ready.clear()
-            await self._wait(remaining)
+            await _set_within(self._ready, remaining)
         return self._take(self.batch_size)
-
-    async def _wait(self, seconds: float) -> None:
-        # asyncio.timeout, not wait_for: no task is made for each wait.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._ready.wait()
 
     def _take(self, limit: int) -> list[AuditRow]:
         rows = self._rows
@@ -317,18 +320,12 @@ class AuditWriter:
     async def _retain(self) -> None:
         # Instances started together spread their first run (and, by the jitter, the next).
         pause = random.uniform(0, min(self.retention_interval, 30.0))
-        while not await self._stopped_within(pause):
+        while not await _set_within(self._stop, pause):
             try:
                 await self.purge()
             except Exception as exc:  # the store is down: the next round tries again
                 log.warning("audit log: deleting old rows failed (%s)", type(exc).__name__)
             pause = self.retention_interval * random.uniform(0.9, 1.1)
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-        return self._stop.is_set()
 
     async def _stop_retention(self) -> None:
         task, self._retainer = self._retainer, None

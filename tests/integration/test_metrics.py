@@ -187,16 +187,12 @@ def test_errors_retries_and_fallbacks(gateway: RunningGateway) -> None:
 def test_the_access_log_has_one_line_per_request_and_no_secrets(
     gateway: RunningGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def logged() -> list[dict[str, Any]]:
-        records = caplog.records
-        return [orjson.loads(r.getMessage()) for r in records if r.name == "sluicegate.access"]
-
     with caplog.at_level(logging.INFO, logger="sluicegate.access"):
         chat(gateway, "gpt-4o-mini")
         chat(gateway, "nobody-serves-this")
         # A request is logged once its answer is out: the client can be a moment ahead.
         wait_finished(gateway.url, 2)
-    lines = logged()
+    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "sluicegate.access"]
     assert [line["status"] for line in lines] == [200, 404]
     assert (
         lines[0]["service"] == "openai"

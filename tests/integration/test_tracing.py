@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sluicegate.telemetry.tracing import Tracing
-from tests.conftest import KEY, openai_service
+from tests.conftest import KEY, openai_service, wait_finished
 from tests.fakes.faulty_server import FaultyUpstream
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-def finished_spans(exporter: InMemorySpanExporter, count: int) -> Sequence[ReadableSpan]:
-    """The request span ends just after the client has its answer, so wait for it."""
-    deadline = time.monotonic() + 5
-    while len(spans := exporter.get_finished_spans()) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return spans
 
 
 @pytest.fixture
@@ -79,7 +69,8 @@ def test_request_and_attempt_spans_with_genai_attributes(
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert response.status_code == 200
-    spans = {span.name: span for span in finished_spans(exporter, 3)}
+    wait_finished(gateway.url, 1)  # the request span ends just after the answer
+    spans = {span.name: span for span in exporter.get_finished_spans()}
     request = spans["chat"]
     assert format(request.context.trace_id, "032x") == TRACE_ID  # the client's trace continues
     attributes = dict(request.attributes or {})
@@ -109,7 +100,8 @@ def test_errors_mark_the_span(
         headers={"Authorization": f"Bearer {KEY}"},
         json={"model": "unknown", "messages": [{"role": "user", "content": "hi"}]},
     )
-    (span,) = finished_spans(exporter, 1)
+    wait_finished(gateway.url, 1)  # the request span ends just after the answer
+    (span,) = exporter.get_finished_spans()
     assert dict(span.attributes or {})["error.type"] == "not_found_error"
     assert span.status.status_code.name == "ERROR"
 

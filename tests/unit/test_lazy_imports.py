@@ -22,13 +22,14 @@ config = {
     "auth": %s,
 }
 compile_config(parse_config(config).config)
-Vault.from_env({"SLUICEGATE_MASTER_KEY": "%s"} if "%s" else {})
+Vault.from_env(%r)
 print(" ".join(m for m in ("jwt", "cryptography.fernet") if m in sys.modules))
 """
 
 
 def loaded(auth: str = "{}", master_key: str = "") -> set[str]:
-    code = PROBE % (auth, master_key, master_key)
+    env = {"SLUICEGATE_MASTER_KEY": master_key} if master_key else {}
+    code = PROBE % (auth, env)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return set(done.stdout.split())
