@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from sluicegate.routing.table import (
 )
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.tracing import Tracing
 from sluicegate.telemetry.usage import TokenCounts, text_markers, text_size
@@ -96,7 +96,7 @@ def read_headers(headers: list[tuple[bytes, bytes]]) -> Incoming:
             length = int(value) if value.isdigit() else None
         elif name == b"x-request-id" and 0 < len(value) <= 200:
             rid = value.decode("latin-1")
-    return Incoming(rid or os.urandom(16).hex(), key, length)
+    return Incoming(rid or ordered_id(), key, length)
 
 
 def bearer_jwt(table: RoutingTable, key: str | None) -> str | None:

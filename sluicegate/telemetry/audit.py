@@ -22,7 +22,6 @@ import contextlib
 import logging
 import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ import orjson
 from sluicegate.stores.base import AUDIT_COLUMNS, AUDIT_ROW_COLUMNS, AuditRow
 from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.metrics import Metrics
 
 log = logging.getLogger("sluicegate.audit")
@@ -91,7 +91,7 @@ def audit_row(
     ended = ex.ended or now
     usage = ex.usage
     return (
-        uuid.uuid4().hex,
+        ordered_id(),
         ex.request_id,
         time.time() - (now - ex.started),
         ex.gateway,
