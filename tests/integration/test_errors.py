@@ -252,7 +252,8 @@ def test_stream_that_fails_before_starting_is_a_plain_error(http: httpx.Client) 
 
 def test_response_headers(http: httpx.Client) -> None:
     response = chat(http, model="chat")
-    assert uuid.UUID(response.headers["x-request-id"]).version == 7  # ordered by time
+    made = response.headers["x-request-id"]
+    assert len(made) == 32 and uuid.UUID(made).version == 7  # ordered by time
     assert response.headers["x-sluicegate-service"] == "openai"
     assert response.headers["x-sluicegate-attempts"] == "1"
     echoed = http.post(
