@@ -28,7 +28,6 @@ class RedisCache:
         self._connection = connect_redis(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.client: Any = self._connection.client  # standalone, Sentinel's master or a cluster
         self._down = False
-        self._cluster = url.split("://", 1)[0].endswith("+cluster")
         self._index: VectorIndex | None = None  # found on the first semantic use
 
     def _failed(self, exc: Exception) -> None:
@@ -48,7 +47,7 @@ class RedisCache:
 
     async def vectors(self) -> VectorIndex:
         if self._index is None:
-            self._index = await detect(self.client, self._cluster)
+            self._index = await detect(self.client, self._connection.cluster)
             log.info("cache: semantic vectors in Redis use its %s index", self._index.kind)
         return self._index
 

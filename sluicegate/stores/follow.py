@@ -9,11 +9,11 @@ safety net, and all there is for SQLite); a PostgreSQL ``NOTIFY`` on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from sluicegate.stores.base import Store, Unlisten
+from sluicegate.waiting import set_within
 
 log = logging.getLogger("sluicegate")
 
@@ -34,10 +34,7 @@ async def follow_store(
         except Exception as exc:  # the poll still works without notifications
             log.warning("config store: no change notifications (%s); polling only", exc)
         while True:
-            # asyncio.timeout, not wait_for: no task is made for each wait.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await wake.wait()
+            await set_within(wake, interval)
             wake.clear()
             try:
                 version = await store.config_version()

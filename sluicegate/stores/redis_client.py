@@ -77,8 +77,9 @@ def _hosts(netloc: str) -> list[tuple[str, int]]:
 class RedisConnection:
     """A client and what must be closed with it (a Sentinel's own connections)."""
 
-    def __init__(self, client: Any, others: list[Any] | None = None) -> None:
+    def __init__(self, client: Any, others: list[Any] | None = None, cluster: bool = False) -> None:
         self.client = client
+        self.cluster = cluster  # shards that cannot run a command over all keys (FT.SEARCH)
         self._others = others or []
 
     async def close(self) -> None:
@@ -120,7 +121,7 @@ def connect_redis(url: str, **options: Any) -> RedisConnection:
 
         kwargs.pop("db", None)  # a cluster has only db 0
         nodes = [ClusterNode(host, port) for host, port in hosts]
-        return RedisConnection(RedisCluster(startup_nodes=nodes, ssl=tls, **kwargs))
+        return RedisConnection(RedisCluster(startup_nodes=nodes, ssl=tls, **kwargs), cluster=True)
     from redis.asyncio import sentinel as sentinels
 
     make_sentinel: Any = sentinels.Sentinel  # untyped in redis-py

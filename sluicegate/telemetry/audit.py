@@ -35,6 +35,7 @@ from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.metrics import Metrics
+from sluicegate.waiting import set_within
 
 log = logging.getLogger("sluicegate.audit")
 
@@ -114,15 +115,6 @@ def audit_row(
         *(_NO_GUARD if ex.screen is None else _guard_columns(ex)),
         *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes, redact)),
     )
-
-
-async def _set_within(event: asyncio.Event, seconds: float) -> bool:
-    """Whether ``event`` is set within ``seconds``. asyncio.timeout, not wait_for: no task
-    is made for each wait."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    return event.is_set()
 
 
 class AuditWriter:
@@ -254,7 +246,7 @@ class AuditWriter:
         """Up to ``batch_size`` rows, waiting at most ``flush_interval`` for them to come."""
         if not self._rows:
             self._ready.clear()
-            await _set_within(self._ready, self.flush_interval)
+            await set_within(self._ready, self.flush_interval)
             if not self._rows:
                 return []
         deadline = time.monotonic() + self.flush_interval
@@ -263,7 +255,7 @@ class AuditWriter:
             if remaining <= 0:
                 break
             self._ready.clear()
-            await _set_within(self._ready, remaining)
+            await set_within(self._ready, remaining)
         return self._take(self.batch_size)
 
     def _take(self, limit: int) -> list[AuditRow]:
@@ -320,7 +312,7 @@ class AuditWriter:
     async def _retain(self) -> None:
         # Instances started together spread their first run (and, by the jitter, the next).
         pause = random.uniform(0, min(self.retention_interval, 30.0))
-        while not await _set_within(self._stop, pause):
+        while not await set_within(self._stop, pause):
             try:
                 await self.purge()
             except Exception as exc:  # the store is down: the next round tries again

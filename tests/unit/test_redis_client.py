@@ -63,6 +63,8 @@ def test_each_scheme_makes_its_client_without_connecting() -> None:
         ):
             connection = connect_redis(url, socket_timeout=0.5)
             client = connection.client
+            # The semantic cache asks this, not the URL, whether FT.SEARCH can span the keys.
+            assert connection.cluster == isinstance(client, RedisCluster)
             if isinstance(client, RedisCluster):
                 found.append("cluster")
             else:
