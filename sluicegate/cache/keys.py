@@ -5,7 +5,8 @@ the service and model the request resolves to, and the canonical body without
 the fields that do not change the answer (``stream``, ``stream_options``,
 ``user``, ...). The body was parsed once already; it is serialised here with
 sorted keys, never parsed again. Headers a provider of the client's own dialect
-sees (``anthropic-beta``) can change the answer, so they count too.
+sees (``anthropic-beta``) can change the answer, so they count too; the API version
+(``anthropic-version``) does not: the entry is replayed in the client's own dialect.
 
 A semantic lookup splits the same material in two: the text of the last user
 turn (embedded) and everything else (the partition, which must match exactly).
@@ -26,6 +27,8 @@ from sluicegate.dialects.openai import content_text
 IGNORED = frozenset(
     {"model", "stream", "stream_options", "user", "metadata", "store", "service_tier"}
 )
+# Forwarded headers that only shape the wire format, which a replay writes anew.
+IGNORED_HEADERS = frozenset({"anthropic-version"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,9 @@ def _digest(scope: Scope, service: str, model: str, material: Any) -> str:
 
 def _relevant(body: Mapping[str, Any], forwarded: Mapping[str, str]) -> dict[str, Any]:
     fields = {k: v for k, v in body.items() if k not in IGNORED}
-    if forwarded:
-        fields["\x00headers"] = dict(forwarded)  # cannot collide with a JSON field name
+    headers = {k: v for k, v in forwarded.items() if k not in IGNORED_HEADERS}
+    if headers:
+        fields["\x00headers"] = headers  # cannot collide with a JSON field name
     return fields
 
 

@@ -543,12 +543,17 @@ class Proxy:
         first = steps[0]
         scope = CacheScope(table.gateway, rule.name, call.consumer if plan.per_consumer else None)
         model = first.model or call.parsed.model
+        # The client's own headers reach only a provider of its dialect, so they split the
+        # key only then: an OpenAI target answers both SDKs alike.
+        adapter = first.service.adapter
+        native = adapter is not None and adapter.passthrough_dialect == call.dialect.name
+        headers = call.forwarded if native else {}
 
         async def route(embedder: str, text: str) -> list[float]:
             return await self.embedding(table, embedder, text)
 
         found = await self.caches.lookup(
-            plan, scope, control, first.service.name, model, call.parsed, call.forwarded, route
+            plan, scope, control, first.service.name, model, call.parsed, headers, route
         )
         ex.cache = found.result
         out.append((b"x-sluicegate-cache", found.result.encode()))
@@ -566,7 +571,7 @@ class Proxy:
                 call.stream,
                 answered_by,
                 call.parsed,
-                call.forwarded,
+                headers,
             )
 
     async def replay(

@@ -134,6 +134,35 @@ def test_an_anthropic_client_gets_the_cached_answer_in_its_own_dialect(
     assert final.usage.output_tokens == first.usage.output_tokens
 
 
+def test_openai_and_anthropic_clients_share_entries_for_a_non_anthropic_target(
+    fake_openai: FakeOpenAI, start_gateway: Start
+) -> None:
+    """The Anthropic SDK's ``anthropic-version`` header does not split the key when the
+    target is not Anthropic (docs/cache.md): either SDK answers the other's question."""
+    gateway = start_gateway(config(fake_openai, {"mode": "exact"}))
+    model = unique("cache-across")
+    text = "Name a prime number"
+    first = post(gateway, model, text=text, max_tokens=50)
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model=model, max_tokens=50, messages=[{"role": "user", "content": text}]
+    )
+    assert raw.headers["x-sluicegate-cache"] == "hit"
+    answer = raw.parse()
+    assert answer.content[0].type == "text"
+    assert answer.content[0].text == first.json()["choices"][0]["message"]["content"]
+    # Another API version (an older or newer SDK) shares the entry too.
+    again = httpx.post(
+        gateway.url + "/v1/messages",
+        json={"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": text}]},
+        headers={"x-api-key": KEY, "anthropic-version": "2099-01-01"},
+        timeout=10,
+    )
+    assert again.status_code == 200, again.text
+    assert again.headers["x-sluicegate-cache"] == "hit"
+    assert fake_openai.calls[model] == 1
+
+
 def test_entries_expire_after_their_ttl(fake_openai: FakeOpenAI, start_gateway: Start) -> None:
     gateway = start_gateway(config(fake_openai, {"mode": "exact", "ttl": "400ms"}))
     model = unique("cache-ttl")
