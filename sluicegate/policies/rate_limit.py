@@ -123,7 +123,10 @@ def _items(
             owners.append(limit)
             kinds.append("requests")
         if limit.tokens is not None:
-            items.append(Item(base + ":t", limit.tokens, estimate.total, slice_ms))
+            # Never more than the limit can hold: a worst case above it (a large default
+            # max_tokens) would be refused for ever; settling corrects it to the real use.
+            amount = min(estimate.total, limit.tokens)
+            items.append(Item(base + ":t", limit.tokens, amount, slice_ms))
             owners.append(limit)
             kinds.append("tokens")
         if limit.usd is not None:
@@ -183,6 +186,14 @@ class RateLimiter:
         """Reserve, or raise ``RateLimited`` naming the limit that is full."""
         if not limits:
             return None, {}
+        for limit in limits:
+            if limit.tokens is not None and estimate.prompt > limit.tokens:
+                # Waiting would not help, so no Retry-After (an SDK would retry in vain).
+                raise RateLimited(
+                    f"This request's prompt is about {estimate.prompt} tokens, more than the "
+                    f"limit of {limit.describe('tokens')} can ever hold.",
+                    code="tokens_exceed_limit",
+                )
         items, owners, kinds = _items(limits, who, estimate)
         try:
             verdict = await self.counters.reserve(items)
@@ -235,12 +246,14 @@ class RateLimiter:
         releasing it would let such clients past their token limits."""
         if reservation is None:
             return
-        total = reservation.estimate.total
-        if usage is not None:
-            delta = usage.input + usage.output - total
-        else:
-            delta = 0 if answered else -total
-        changes = [(item, reading.slice, delta) for item, reading in reservation.tokens]
+        used = usage.input + usage.output if usage is not None else None
+        changes: list[tuple[Item, int, int]] = []
+        for item, reading in reservation.tokens:  # each item reserved at most its limit
+            if used is not None:
+                delta = used - item.amount
+            else:
+                delta = 0 if answered else -item.amount
+            changes.append((item, reading.slice, delta))
         spent = round((cost or 0.0) * MICRO) - 1
         changes += [(item, reading.slice, spent) for item, reading in reservation.spend]
         changes = [c for c in changes if c[2]]

@@ -105,6 +105,40 @@ def test_token_limit_stops_exactly_and_releases_failed_requests(start_gateway: S
     assert refused.headers["x-ratelimit-limit-tokens"] == "30"
 
 
+def test_a_small_token_limit_serves_requests_without_max_tokens(start_gateway: Start) -> None:
+    # 8 (prompt estimate) + 1024 (estimate_max_tokens) is more than 20 could ever hold: the
+    # reservation is cut to the limit, and settling corrects it to the 7 tokens used.
+    gateway = start_gateway(config(tokens=20, window="1m"))
+    first = spend(gateway.url)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-ratelimit-remaining-tokens"] == "0"
+    # 7 are used now: the next reservation (up to the limit) waits for them to expire.
+    refused = spend(gateway.url)
+    assert refused.status_code == 429
+    assert "retry-after" in refused.headers
+
+
+def test_a_request_that_can_never_fit_a_token_limit_is_refused_at_once(
+    start_gateway: Start,
+) -> None:
+    gateway = start_gateway(config(tokens=20, window="1m"))
+    long = [{"role": "user", "content": "word " * 200}]
+    refused = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "m", "messages": long},
+        timeout=10,
+    )
+    assert refused.status_code == 429
+    assert "retry-after" not in refused.headers
+    error = refused.json()["error"]
+    assert error["code"] == "tokens_exceed_limit"
+    assert "20 tokens per 1m0s" in error["message"]
+    prompt = int(error["message"].split("prompt is about ")[1].split(" ")[0])
+    assert prompt > 20
+    assert spend(gateway.url).status_code == 200  # it took nothing from the limit
+
+
 def test_gateway_and_consumer_limits(start_gateway: Start) -> None:
     data = config()
     data["gateway"]["limits"] = {"requests": 3, "window": "1m", "per": "global"}
