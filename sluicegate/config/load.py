@@ -47,9 +47,14 @@ def references(value: str) -> list[str]:
 
 
 def interpolate(
-    node: Any, env: Mapping[str, str], warnings: list[str], loc: tuple[Any, ...] = ()
+    node: Any,
+    env: Mapping[str, str],
+    warnings: list[str],
+    loc: tuple[Any, ...] = (),
+    unset: dict[str, list[str]] | None = None,
 ) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$${VAR}`` stays literal."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$${VAR}`` stays literal.
+    ``unset`` collects, by path, the variables that were read empty."""
     if isinstance(node, str):
         if "${" not in node:
             return node
@@ -62,16 +67,38 @@ def interpolate(
             if value is None or (value == "" and default is not None):
                 if default is not None:
                     return default
-                warnings.append(f"{format_path(loc)}: environment variable {name} is not set")
+                where = format_path(loc)
+                warnings.append(f"{where}: environment variable {name} is not set")
+                if unset is not None:
+                    unset.setdefault(where, []).append(name)
                 return ""
             return value
 
         return _VAR.sub(replace, node)
     if isinstance(node, dict):
-        return {k: interpolate(v, env, warnings, (*loc, k)) for k, v in node.items()}
+        return {k: interpolate(v, env, warnings, (*loc, k), unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [interpolate(v, env, warnings, (*loc, i)) for i, v in enumerate(node)]
+        return [interpolate(v, env, warnings, (*loc, i), unset) for i, v in enumerate(node)]
     return node
+
+
+def _blame_unset(issues: list[str], unset: dict[str, list[str]]) -> list[str]:
+    """Issues at a path whose variable was unset say so first: "must have at least 8
+    characters" alone would hide that the value is empty because of the environment."""
+    first: list[str] = []
+    rest: list[str] = []
+    for issue in issues:
+        path, _, message = issue.partition(": ")
+        names = unset.get(path)
+        if names is None:
+            rest.append(issue)
+            continue
+        what = ", ".join(names)
+        verb = "is" if len(names) == 1 else "are"
+        first.append(
+            f"{path}: environment variable {what} {verb} not set, so it is empty ({message})"
+        )
+    return first + rest
 
 
 _MESSAGES = {
@@ -234,8 +261,14 @@ def parse_config(
             [f"{source}: the config must be a mapping with gateway, services, rules, ..."]
         )
     warnings: list[str] = []
-    data = interpolate(raw, os.environ if env is None else env, warnings)
-    return validate_config(data, warnings, source)
+    unset: dict[str, list[str]] = {}
+    data = interpolate(raw, os.environ if env is None else env, warnings, unset=unset)
+    try:
+        return validate_config(data, warnings, source)
+    except ConfigError as exc:
+        if not unset:
+            raise
+        raise ConfigError(_blame_unset(exc.issues, unset)) from None
 
 
 def validate_config(

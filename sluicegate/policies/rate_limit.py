@@ -246,11 +246,10 @@ class RateLimiter:
         releasing it would let such clients past their token limits."""
         if reservation is None:
             return
-        used = usage.input + usage.output if usage is not None else None
         changes: list[tuple[Item, int, int]] = []
         for item, reading in reservation.tokens:  # each item reserved at most its limit
-            if used is not None:
-                delta = used - item.amount
+            if usage is not None:
+                delta = usage.input + usage.output - item.amount
             else:
                 delta = 0 if answered else -item.amount
             changes.append((item, reading.slice, delta))

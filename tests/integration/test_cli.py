@@ -73,6 +73,45 @@ def test_validate_lists_every_error_with_its_path(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def clean_env() -> dict[str, str]:
+    """The environment of a newcomer's shell: none of the examples' variables set."""
+    keep = ("PATH", "HOME", "PYTHONPATH", "LANG", "TMPDIR")
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+def test_every_example_validates_out_of_the_box() -> None:
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        result = subprocess.run(
+            [sys.executable, "-m", "sluicegate", "config", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
+def test_an_unset_variable_is_named_first(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "services: [{name: m, provider: mock}]\n"
+        "rules: [{name: chat, targets: [{service: m}]}]\n"
+        'consumers: [{name: a, keys: ["${SG_TEST_UNSET_TEAM_KEY}"]}]\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sluicegate", "config", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert result.returncode == 1
+    assert (
+        "consumers[0].keys[0]: environment variable SG_TEST_UNSET_TEAM_KEY is not set"
+        in result.stderr
+    ), result.stderr
+
+
 def test_validate_reports_yaml_syntax_and_missing_files(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("services: [\n  {name: x\n")
