@@ -118,11 +118,16 @@ class GatewayError(SluicegateError):
     def http_status(self) -> int:
         return self.status
 
+    @property
+    def client_type(self) -> str:
+        """The ``type`` the client's OpenAI-shape answer carries; the audit log records it."""
+        return self.type
+
     def openai_body(self) -> dict[str, Any]:
         return {
             "error": {
                 "message": self.message,
-                "type": self.type,
+                "type": self.client_type,
                 "param": self.param,
                 "code": self.code,
             }
@@ -248,10 +253,9 @@ class UpstreamStatusError(GatewayError):
     def http_status(self) -> int:
         return self.upstream_status
 
-    def openai_body(self) -> dict[str, Any]:
-        body = super().openai_body()
-        body["error"]["type"] = self.error_type
-        return body
+    @property
+    def client_type(self) -> str:
+        return self.error_type
 
 
 class UpstreamError(GatewayError):

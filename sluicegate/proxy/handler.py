@@ -285,7 +285,7 @@ class Proxy:
             else:
                 await self.forward_cached(table, rule, rule.cache, call, send, out, ex)
         except GatewayError as exc:
-            ex.status, ex.error_type = exc.http_status, exc.type
+            ex.status, ex.error_type = exc.http_status, exc.client_type
             await respond_error(send, exc, out, dialect.name)
             if ex.bodies is not None:
                 ex.bodies.response = exc.body(dialect.name)

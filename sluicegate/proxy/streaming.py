@@ -220,4 +220,4 @@ async def relay_stream(
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     ex.ended = time.perf_counter()
     if error is not None:
-        ex.error_type = error.type
+        ex.error_type = error.client_type

@@ -21,7 +21,7 @@ from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 from sluicegate.telemetry.pricing import PriceTable
 from sluicegate.telemetry.usage import TokenCounts
-from tests.conftest import KEY, OTHER_KEY
+from tests.conftest import KEY, OTHER_KEY, eventually
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.stores import BACKENDS, store_url
 
@@ -400,3 +400,51 @@ def test_the_documented_audit_section_loads() -> None:
     audit = parse_config(yaml.safe_load(block), env={}).config.audit
     assert audit.flush_interval == pytest.approx(0.2) and audit.batch_size == 500
     assert audit.spill_path == "sluicegate-audit-spill.jsonl"
+
+
+def test_a_provider_4xx_is_recorded_with_the_type_the_client_got(
+    tmp_path: Path, fake_openai: Any
+) -> None:
+    config = gateway_config(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path)
+    config["services"].append(
+        {
+            "name": "openai",
+            "provider": "openai",
+            "protocol": "http",
+            "host": "127.0.0.1",
+            "port": fake_openai.port,
+            "retries": 0,
+        }
+    )
+    config["rules"].append(
+        {"name": "fails", "match": {"models": ["fail-*"]}, "targets": [{"service": "openai"}]}
+    )
+    gateway = RunningGateway(config).start()
+    try:
+        admin = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        got: dict[str, tuple[int, str]] = {}
+        for status in (400, 404, 429):
+            response = httpx.post(
+                gateway.url + "/v1/chat/completions",
+                json={"model": f"fail-{status}", "messages": [{"role": "user", "content": "x"}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=10,
+            )
+            assert response.status_code == status
+            got[response.headers["x-request-id"]] = (status, response.json()["error"]["type"])
+
+        def recorded() -> dict[str, str]:
+            rows = all_logs(admin, rule="fails")
+            assert len(rows) == 3
+            return {row["request_id"]: row["error_type"] for row in rows}
+
+        rows = eventually(recorded)
+        for request_id, (status, client_type) in got.items():
+            assert rows[request_id] == client_type, status
+        assert sorted(t for _, t in got.values()) == [
+            "invalid_request_error",
+            "not_found_error",
+            "rate_limit_error",
+        ]
+    finally:
+        gateway.stop()
