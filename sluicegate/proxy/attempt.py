@@ -114,9 +114,11 @@ class Failure:
         status = self.status or 0
         if status >= 500:
             return True
-        # A 429 from the only target would just be asked again; with several
-        # targets the next one may have room.
-        return status == 429 and len(self.service.pool.targets) > 1
+        if status != 429 or self.code == "insufficient_quota":
+            return False  # an account out of quota stays so, whatever the wait
+        # The provider said when to come back (the backoff decides whether that is soon
+        # enough); without that, another target may have room, the same one would not.
+        return self.retry_after is not None or len(self.service.pool.targets) > 1
 
 
 @dataclass(slots=True)

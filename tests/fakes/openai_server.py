@@ -5,6 +5,8 @@ Answers come from ``brain.answer``. The model name picks special behaviours
 
     fail-<status>        that status with an OpenAI error body (429 adds Retry-After: 7)
     flaky-<status>       <status> on the first call for this name, then a normal answer
+    busy-<seconds>-*     429 with Retry-After: <seconds> on the first call, then an answer
+    quota-*              429 insufficient_quota (Retry-After: 1), every time
     slow                 sleeps 2 s before answering
     drop-stream          streams two chunks, then cuts the connection
     stall-stream         streams one chunk, then goes silent
@@ -135,6 +137,23 @@ class FakeOpenAI(FakeServer):
             return self._error(int(model.removeprefix("fail-")))
         if model.startswith("flaky-") and calls == 1:
             return self._error(int(model.removeprefix("flaky-")))
+        if model.startswith("busy-") and calls == 1:
+            busy = self._error(429)
+            busy.headers["Retry-After"] = model.split("-")[1]
+            return busy
+        if model.startswith("quota-"):
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "You exceeded your current quota.",
+                        "type": "insufficient_quota",
+                        "param": None,
+                        "code": "insufficient_quota",
+                    }
+                },
+                status=429,
+                headers={"Retry-After": "1"},
+            )
         if model == "slow":
             await asyncio.sleep(2)
         ans = answer(read_turn(body))

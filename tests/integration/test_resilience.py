@@ -11,10 +11,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import KEY
+from tests.conftest import KEY, openai_service
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.faulty_server import FaultyUpstream
 from tests.fakes.gateway import RunningGateway, free_port
+from tests.fakes.openai_server import FakeOpenAI
 
 Start = Callable[[dict[str, Any]], RunningGateway]
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -361,6 +362,33 @@ def test_retry_after_is_honoured_or_left_to_fallbacks(
     assert response.headers["x-sluicegate-attempts"] == "1"  # 30 s is longer than we wait
     assert response.headers["retry-after"] == "30"
     assert time.monotonic() - started < 1
+
+
+def test_a_single_target_service_waits_out_a_short_retry_after(
+    start_gateway: Start, fake_openai: FakeOpenAI
+) -> None:
+    service = openai_service("openai", fake_openai.port, retry_backoff_max="2s")
+    gateway = start_gateway(
+        {
+            "services": [service],
+            "rules": [{"name": "r", "targets": [{"service": "openai"}]}],
+            "consumers": [{"name": "team", "keys": [KEY]}],
+        }
+    )
+    model = f"busy-1-{time.monotonic_ns()}"  # 429 with Retry-After: 1, then an answer
+    started = time.monotonic()
+    response = ask(gateway, model=model)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-sluicegate-attempts"] == "2"
+    assert time.monotonic() - started >= 1.0  # waited as the provider asked
+    assert fake_openai.calls[model] == 2
+    # Out of quota is final: waiting does not bring money back.
+    quota = f"quota-{time.monotonic_ns()}"
+    refused = ask(gateway, model=quota)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "insufficient_quota"
+    assert refused.headers["x-sluicegate-attempts"] == "1"
+    assert fake_openai.calls[quota] == 1
 
 
 def open_connections(gateway: RunningGateway) -> int:
