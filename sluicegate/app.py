@@ -8,7 +8,7 @@ import logging
 import orjson
 
 from sluicegate.admin.api import AdminApi
-from sluicegate.asgi import JSON, Receive, Scope, Send, respond, respond_error
+from sluicegate.asgi import JSON, Headers, Message, Receive, Scope, Send, respond, respond_error
 from sluicegate.cors import origin_of
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
@@ -18,6 +18,7 @@ from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
+from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.metrics import CONTENT_TYPE
 from sluicegate.ui.dashboard import Dashboard
 
@@ -37,6 +38,29 @@ _POST_ENDPOINTS: dict[str, tuple[str, Dialect]] = {
     "/v1/messages": ("chat", _ANTHROPIC),
 }
 _OK = orjson.dumps({"status": "ok"})
+# The requests the proxy answers, with request ids of its own.
+_PROXIED = frozenset(
+    {("POST", path) for path in _POST_ENDPOINTS}
+    | {(method, path) for method in ("GET", "HEAD") for path in ("/v1/models", "/models")}
+    | {("POST", "/v1/messages/count_tokens")}
+)
+
+
+def with_request_id(headers: Headers, send: Send) -> Send:
+    """``send`` that gives an answer the client's ``x-request-id``, or a new one, unless
+    the answer names one already: every answer carries one, errors and probes included."""
+    given = next((v for k, v in headers if k == b"x-request-id" and 0 < len(v) <= 200), None)
+    rid = given or ordered_id().encode()
+
+    async def tagged(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            out = list(message.get("headers", ()))
+            if not any(name.lower() == b"x-request-id" for name, _ in out):
+                out.append((b"x-request-id", rid))
+                message["headers"] = out
+        await send(message)
+
+    return tagged
 
 
 class MethodNotAllowed(GatewayError):
@@ -87,6 +111,8 @@ class App:
         method: str = scope["method"]
         table = self._gateway(scope)
         path: str = scope["path"]
+        if (method, path) not in _PROXIED:
+            send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
             missing = NotFound(f"No gateway named '{name}'.", code="gateway_not_found")

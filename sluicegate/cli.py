@@ -354,9 +354,27 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _commands(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, str]]:
+    """Every command a user can run under ``parser``, with its help, depth first."""
+    found: list[tuple[str, str]] = []
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            inner = _commands(child, f"{prefix} {name}")
+            found += inner or [(f"{prefix} {name}", helps.get(name, ""))]
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sluicegate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="sluicegate",
+        description="An AI gateway: one OpenAI- and Anthropic-compatible endpoint in front "
+        "of every LLM provider.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", "-c", required=True, help="the YAML config file")
@@ -412,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
+    # The whole tree, so that one --help shows every command (each has --help of its own).
+    commands = _commands(parser, "sluicegate")
+    width = max(len(name) for name, _ in commands) + 2
+    lines = [f"  {name.ljust(width)}{text}" for name, text in commands]
+    parser.epilog = "commands:\n" + "\n".join(lines)
     return parser
 
 

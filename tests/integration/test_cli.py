@@ -55,6 +55,27 @@ def test_version() -> None:
     assert result.stdout.startswith("sluicegate ")
 
 
+def test_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in (
+        "serve",
+        "config validate",
+        "config apply",
+        "config export",
+        "secrets rotate",
+        "secrets generate-key",
+        "logs tail",
+        "usage",
+        "keys create",
+        "keys list",
+        "keys revoke",
+        "keys rotate",
+        "version",
+    ):
+        assert f"  sluicegate {command} " in result.stdout, command
+
+
 def test_validate_ok() -> None:
     result = run("config", "validate", str(QUICKSTART))
     assert result.returncode == 0, result.stderr

@@ -274,6 +274,25 @@ def test_unknown_path_and_method(gateway: RunningGateway) -> None:
     assert response.status_code == 405
 
 
+def test_every_answer_carries_a_request_id(gateway: RunningGateway) -> None:
+    for method, path in [
+        ("GET", "/v1/nothing-here"),
+        ("GET", "/v1/chat/completions"),
+        ("DELETE", "/v1/models"),
+        ("GET", "/gw/no-such-gateway/v1/models"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/admin/services"),
+        ("GET", "/ui"),
+    ]:
+        response = httpx.request(method, gateway.url + path)
+        made = response.headers.get("x-request-id", "")
+        assert len(made) == 32 and uuid.UUID(made).version == 7, (method, path)
+        echoed = httpx.request(method, gateway.url + path, headers={"x-request-id": "mine-1"})
+        assert echoed.headers["x-request-id"] == "mine-1", (method, path)
+
+
 def test_probes(gateway: RunningGateway) -> None:
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/readyz").status_code == 200
