@@ -38,6 +38,15 @@ _POST_ENDPOINTS: dict[str, tuple[str, Dialect]] = {
     "/v1/messages": ("chat", _ANTHROPIC),
 }
 _OK = orjson.dumps({"status": "ok"})
+
+
+def _model_in(path: str) -> str | None:
+    """The model of ``/v1/models/{model}``; it may hold "/" (``org/model`` names)."""
+    if not path.startswith(("/v1/models/", "/models/")):
+        return None
+    return path.partition("/models/")[2] or None
+
+
 # The requests the proxy answers, with request ids of its own.
 _PROXIED = frozenset(
     {("POST", path) for path in _POST_ENDPOINTS}
@@ -111,7 +120,7 @@ class App:
         method: str = scope["method"]
         table = self._gateway(scope)
         path: str = scope["path"]
-        if (method, path) not in _PROXIED:
+        if (method, path) not in _PROXIED and _model_in(path) is None:
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -151,6 +160,10 @@ class App:
         if method in ("GET", "HEAD"):
             if path in ("/v1/models", "/models"):
                 await self.proxy.models(scope, receive, send, table)
+                return
+            model = _model_in(path)
+            if model is not None:
+                await self.proxy.models(scope, receive, send, table, model)
                 return
             if path == "/metrics":
                 if not self._may_scrape(scope):

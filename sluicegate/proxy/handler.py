@@ -208,8 +208,15 @@ class Proxy:
         return table.in_groups(consumer, identity.groups) if identity.groups else consumer
 
     async def models(
-        self, scope: Scope, receive: Receive, send: Send, table: RoutingTable | None = None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        table: RoutingTable | None = None,
+        model: str | None = None,
     ) -> None:
+        """``GET /v1/models`` (``model`` None), or ``GET /v1/models/{model}``: a model the
+        caller may use, a glob rule's match included, in OpenAI's shape."""
         incoming = read_headers(scope["headers"])
         out: Headers = [(b"x-request-id", incoming.request_id.encode())]
         try:
@@ -220,11 +227,25 @@ class Proxy:
                 if token is None
                 else await self.authenticate_token(table, token)
             )
+            if model is not None and not self.may_ask(table, consumer, model):
+                raise ModelNotFound(
+                    f"The model '{model}' does not exist or is not served here.", param="model"
+                )
         except GatewayError as exc:
             await respond_error(send, exc, out)
             return
         out.append(JSON)
-        await respond(send, 200, consumer.models_body, out)
+        if model is None:
+            await respond(send, 200, consumer.models_body, out)
+            return
+        one = {"id": model, "object": "model", "created": 0, "owned_by": "sluicegate"}
+        await respond(send, 200, orjson.dumps(one), out)
+
+    @staticmethod
+    def may_ask(table: RoutingTable, consumer: ConsumerEntry, model: str) -> bool:
+        if consumer.models is not None and model not in consumer.models:
+            return False
+        return any(consumer.may_use(rule) for rule in table.candidates(model))
 
     async def handle(
         self,

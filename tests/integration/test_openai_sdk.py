@@ -93,6 +93,17 @@ def test_models_lists_only_what_the_key_may_use(client: openai.OpenAI) -> None:
     assert not any("*" in i for i in ids)  # glob patterns are not listed
 
 
+def test_one_model_is_retrieved_when_the_key_may_use_it(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("gpt-4o-mini")
+    assert (model.id, model.object) == ("gpt-4o-mini", "model")
+    # A name a glob rule of this key matches is served too, so it is a model here.
+    assert client.models.retrieve("fake-anything").id == "fake-anything"
+    for missing in ("team-b-only", "gpt-17"):  # another consumer's rule; no rule at all
+        with pytest.raises(openai.NotFoundError) as info:
+            client.models.retrieve(missing)
+        assert info.value.code == "model_not_found"
+
+
 def test_embeddings_pass_through(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
     result = client.embeddings.create(model="fake-embed", input="hello")
     assert result.data[0].embedding == [0.1, 0.2]
