@@ -62,7 +62,7 @@ class Call:
 class Failure:
     """Why an attempt failed, kept until the plan is spent."""
 
-    kind: str  # "status" | "connect" | "timeout" | "invalid" | "unavailable"
+    kind: str  # "status" | "connect" | "timeout" | "invalid" | "unavailable" | "unsupported"
     service: CompiledService
     status: int | None = None
     detail: str = ""

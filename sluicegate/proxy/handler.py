@@ -39,6 +39,7 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
+    InvalidRequest,
     ModelNotFound,
     PermissionDenied,
     RateLimited,
@@ -128,6 +129,20 @@ def _backoff(service: CompiledService, retry: int, failure: Failure) -> float | 
     if failure.retry_after is not None:
         return failure.retry_after if failure.retry_after <= largest else None
     return random.uniform(0, min(largest, base * 2 ** (retry - 1)))
+
+
+_CHAT_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
+
+
+def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
+    path = f"/v1/{call.endpoint}"
+    if call.endpoint == "chat":
+        path = _CHAT_PATHS.get(call.dialect.name, path)
+    return InvalidRequest(
+        f"Service '{service.name}' (provider '{service.provider}') does not serve {path}.",
+        param="model",
+        code="unsupported_endpoint",
+    )
 
 
 def _forwarded(dialect: Dialect, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -450,6 +465,10 @@ class Proxy:
             steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
         for index, step in enumerate(steps):
             service = step.service
+            if service.adapter is None or call.endpoint not in service.adapter.endpoints:
+                # Nothing is sent: the next step may be a provider that serves it.
+                failure = Failure("unsupported", service, cause=_unsupported(service, call))
+                continue
             pool = service.pool
             key = pool.key(call.consumer, call.headers)
             for retry in range(service.retries + 1):

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import KEY, OTHER_KEY
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -296,3 +297,57 @@ def test_every_answer_carries_a_request_id(gateway: RunningGateway) -> None:
 def test_probes(gateway: RunningGateway) -> None:
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/readyz").status_code == 200
+
+
+def test_an_endpoint_the_service_cannot_serve_is_400_naming_it(
+    fake_openai: FakeOpenAI, start_gateway: Any
+) -> None:
+    claude = FakeAnthropic().start()
+    try:
+        services = [
+            {
+                "name": "claude",
+                "provider": "anthropic",
+                "protocol": "http",
+                "host": "127.0.0.1",
+                "port": claude.port,
+            },
+            {
+                "name": "oai",
+                "provider": "openai",
+                "protocol": "http",
+                "host": "127.0.0.1",
+                "port": fake_openai.port,
+            },
+        ]
+        rules = [
+            {
+                "name": "only-claude",
+                "match": {"models": ["claude-embed"]},
+                "targets": [{"service": "claude"}],
+            },
+            {
+                "name": "then-oai",
+                "match": {"models": ["fake-embed-*"]},
+                "targets": [{"service": "claude"}],
+                "fallbacks": [{"service": "oai"}],
+            },
+        ]
+        gateway = start_gateway(
+            {"services": services, "rules": rules, "consumers": [{"name": "a", "keys": [KEY]}]}
+        )
+        http = httpx.Client(base_url=gateway.url, headers=AUTH, timeout=10)
+        refused = http.post("/v1/embeddings", json={"model": "claude-embed", "input": "hi"})
+        assert refused.status_code == 400
+        error = error_of(refused)
+        assert error["code"] == "unsupported_endpoint"
+        assert "claude" in error["message"] and "/v1/embeddings" in error["message"]
+        assert refused.headers["x-sluicegate-attempts"] == "0"  # nothing was sent
+        assert claude.requests == []
+        # A fallback that can serve it does.
+        served = http.post("/v1/embeddings", json={"model": "fake-embed-x", "input": "hi"})
+        assert served.status_code == 200, served.text
+        assert served.headers["x-sluicegate-service"] == "oai"
+        assert served.headers["x-sluicegate-attempts"] == "1"
+    finally:
+        claude.stop()
