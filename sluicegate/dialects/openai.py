@@ -138,16 +138,42 @@ def content_text(content: Any) -> str:
     return ""
 
 
+# A provider's refusal (Anthropic's stop reason "refusal", a safety stop) reaches OpenAI
+# clients as OpenAI reports one: in ``refusal``, which the SDKs check, beside the text.
+DECLINED = "The provider declined to answer."
+
+
+def fill_refusals(completion: dict[str, Any]) -> None:
+    for choice in completion.get("choices") or ():
+        message = choice.get("message")
+        refused = choice.get("finish_reason") == "content_filter"
+        if refused and isinstance(message, dict) and not message.get("refusal"):
+            message["refusal"] = content_text(message.get("content")) or DECLINED
+
+
 class OpenAIStreamEncoder:
     """Canonical chunks are OpenAI chunks: only the usage chunk is optional."""
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
+        self._text: dict[int, list[str]] = {}  # by choice: the text, in case it is a refusal
 
     def encode(self, chunks: list[dict[str, Any]]) -> bytes:
         if not self.include_usage:
             chunks = [c for c in chunks if c.get("choices")]
+        for chunk in chunks:
+            for choice in chunk.get("choices") or ():
+                self._note(choice)
         return b"".join(encode_data(c) for c in chunks)
+
+    def _note(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        index = choice.get("index", 0)
+        if isinstance(text, str) and text:
+            self._text.setdefault(index, []).append(text)
+        if choice.get("finish_reason") == "content_filter" and not delta.get("refusal"):
+            choice["delta"] = {**delta, "refusal": "".join(self._text.get(index, ())) or DECLINED}
 
     def close(self) -> bytes:
         return DONE
@@ -165,6 +191,8 @@ class OpenAIDialect:
         return Parsed(body, CHECKS[endpoint](body), body)
 
     def encode_response(self, endpoint: str, canonical: dict[str, Any]) -> bytes:
+        if endpoint == "chat":
+            fill_refusals(canonical)
         return orjson.dumps(canonical)
 
     def stream_encoder(self, canonical: dict[str, Any], model: str) -> OpenAIStreamEncoder:

@@ -5,6 +5,7 @@ Answers come from ``brain.answer``. Special models:
     *fail-<status>       that status with Anthropic's error body (529 is overloaded_error)
     *prompt-too-long     400 "prompt is too long: ..."
     *error-stream        a stream that reports overloaded_error after its first delta
+    *refuse              declines: "I can't help with that." and stop_reason "refusal"
 
 (``*``: any prefix, so that a rule's glob such as ``claude-*`` can reach them.)
 """
@@ -24,6 +25,7 @@ STOP_REASONS = {
     "length": "max_tokens",
     "tool_calls": "tool_use",
     "stop_sequence": "stop_sequence",
+    "refusal": "refusal",
 }
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -263,6 +265,8 @@ class FakeAnthropic(FakeServer):
             if required not in body:
                 return self._error(400, f"{required}: Field required")
         ans = answer(read_turn(body), id_prefix="toolu")
+        if model.endswith("refuse"):
+            ans.text, ans.tool_calls, ans.finish = "I can't help with that.", [], "refusal"
         if not body.get("stream"):
             return web.json_response(message_body(ans, model))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

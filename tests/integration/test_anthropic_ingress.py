@@ -7,6 +7,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.conftest import KEY
@@ -329,3 +330,26 @@ def test_a_relayed_error_event_is_the_last_event(gateway: RunningGateway) -> Non
     events = [e for e in response.text.split("\n\n") if e]
     assert events[-1].startswith("event: error")
     assert sum(e.startswith("event: error") for e in events) == 1
+
+
+def test_a_refusal_fills_message_refusal_for_openai_clients(
+    gateway: RunningGateway, client: anthropic.Anthropic
+) -> None:
+    oai = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0)
+    messages: Any = [{"role": "user", "content": "something it declines"}]
+    whole = oai.chat.completions.create(model="claude-refuse", messages=messages)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "content_filter"
+    assert choice.message.refusal == "I can't help with that."
+    stream = oai.chat.completions.create(model="claude-refuse", messages=messages, stream=True)
+    refusal = ""
+    finish = None
+    for chunk in stream:
+        for c in chunk.choices:
+            refusal += c.delta.refusal or ""
+            finish = c.finish_reason or finish
+    assert finish == "content_filter"
+    assert refusal == "I can't help with that."
+    # An Anthropic client keeps Anthropic's own stop reason.
+    answer = client.messages.create(model="claude-refuse", max_tokens=50, messages=messages)
+    assert answer.stop_reason == "refusal"
