@@ -21,6 +21,7 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
           ├── PreconditionFailed     412 invalid_request_error, code etag_mismatch (Admin API)
           ├── RequestTimeout         408 invalid_request_error, code request_timeout
           ├── RequestTooLarge        413 invalid_request_error, code request_too_large
+          ├── HeadTooLarge           431 invalid_request_error, code request_header_fields_too_large
           ├── Unprocessable          422 invalid_request_error, code validation_failed (Admin API)
           ├── RateLimited            429 rate_limit_error
           ├── UpstreamStatusError    the provider's own 4xx, status kept
@@ -87,6 +88,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error",
     408: "invalid_request_error",
     413: "request_too_large",
+    431: "invalid_request_error",
     429: "rate_limit_error",
     500: "api_error",
     502: "api_error",
@@ -209,6 +211,14 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class HeadTooLarge(GatewayError):
+    """A request line and headers over ``gateway.max_header_bytes`` or ``max_headers``."""
+
+    status = 431
+    type = "invalid_request_error"
+    default_code = "request_header_fields_too_large"
 
 
 class RateLimited(GatewayError):

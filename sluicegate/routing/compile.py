@@ -347,6 +347,8 @@ def compile_config(
         max_body_bytes=config.gateway.max_body_bytes,
         body_timeout=config.gateway.body_timeout,
         header_timeout=config.gateway.header_timeout,
+        max_header_bytes=config.gateway.max_header_bytes,
+        max_headers=config.gateway.max_headers,
         cors=_cors(config),
         rules=tuple(rules),
         exact={k: tuple(v) for k, v in exact.items()},
