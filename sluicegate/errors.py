@@ -27,7 +27,9 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
           ├── UpstreamStatusError    the provider's own 4xx, status kept
           ├── UpstreamError          502 upstream_error
           ├── NoHealthyUpstream      503 upstream_unavailable, code no_healthy_upstream
+          ├── ShuttingDown           503 upstream_unavailable, code shutting_down (a stream cut)
           └── UpstreamTimeout        504 timeout_error
+               └── StreamTimeout     504 code stream_timeout (a stream past stream_timeout)
 """
 
 from __future__ import annotations
@@ -279,3 +281,17 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"
     default_code = "upstream_timeout"
+
+
+class StreamTimeout(UpstreamTimeout):
+    """A stream still running at its service's ``stream_timeout``: the gateway ends it."""
+
+    default_code = "stream_timeout"
+
+
+class ShuttingDown(GatewayError):
+    """A stream still running when the server's drain time ends: the gateway ends it."""
+
+    status = 503
+    type = "upstream_unavailable"
+    default_code = "shutting_down"

@@ -217,6 +217,12 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         if self._refusal is not None and not self._answering():
             self._refuse(self._refusal)
 
+    def shutdown(self) -> None:
+        # The server is stopping: the streams still running get the drain time to end.
+        if self._config_app is not None:
+            self._config_app.begin_drain()
+        super().shutdown()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)

@@ -36,6 +36,7 @@ from sluicegate.cache.store import MAX_ANSWER_BYTES, Caches, Lookup, read_contro
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
+from sluicegate.drain import Drain
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
@@ -152,6 +153,7 @@ class Proxy:
         self.caches = Caches(runtime.loaded.config.gateway.cache_max_bytes)
         self._openai = OpenAIDialect()  # the dialect of the cache's embeddings requests
         runtime.metrics.cache_memory.set_function(lambda: self.caches.lru.bytes)
+        self.drain = Drain(runtime.loaded.config.gateway.drain_timeout)  # read at start
 
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
@@ -466,7 +468,7 @@ class Proxy:
                 ex.upstream_model = step.model or call.parsed.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(result, send, out, ex, call.receive)
+                await self.deliver(result, send, out, ex, call.receive, service.timeouts.stream)
                 return
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
@@ -488,6 +490,7 @@ class Proxy:
         out: Headers,
         ex: Exchange,
         receive: Receive | None = None,
+        limit: float | None = None,
     ) -> None:
         ex.status = result.status
         screen = ex.screen
@@ -513,7 +516,16 @@ class Proxy:
         started = time.monotonic()
         try:
             await relay_stream(
-                result.first, result.rest, result.response, send, out, result.relay, ex, receive
+                result.first,
+                result.rest,
+                result.response,
+                send,
+                out,
+                result.relay,
+                ex,
+                receive,
+                limit=limit,
+                drain=self.drain.over,
             )
         finally:
             result.target.inflight -= 1

@@ -82,6 +82,7 @@ def compile_service(
         read=svc.read_timeout or svc.timeout,
         total=svc.timeout,
         first_byte=svc.first_byte_timeout or svc.timeout,
+        stream=svc.stream_timeout,
     )
     path = svc.path if svc.path is not None else CATALOG[svc.provider].path
     creds = svc.credentials
