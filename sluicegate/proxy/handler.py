@@ -19,6 +19,7 @@ import orjson
 
 from sluicegate.asgi import (
     JSON,
+    NOSNIFF,
     Headers,
     Message,
     Receive,
@@ -213,7 +214,7 @@ class Proxy:
         self, scope: Scope, receive: Receive, send: Send, table: RoutingTable | None = None
     ) -> None:
         incoming = read_headers(scope["headers"])
-        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         try:
             table = table or self.runtime.table
             token = bearer_jwt(table, incoming.key)
@@ -241,7 +242,7 @@ class Proxy:
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
-        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
         reservation: Reservation | None = None
         span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
@@ -344,7 +345,7 @@ class Proxy:
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
-        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         try:
             token = bearer_jwt(table, incoming.key)
             consumer = (
