@@ -141,7 +141,7 @@ def test_a_header_trickled_past_the_limit_gets_431(gateway: RunningGateway) -> N
     data = head([])[:-2] + b"X-Trickle: " + b"t" * 1_000_000
     started = time.monotonic()
     assert_431(send_until_answered(gateway.port, data, piece=1024, pause=0.001))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 1  # the whole megabyte takes 1000 pauses of 1 ms
 
 
 def test_the_limits_are_the_configured_ones(small: RunningGateway) -> None:
@@ -217,5 +217,7 @@ def test_huge_heads_on_parallel_connections_hold_no_memory(tmp_path: Path) -> No
         proc.kill()
         proc.wait(5)
         proc.communicate()
-    assert all(n < 8 * 1024 * 1024 for n in sent), sent  # cut off long before 50 MB
+    # Cut off long before 50 MB: what was sent sits in the two ends' socket buffers.
+    assert all(n < 16 * 1024 * 1024 for n in sent), sent
+    assert all(answer.startswith(b"HTTP/1.1 431 ") for answer in answers), answers
     assert grown < 4 * 1024, f"the peak RSS grew by {grown} KiB"
