@@ -92,6 +92,16 @@ class App:
         """Read by the server's protocol (sluicegate.http_protocol) for each connection."""
         return self.runtime.table.header_timeout
 
+    def begin_drain(self) -> None:
+        """The server is stopping (sluicegate.http_protocol): streams have the drain time."""
+        self.proxy.drain.begin()
+
+    @property
+    def head_limits(self) -> tuple[int, int]:
+        """The request head's most bytes and fields, read as header_timeout is."""
+        table = self.runtime.table
+        return table.max_header_bytes, table.max_headers
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":

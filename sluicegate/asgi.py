@@ -15,6 +15,9 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON = (b"content-type", b"application/json")
+# On every data-plane answer: a content type relayed from an upstream (text/html, say) is
+# never second-guessed by a browser into something it would run.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 async def read_body(

@@ -292,6 +292,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sluicegate.app import create_app
+    from sluicegate.drain import DRAIN_MARGIN
     from sluicegate.http_protocol import HeadTimeoutProtocol
     from sluicegate.runtime import Runtime
 
@@ -336,7 +337,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_level": "warning",
         "server_header": False,
         "proxy_headers": False,  # the gateway reads what it needs from the headers itself
-        "timeout_graceful_shutdown": 10,
+        # Past the drain, streams still running end with an error event (sluicegate/drain.py);
+        # uvicorn cancels what is left a little later.
+        "timeout_graceful_shutdown": gateway.drain_timeout + DRAIN_MARGIN,
     }
     # uvicorn stops gracefully on SIGTERM, then raises it again, and its default action would
     # end the process with -15: a graceful stop is a success (exit 0) for supervisors.

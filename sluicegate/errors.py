@@ -21,12 +21,15 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
           ├── PreconditionFailed     412 invalid_request_error, code etag_mismatch (Admin API)
           ├── RequestTimeout         408 invalid_request_error, code request_timeout
           ├── RequestTooLarge        413 invalid_request_error, code request_too_large
+          ├── HeadTooLarge           431 invalid_request_error, code request_header_fields_too_large
           ├── Unprocessable          422 invalid_request_error, code validation_failed (Admin API)
           ├── RateLimited            429 rate_limit_error
           ├── UpstreamStatusError    the provider's own 4xx, status kept
           ├── UpstreamError          502 upstream_error
           ├── NoHealthyUpstream      503 upstream_unavailable, code no_healthy_upstream
+          ├── ShuttingDown           503 upstream_unavailable, code shutting_down (a stream cut)
           └── UpstreamTimeout        504 timeout_error
+               └── StreamTimeout     504 code stream_timeout (a stream past stream_timeout)
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error",
     408: "invalid_request_error",
     413: "request_too_large",
+    431: "invalid_request_error",
     429: "rate_limit_error",
     500: "api_error",
     502: "api_error",
@@ -216,6 +220,14 @@ class RequestTooLarge(GatewayError):
     default_code = "request_too_large"
 
 
+class HeadTooLarge(GatewayError):
+    """A request line and headers over ``gateway.max_header_bytes`` or ``max_headers``."""
+
+    status = 431
+    type = "invalid_request_error"
+    default_code = "request_header_fields_too_large"
+
+
 class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
@@ -273,3 +285,17 @@ class UpstreamTimeout(GatewayError):
     status = 504
     type = "timeout_error"
     default_code = "upstream_timeout"
+
+
+class StreamTimeout(UpstreamTimeout):
+    """A stream still running at its service's ``stream_timeout``: the gateway ends it."""
+
+    default_code = "stream_timeout"
+
+
+class ShuttingDown(GatewayError):
+    """A stream still running when the server's drain time ends: the gateway ends it."""
+
+    status = 503
+    type = "upstream_unavailable"
+    default_code = "shutting_down"

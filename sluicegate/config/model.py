@@ -142,6 +142,7 @@ class Service(Strict):
     connect_timeout: Duration = Field(default=10.0, gt=0)
     read_timeout: Duration | None = Field(default=None, gt=0)
     first_byte_timeout: Duration | None = Field(default=None, gt=0)
+    stream_timeout: Duration = Field(default=1800.0, gt=0)  # a whole streamed answer
     retry_backoff: Duration = 0.05
     retry_backoff_max: Duration = 2.0
     upstream: str | None = None
@@ -351,6 +352,13 @@ class Gateway(Strict):
     body_timeout: Duration = Field(default=30.0, gt=0)
     # The longest a client may take over a request's line and headers (slowloris): a 408.
     header_timeout: Duration = Field(default=10.0, gt=0)
+    # A request's line and headers, in bytes and in fields: past either, a 431 (and the
+    # excess is never held in memory).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=8)
+    # At shutdown, how long answers in flight may still run; a stream still running when it
+    # ends gets an error event. Read at start.
+    drain_timeout: Duration = Field(default=10.0, gt=0)
     access_log: bool = False  # one JSON line per request on the "sluicegate.access" logger
     limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     redis_failure: Literal["open", "closed"] = "open"

@@ -19,6 +19,7 @@ import orjson
 
 from sluicegate.asgi import (
     JSON,
+    NOSNIFF,
     Headers,
     Message,
     Receive,
@@ -36,6 +37,7 @@ from sluicegate.cache.store import MAX_ANSWER_BYTES, Caches, Lookup, read_contro
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
+from sluicegate.drain import Drain
 from sluicegate.errors import (
     AuthenticationError,
     GatewayError,
@@ -167,6 +169,7 @@ class Proxy:
         self.caches = Caches(runtime.loaded.config.gateway.cache_max_bytes)
         self._openai = OpenAIDialect()  # the dialect of the cache's embeddings requests
         runtime.metrics.cache_memory.set_function(lambda: self.caches.lru.bytes)
+        self.drain = Drain(runtime.loaded.config.gateway.drain_timeout)  # read at start
 
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
@@ -233,7 +236,7 @@ class Proxy:
         """``GET /v1/models`` (``model`` None), or ``GET /v1/models/{model}``: a model the
         caller may use, a glob rule's match included, in OpenAI's shape."""
         incoming = read_headers(scope["headers"])
-        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         try:
             table = table or self.runtime.table
             token = bearer_jwt(table, incoming.key)
@@ -275,7 +278,7 @@ class Proxy:
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
-        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
         reservation: Reservation | None = None
         span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
@@ -378,7 +381,7 @@ class Proxy:
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
-        out: Headers = [(b"x-request-id", incoming.request_id.encode())]
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         try:
             token = bearer_jwt(table, incoming.key)
             consumer = (
@@ -506,7 +509,7 @@ class Proxy:
                 ex.upstream_model = step.model or call.parsed.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(result, send, out, ex, call.receive)
+                await self.deliver(result, send, out, ex, call.receive, service.timeouts.stream)
                 return
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
@@ -528,6 +531,7 @@ class Proxy:
         out: Headers,
         ex: Exchange,
         receive: Receive | None = None,
+        limit: float | None = None,
     ) -> None:
         ex.status = result.status
         screen = ex.screen
@@ -553,7 +557,16 @@ class Proxy:
         started = time.monotonic()
         try:
             await relay_stream(
-                result.first, result.rest, result.response, send, out, result.relay, ex, receive
+                result.first,
+                result.rest,
+                result.response,
+                send,
+                out,
+                result.relay,
+                ex,
+                receive,
+                limit=limit,
+                drain=self.drain.over,
             )
         finally:
             result.target.inflight -= 1

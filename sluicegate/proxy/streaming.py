@@ -13,6 +13,12 @@ and recorded with tokens estimated from it (docs/limits.md).
 
 A client that goes away mid-stream stops the relay: the upstream connection is
 closed, and the request is recorded with status 499 and what was counted so far.
+
+The gateway also ends a stream itself: one still running at its service's
+``stream_timeout`` (504, code ``stream_timeout``), or when the server's drain
+time ends at shutdown (503, code ``shutting_down``; sluicegate/drain.py). The
+upstream connection is closed, the client gets the dialect's error event, and
+the request is recorded with that status and the code as its ``error_type``.
 """
 
 from __future__ import annotations
@@ -21,10 +27,17 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sluicegate.asgi import Headers, Receive, Send
-from sluicegate.errors import GatewayError, TransportError, UpstreamError, UpstreamTimeout
+from sluicegate.errors import (
+    GatewayError,
+    ShuttingDown,
+    StreamTimeout,
+    TransportError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from sluicegate.schema.sse import EventSplitter
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.usage import (
@@ -179,45 +192,66 @@ async def relay_stream(
     relay: Relay,
     ex: Exchange,
     receive: Receive | None = None,
+    *,
+    limit: float | None = None,
+    drain: asyncio.Future[None] | None = None,
 ) -> None:
     """Send the stream whose ``first`` chunk has arrived, then the ``rest``.
 
-    With ``receive``, the client's leaving is watched for while the stream
-    runs: the relay and the watch are two tasks per stream, nothing per event."""
+    It ends early when the client leaves (``receive``), when it has run for ``limit``
+    seconds, or when ``drain`` is done. The relay and the client's watch are two tasks
+    per stream, nothing per event."""
     out.extend(_STREAM_HEADERS)
     await send({"type": "http.response.start", "status": 200, "headers": out})
-    gone = False
-    error: GatewayError | None
+    pump = asyncio.create_task(_pump(first, rest, send, relay, ex))
+    waits: list[asyncio.Future[Any]] = [pump]
+    watch = None
+    if receive is not None:
+        watch = asyncio.create_task(_until_disconnect(receive))
+        waits.append(watch)
+    if drain is not None:
+        waits.append(drain)
     try:
-        if receive is None:
-            error = await _pump(first, rest, send, relay, ex)
-        else:
-            pump = asyncio.create_task(_pump(first, rest, send, relay, ex))
-            watch = asyncio.create_task(_until_disconnect(receive))
-            try:
-                await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-            finally:
+        try:
+            await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            relayed = pump.done()
+            if watch is not None:
                 watch.cancel()
-                if not pump.done():  # the client left (or the server is stopping)
-                    pump.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await pump
-            gone = pump.cancelled()
-            error = None if gone else pump.result()
-            if gone and isinstance(rest, AsyncGenerator):
-                await rest.aclose()
+            if not relayed:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                if isinstance(rest, AsyncGenerator):
+                    await rest.aclose()
+    except asyncio.CancelledError:
+        # Cancelled from outside: uvicorn past its graceful-shutdown time (the drain's error
+        # event could not be sent in time). Recorded as cut all the same.
+        ex.status, ex.error_type = ShuttingDown.status, ShuttingDown.default_code
+        raise
     finally:
         response.release()  # mid-stream, this closes the upstream connection
     ex.usage = relay.usage
     ex.text_size = relay.text
-    if gone:
+    error: GatewayError | None = None
+    if relayed:
+        error = pump.result()
+    elif watch is not None and watch.done() and not watch.cancelled():
         ex.ended = time.perf_counter()
         ex.status, ex.error_type = CLIENT_CLOSED, "client_disconnected"
         return
+    elif drain is not None and drain.done():
+        error = ShuttingDown("The gateway is shutting down; the stream was ended.")
+    else:
+        error = StreamTimeout(
+            f"The stream ran longer than the service's stream_timeout ({limit:g} s)."
+        )
     if error is None and not relay.finished:
         error = UpstreamError("the upstream ended its stream before it was complete")
     tail = relay.error(error) if error is not None else relay.close()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     ex.ended = time.perf_counter()
-    if error is not None:
+    if isinstance(error, (ShuttingDown, StreamTimeout)):  # ended by the gateway itself
+        ex.status, ex.error_type = error.http_status, error.code
+    elif error is not None:  # the upstream's failure: the client has its 200 and the event
         ex.error_type = error.client_type

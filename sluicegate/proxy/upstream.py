@@ -24,12 +24,14 @@ from sluicegate.providers.base import UpstreamRequest
 class Timeouts:
     """``total`` bounds a whole non-streaming exchange; ``first_byte`` bounds the
     wait for the first byte of an answer (for a stream, its first chunk: the
-    "time to first token"); ``read`` bounds each gap between a stream's chunks."""
+    "time to first token"); ``read`` bounds each gap between a stream's chunks,
+    and ``stream`` a whole stream, from its first chunk to its end."""
 
     connect: float
     read: float
     total: float
     first_byte: float | None = None  # None: the total timeout
+    stream: float = 1800.0
 
     @property
     def first_byte_limit(self) -> float:

@@ -82,6 +82,7 @@ def compile_service(
         read=svc.read_timeout or svc.timeout,
         total=svc.timeout,
         first_byte=svc.first_byte_timeout or svc.timeout,
+        stream=svc.stream_timeout,
     )
     path = svc.path if svc.path is not None else CATALOG[svc.provider].path
     creds = svc.credentials
@@ -347,6 +348,8 @@ def compile_config(
         max_body_bytes=config.gateway.max_body_bytes,
         body_timeout=config.gateway.body_timeout,
         header_timeout=config.gateway.header_timeout,
+        max_header_bytes=config.gateway.max_header_bytes,
+        max_headers=config.gateway.max_headers,
         cors=_cors(config),
         rules=tuple(rules),
         exact={k: tuple(v) for k, v in exact.items()},

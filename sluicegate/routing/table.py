@@ -206,6 +206,8 @@ class RoutingTable:
     prices: PriceTable = field(default_factory=PriceTable)
     body_timeout: float = 30.0
     header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
     cors: CorsPolicy | None = None
     access_log: bool = False
     limits: tuple[Limit, ...] = ()  # the gateway's own

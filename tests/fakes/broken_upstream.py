@@ -7,6 +7,7 @@
     huge            an answer whose content is ``size`` bytes (streamed in 64 KiB events)
     invalid-utf8    an answer whose content holds bytes that are not UTF-8
     binary-sse      a stream whose events are random bytes
+    html-type       a normal answer, whole or streamed, labelled ``Content-Type: text/html``
 
 ``tests/fakes/faulty_server.py`` covers statuses, hangs and resets; this one covers bodies.
 """
@@ -49,6 +50,8 @@ class BrokenUpstream(FakeServer):
             content = b"caf\xc3 \xff\xfe bad"
             body = _HEAD + b'"message":{"role":"assistant","content":"' + content + b'"},'
             return web.Response(body=body + b'"finish_reason":"stop"}]}', content_type=json)
+        if self.mode == "html-type":
+            json = "text/html"
         content_text = "x" * self.size if self.mode == "huge" else "fine"
         answer = {
             "id": "c",
@@ -67,7 +70,8 @@ class BrokenUpstream(FakeServer):
         return web.Response(body=orjson.dumps(answer), content_type=json)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        kind = "text/html" if self.mode == "html-type" else "text/event-stream"
+        response = web.StreamResponse(headers={"Content-Type": kind})
         await response.prepare(request)
 
         def event(content: str | None, finish: str | None = None) -> bytes:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 from tests.fakes.gateway import free_port, serve_process
 from tests.integration.test_cli import wait_ready
@@ -114,3 +115,102 @@ def test_sigterm_during_200_streams(tmp_path: Path, leaks: Leaks) -> None:
     assert {status for _, status in rows} == {200}
     spill = tmp_path / "spill.jsonl"
     assert not spill.exists() or spill.stat().st_size == 0
+
+
+LONG = " ".join(f"w{i}" for i in range(100))  # 100 words at 100 ms: 10 s, far past the drain
+
+
+async def _cut_by_the_drain(url: str, proc: subprocess.Popen[str]) -> list[tuple[str, str]]:
+    """Two long streams in each dialect and a short one; SIGTERM once all have begun. Each
+    stream's request id and text."""
+    began = 0
+    all_began = asyncio.Event()
+
+    async def stream(client: httpx.AsyncClient, path: str, words: str) -> tuple[str, str]:
+        nonlocal began
+        body = {
+            "model": "m",
+            "stream": True,
+            "max_tokens": 500,
+            "messages": [{"role": "user", "content": words}],
+        }
+        async with client.stream("POST", url + path, json=body, headers=AUTH) as answer:
+            assert answer.status_code == 200
+            text = ""
+            async for chunk in answer.aiter_text():
+                if not text:
+                    began += 1
+                    if began == 5:
+                        all_began.set()
+                text += chunk
+            return answer.headers["x-request-id"], text
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        tasks = [
+            asyncio.create_task(stream(client, path, LONG))
+            for path in ["/v1/chat/completions"] * 2 + ["/v1/messages"] * 2
+        ]
+        tasks.append(asyncio.create_task(stream(client, "/v1/chat/completions", "a b c d e")))
+        await asyncio.wait_for(all_began.wait(), 20)
+        proc.send_signal(signal.SIGTERM)
+        return list(await asyncio.gather(*tasks))
+
+
+def test_streams_still_running_when_the_drain_ends_get_an_error_event(
+    tmp_path: Path, leaks: Leaks
+) -> None:
+    """SIGTERM with streams longer than gateway.drain_timeout (1 s): the short one ends whole;
+    the long ones, at the drain's end, with the dialect's error event (503, code
+    shutting_down) and an audit row saying so; the process exits 0 soon after."""
+    port = free_port()
+    config = audited(
+        tmp_path,
+        {
+            "gateway": {"listen": f"127.0.0.1:{port}", "drain_timeout": "1s"},
+            "services": [{"name": "slow", "provider": "mock", "mock_token_delay": "100ms"}],
+            "rules": [{"name": "r", "targets": [{"service": "slow"}]}],
+            "consumers": [{"name": "team", "keys": [CLIENT_KEY]}],
+        },
+    )
+    proc = serve_process(tmp_path, config)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        started = time.monotonic()
+        results = asyncio.run(_cut_by_the_drain(url, proc))
+        assert proc.wait(15) == 0
+        stopped = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        out, err = proc.communicate()
+        leaks.scan("gateway stdout", out)
+        leaks.scan("gateway stderr", err)
+    assert stopped < 6  # the drain (1 s) and a little, not the 10 s the streams would take
+    (openai_1, _), (openai_2, _), (anthropic_1, _), (anthropic_2, _), (short, whole) = results
+    assert whole.rstrip().endswith("data: [DONE]") and '"content":" e"' in whole
+    for _, text in results[:2]:
+        events = [e for e in text.split("\n\n") if e]
+        assert '"content":" w1"' in text and "[DONE]" not in text
+        error = orjson.loads(events[-1].removeprefix("data: "))["error"]
+        assert error["type"] == "upstream_unavailable" and error["code"] == "shutting_down"
+    for _, text in results[2:4]:
+        events = [e for e in text.split("\n\n") if e]
+        assert "message_stop" not in text
+        name, data = events[-1].split("\n", 1)
+        assert name == "event: error"
+        error = orjson.loads(data.removeprefix("data: "))
+        assert error["type"] == "error" and error["error"]["type"] == "overloaded_error"
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        rows = dict(
+            (
+                (rid, (status, kind))
+                for rid, status, kind in db.execute(
+                    "SELECT request_id, status, error_type FROM sluicegate_audit"
+                )
+            )
+        )
+    assert rows[short] == (200, None)
+    for rid in (openai_1, openai_2, anthropic_1, anthropic_2):
+        assert rows[rid] == (503, "shutting_down")

@@ -167,3 +167,25 @@ def test_an_answer_above_max_answer_bytes_is_the_upstreams_failure(
         assert healthy(running, broken)
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_answers_are_never_content_sniffed(
+    gateway: RunningGateway, broken: BrokenUpstream, leaks: Leaks, dialect: str, stream: bool
+) -> None:
+    """An upstream's answer labelled text/html is relayed with the label it came with (on
+    pass-through), and every data-plane answer tells browsers not to sniff its type."""
+    broken.mode = "html-type"
+    answer = ask(gateway, leaks, dialect, stream=stream)
+    assert answer.status_code == 200
+    if dialect == "openai" and not stream:
+        assert answer.headers["content-type"].startswith("text/html")  # as it came
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    # And the gateway's own answers: an error, the model list.
+    refused = httpx.post(gateway.url + "/v1/chat/completions", json={}, timeout=10)
+    assert refused.status_code == 401
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    models = httpx.get(gateway.url + "/v1/models", headers=AUTH, timeout=10)
+    assert models.headers["x-content-type-options"] == "nosniff"
+    assert healthy(gateway, broken)
