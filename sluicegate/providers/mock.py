@@ -35,8 +35,11 @@ def _words(text: str) -> list[str]:
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
-    if "messages" in body:
-        return sum(len(_words(content_text(m.get("content")))) for m in body["messages"])
+    messages = body.get("messages")
+    if isinstance(messages, list):  # a chat request (checked); any other body may carry junk
+        return sum(
+            len(_words(content_text(m.get("content")))) for m in messages if isinstance(m, dict)
+        )
     value = body.get("prompt", body.get("input", ""))
     items = value if isinstance(value, list) else [value]
     return sum(len(_words(str(item))) for item in items)
@@ -89,6 +92,8 @@ class MockTransport:
         endpoint = request.url.rsplit("/", 1)[-1]
         if endpoint == "embeddings":
             return _MockResponse(200, orjson.dumps(embeddings(body)))
+        if not request.url.endswith("/chat/completions"):
+            body = {k: v for k, v in body.items() if k != "messages"}  # a legacy completion
         if body.get("stream") is True:
             return _MockResponse(
                 200, b"", stream_chunks(body), self.token_delay, "text/event-stream"

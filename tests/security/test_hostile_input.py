@@ -170,6 +170,14 @@ def test_wrong_types_anywhere_are_never_a_5xx(
         assert "error" in answer.json()
 
 
+@pytest.mark.parametrize("messages", [None, "text", [None], [{"content": 3}]])
+def test_a_completion_with_a_stray_messages_field_is_answered(
+    http: httpx.Client, messages: Any
+) -> None:
+    answer = http.post("/v1/completions", json={"model": "m", "prompt": "hi", "messages": messages})
+    assert answer.status_code == 200, answer.text
+
+
 def test_duplicate_and_conflicting_headers(gateway: RunningGateway) -> None:
     path = "/v1/chat/completions"
     body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}]}'
