@@ -215,8 +215,9 @@ class Runtime:
             own = next((r for r in found if r.kind == "gateway"), None)
             if name not in files:
                 if own is None:  # deleted through the Admin API, or gone from the file
-                    if from_file:
-                        revoke[name] = orphans(found, (), {})
+                    if from_file:  # its file consumers went with it; its store ones stay
+                        kept = {r.name: r.id for r in found if r.kind == "consumer"}
+                        revoke[name] = orphans(found, kept, kept)
                     continue
                 records[name] = own
             part = files.get(name) or self._empty(file, name, own)

@@ -298,8 +298,8 @@ def _anonymous(
         return ConsumerEntry("anonymous", None, models_body(rules))
     if config.auth.jwt is None:
         warnings.append(
-            f"consumers: gateway '{name}' has no consumers, so it refuses every request "
-            "(401) until one exists; auth: none serves requests without a key"
+            f"consumers: none, so gateway '{name}' refuses every request (401) until one "
+            "exists (in the file or the store); auth: none serves requests without a key"
         )
     return None
 

@@ -63,7 +63,7 @@ def test_a_file_gateway_without_consumers_refuses_requests() -> None:
             assert answer.status_code == 401, answer.text
             assert answer.json()["error"]["type"] == "authentication_error"
         assert httpx.get(f"{running.url}/v1/models", timeout=10).status_code == 401
-        assert any("no consumers" in w for w in running.runtime.table.warnings)
+        assert any("refuses every request (401)" in w for w in running.runtime.table.warnings)
     finally:
         running.stop()
 

@@ -113,6 +113,44 @@ def test_a_consumer_removed_while_the_gateway_was_down_loses_its_keys(
     assert _chat(third, kept["key"]) == 200  # a consumer that stayed keeps its keys
 
 
+def test_a_gateway_removed_from_the_file_takes_its_consumers_keys(
+    tmp_path: Path, running: list[RunningGateway]
+) -> None:
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    with_tenant = _doc(store)
+    with_tenant["gateways"] = [{"name": "team-b", **_doc(store, "temp")}]
+    del with_tenant["gateways"][0]["gateway"]
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(with_tenant))
+    gateway = _start(running, path)
+    made = _admin(gateway).post("/admin/gateways/team-b/consumers/temp/keys", json={})
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+    def chat_b() -> int:
+        url = f"{gateway.url}/gw/team-b/v1/chat/completions"
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.post(url, json=body, headers=headers, timeout=20).status_code
+
+    assert chat_b() == 200
+
+    def tables(*names: str) -> Callable[[], None]:
+        def check() -> None:
+            assert set(gateway.runtime.tables) == set(names)
+
+        return check
+
+    path.write_text(yaml.safe_dump(_doc(store)))
+    eventually(tables("default"))
+    path.write_text(yaml.safe_dump(with_tenant))  # the same gateway and consumer, again
+    eventually(tables("default", "team-b"))
+    assert chat_b() == 401
+    assert _admin(gateway).get(f"/admin/gateways/team-b/keys/{key[:11]}").json()["status"] == (
+        "revoked"
+    )
+
+
 def test_a_store_consumer_made_again_under_its_name_does_not_inherit_keys(
     tmp_path: Path, running: list[RunningGateway]
 ) -> None:
