@@ -21,9 +21,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from sluicegate.admin.layers import build
 from sluicegate.auth.keys import KEY_SECRET_ENV, key_secret_from_env, orphans
-from sluicegate.config.load import Loaded, load_config
+from sluicegate.config.load import Loaded, load_config, validation_issues
 from sluicegate.config.model import Tenant
 from sluicegate.config.tenants import hosts, split, tenant_config
 from sluicegate.config.watch import watch_file
@@ -265,7 +267,10 @@ class Runtime:
     def _empty(file: Loaded, name: str, record: Record | None = None) -> Loaded:
         """A gateway of the store: the file's shared settings and its record's ``auth``."""
         auth = record.doc.get("auth") if record is not None else None
-        tenant = Tenant.model_validate({"name": name, **({"auth": auth} if auth else {})})
+        try:
+            tenant = Tenant.model_validate({"name": name, **({"auth": auth} if auth else {})})
+        except ValidationError as exc:  # a record another writer left invalid
+            raise ConfigError([f"gateways/{name}.{i}" for i in validation_issues(exc)]) from None
         return Loaded(tenant_config(file.config, tenant), [], file.source)
 
     async def load_store(self, from_file: bool = False) -> None:

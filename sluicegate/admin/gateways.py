@@ -35,7 +35,7 @@ from sluicegate.config.load import Loaded
 from sluicegate.config.model import HostName, Tenant
 from sluicegate.config.tenants import hosts
 from sluicegate.errors import ConfigError, Conflict, PreconditionFailed, Unprocessable
-from sluicegate.stores.base import Record
+from sluicegate.stores.base import Change, Record, StaleWrite
 
 if TYPE_CHECKING:
     from sluicegate.admin.api import AdminApi
@@ -243,7 +243,10 @@ class GatewayEndpoints:
         async with self.runtime.lock:
             entity, _ = await self._find_gateway(request.path_params["gw"])
             self.api._writable(entity, request)
-            held = [r for r in await store.entities(entity.name) if r.kind != "gateway"]
+            records = await store.entities(entity.name)
+            # Minted keys go with it: with no consumer left, every one of them is dead.
+            keys = [r for r in records if r.kind == "key"]
+            held = [r for r in records if r.kind not in ("gateway", "key")]
             if held:
                 names = ", ".join(f"{PLURAL.get(r.kind, r.kind + 's')}/{r.name}" for r in held[:10])
                 raise Conflict(
@@ -251,8 +254,16 @@ class GatewayEndpoints:
                     code="in_use",
                 )
             assert entity.record is not None
-            if not await store.delete(entity.name, "gateway", entity.id, entity.record.version):
-                raise PreconditionFailed(f"gateways/{entity.name} was changed by another writer.")
+            changes = [Change("delete", "key", r.id, r.name, {}, (), r.version) for r in keys]
+            changes.append(
+                Change("delete", "gateway", entity.id, entity.name, {}, (), entity.record.version)
+            )
+            try:
+                await store.write_many(entity.name, changes)
+            except StaleWrite:
+                raise PreconditionFailed(
+                    f"gateways/{entity.name} was changed by another writer."
+                ) from None
             await self._reload()
         return Response(status_code=204)
 

@@ -200,3 +200,35 @@ def test_a_key_shows_the_rules_it_really_has(tmp_path: Path, running: list[Runni
     keeper = api.post("/admin/consumers/keeper/keys", json={"rules": ["other"]}).json()
     assert keeper["rules"] == ["other"]
     assert api.post("/admin/consumers/keeper/keys", json={}).json()["rules"] is None
+
+
+def test_a_gateway_left_with_dead_keys_can_still_be_deleted(
+    tmp_path: Path, running: list[RunningGateway]
+) -> None:
+    db = tmp_path / "s.db"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(_doc(f"sqlite:///{db}")))
+    gateway = _start(running, path)
+    api = _admin(gateway)
+    assert api.post("/admin/gateways", json={"name": "team-c"}).status_code == 201
+    assert api.post("/admin/gateways/team-c/consumers", json={"name": "temp"}).status_code == 201
+    made = api.post("/admin/gateways/team-c/consumers/temp/keys", json={}).json()
+
+    async def remove_consumer_only() -> None:
+        store = SqliteStore(str(db))
+        await store.open()
+        try:
+            record = next(r for r in await store.entities("team-c") if r.kind == "consumer")
+            assert await store.delete("team-c", "consumer", record.id, record.version)
+        finally:
+            await store.close()
+
+    asyncio.run(remove_consumer_only())
+
+    def revoked() -> None:
+        shown = api.get(f"/admin/gateways/team-c/keys/{made['id']}").json()
+        assert shown["status"] == "revoked"
+
+    eventually(revoked)  # the key of a store consumer that is gone: revoked by the follower
+    assert api.delete("/admin/gateways/team-c").status_code == 204
+    assert api.get("/admin/gateways/team-c").status_code == 404
