@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from sluicegate.admin.layers import build
-from sluicegate.auth.keys import key_secret_from_env
-from sluicegate.config.load import Loaded, load_config
+from sluicegate.auth.keys import KEY_SECRET_ENV, key_secret_from_env, orphans
+from sluicegate.config.load import Loaded, load_config, validation_issues
 from sluicegate.config.model import Tenant
 from sluicegate.config.tenants import hosts, split, tenant_config
 from sluicegate.config.watch import watch_file
@@ -32,7 +35,7 @@ from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
 from sluicegate.routing.table import Hosts, RoutingTable
-from sluicegate.stores.base import Record, Store, open_store
+from sluicegate.stores.base import Change, Record, StaleWrite, Store, open_store
 from sluicegate.stores.follow import follow_store
 from sluicegate.stores.secrets import Vault
 from sluicegate.stores.sqlite import SqliteStore
@@ -74,6 +77,10 @@ class Runtime:
         self._index_hosts()
         url = loaded.config.gateway.store
         self.store: Store | None = store or (open_store(url) if url else None)
+        self._open: set[str] = set()  # gateways serving without a key (auth: none), as logged
+        if self.store is None:  # with a store, the tables that count come at start()
+            self._announce_open()
+        self._warn_unkeyed(loaded)
         self.vault = vault or Vault.from_env()
         self.config_path = Path(config_path) if config_path is not None else None
         self.poll_interval = poll_interval
@@ -126,8 +133,35 @@ class Runtime:
         return self._http is not None
 
     def file_of(self, gateway: str) -> Loaded:
-        """The file's part of a gateway; a gateway made through the Admin API has none."""
-        return self.files.get(gateway) or self._empty(self.file, gateway)
+        """The file's part of a gateway; a gateway made through the Admin API has only the
+        settings of its record (``auth``)."""
+        found = self.files.get(gateway)
+        if found is not None:
+            return found
+        return self._empty(self.file, gateway, self.gateway_records.get(gateway))
+
+    def _announce_open(self) -> None:
+        """A WARNING for each gateway that starts serving requests without a key: at start
+        and on every swap that turns it on (a last consumer deleted, ``auth: none`` set)."""
+        now = {name for name, table in self.tables.items() if table.anonymous is not None}
+        for name in sorted(now - self._open):
+            log.warning(
+                "gateway '%s': authentication off: auth: none and no consumers, so it "
+                "serves every request without a key",
+                name,
+            )
+        self._open = now
+
+    def _warn_unkeyed(self, loaded: Loaded) -> None:
+        gateway = loaded.config.gateway
+        shared = gateway.redis is not None or (gateway.store or "").startswith("postgres")
+        if shared and not self.key_secret:
+            log.warning(
+                "%s is not set: with several instances (Redis or a PostgreSQL store), client "
+                "keys are kept and counted under a plain SHA-256 that anyone holding a key "
+                "list can match; set it to the same long random string on every instance",
+                KEY_SECRET_ENV,
+            )
 
     def _index_hosts(self) -> None:
         names = hosts(self.file.config)
@@ -150,11 +184,19 @@ class Runtime:
         self.tables = tables
         self.loaded, self.table = default, tables[self.gateway]
         self._index_hosts()
+        self._announce_open()
         if self._http is not None:
             await self._start_probes()
 
-    async def _build(self, file: Loaded) -> tuple[dict[str, RoutingTable], Loaded]:
-        """Every gateway of file + store, compiled; raises ``ConfigError`` naming the gateway."""
+    async def _build(
+        self, file: Loaded, from_file: bool = False
+    ) -> tuple[dict[str, RoutingTable], Loaded]:
+        """Every gateway of file + store, compiled; raises ``ConfigError`` naming the gateway.
+
+        Minted keys whose consumer is gone are revoked on the way: a store consumer's at
+        any build (its id says it is gone for everyone), a file consumer's only when this
+        file is loaded (``from_file``: at start and on an edit), since only the file says
+        that it is gone."""
         files = split(file)
         if self.store is None:
             compiled = {name: self._compile(name, part) for name, part in files.items()}
@@ -168,41 +210,75 @@ class Runtime:
         self.store_version = await self.store.config_version()
         records: dict[str, Record] = {}
         tables: dict[str, RoutingTable] = {}
+        revoke: dict[str, list[Record]] = {}
         default = files[self.gateway]
         for name in await self.store.gateways():
             found = await self.store.entities(name)
             own = next((r for r in found if r.kind == "gateway"), None)
             if name not in files:
-                if own is None:
-                    continue  # a gateway deleted through the Admin API
+                if own is None:  # deleted through the Admin API, or gone from the file
+                    if from_file:  # its file consumers went with it; its store ones stay
+                        kept = {r.name: r.id for r in found if r.kind == "consumer"}
+                        revoke[name] = orphans(found, kept, kept)
+                    continue
                 records[name] = own
-            part = files.get(name) or self._empty(file, name)
+            part = files.get(name) or self._empty(file, name, own)
             try:
                 built = build(part, found, self.vault, self.tables.get(name), self.key_secret)
             except ConfigError as exc:
                 prefix = "" if name == self.gateway else f"gateway '{name}': "
                 raise ConfigError([prefix + issue for issue in exc.issues]) from None
             tables[name] = built.table
+            revoke[name] = [r for r in built.orphans if from_file or r.doc.get("consumer_id")]
             if name == self.gateway:
                 default = built.loaded
         for name, part in files.items():  # a gateway of the file the store has never seen
             if name not in tables:
                 tables[name] = self._compile(name, part)
         self.gateway_records = records
+        for name, keys in revoke.items():
+            await self._revoke(name, keys)
         return tables, default
+
+    async def _revoke(self, gateway: str, keys: list[Record]) -> None:
+        """Revoke minted keys for good (their consumer is gone; see ``_build``)."""
+        if not keys or self.store is None:
+            return
+        now = time.time()
+        changes = [
+            Change("update", "key", r.id, r.name, {**r.doc, "revoked_at": now}, r.tags, r.version)
+            for r in keys
+        ]
+        try:
+            await self.store.write_many(gateway, changes)
+        except StaleWrite:
+            return  # another instance revoked them first, or a writer changed them: next time
+        log.warning(
+            "gateway '%s': revoked %d minted key(s) whose consumer is gone: %s",
+            gateway,
+            len(keys),
+            ", ".join(r.name for r in keys),
+        )
 
     def _compile(self, name: str, part: Loaded) -> RoutingTable:
         return compile_config(part.config, part.warnings, self.tables.get(name), self.key_secret)
 
     @staticmethod
-    def _empty(file: Loaded, name: str) -> Loaded:
-        return Loaded(tenant_config(file.config, Tenant(name=name)), [], file.source)
+    def _empty(file: Loaded, name: str, record: Record | None = None) -> Loaded:
+        """A gateway of the store: the file's shared settings and its record's ``auth``."""
+        auth = record.doc.get("auth") if record is not None else None
+        try:
+            tenant = Tenant.model_validate({"name": name, **({"auth": auth} if auth else {})})
+        except ValidationError as exc:  # a record another writer left invalid
+            raise ConfigError([f"gateways/{name}.{i}" for i in validation_issues(exc)]) from None
+        return Loaded(tenant_config(file.config, tenant), [], file.source)
 
-    async def load_store(self) -> None:
-        """Open the store (migrating it) and run file + store entities of every gateway."""
+    async def load_store(self, from_file: bool = False) -> None:
+        """Open the store (migrating it) and run file + store entities of every gateway;
+        ``from_file``: the file is being loaded (at start)."""
         if self.store is None:
             return
-        tables, default = await self._build(self.file)
+        tables, default = await self._build(self.file, from_file)
         await self._install_all(tables, default)
 
     async def reload_store(self) -> bool:
@@ -227,7 +303,7 @@ class Runtime:
             loaded = self._overridden(load_config(path))
             async with self.lock:
                 loaded = self._keep_start_settings(loaded)
-                tables, default = await self._build(loaded)
+                tables, default = await self._build(loaded, from_file=True)
                 self.file, self.files = loaded, split(loaded)
                 await self._install_all(tables, default)
         except ConfigError as exc:
@@ -259,7 +335,7 @@ class Runtime:
         return Loaded(config, loaded.warnings, loaded.source)
 
     async def start(self) -> None:
-        await self.load_store()
+        await self.load_store(from_file=True)
         if self._audit_store is not None:
             await self._audit_store.open()
         if self.audit is not None:

@@ -4,7 +4,8 @@ The default gateway (the file's ``gateway:`` section) and the file's
 ``gateways:`` are read-only here; gateways created through the API live in the
 store as a record of kind ``gateway`` inside their own namespace, next to their
 entities. A gateway holds only how requests find it (``hosts``), a description
-and tags; its upstreams, services, rules and consumers are addressed under
+and tags, and its own ``auth`` (``none``, or ``{jwt: …}`` without a shared secret);
+its upstreams, services, rules and consumers are addressed under
 ``/admin/gateways/{name}/…``.
 
 ``GatewayEndpoints`` serves ``/admin/gateways`` beside ``AdminApi`` and uses its
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
@@ -27,13 +28,14 @@ from starlette.routing import Route
 from sluicegate.admin import paging
 from sluicegate.admin.entities import Entity, iso_time, json_response, validated
 from sluicegate.admin.layers import PLURAL
+from sluicegate.config.auth import Auth, JwtAuth, same_tokens
 from sluicegate.config.base import Name, Strict
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded
-from sluicegate.config.model import HostName
+from sluicegate.config.model import HostName, Tenant
 from sluicegate.config.tenants import hosts
 from sluicegate.errors import ConfigError, Conflict, PreconditionFailed, Unprocessable
-from sluicegate.stores.base import Record
+from sluicegate.stores.base import Change, Record, StaleWrite
 
 if TYPE_CHECKING:
     from sluicegate.admin.api import AdminApi
@@ -46,16 +48,31 @@ class GatewayDoc(Strict):
     hosts: list[HostName] = Field(default_factory=list)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
+    auth: Literal["none"] | Auth | None = None  # None: keys only
+
+
+def shown_auth(auth: Auth) -> Any:
+    """A gateway's ``auth`` as the API shows it: ``"none"``, ``{"jwt": …}`` without a shared
+    secret (``secret_set`` says there is one), or None for keys only."""
+    dumped = auth.model_dump(mode="json", exclude_none=True)
+    if not isinstance(dumped, dict):
+        return dumped
+    jwt = dumped.get("jwt")
+    if isinstance(jwt, dict) and jwt.pop("secret", None) is not None:
+        jwt["secret_set"] = True
+    return dumped or None
 
 
 def file_gateways(file: Loaded) -> list[Entity]:
     """The default gateway, then the file's ``gateways:``."""
     config = file.config
     name = config.gateway.name
-    default: dict[str, Any] = {"name": name, "hosts": [], "tags": []}
+    shown = shown_auth(config.auth)
+    default: dict[str, Any] = {"name": name, "hosts": [], "tags": [], "auth": shown}
     out = [Entity("gateway", entity_id("gateway", name), name, default, None)]
     for tenant in config.gateways:
         doc = tenant.model_dump(mode="json", include={"name", "hosts", "description", "tags"})
+        doc["auth"] = shown_auth(tenant.auth)
         out.append(Entity("gateway", entity_id("gateway", tenant.name), tenant.name, doc, None))
     return out
 
@@ -68,8 +85,42 @@ def all_gateways(file: Loaded, records: Sequence[Record]) -> list[Entity]:
 
 
 def validate(body: dict[str, Any]) -> dict[str, Any]:
-    """The stored document of a gateway: hosts and description (name and tags are columns)."""
-    return validated(GatewayDoc, body).model_dump(mode="json", exclude_none=True)
+    """The stored document of a gateway: hosts, description and auth (name and tags are
+    columns)."""
+    doc = validated(GatewayDoc, body)
+    validated(Tenant, {"name": doc.name, "auth": doc.auth or {}})  # as the file is checked
+    if isinstance(doc.auth, Auth) and doc.auth.jwt is not None and doc.auth.jwt.secret:
+        # The store keeps no plaintext secret; the file (from the environment) can.
+        raise Unprocessable(
+            [("auth.jwt.secret", "not stored through the API; use jwks_url or public_key")]
+        )
+    stored = doc.model_dump(mode="json", exclude_none=True)
+    if not stored.get("auth"):
+        stored.pop("auth", None)
+    return stored
+
+
+def _jwt(doc: dict[str, Any]) -> JwtAuth | None:
+    value = doc.get("auth")
+    return Auth.model_validate(value).jwt if isinstance(value, dict) else None
+
+
+def check_tokens(doc: dict[str, Any], name: str, file: Loaded, others: Sequence[Entity]) -> None:
+    """422 when the gateway would accept the same JWTs as another one (docs/tenants.md)."""
+    mine = _jwt(doc)
+    if mine is None:
+        return
+    config = file.config
+    known = [(config.gateway.name, config.auth.jwt)]
+    known += [(tenant.name, tenant.auth.jwt) for tenant in config.gateways]
+    known += [(other.name, _jwt(other.doc)) for other in others if other.record is not None]
+    for other, theirs in known:
+        if other != name and theirs is not None and same_tokens(mine, theirs):
+            issue = (
+                f"accepts the same tokens as gateway '{other}' (the same issuer, or one "
+                "unset, and a shared or unset audience); give each gateway its own audience"
+            )
+            raise Unprocessable([("auth.jwt", issue)])
 
 
 def check_hosts(doc: dict[str, Any], name: str, file: Loaded, others: Sequence[Entity]) -> None:
@@ -87,11 +138,13 @@ def check_hosts(doc: dict[str, Any], name: str, file: Loaded, others: Sequence[E
 
 
 def present_gateway(entity: Entity, default: str) -> dict[str, Any]:
-    doc = GatewayDoc.model_validate({**entity.doc, "name": entity.name, "tags": entity.tags})
+    fields = {k: v for k, v in entity.doc.items() if k != "auth"}
+    doc = GatewayDoc.model_validate({**fields, "name": entity.name, "tags": entity.tags})
     record = entity.record
     return {
         "id": entity.id,
         **doc.model_dump(mode="json"),
+        "auth": entity.doc.get("auth"),
         "default": entity.name == default,
         "source": entity.source,
         "created_at": iso_time(record.created_at if record else None),
@@ -166,6 +219,7 @@ class GatewayEndpoints:
             if existing is None and any(e.name == name for e in items):
                 raise Conflict(f"A gateway named '{name}' already exists.", code="name_taken")
             check_hosts(doc, name, self.runtime.file, items)
+            check_tokens(doc, name, self.runtime.file, items)
             if existing is None:
                 await store.ensure_gateway(name)
                 record: Record | None = await store.create(
@@ -189,7 +243,10 @@ class GatewayEndpoints:
         async with self.runtime.lock:
             entity, _ = await self._find_gateway(request.path_params["gw"])
             self.api._writable(entity, request)
-            held = [r for r in await store.entities(entity.name) if r.kind != "gateway"]
+            records = await store.entities(entity.name)
+            # Minted keys go with it: with no consumer left, every one of them is dead.
+            keys = [r for r in records if r.kind == "key"]
+            held = [r for r in records if r.kind not in ("gateway", "key")]
             if held:
                 names = ", ".join(f"{PLURAL.get(r.kind, r.kind + 's')}/{r.name}" for r in held[:10])
                 raise Conflict(
@@ -197,8 +254,16 @@ class GatewayEndpoints:
                     code="in_use",
                 )
             assert entity.record is not None
-            if not await store.delete(entity.name, "gateway", entity.id, entity.record.version):
-                raise PreconditionFailed(f"gateways/{entity.name} was changed by another writer.")
+            changes = [Change("delete", "key", r.id, r.name, {}, (), r.version) for r in keys]
+            changes.append(
+                Change("delete", "gateway", entity.id, entity.name, {}, (), entity.record.version)
+            )
+            try:
+                await store.write_many(entity.name, changes)
+            except StaleWrite:
+                raise PreconditionFailed(
+                    f"gateways/{entity.name} was changed by another writer."
+                ) from None
             await self._reload()
         return Response(status_code=204)
 

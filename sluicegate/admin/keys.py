@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sluicegate.admin.entities import json_response, present_key, validated
-from sluicegate.auth.keys import NewKey, new_doc, status
+from sluicegate.admin.entities import Entity, json_response, present_key, validated
+from sluicegate.auth.keys import NewKey, belongs, effective_rules, new_doc, status
 from sluicegate.config.durations import parse_duration
 from sluicegate.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from sluicegate.stores.base import Change, DuplicateName, Record, StaleWrite
@@ -27,8 +27,14 @@ if TYPE_CHECKING:
 
 
 def keys_of(records: list[Record], consumer: str) -> list[Record]:
-    """A consumer's minted keys."""
+    """The minted keys that name ``consumer``."""
     return [r for r in records if r.kind == "key" and r.doc.get("consumer") == consumer]
+
+
+def store_id(consumer: Entity) -> str | None:
+    """The id a key records for its consumer: a store consumer's own; none for one of the
+    file, whose identity is its name."""
+    return consumer.id if consumer.record is not None else None
 
 
 class KeyEndpoints:
@@ -49,10 +55,17 @@ class KeyEndpoints:
     async def _key_records(self, gw: str) -> list[Record]:
         return [r for r in await self.api._records(gw) if r.kind == "key"]
 
-    async def _show_keys(self, records: list[Record]) -> list[dict[str, Any]]:
+    async def _show_keys(self, gw: str, records: list[Record]) -> list[dict[str, Any]]:
         used = await self.runtime.store.key_usage() if self.runtime.store is not None else {}
         now = time.time()
-        return [present_key(r, used.get(r.id), now) for r in records]
+        consumers = self.runtime.tables[gw].consumers
+        out = []
+        for record in records:
+            shown = present_key(record, used.get(record.id), now)
+            # What the key may really use: never more than its consumer may.
+            shown["rules"] = effective_rules(record.doc, consumers.get(record.doc["consumer"]))
+            out.append(shown)
+        return out
 
     @staticmethod
     def _find_key(records: list[Record], ref: str) -> Record:
@@ -70,13 +83,14 @@ class KeyEndpoints:
             consumer = self.api._find(
                 self.api._everything(gw, records)["consumer"], "consumer", ref
             )
-            keys = [r for r in keys if r.doc.get("consumer") == consumer.name]
-        return json_response({"data": await self._show_keys(keys), "next": None})
+            ids = {consumer.name: consumer.id} if consumer.record is not None else {}
+            keys = [r for r in keys if belongs(r.doc, (consumer.name,), ids)]
+        return json_response({"data": await self._show_keys(gw, keys), "next": None})
 
     async def get_key(self, request: Request) -> Response:
         gw = self.api._gw(request)
         record = self._find_key(await self._key_records(gw), request.path_params["key"])
-        return json_response((await self._show_keys([record]))[0])
+        return json_response((await self._show_keys(gw, [record]))[0])
 
     @staticmethod
     def _new_record(gw: str, doc: dict[str, Any]) -> Record:
@@ -93,7 +107,13 @@ class KeyEndpoints:
             consumer = self.api._find(
                 everything["consumer"], "consumer", request.path_params["ref"]
             )
-            key, doc = new_doc(consumer.name, asked, self.runtime.key_secret, time.time())
+            key, doc = new_doc(
+                consumer.name,
+                asked,
+                self.runtime.key_secret,
+                time.time(),
+                consumer_id=store_id(consumer),
+            )
             record = self._new_record(gw, doc)
             built = self.api._build(gw, [*records, record], "consumer", consumer.id)
             try:
@@ -101,7 +121,7 @@ class KeyEndpoints:
             except DuplicateName:  # two equal prefixes: about one in 2**47
                 raise Conflict("Minting collided; try again.", code="name_taken") from None
             await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys([record]))[0]
+        shown = (await self._show_keys(gw, [record]))[0]
         return json_response({**shown, "key": key}, 201)
 
     async def revoke_key(self, request: Request) -> Response:
@@ -156,7 +176,14 @@ class KeyEndpoints:
                 asked = asked.model_copy(
                     update={"expires_in": max(old.doc["expires_at"] - now, 1.0)}
                 )
-            key, doc = new_doc(old.doc["consumer"], asked, self.runtime.key_secret, now, old.id)
+            key, doc = new_doc(
+                old.doc["consumer"],
+                asked,
+                self.runtime.key_secret,
+                now,
+                old.id,
+                old.doc.get("consumer_id"),
+            )
             record = self._new_record(gw, doc)
             ends = now + grace
             old_doc = dict(old.doc)
@@ -186,5 +213,5 @@ class KeyEndpoints:
                     f"keys/{old.name} was changed by another writer."
                 ) from None
             await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys([record]))[0]
+        shown = (await self._show_keys(gw, [record]))[0]
         return json_response({**shown, "key": key}, 201)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sluicegate.auth.keys import key_entries, key_issues
+from sluicegate.auth.keys import key_entries, key_issues, orphans
 from sluicegate.config.load import Loaded, validate_config
 from sluicegate.errors import ConfigError
 from sluicegate.routing.compile import compile_config
@@ -37,6 +37,7 @@ SINGULAR = {plural: singular for singular, plural in PLURAL.items()}
 class Built:
     loaded: Loaded
     table: RoutingTable
+    orphans: tuple[Record, ...] = ()  # live minted keys whose consumer is gone
 
 
 def file_documents(loaded: Loaded) -> dict[str, list[dict[str, Any]]]:
@@ -70,6 +71,7 @@ def build(
     """
     minted = [r for r in records if r.kind == "key"]
     records = [r for r in records if r.kind in PLURAL]  # not the gateway's own record
+    ids = {r.name: r.id for r in records if r.kind == "consumer"}  # what keys belong to
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
@@ -121,7 +123,8 @@ def build(
     except ConfigError as exc:
         raise ConfigError(exc.issues + issues) from None
     config = loaded.config
-    issues += key_issues(minted, {c.name for c in config.consumers}, {r.name for r in config.rules})
+    consumers = {c.name for c in config.consumers}
+    issues += key_issues(minted, consumers, {r.name for r in config.rules}, ids)
     if issues:
         raise ConfigError(issues)
     table = compile_config(config, loaded.warnings, previous, key_secret)
@@ -130,6 +133,6 @@ def build(
         for placeholder, hashes in placeholders.values():
             entry = keys.pop(hash_key(placeholder, key_secret))
             keys.update(dict.fromkeys(hashes, entry))
-        keys.update(key_entries(table, minted))
+        keys.update(key_entries(table, minted, ids))
         table = dataclasses.replace(table, keys=keys)
-    return Built(loaded, table)
+    return Built(loaded, table, tuple(orphans(minted, consumers, ids)))

@@ -464,11 +464,15 @@ def _key_paths() -> dict[str, Any]:
 
 
 def _gateway_schemas() -> dict[str, Any]:
-    taken = GatewayDoc.model_json_schema(mode="validation")
+    taken = GatewayDoc.model_json_schema(mode="validation", ref_template=_REF + "{model}Input")
+    defs = taken.pop("$defs", {})
     shown = copy.deepcopy(GatewayDoc.model_json_schema(mode="serialization"))
+    shown.pop("$defs", None)
     timestamp = {"type": ["string", "null"], "format": "date-time", "readOnly": True}
     shown["properties"].update(
         {
+            # "none", {"jwt": {...}} without a shared secret ("secret_set"), or null: keys only
+            "auth": {"anyOf": [{"const": "none"}, {"type": "object"}, {"type": "null"}]},
             "id": {"type": "string", "format": "uuid", "readOnly": True},
             "default": {"type": "boolean", "readOnly": True},
             "source": {"type": "string", "enum": ["file", "store"], "readOnly": True},
@@ -477,7 +481,7 @@ def _gateway_schemas() -> dict[str, Any]:
         }
     )
     shown["required"] = ["id", "name", "hosts", "tags", "default", "source"]
-    return {"Gateway": shown, "GatewayInput": taken}
+    return {"Gateway": shown, "GatewayInput": taken, **{f"{k}Input": v for k, v in defs.items()}}
 
 
 def _with_gateways(paths: dict[str, Any]) -> dict[str, Any]:

@@ -311,8 +311,23 @@ class GatewayPlan:
 
 
 def _tenant_doc(tenant: Tenant) -> tuple[dict[str, Any], tuple[str, ...]]:
-    doc = tenant.model_dump(mode="json", include={"hosts", "description"}, exclude_none=True)
+    """The gateway record of a tenant of the file: its hosts, description and own ``auth``."""
+    include = {"hosts", "description", "auth"}
+    doc = tenant.model_dump(mode="json", include=include, exclude_none=True)
+    if not doc.get("auth"):
+        doc.pop("auth", None)  # keys only
     return doc, tuple(tenant.tags)
+
+
+def _unstorable(tenant: Tenant, index: int) -> list[str]:
+    jwt = tenant.auth.jwt
+    if jwt is None or jwt.secret is None:
+        return []
+    # The store keeps no plaintext secret, and this one has no master-key sealing.
+    return [
+        f"gateways[{index}].auth.jwt.secret: a shared secret is not written into the store; "
+        "use jwks_url or public_key"
+    ]
 
 
 async def plan_store(store: Store, loaded: Loaded, raw: Any, vault: Vault) -> list[GatewayPlan]:
@@ -328,6 +343,10 @@ async def plan_store(store: Store, loaded: Loaded, raw: Any, vault: Vault) -> li
         records = await store.entities(name)
         own = next((r for r in records if r.kind == "gateway"), None)
         index, tenant = tenants.get(name, (None, None))
+        refused = _unstorable(tenant, index) if tenant is not None and index is not None else []
+        if refused:
+            issues += refused
+            continue
         raw_part = (
             raw if index is None else (raw_tenants[index] if index < len(raw_tenants) else {})
         )

@@ -8,6 +8,11 @@ rules, models, limits, budget). Revoking keeps the record (``revoked_at``) so th
 lists and audit rows still explain the prefix; rotating mints a successor and
 lets the old key live for a grace period.
 
+A key belongs to its consumer, not to the consumer's name: a key of a consumer
+of the store names the consumer's id too, so that a consumer deleted and made
+again under the same name starts without keys. A consumer of the file has no id
+but its name; its keys are revoked when a file without it is loaded (``orphans``).
+
 Each live key compiles into a ``ConsumerEntry`` of its own, so checking a key on
 the request path stays one dictionary lookup.
 """
@@ -17,8 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -60,6 +64,7 @@ class KeyDoc(Strict):
     limits: list[Limits] | None = None
     budget: Budget | None = None
     rotated_from: str | None = None  # the id of the key this one replaced
+    consumer_id: str | None = None  # the store consumer's id; None: a consumer of the file
 
 
 def key_secret_from_env(environ: Mapping[str, str] | None = None) -> bytes:
@@ -74,12 +79,18 @@ def mint() -> tuple[str, str]:
 
 
 def new_doc(
-    consumer: str, asked: NewKey, secret: bytes, now: float, rotated_from: str | None = None
+    consumer: str,
+    asked: NewKey,
+    secret: bytes,
+    now: float,
+    rotated_from: str | None = None,
+    consumer_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The plaintext key (shown once) and the document stored for it."""
     key, prefix = mint()
     doc = KeyDoc(
         consumer=consumer,
+        consumer_id=consumer_id,
         prefix=prefix,
         hash=hash_key(key, secret).hex(),
         name=asked.name,
@@ -102,14 +113,52 @@ def status(doc: Mapping[str, Any], now: float) -> str:
     return "active"
 
 
-def key_issues(records: Sequence[Record], consumers: set[str], rules: set[str]) -> list[str]:
+def belongs(doc: Mapping[str, Any], consumers: Container[str], ids: Mapping[str, str]) -> bool:
+    """Whether the consumer a key was minted for is there: by name, and for a consumer of
+    the store by its id (``ids``: name → id of the store's consumers) too."""
+    name = doc.get("consumer")
+    if not isinstance(name, str) or name not in consumers:
+        return False
+    wanted = doc.get("consumer_id")
+    return wanted is None or ids.get(name) == wanted
+
+
+def orphans(
+    records: Sequence[Record], consumers: Container[str], ids: Mapping[str, str]
+) -> list[Record]:
+    """Live keys whose consumer is gone: revoked for good when a file is loaded, so that a
+    consumer made again under the same name does not find them."""
+    return [
+        r
+        for r in records
+        if r.kind == "key"
+        and r.doc.get("revoked_at") is None
+        and not belongs(r.doc, consumers, ids)
+    ]
+
+
+def effective_rules(doc: Mapping[str, Any], consumer: ConsumerEntry | None) -> list[str] | None:
+    """The rules a key may use: its own within its consumer's (None: every rule)."""
+    if consumer is None:
+        return []  # its consumer is gone: nothing
+    own = doc.get("rules")
+    if consumer.rules is None:
+        return list(own) if own is not None else None
+    if own is None:
+        return sorted(consumer.rules)
+    return [rule for rule in own if rule in consumer.rules]
+
+
+def key_issues(
+    records: Sequence[Record], consumers: set[str], rules: set[str], ids: Mapping[str, str]
+) -> list[str]:
     """Problems of stored keys that would make the config invalid (their rules must exist)."""
     issues = []
     for record in records:
         if record.kind != "key" or record.doc.get("revoked_at") is not None:
             continue
-        if record.doc.get("consumer") not in consumers:
-            continue  # its consumer is gone: the key is dead (deleted along with it)
+        if not belongs(record.doc, consumers, ids):
+            continue  # its consumer is gone: the key is dead
         for j, rule in enumerate(record.doc.get("rules") or []):
             if rule not in rules:
                 issues.append(f"keys/{record.doc['prefix']}.rules[{j}]: unknown rule '{rule}'")
@@ -117,17 +166,16 @@ def key_issues(records: Sequence[Record], consumers: set[str], rules: set[str]) 
 
 
 def key_entries(
-    table: RoutingTable, records: Sequence[Record], now: float | None = None
+    table: RoutingTable, records: Sequence[Record], ids: Mapping[str, str]
 ) -> dict[bytes, ConsumerEntry]:
     """An entry per live key whose consumer exists: the consumer's, narrowed by the key."""
-    now = time.time() if now is None else now
     out: dict[bytes, ConsumerEntry] = {}
     for record in records:
-        if record.kind != "key":
+        if record.kind != "key" or not belongs(record.doc, table.consumers, ids):
             continue
         doc = KeyDoc.model_validate(record.doc)
-        base = table.consumers.get(doc.consumer)
-        if base is None or doc.revoked_at is not None:
+        base = table.consumers[doc.consumer]
+        if doc.revoked_at is not None:
             continue
         allowed = narrower(base.rules, doc.rules)
         models = frozenset(doc.models) if doc.models is not None else None

@@ -1,10 +1,23 @@
-"""Client authentication as the config declares it (``auth:``; docs/auth.md)."""
+"""Client authentication as the config declares it (``auth:``; docs/auth.md).
+
+Each gateway has its own: the top-level ``auth`` is the default gateway's, and each
+item of ``gateways:`` carries one of its own (nothing is inherited). Without consumers
+a gateway refuses every request, unless its ``auth`` is the word ``none``.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from sluicegate.config.base import Duration, Strict, secret
 
@@ -109,6 +122,69 @@ class JwtAuth(Strict):
             return tuple(self.algorithms)
         return ("HS256",) if self.secret is not None else ("RS256", "ES256", "PS256")
 
+    def audiences(self) -> frozenset[str] | None:
+        """The ``aud`` values it accepts; None: any."""
+        if self.audience is None:
+            return None
+        return frozenset([self.audience] if isinstance(self.audience, str) else self.audience)
+
+
+def same_tokens(a: JwtAuth, b: JwtAuth) -> bool:
+    """Whether one token could pass both settings' issuer and audience checks: the only
+    thing that keeps two gateways on one identity provider apart."""
+    if a.issuer is not None and b.issuer is not None and a.issuer != b.issuer:
+        return False
+    mine, theirs = a.audiences(), b.audiences()
+    return mine is None or theirs is None or not mine.isdisjoint(theirs)
+
+
+def shared_token_issues(gateways: list[tuple[str, str, JwtAuth | None]]) -> list[str]:
+    """For ``(path, gateway name, auth.jwt)`` of every gateway: one issue per gateway that
+    would accept the tokens of an earlier one (and map their subjects to its own consumers)."""
+    issues = []
+    for i, (path, _, mine) in enumerate(gateways):
+        if mine is None:
+            continue
+        for _, other, theirs in gateways[:i]:
+            if theirs is not None and same_tokens(mine, theirs):
+                issues.append(
+                    f"{path}: accepts the same tokens as gateway '{other}' (the same issuer, or "
+                    "one unset, and a shared or unset audience); give each gateway its own "
+                    "audience"
+                )
+                break
+    return issues
+
+
+NONE = "none"  # ``auth: none``: a gateway without consumers serves requests without a key
+
 
 class Auth(Strict):
+    """``jwt``: bearer tokens next to keys. ``anonymous`` is what ``auth: none`` sets."""
+
     jwt: JwtAuth | None = None
+    anonymous: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value != NONE:
+                raise ValueError(f"'{value}' is not a setting; use '{NONE}' or {{jwt: ...}}")
+            return {"anonymous": True}
+        return value
+
+    @model_validator(mode="after")
+    def _alone(self) -> Auth:
+        if self.anonymous and self.jwt is not None:
+            raise ValueError(f"'{NONE}' takes no jwt: tokens are an authentication")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        if self.anonymous:
+            return NONE  # written back the way it is written
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            dumped.pop("anonymous", None)
+        return dumped

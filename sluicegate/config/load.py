@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from sluicegate.config.auth import shared_token_issues
 from sluicegate.config.ids import entity_id
 from sluicegate.config.model import Config
 from sluicegate.errors import ConfigError
@@ -284,6 +285,10 @@ def validate_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_issues(exc) + issues) from None
+    issues += shared_token_issues(
+        [("auth.jwt", config.gateway.name, config.auth.jwt)]
+        + [(f"gateways[{i}].auth.jwt", t.name, t.auth.jwt) for i, t in enumerate(config.gateways)]
+    )
     if issues:
         raise ConfigError(issues)
     return Loaded(config=config, warnings=list(warnings or []), source=source)

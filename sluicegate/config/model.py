@@ -460,12 +460,13 @@ HostName = Annotated[str, AfterValidator(_host)]
 class Tenant(Strict):
     """A gateway of its own next to the default one: its entities, and how requests find it
     (a ``Host`` in ``hosts``, or the path prefix ``/gw/<name>/``). Settings not given here
-    (limits, budget) are the ``gateway:`` section's."""
+    (limits, budget) are the ``gateway:`` section's; ``auth`` is its own, never inherited."""
 
     name: Name
     hosts: list[HostName] = Field(default_factory=list)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
+    auth: Auth = Field(default_factory=Auth)
     limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
     upstreams: list[Upstream] = Field(default_factory=list)
@@ -473,6 +474,16 @@ class Tenant(Strict):
     rules: list[Rule] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
+
+    @field_validator("auth")
+    @classmethod
+    def _no_admin_claim(cls, value: Auth) -> Auth:
+        if value.jwt is not None and value.jwt.admin_claim is not None:
+            raise ValueError(
+                "jwt.admin_claim: only the top-level auth grants the Admin API, which serves "
+                "every gateway"
+            )
+        return value
 
 
 class Config(Strict):

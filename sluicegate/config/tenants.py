@@ -16,14 +16,19 @@ _ENTITIES = ("upstreams", "services", "rules", "groups", "consumers")
 
 
 def tenant_config(config: Config, tenant: Tenant) -> Config:
-    """The config of one tenant: shared settings from ``config``, the rest its own."""
+    """The config of one tenant: shared settings from ``config``, the rest its own.
+
+    ``auth`` is never shared: a token made for one gateway, or naming another gateway's
+    consumer, must not open this one."""
     update: dict[str, object] = {"name": tenant.name}
     for field in ("limits", "budget"):
         if field in tenant.model_fields_set:
             update[field] = getattr(tenant, field)
     gateway = config.gateway.model_copy(update=update)
     entities = {kind: getattr(tenant, kind) for kind in _ENTITIES}
-    return config.model_copy(update={"gateway": gateway, "gateways": [], **entities})
+    return config.model_copy(
+        update={"gateway": gateway, "gateways": [], "auth": tenant.auth, **entities}
+    )
 
 
 def split(loaded: Loaded) -> dict[str, Loaded]:

@@ -356,7 +356,8 @@ class Proxy:
         body: dict[str, Any],
         out: Headers,
     ) -> Reservation | None:
-        key_id = hash_key(key).hex()[:16] if key else ""
+        # Keyed as the key store keys it: a counter's name must not be a key's plain hash.
+        key_id = hash_key(key, table.key_secret).hex()[:16] if key else ""
         who = Who(table.gateway, ex.consumer or "", key_id, ex.rule or "", ex.model or "")
         estimate = self.limiter(table).estimate(body, table.estimate_max_tokens)
         try:

@@ -276,6 +276,34 @@ def _jwt_verifier(
     return JwtVerifier(settings)
 
 
+def _anonymous(
+    config: Config, rules: list[CompiledRule], warnings: list[str]
+) -> ConsumerEntry | None:
+    """Who a request without a key is: nobody (401), unless the gateway has no consumers
+    and its config says ``auth: none``. Failing closed keeps a gateway that is still being
+    built (or has lost its last consumer) from serving everyone."""
+    name = config.gateway.name
+    if config.consumers:
+        if config.auth.anonymous:
+            warnings.append(
+                f"auth: 'none' changes nothing while gateway '{name}' has consumers: "
+                "every request needs a key"
+            )
+        return None
+    if config.auth.anonymous:
+        warnings.append(
+            f"auth: 'none' and no consumers, so gateway '{name}' serves every request "
+            "without a key (authentication off)"
+        )
+        return ConsumerEntry("anonymous", None, models_body(rules))
+    if config.auth.jwt is None:
+        warnings.append(
+            f"consumers: none, so gateway '{name}' refuses every request (401) until one "
+            "exists (in the file or the store); auth: none serves requests without a key"
+        )
+    return None
+
+
 def compile_config(
     config: Config,
     warnings: list[str] | None = None,
@@ -335,12 +363,7 @@ def compile_config(
         by_name[consumer.name] = entry
         for key in consumer.keys:
             keys[hash_key(key, key_secret)] = entry
-    anonymous = None
-    if not config.consumers and config.auth.jwt is None:
-        anonymous = ConsumerEntry("anonymous", None, models_body(rules))
-        warnings.append(
-            "consumers: none configured, so the data plane accepts requests without a key"
-        )
+    anonymous = _anonymous(config, rules, warnings)
 
     jwt = _jwt_verifier(config, warnings, previous)
     return RoutingTable(

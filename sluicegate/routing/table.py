@@ -198,7 +198,7 @@ class RoutingTable:
     exact: Mapping[str, tuple[int, ...]]
     globs: tuple[tuple[int, re.Pattern[str]], ...]
     keys: Mapping[bytes, ConsumerEntry]
-    anonymous: ConsumerEntry | None  # set only when no consumer is configured
+    anonymous: ConsumerEntry | None  # set only with ``auth: none`` and no consumers
     services: Mapping[str, CompiledService]
     matches_headers: bool
     pools: tuple[Balancer, ...] = ()
@@ -224,8 +224,10 @@ class RoutingTable:
     narrowed: dict[tuple[str, tuple[str, ...]], ConsumerEntry] = field(default_factory=dict)
 
     def authenticate(self, key: str | None) -> ConsumerEntry | None:
-        if self.anonymous is not None or key is None:
-            return self.anonymous  # with no consumers configured, any key (or none) is fine
+        if self.anonymous is not None:
+            return self.anonymous  # auth: none and no consumers: any key, or none, is fine
+        if key is None:
+            return None
         return self.keys.get(hash_key(key, self.key_secret))
 
     def in_groups(self, consumer: ConsumerEntry, names: tuple[str, ...]) -> ConsumerEntry:

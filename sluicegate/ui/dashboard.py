@@ -285,9 +285,14 @@ class Dashboard:
         if window not in WINDOWS:
             raise InvalidRequest(f"window: one of {', '.join(WINDOWS)}", param="window")
         gateway = request.query_params.get("gateway") or self.runtime.gateway
-        if gateway not in self.runtime.tables:
+        table = self.runtime.tables.get(gateway)
+        if table is None:
             raise NotFound(f"No gateway named '{gateway}'.", code="gateway_not_found")
-        return _json(self.sampler.summary(gateway, window))
+        # "off": auth: none and no consumers, so every request is served without a key.
+        shown = "off" if table.anonymous is not None else "keys"
+        if table.jwt is not None:
+            shown = "keys and tokens"
+        return _json({**self.sampler.summary(gateway, window), "authentication": shown})
 
     async def to_admin(self, request: Request) -> Response:
         """The Admin API on behalf of the session's admin: same routes, same answers."""

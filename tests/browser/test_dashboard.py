@@ -152,6 +152,32 @@ def test_overview_fills_after_requests(
     expect(page.locator("[data-stat=requests]")).to_have_text(expected)
 
 
+def test_overview_says_when_authentication_is_off(
+    gateway: RunningGateway, console_and_page: tuple[Console, Any]
+) -> None:
+    _, page = console_and_page
+    log_in(page, gateway)
+    page.goto(f"{gateway.url}/ui/#/overview")
+    expect(page.locator("[data-stat=requests]")).to_be_visible()
+    expect(page.locator("[data-stat=authentication]")).to_have_count(0)  # team-a needs its key
+    page.context.clear_cookies()
+    config = {
+        "gateway": {"admin_key": ADMIN_KEY},
+        "auth": "none",
+        "services": [{"name": "demo", "provider": "mock"}],
+        "rules": [{"name": "chat", "match": {"models": [MODEL]}, "targets": [{"service": "demo"}]}],
+    }
+    open_gateway = RunningGateway(config, keyless=False).start()
+    try:
+        log_in(page, open_gateway)
+        page.goto(f"{open_gateway.url}/ui/#/overview")
+        banner = page.locator("[data-stat=authentication]")
+        expect(banner).to_contain_text("Authentication off")
+        expect(banner).to_have_attribute("role", "status")
+    finally:
+        open_gateway.stop()
+
+
 def _cookies(page: Any) -> list[tuple[str, str]]:
     return [(c["name"], c["value"]) for c in page.context.cookies()]
 

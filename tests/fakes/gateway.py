@@ -27,16 +27,38 @@ def free_port() -> int:
         return port
 
 
+def without_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with ``auth: none`` on each gateway that sets no ``auth``.
+
+    A gateway without consumers refuses every request unless its config says ``auth:
+    none``; most tests run gateways without consumers (or add them later through the Admin
+    API), so the harness says it for them. It changes nothing for a gateway that has
+    consumers: they are asked for their keys. Tests of authentication itself run with
+    ``keyless=False``."""
+    out = dict(config)
+    out.setdefault("auth", "none")
+    tenants = out.get("gateways")
+    if isinstance(tenants, list):
+        out["gateways"] = [{"auth": "none", **t} if isinstance(t, dict) else t for t in tenants]
+    return out
+
+
 class RunningGateway:
-    """``config`` as a document, or ``path``: a file the gateway reads and watches for edits."""
+    """``config`` as a document, or ``path``: a file the gateway reads and watches for edits.
+
+    ``keyless``: ``config`` goes through ``without_keys``; tests of authentication itself
+    pass False.
+    """
 
     def __init__(
         self,
         config: dict[str, Any] | None = None,
         path: Path | None = None,
         poll_interval: float = 0.5,
+        keyless: bool = True,
     ) -> None:
-        loaded = load_config(path) if path is not None else parse_config(config or {}, env={})
+        document = without_keys(config or {}) if keyless else (config or {})
+        loaded = load_config(path) if path is not None else parse_config(document, env={})
         self.runtime = Runtime(loaded, config_path=path, poll_interval=poll_interval)
         self.port = free_port()
         self.server = uvicorn.Server(
@@ -71,11 +93,14 @@ class RunningGateway:
         self.thread.join(10)
 
 
-def serve_process(folder: Path, config: dict[str, Any]) -> subprocess.Popen[str]:
-    """``sluicegate serve`` as its own process, ``config`` written to folder/gateway.yaml; its
-    output is kept (pipes) for the caller to read or scan once it has stopped."""
+def serve_process(
+    folder: Path, config: dict[str, Any], keyless: bool = True
+) -> subprocess.Popen[str]:
+    """``sluicegate serve`` as its own process, ``config`` written to folder/gateway.yaml
+    (through ``without_keys`` unless ``keyless`` is False); its output is kept (pipes) for
+    the caller to read or scan once it has stopped."""
     path = folder / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(without_keys(config) if keyless else config))
     return subprocess.Popen(
         [sys.executable, "-m", "sluicegate", "serve", "--config", str(path)],
         stdout=subprocess.PIPE,

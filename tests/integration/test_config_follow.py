@@ -37,6 +37,7 @@ def wait_for(check: Callable[[], bool], seconds: float) -> float:
 
 def rules(*models: str) -> dict[str, Any]:
     return {
+        "auth": "none",  # written to a file the gateway reads: no consumers, no keys
         "services": [{"name": "mock", "provider": "mock"}],
         "rules": [
             {"name": m, "match": {"models": [m]}, "targets": [{"service": "mock"}]} for m in models

@@ -293,3 +293,66 @@ def test_apply_and_export_carry_every_gateway(
         and "- consumer team-b (gateway team-b)" in lines
     )
     assert cli(capsys, "config", "apply", str(path))[1] == ["no changes"]
+
+
+def test_apply_carries_each_gateways_own_auth(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    mock = {"services": [{"name": "demo", "provider": "mock"}]}
+
+    def rules(model: str) -> list[dict[str, Any]]:
+        return [{"name": "chat", "match": {"models": [model]}, "targets": [{"service": "demo"}]}]
+
+    token_auth = {"jwt": {"public_key": pem, "issuer": "https://idp.test/", "audience": "fin"}}
+    doc = config(url)
+    doc["gateways"] = [
+        {"name": "lab", "auth": "none", **mock, "rules": rules("lab")},
+        {
+            "name": "fin",
+            "auth": token_auth,
+            **mock,
+            "rules": rules("fin"),
+            "consumers": [{"name": "bob"}],
+        },
+    ]
+    path = write(tmp_path / "gw.yaml", doc)
+    assert cli(capsys, "config", "apply", str(path))[0] == 0
+    assert cli(capsys, "config", "apply", str(path))[1] == ["no changes"]
+
+    import time
+
+    import jwt
+
+    claims = {"iss": "https://idp.test/", "aud": "fin", "sub": "bob", "exp": time.time() + 60}
+    token = jwt.encode(claims, private, algorithm="ES256")
+    gateway = RunningGateway({"gateway": {"store": url}}, keyless=False).start()
+    try:
+        lab = httpx.get(gateway.url + "/gw/lab/v1/models")
+        assert lab.status_code == 200, lab.text  # auth: none came with the gateway
+        fin = httpx.get(gateway.url + "/gw/fin/v1/models")
+        assert fin.status_code == 401
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(gateway.url + "/gw/fin/v1/models", headers=bearer).status_code == 200
+    finally:
+        gateway.stop()
+
+    out = tmp_path / "export.yaml"
+    assert cli(capsys, "config", "export", "--config", str(path), "--output", str(out))[0] == 0
+    exported = {t["name"]: t for t in yaml.safe_load(out.read_text())["gateways"]}
+    assert exported["lab"]["auth"] == "none"
+    assert exported["fin"]["auth"]["jwt"]["audience"] == "fin"
+    assert cli(capsys, "config", "apply", str(out))[1] == ["no changes"]
+
+    # A shared secret is not written into the store.
+    doc["gateways"][1]["auth"] = {"jwt": {"secret": "s" * 40, "audience": "fin"}}
+    code, _, err = cli(capsys, "config", "apply", str(write(path, doc)))
+    assert code == 1 and "gateways[1].auth.jwt.secret" in err, err

@@ -160,14 +160,28 @@ def test_keys_are_held_hashed() -> None:
     assert table.authenticate(None) is None  # consumers exist, so a key is required
 
 
-def test_without_consumers_the_data_plane_is_open_and_says_so() -> None:
+def test_without_consumers_the_data_plane_is_closed_and_says_so() -> None:
     table = table_for(
         {"services": SERVICES, "rules": [{"name": "r", "targets": [{"service": "a"}]}]}
     )
+    assert table.anonymous is None
+    assert table.authenticate(None) is None and table.authenticate("sk-anything") is None
+    assert any("refuses every request (401)" in w for w in table.warnings)
+
+
+def test_auth_none_opens_a_gateway_only_while_it_has_no_consumers() -> None:
+    rules = [{"name": "r", "targets": [{"service": "a"}]}]
+    table = table_for({"services": SERVICES, "rules": rules, "auth": "none"})
     anonymous = table.authenticate(None)
     assert anonymous is not None and anonymous.name == "anonymous"
     assert table.authenticate("sk-anything") is anonymous
-    assert any("without a key" in w for w in table.warnings)
+    assert any("without a key (authentication off)" in w for w in table.warnings)
+    consumers = [{"name": "t", "keys": ["sk-plain-text-key"]}]
+    table = table_for(
+        {"services": SERVICES, "rules": rules, "auth": "none", "consumers": consumers}
+    )
+    assert table.anonymous is None and table.authenticate(None) is None
+    assert any("changes nothing" in w for w in table.warnings)
 
 
 def test_unsupported_provider_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ function draw(view, data) {
   const times = data.points.map((p) => p.t);
   const series = (key) => data.points.map((p) => p[key]);
   clear(view,
+    data.authentication === "off" ? h("p", {class: "alert", role: "status", "data-stat": "authentication"}, "Authentication off: this gateway has no consumers and its config says auth: none, so it serves every request without a key.") : null,
     h("p", {class: "muted"}, `This gateway process, ${when(data.since)} to ${when(data.now)}. Refreshes every ${REFRESH_MS / 1000} s.`),
     h("div", {class: "tiles"},
       tile("Requests", num(t.requests), "requests"),
