@@ -150,6 +150,8 @@ class Service(Strict):
     api_version: str | None = None  # azure: the api-version query parameter
     project: str | None = None  # vertex: the Google Cloud project
     location: str | None = None  # vertex: the region, e.g. us-central1
+    allow_gs_uris: bool = False  # gemini, vertex: forward gs:// URIs (read with our identity)
+    anthropic_betas: list[str] = Field(default_factory=list)  # anthropic-beta names that pass
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     mock_latency: Duration = 0.0

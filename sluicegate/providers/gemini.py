@@ -310,6 +310,14 @@ class GeminiAdapter(Adapter):
     name: ClassVar[str] = "gemini"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
 
+    def __init__(self, service: str = "", allow_gs_uris: bool = False) -> None:
+        # gs:// URIs in messages: refused (a 400 naming ``service``) unless allowed.
+        self.refuse_gs = None if allow_gs_uris else service
+
+    @classmethod
+    def for_service(cls, service: Service) -> GeminiAdapter:
+        return cls(service.name, service.allow_gs_uris)
+
     def model_path(self, model: str) -> str:
         """Where ``model`` lives under the base URL (``models/…`` or ``tunedModels/…``)."""
         parts = model.split("/")
@@ -331,7 +339,7 @@ class GeminiAdapter(Adapter):
             return UpstreamRequest(
                 "POST", f"{where}:{self.embed_method}", headers, orjson.dumps(payload)
             )
-        payload = translate_request(body)
+        payload = translate_request(body, refuse_gs=self.refuse_gs)
         if body.get("stream") is True:
             headers["accept"] = "text/event-stream"
             return UpstreamRequest(
@@ -393,7 +401,14 @@ class VertexAdapter(GeminiAdapter):
     name: ClassVar[str] = "vertex"
     embed_method: ClassVar[str] = "predict"
 
-    def __init__(self, project: str, location: str = "us-central1") -> None:
+    def __init__(
+        self,
+        project: str,
+        location: str = "us-central1",
+        service: str = "",
+        allow_gs_uris: bool = False,
+    ) -> None:
+        super().__init__(service, allow_gs_uris)
         self.project = project
         self.location = location
 
@@ -401,7 +416,8 @@ class VertexAdapter(GeminiAdapter):
     def for_service(cls, service: Service) -> VertexAdapter:
         if not service.project:
             raise ValueError(f"service '{service.name}': a vertex service needs project")
-        return cls(service.project, service.location or "us-central1")
+        location = service.location or "us-central1"
+        return cls(service.project, location, service.name, service.allow_gs_uris)
 
     def model_path(self, model: str) -> str:
         """``model`` under this service's project and location, and nowhere else: a name,

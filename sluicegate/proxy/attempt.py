@@ -162,8 +162,8 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
         body = call.parsed.native
         data = call.raw if body.get("model") == model else orjson.dumps({**body, "model": model})
     request = adapter.build(endpoint, call.parsed.canonical, data, model, target.url + service.path)
-    if native:
-        request.headers.update(call.forwarded)
+    if native and call.forwarded:
+        request.headers.update(adapter.forwarded(call.forwarded))
     for name, value in service.headers:
         request.headers[name] = value
     if call.screen is not None:

@@ -1,5 +1,5 @@
-"""An upstream that records the raw target of every request (path and query, as sent)
-and answers 404: for tests of what reaches a provider's URL."""
+"""An upstream that records every request (its raw target, headers and body) and answers
+404: for tests of what reaches a provider."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from tests.fakes.server import FakeServer
 class PathRecorder(FakeServer):
     def __init__(self) -> None:
         super().__init__()
-        self.targets: list[str] = []  # the request line's target, not normalised
+        self.targets: list[str] = []  # the request line's target, as sent (not normalised)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self.any)
 
     async def any(self, request: web.Request) -> web.Response:
-        await request.read()
         self.targets.append(request.raw_path)
+        await self.record(request)  # headers and body, in ``requests``
         error = {"error": {"code": 404, "message": "no such model", "status": "NOT_FOUND"}}
         return web.json_response(error, status=404)
