@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ class Form:
     provider: str
     model: str
     secrets: dict[str, str]
-    credentials: Any  # (the fake's url, the token kind) -> the service's credentials
+    credentials: Callable[[str, str], dict[str, str]]  # (fake's url, token kind) -> credentials
     on_the_wire: str  # the secret the provider receives (proves it was there to leak)
     tokens: bool = False  # fetches a token first
     extra: dict[str, Any] = field(default_factory=dict)
