@@ -102,6 +102,13 @@ class UpstreamTarget(Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
+        if not {"@", "?", "#"}.isdisjoint(value):
+            # Never quoted: what follows the host may be a password. A target URL is shown
+            # in /metrics, the Admin API and spans.
+            raise ValueError(
+                "a target url is scheme://host:port only, with no user, password, query or "
+                "fragment; put credentials under the upstream's credentials"
+            )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"'{value}' is not an http(s) URL such as http://10.0.0.5:8000")
         if parts.path not in ("", "/"):
@@ -150,6 +157,8 @@ class Service(Strict):
     api_version: str | None = None  # azure: the api-version query parameter
     project: str | None = None  # vertex: the Google Cloud project
     location: str | None = None  # vertex: the region, e.g. us-central1
+    allow_gs_uris: bool = False  # gemini, vertex: forward gs:// URIs (read with our identity)
+    anthropic_betas: list[str] = Field(default_factory=list)  # anthropic-beta names that pass
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     mock_latency: Duration = 0.0

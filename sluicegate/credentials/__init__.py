@@ -25,6 +25,11 @@ class Signer(Protocol):
 
     def sign(self, request: UpstreamRequest) -> None: ...
 
+    def secrets(self, request: UpstreamRequest) -> list[str]:
+        """Every credential value ``request`` carries once signed (and the secrets they
+        come from): what must never be shown, even when a provider quotes it back."""
+        ...
+
 
 def build_signer(
     creds: Credentials | None, service: Service | None, where: str, warnings: list[str]

@@ -5,10 +5,14 @@ of the request exactly as it goes on the wire. The HTTP client normalises a
 URL before sending it (it unescapes ``%3A`` in a Bedrock model id to ``:``,
 and appends ``params``), so the signer applies the same normalisation first,
 then signs and sends that one URL.
+
+botocore's signer logs what it signs at DEBUG; those records are dropped at
+their logger (see ``_unsigned``), whatever level the gateway's logging is at.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from botocore.auth import SigV4Auth
@@ -23,6 +27,16 @@ if TYPE_CHECKING:
 
 # The headers SigV4 adds; copied back onto the outgoing request.
 _ADDED = ("X-Amz-Date", "X-Amz-Security-Token", "Authorization")
+
+
+def _unsigned(record: logging.LogRecord) -> bool:
+    return False
+
+
+# botocore's signer logs, at DEBUG, each request's canonical form (the session token
+# among its headers), the string it signs and the signature: a gateway run at DEBUG
+# would write a credential per request. None of it is ever the gateway's to log.
+logging.getLogger("botocore.auth").addFilter(_unsigned)
 
 
 def wire_url(request: UpstreamRequest) -> str:
@@ -66,6 +80,12 @@ class AwsSigV4:
             value = aws.headers.get(name)
             if value is not None:
                 request.headers[name.lower()] = value
+
+    def secrets(self, request: UpstreamRequest) -> list[str]:
+        creds = self._credentials
+        found = [creds.access_key, creds.secret_key, creds.token or ""]
+        authorization = request.headers.get("authorization", "")
+        return [*found, authorization, authorization.rpartition("Signature=")[2]]
 
     def __repr__(self) -> str:
         # Never show the secret, nor the key id.

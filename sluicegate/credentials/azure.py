@@ -5,8 +5,9 @@
 the gateway's own HTTP client; concurrent requests wait for the one fetch in
 flight instead of starting their own. ``sign`` sends the token as a bearer.
 A refused or unreadable token answer raises ``EntraTokenError`` (a transport
-error), so the request fails as a 502 naming the service; the secret never
-appears in a message or a repr.
+error), so the request fails as a 502 naming the service. It repeats nothing
+Entra ID said beyond its error codes, so the secret never appears in a message
+or a repr, even from an endpoint that quotes it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from sluicegate.credentials.redact import error_code
 from sluicegate.errors import CredentialsRefused
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.upstream import Timeouts
@@ -121,23 +123,31 @@ class AzureEntraCredentials:
         self._refresh_at = started + lifetime - min(REFRESH_MARGIN, lifetime / 2)
 
     def _refusal(self, status: int, data: dict[str, Any]) -> str:
-        # Entra's error codes (e.g. "invalid_client", AADSTS7000215) say what
-        # is wrong without repeating what was sent.
-        code = data.get("error")
+        # Entra's error codes (e.g. "invalid_client", AADSTS7000215) say what is wrong;
+        # its descriptions, and anything not shaped like a code, are not repeated.
+        code = error_code(data.get("error"))
         codes = data.get("error_codes")
-        what = f"Entra ID refused the client credentials of {self.client_id} (status {status}"
-        if isinstance(code, str):
+        what = (
+            f"Entra ID gave no token for the client credentials of {self.client_id} (status 200"
+            if status == 200
+            else f"Entra ID refused the client credentials of {self.client_id} (status {status}"
+        )
+        if code is not None:
             what += f", {code}"
-        if isinstance(codes, list) and codes:
-            what += ", AADSTS" + ",".join(str(c) for c in codes[:3])
-        what += ")"
-        return what.replace(self._secret, "***") if self._secret else what
+        numbers = [str(c) for c in (codes if isinstance(codes, list) else [])[:3] if _int(c)]
+        if numbers:
+            what += ", AADSTS" + ",".join(numbers)
+        return what + ")"
 
     def sign(self, request: UpstreamRequest) -> None:
         if self._token is not None:
             request.headers["authorization"] = f"Bearer {self._token}"
         if self.header is not None:
             request.headers[self.header[0]] = self.header[1]
+
+    def secrets(self, request: UpstreamRequest) -> list[str]:
+        header = self.header[1] if self.header is not None else ""
+        return [self._secret, self._token or "", header]
 
     def __repr__(self) -> str:
         return (
@@ -160,3 +170,7 @@ def _seconds(value: Any) -> float:
         return max(float(value), 0.0)
     except (TypeError, ValueError):
         return 0.0
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

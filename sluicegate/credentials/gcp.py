@@ -19,6 +19,7 @@ from google.auth import exceptions as google_exceptions
 from google.auth import transport as google_transport
 from google.oauth2 import service_account
 
+from sluicegate.credentials.redact import error_code
 from sluicegate.errors import ConnectFailed, CredentialsRefused, TransportError
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.upstream import Timeouts
@@ -72,7 +73,8 @@ class _LoopRequest(google_transport.Request):
         try:
             return future.result()
         except TransportError as exc:
-            raise google_exceptions.TransportError(str(exc)) from None  # type: ignore[no-untyped-call]
+            # Kept as the cause: ``prepare`` raises it again, whatever google-auth made of it.
+            raise google_exceptions.TransportError(str(exc)) from exc  # type: ignore[no-untyped-call]
 
     async def _send(self, request: UpstreamRequest) -> _Response:
         response = await self.http.open(request, _TOKEN_TIMEOUTS)
@@ -127,21 +129,29 @@ class GoogleServiceAccount:
             try:
                 await asyncio.to_thread(self._credentials.refresh, request)
             except google_exceptions.RefreshError as exc:
-                raise CredentialsRefused(
-                    f"the token endpoint refused service account {self.client_email} "
-                    f"({_short(exc)})"
-                ) from None
-            except google_exceptions.GoogleAuthError as exc:
-                raise ConnectFailed(f"no access token could be fetched ({_short(exc)})") from None
+                raise CredentialsRefused(self._refusal(exc)) from None
+            except google_exceptions.TransportError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, TransportError):  # its text is a fixed phrase
+                    raise type(cause)(f"no access token could be fetched: {cause}") from None
+                raise ConnectFailed("no access token could be fetched") from None
+            except Exception:
+                # google-auth's texts quote the token endpoint's answer, which may quote the
+                # grant; an answer it could not read at all raises whatever its parsing did.
+                raise ConnectFailed("the token endpoint's answer could not be read") from None
+
+    def _refusal(self, exc: google_exceptions.RefreshError) -> str:
+        data = exc.args[1] if len(exc.args) > 1 else None
+        code = error_code(data.get("error")) if isinstance(data, dict) else None
+        if code is None:
+            return f"the token endpoint gave no token for service account {self.client_email}"
+        return f"the token endpoint refused service account {self.client_email} ({code})"
 
     def sign(self, request: UpstreamRequest) -> None:
         request.headers["authorization"] = f"Bearer {self._credentials.token}"
 
+    def secrets(self, request: UpstreamRequest) -> list[str]:
+        return [str(self._credentials.token or "")]
+
     def __repr__(self) -> str:
         return f"GoogleServiceAccount(client_email={self.client_email!r})"
-
-
-def _short(exc: BaseException) -> str:
-    # google-auth's messages quote the token endpoint's error, never the key.
-    text = str(exc.args[0] if exc.args else exc) or type(exc).__name__
-    return text[:200]

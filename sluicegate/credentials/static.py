@@ -26,6 +26,9 @@ class StaticCredentials:
         if self.param is not None:
             request.params[self.param[0]] = self.param[1]
 
+    def secrets(self, request: UpstreamRequest) -> list[str]:
+        return [pair[1] for pair in (self.header, self.param) if pair is not None]
+
     def __repr__(self) -> str:
         # Never show the secret values, only where they go.
         header = self.header[0] if self.header else None

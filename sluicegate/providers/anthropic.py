@@ -10,7 +10,9 @@ usage (cache reads and writes included) and finish reasons mapped.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -31,6 +33,9 @@ from sluicegate.schema.chat import (
     make_usage_chunk,
     usage_from_cache_split,
 )
+
+if TYPE_CHECKING:
+    from sluicegate.config.model import Service
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -326,6 +331,27 @@ class AnthropicAdapter(Adapter):
     name: ClassVar[str] = "anthropic"
     passthrough_dialect: ClassVar[str | None] = "anthropic"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "count_tokens"})
+
+    def __init__(self, betas: Iterable[str] = ()) -> None:
+        # The anthropic-beta names a client may turn on (globs): a beta is a feature
+        # Anthropic runs as the gateway's organisation (its Files API, MCP connections,
+        # code execution), so none passes unless the service lists it.
+        self.betas = tuple(betas)
+
+    @classmethod
+    def for_service(cls, service: Service) -> AnthropicAdapter:
+        return cls(service.anthropic_betas)
+
+    def forwarded(self, headers: dict[str, str]) -> dict[str, str]:
+        asked = headers.get("anthropic-beta")
+        if asked is None:
+            return headers
+        out = {name: value for name, value in headers.items() if name != "anthropic-beta"}
+        names = [name.strip() for name in asked.split(",")]
+        allowed = [n for n in names if n and any(fnmatchcase(n, b) for b in self.betas)]
+        if allowed:
+            out["anthropic-beta"] = ",".join(allowed)
+        return out
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str

@@ -20,9 +20,10 @@ import re
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from sluicegate.errors import GatewayError, InvalidRequest, UpstreamStatusError
+from sluicegate.errors import GatewayError, UpstreamStatusError
 from sluicegate.providers.base import Endpoint, UpstreamRequest
 from sluicegate.providers.openai import OpenAIAdapter
+from sluicegate.providers.paths import refuse
 
 if TYPE_CHECKING:
     from sluicegate.config.model import Service
@@ -33,8 +34,9 @@ V1 = "v1"
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 # Azure's rule for deployment names; checking it also keeps a client's model
-# name from reaching another path of the resource ("..", "/", "?").
-_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# name from reaching another path of the resource ("..", "/", "?"): stricter
+# than providers/paths.py, so the name goes into the URL as it is.
+_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class AzureAdapter(OpenAIAdapter):
@@ -53,10 +55,8 @@ class AzureAdapter(OpenAIAdapter):
             base = base_url if base_url.endswith("/v1") else base_url + "/v1"
             return base + _PATHS[endpoint]
         if not _DEPLOYMENT.match(model):
-            raise InvalidRequest(
-                f"'{model}' is not an Azure deployment name (letters, digits, '.', '_', '-')",
-                param="model",
-            )
+            why = "a deployment name holds letters, digits, '.', '_' and '-' only"
+            raise refuse(model, self.name, why)
         version = quote(self.api_version, safe="")
         return f"{base_url}/deployments/{model}{_PATHS[endpoint]}?api-version={version}"
 

@@ -108,6 +108,11 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def forwarded(self, headers: dict[str, str]) -> dict[str, str]:
+        """Which of the client's own headers (``Dialect.forward_headers``, sent by a client
+        of this provider's dialect) go on to the provider; override to hold some back."""
+        return headers
+
     def decode(
         self,
         endpoint: Endpoint,

@@ -15,7 +15,6 @@ import re
 import time
 import uuid
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import orjson
 
@@ -37,6 +36,7 @@ from sluicegate.providers.common import (
     split_messages,
     tool_calls,
 )
+from sluicegate.providers.paths import refuse, segment
 from sluicegate.schema.chat import ChatMessage, Usage, make_completion, usage_from_cache_split
 
 FINISH_REASONS = {
@@ -313,6 +313,15 @@ def _error_kind(headers: dict[str, str], data: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- the adapter
+def model_segment(model: str) -> str:
+    """A model id, or an ARN (of an inference profile, a provisioned model, ...), as the
+    one path segment Bedrock reads it from: the ARN's '/' is escaped, never a separator."""
+    parts = model.split("/")
+    if len(parts) > 1 and not model.startswith("arn:"):
+        raise refuse(model, "bedrock", "only an ARN may hold '/'")
+    return "%2F".join(segment(part, model, "bedrock") for part in parts)
+
+
 class BedrockAdapter(Adapter):
     name: ClassVar[str] = "bedrock"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
@@ -320,8 +329,7 @@ class BedrockAdapter(Adapter):
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
     ) -> UpstreamRequest:
-        # Model ids hold ':' and inference-profile ARNs hold '/': both are escaped.
-        model_url = f"{base_url}/model/{quote(model, safe='')}"
+        model_url = f"{base_url}/model/{model_segment(model)}"
         if endpoint == "embeddings":
             payload = embeddings_request(body, model)
             headers = {"content-type": "application/json", "accept": "application/json"}

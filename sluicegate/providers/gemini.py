@@ -17,7 +17,6 @@ import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
 
 import orjson
 
@@ -36,6 +35,7 @@ from sluicegate.providers.gemini_request import (
     join_call_id,
     translate_request,
 )
+from sluicegate.providers.paths import refuse, segment
 from sluicegate.schema.chat import ChatMessage, Usage, make_chunk, make_usage, make_usage_chunk
 
 if TYPE_CHECKING:
@@ -301,13 +301,31 @@ def embeddings_response(
 
 
 # ---------------------------------------------------------------- adapters
+def _name(part: str, model: str, provider: str) -> str:
+    # ':' separates a resource from its method (":generateContent") in Google's URLs.
+    return segment(part, model, provider, forbidden=":")
+
+
 class GeminiAdapter(Adapter):
     name: ClassVar[str] = "gemini"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
 
+    def __init__(self, service: str = "", allow_gs_uris: bool = False) -> None:
+        # gs:// URIs in messages: refused (a 400 naming ``service``) unless allowed.
+        self.refuse_gs = None if allow_gs_uris else service
+
+    @classmethod
+    def for_service(cls, service: Service) -> GeminiAdapter:
+        return cls(service.name, service.allow_gs_uris)
+
     def model_path(self, model: str) -> str:
         """Where ``model`` lives under the base URL (``models/…`` or ``tunedModels/…``)."""
-        return quote(model if "/" in model else f"models/{model}", safe="/@-._~")
+        parts = model.split("/")
+        if len(parts) == 1:
+            parts = ["models", model]
+        if len(parts) != 2 or parts[0] not in ("models", "tunedModels"):
+            raise refuse(model, self.name, "a model is <name>, models/<name> or tunedModels/<name>")
+        return f"{parts[0]}/{_name(parts[1], model, self.name)}"
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
@@ -321,7 +339,7 @@ class GeminiAdapter(Adapter):
             return UpstreamRequest(
                 "POST", f"{where}:{self.embed_method}", headers, orjson.dumps(payload)
             )
-        payload = translate_request(body)
+        payload = translate_request(body, refuse_gs=self.refuse_gs)
         if body.get("stream") is True:
             headers["accept"] = "text/event-stream"
             return UpstreamRequest(
@@ -383,7 +401,14 @@ class VertexAdapter(GeminiAdapter):
     name: ClassVar[str] = "vertex"
     embed_method: ClassVar[str] = "predict"
 
-    def __init__(self, project: str, location: str = "us-central1") -> None:
+    def __init__(
+        self,
+        project: str,
+        location: str = "us-central1",
+        service: str = "",
+        allow_gs_uris: bool = False,
+    ) -> None:
+        super().__init__(service, allow_gs_uris)
         self.project = project
         self.location = location
 
@@ -391,15 +416,33 @@ class VertexAdapter(GeminiAdapter):
     def for_service(cls, service: Service) -> VertexAdapter:
         if not service.project:
             raise ValueError(f"service '{service.name}': a vertex service needs project")
-        return cls(service.project, service.location or "us-central1")
+        location = service.location or "us-central1"
+        return cls(service.project, location, service.name, service.allow_gs_uris)
 
     def model_path(self, model: str) -> str:
-        if model.startswith("projects/"):  # a full resource name, e.g. a tuned endpoint
-            return quote(model, safe="/@-._~")
+        """``model`` under this service's project and location, and nowhere else: a name,
+        ``publishers/<p>/models/<name>``, ``endpoints/<id>``, or either in full
+        (``projects/<project>/locations/<location>/…``) with the service's own project and
+        location."""
         scope = f"projects/{self.project}/locations/{self.location}"
-        if not model.startswith("publishers/"):
-            model = f"publishers/google/models/{model}"
-        return quote(f"{scope}/{model}", safe="/@-._~")
+        parts = model.split("/")
+        if parts[0] == "projects":
+            if parts[:4] != ["projects", self.project, "locations", self.location]:
+                raise refuse(model, self.name, f"this service reaches {scope} only")
+            parts = parts[4:]
+        if len(parts) == 1 and model == parts[0]:
+            parts = ["publishers", "google", "models", model]
+        if len(parts) == 4 and parts[0] == "publishers" and parts[2] == "models":
+            publisher, name = _name(parts[1], model, self.name), _name(parts[3], model, self.name)
+            return f"{scope}/publishers/{publisher}/models/{name}"
+        if len(parts) == 2 and parts[0] == "endpoints":
+            return f"{scope}/endpoints/{_name(parts[1], model, self.name)}"
+        raise refuse(
+            model,
+            self.name,
+            "a model is <name>, publishers/<publisher>/models/<name> or endpoints/<id>, "
+            f"optionally under {scope}",
+        )
 
     def embeddings_request(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         payload: dict[str, Any] = {"instances": [{"content": t} for t in embedding_inputs(body)]}

@@ -29,10 +29,19 @@ _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 
 # ---------------------------------------------------------------- parts
-def _url_part(url: str, where: str, default_type: str) -> dict[str, Any]:
+def _url_part(url: str, where: str, default_type: str, refuse_gs: str | None) -> dict[str, Any]:
     match = DATA_URL.match(url)
     if match:
         return {"inlineData": {"mimeType": match["type"], "data": match["data"]}}
+    if url.startswith("gs://") and refuse_gs is not None:
+        # Google reads a gs:// object with the service's own identity (its key's project,
+        # its service account): any bucket that identity may read, whoever the client is.
+        raise InvalidRequest(
+            f"{where}: service '{refuse_gs}' does not take gs:// URIs (the provider would "
+            "read them with the gateway's Google identity); its allow_gs_uris option is off",
+            param=where,
+            code="gs_uris_not_allowed",
+        )
     if url.startswith(("http://", "https://", "gs://")):
         guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
         return {"fileData": {"mimeType": guessed or default_type, "fileUri": url}}
@@ -41,7 +50,7 @@ def _url_part(url: str, where: str, default_type: str) -> dict[str, Any]:
     )
 
 
-def _part(part: Any, where: str) -> dict[str, Any]:
+def _part(part: Any, where: str, refuse_gs: str | None) -> dict[str, Any]:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "text":
         return {"text": str(part.get("text", ""))}
@@ -50,7 +59,7 @@ def _part(part: Any, where: str) -> dict[str, Any]:
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str) or not url:
             raise InvalidRequest(f"{where}.image_url.url must be a URL", param=where)
-        return _url_part(url, f"{where}.image_url.url", "image/jpeg")
+        return _url_part(url, f"{where}.image_url.url", "image/jpeg", refuse_gs)
     if kind == "input_audio":
         audio = part.get("input_audio")
         if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
@@ -67,18 +76,18 @@ def _part(part: Any, where: str) -> dict[str, Any]:
                 f"{where}.file.file_data must be a base64 data: URL (file ids are OpenAI's own)",
                 param=where,
             )
-        return _url_part(data, f"{where}.file.file_data", "application/pdf")
+        return _url_part(data, f"{where}.file.file_data", "application/pdf", refuse_gs)
     raise InvalidRequest(
         f"{where}: content parts of type {kind!r} are not supported by Gemini", param=where
     )
 
 
-def _parts(content: Any, where: str) -> list[dict[str, Any]]:
+def _parts(content: Any, where: str, refuse_gs: str | None) -> list[dict[str, Any]]:
     if content is None:
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
-    return [_part(part, f"{where}[{i}]") for i, part in enumerate(content)]
+    return [_part(part, f"{where}[{i}]", refuse_gs) for i, part in enumerate(content)]
 
 
 def join_call_id(call_id: str, signature: str | None) -> str:
@@ -146,12 +155,12 @@ def _function_response(messages: list[dict[str, Any]], i: int, where: str) -> di
 
 
 def translate_messages(
-    messages: list[dict[str, Any]],
+    messages: list[dict[str, Any]], refuse_gs: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (system instruction parts, Gemini contents)."""
     texts, contents = split_messages(
         messages,
-        content=_parts,
+        content=lambda content, where: _parts(content, where, refuse_gs),
         tool_calls=_function_calls,
         tool_result=_function_response,
         assistant="model",
@@ -246,8 +255,9 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def translate_request(body: dict[str, Any]) -> dict[str, Any]:
-    system, contents = translate_messages(body["messages"])
+def translate_request(body: dict[str, Any], *, refuse_gs: str | None = "") -> dict[str, Any]:
+    """``refuse_gs`` is the service named when a gs:// URI is refused; None lets them through."""
+    system, contents = translate_messages(body["messages"], refuse_gs)
     if not contents:
         raise InvalidRequest(
             "Gemini needs at least one user or assistant message", param="messages"

@@ -13,10 +13,12 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import orjson
 
 from sluicegate.asgi import Receive
+from sluicegate.credentials.redact import redact_error
 from sluicegate.dialects.base import Dialect, Parsed
 from sluicegate.errors import (
     GatewayError,
@@ -89,7 +91,7 @@ class Failure:
         if self.kind == "timeout":
             return UpstreamTimeout(f"service '{name}' timed out: {self.detail}")
         if self.kind == "connect":
-            return UpstreamError(f"service '{name}' could not be reached: {self.detail}")
+            return UpstreamError(f"service '{name}': {self.detail}")
         if self.kind == "invalid":
             return UpstreamError(
                 f"service '{name}' sent an answer that could not be read: {self.detail}"
@@ -160,8 +162,8 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
         body = call.parsed.native
         data = call.raw if body.get("model") == model else orjson.dumps({**body, "model": model})
     request = adapter.build(endpoint, call.parsed.canonical, data, model, target.url + service.path)
-    if native:
-        request.headers.update(call.forwarded)
+    if native and call.forwarded:
+        request.headers.update(adapter.forwarded(call.forwarded))
     for name, value in service.headers:
         request.headers[name] = value
     if call.screen is not None:
@@ -178,7 +180,10 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
             span.set_attribute("http.response.status_code", result.status)
     else:
         span.set_attribute("http.response.status_code", result.status)
-    span.set_attribute("server.address", target.url)
+    address = urlsplit(target.url)  # the host and port only: a URL may carry more
+    span.set_attribute("server.address", address.hostname or "")
+    if address.port is not None:
+        span.set_attribute("server.port", address.port)
     span.end()
     return result
 
@@ -213,7 +218,7 @@ async def _send(
     except TransportError as exc:
         return Failure(exc.kind, service, detail=str(exc))
     if response.status >= 400:
-        return await _failed(response, service)
+        return await _failed(response, service, request)
     content_type = response.headers.get("content-type", "application/json")
     # A provider that answers a stream request with plain JSON (an error
     # object, or a server that ignores `stream`) is read as a whole answer.
@@ -274,7 +279,9 @@ async def _send(
     return Success(target, response.status, "application/json", answer, usage=usage)
 
 
-async def _failed(response: UpstreamResponse, service: CompiledService) -> Failure:
+async def _failed(
+    response: UpstreamResponse, service: CompiledService, request: UpstreamRequest
+) -> Failure:
     try:
         body = (await response.read())[:_MAX_ERROR_BODY]
     except TransportError:
@@ -284,4 +291,6 @@ async def _failed(response: UpstreamResponse, service: CompiledService) -> Failu
     cause = None
     if status < 500 and status not in (401, 403) and service.adapter is not None:
         cause = service.adapter.error(status, headers, body)
+        if service.signer is not None:  # the provider may quote the request's credentials
+            redact_error(cause, service.signer.secrets(request))
     return Failure("status", service, status, cause=cause, retry_after=_retry_after(headers))

@@ -174,12 +174,13 @@ async def _pump(
                 await send({"type": "http.response.body", "body": payload, "more_body": True})
             if relay.pending is not None:
                 raise relay.pending
-    except TransportError as exc:
-        return UpstreamTimeout(str(exc)) if exc.kind == "timeout" else UpstreamError(str(exc))
+    except TransportError as exc:  # its text is a fixed phrase (proxy/transport_errors.py)
+        text = f"service '{ex.service}': {exc}"
+        return UpstreamTimeout(text) if exc.kind == "timeout" else UpstreamError(text)
     except GatewayError as exc:  # the provider reported an error inside its stream
         return exc
     except ValueError as exc:  # an event that is not what the provider documents
-        return UpstreamError(f"the upstream sent an unreadable stream event ({exc})")
+        return UpstreamError(f"service '{ex.service}' sent an unreadable stream event ({exc})")
     return None
 
 

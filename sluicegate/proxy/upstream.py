@@ -16,8 +16,9 @@ from typing import Protocol
 
 import aiohttp
 
-from sluicegate.errors import AnswerTooLarge, ConnectFailed, TimedOut
+from sluicegate.errors import AnswerTooLarge
 from sluicegate.providers.base import UpstreamRequest
+from sluicegate.proxy.transport_errors import classify
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +81,8 @@ class _AiohttpResponse:
                         raise AnswerTooLarge(f"the answer is above {limit} bytes")
                     parts.append(data)
                 return b"".join(parts)
-        except TimeoutError:
-            raise TimedOut("the upstream did not finish its answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectFailed(
-                f"the connection broke while reading the answer ({_reason(exc)})"
-            ) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise classify(exc, "read") from None
         finally:
             self._resp.release()
 
@@ -93,21 +90,13 @@ class _AiohttpResponse:
         try:
             async for data in self._resp.content.iter_any():
                 yield data
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise TimedOut("the upstream stalled in the middle of its stream") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectFailed(f"the upstream broke off its stream ({_reason(exc)})") from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise classify(exc, "stream") from None
         finally:
             self._resp.release()
 
     def release(self) -> None:
         self._resp.release()
-
-
-def _reason(exc: BaseException) -> str:
-    # aiohttp's messages carry host:port and the OS error, never request data.
-    text = str(exc) or type(exc).__name__
-    return text[:200]
 
 
 class HttpTransport:
@@ -144,10 +133,8 @@ class HttpTransport:
                     timeout=timeout,
                     allow_redirects=False,
                 )
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise TimedOut("the upstream did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectFailed(_reason(exc)) from None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise classify(exc, "open") from None
         return _AiohttpResponse(resp, deadline)
 
     async def close(self) -> None:

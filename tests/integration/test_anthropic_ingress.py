@@ -60,6 +60,7 @@ def gateway(
                 "port": fake_anthropic.port,
                 "retries": 0,
                 "credentials": {"header_name": "x-api-key", "header_value": "sk-ant-fake"},
+                "anthropic_betas": ["some-beta-*"],
             },
             {"name": "demo", "provider": "mock"},
             {
@@ -208,7 +209,7 @@ def test_anthropic_target_is_a_byte_for_byte_pass_through(
     )
     seen = fake_anthropic.last
     assert seen["body"]["future_field"] == {"x": 1}  # an unknown field survives
-    assert seen["headers"]["anthropic-beta"] == "some-beta-2026"
+    assert seen["headers"]["anthropic-beta"] == "some-beta-2026"  # the service allows it
     assert (
         seen["headers"]["x-api-key"] == "sk-ant-fake"
     )  # the gateway's credential, not the client's key

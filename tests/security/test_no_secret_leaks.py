@@ -27,7 +27,7 @@ from sluicegate.stores.secrets import MASTER_KEY_ENV, PREVIOUS_KEYS_ENV, generat
 from tests.conftest import openai_service
 from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.guarded_server import GuardedOpenAI
-from tests.security.leaks import Leaks
+from tests.security.leaks import Capture, Leaks
 from tests.security.raw_store import dump
 
 
@@ -63,47 +63,6 @@ MUST_VISIT = {
         ("logs", "request_id"),
     ]
 }
-
-
-class Capture(logging.Handler):
-    """Every record, formatted (traceback included) and with all its attributes."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        self.records: list[logging.LogRecord] = []
-        self.texts: list[str] = []
-        self._saved: list[tuple[logging.Logger, int, bool]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # ``vars`` too: an ``extra`` field or an argument left out of the message is
-        # output all the same by a structured formatter.
-        self.records.append(record)
-        self.texts.append(self.format(record) + "\n" + repr(vars(record)))
-
-    def debug_everywhere(self) -> None:
-        """Every logger that exists at DEBUG, enabled and heard; later ones inherit the root's."""
-        root = logging.getLogger()
-        for logger in [root, *_loggers()]:
-            self._saved.append((logger, logger.level, logger.disabled))
-            logger.setLevel(logging.DEBUG)
-            logger.disabled = False
-            if logger is root or not logger.propagate:  # uvicorn's keep to their handlers
-                logger.addHandler(self)
-
-    def restore(self) -> None:
-        for logger, level, disabled in self._saved:
-            logger.setLevel(level)
-            logger.disabled = disabled
-            logger.removeHandler(self)
-
-
-def _loggers() -> list[logging.Logger]:
-    return [
-        logger
-        for logger in logging.root.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger)
-    ]
 
 
 @pytest.fixture

@@ -32,9 +32,12 @@ from tests.unit.providers.streams import feed_raising
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "providers"
 ADAPTERS: dict[str, tuple[Adapter, str]] = {
-    "gemini": (GeminiAdapter(), "https://generativelanguage.googleapis.com/v1beta"),
+    "gemini": (
+        GeminiAdapter(allow_gs_uris=True),
+        "https://generativelanguage.googleapis.com/v1beta",
+    ),
     "vertex": (
-        VertexAdapter("my-project", "europe-west4"),
+        VertexAdapter("my-project", "europe-west4", allow_gs_uris=True),
         "https://europe-west4-aiplatform.googleapis.com/v1",
     ),
 }
