@@ -42,7 +42,7 @@ from sluicegate.telemetry.metrics import Metrics
 log = logging.getLogger("sluicegate")
 
 # Settings read once at start: an edit of these waits for a restart.
-_AT_START = ("name", "listen", "store")
+_AT_START = ("name", "listen", "store", "tls")  # tls: its files reload, its fields do not
 
 
 class Runtime:

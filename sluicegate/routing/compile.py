@@ -315,6 +315,7 @@ def compile_config(
 
     keys: dict[bytes, ConsumerEntry] = {}
     by_name: dict[str, ConsumerEntry] = {}
+    certificates: dict[str, ConsumerEntry] = {}
     groups = {
         g.name: GroupEntry(
             frozenset(g.rules) if g.rules is not None else None,
@@ -335,6 +336,7 @@ def compile_config(
         by_name[consumer.name] = entry
         for key in consumer.keys:
             keys[hash_key(key, key_secret)] = entry
+        certificates.update(dict.fromkeys(consumer.mtls_subjects, entry))
     anonymous = None
     if not config.consumers and config.auth.jwt is None:
         anonymous = ConsumerEntry("anonymous", None, models_body(rules))
@@ -371,4 +373,5 @@ def compile_config(
         key_secret=key_secret,
         groups=groups,
         jwt=jwt,
+        certificates=certificates,
     )

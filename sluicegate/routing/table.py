@@ -222,11 +222,24 @@ class RoutingTable:
     groups: Mapping[str, GroupEntry] = field(default_factory=dict)
     # Consumers narrowed by the groups a token names, made once per combination.
     narrowed: dict[tuple[str, tuple[str, ...]], ConsumerEntry] = field(default_factory=dict)
+    # A name of a verified client certificate → its consumer (consumers[].mtls_subjects).
+    certificates: Mapping[str, ConsumerEntry] = field(default_factory=dict)
 
     def authenticate(self, key: str | None) -> ConsumerEntry | None:
         if self.anonymous is not None or key is None:
             return self.anonymous  # with no consumers configured, any key (or none) is fine
         return self.keys.get(hash_key(key, self.key_secret))
+
+    def by_certificate(self, names: tuple[str, ...]) -> ConsumerEntry | None:
+        """The consumer a verified client certificate's names stand for; None when they name
+        no consumer, or name different ones (a certificate never picks among consumers)."""
+        found = None
+        for name in names:
+            entry = self.certificates.get(name)
+            if entry is not None and found is not None and entry is not found:
+                return None
+            found = entry or found
+        return found
 
     def in_groups(self, consumer: ConsumerEntry, names: tuple[str, ...]) -> ConsumerEntry:
         """``consumer`` narrowed by the named groups (a JWT's groups claim); unknown names are
