@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,7 +52,11 @@ class UpstreamResponse(Protocol):
 
 
 class Transport(Protocol):
-    async def open(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse: ...
+    async def open(
+        self, request: UpstreamRequest, timeouts: Timeouts, tls: ssl.SSLContext | None = None
+    ) -> UpstreamResponse:
+        """``tls``: the service's own SSL context (``sluicegate.tls.client``); None: the
+        default, which verifies against the system's CAs."""
 
 
 class _AiohttpResponse:
@@ -127,7 +132,9 @@ class HttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
-    async def open(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+    async def open(
+        self, request: UpstreamRequest, timeouts: Timeouts, tls: ssl.SSLContext | None = None
+    ) -> UpstreamResponse:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
@@ -143,9 +150,18 @@ class HttpTransport:
                     params=request.params or None,
                     timeout=timeout,
                     allow_redirects=False,
+                    ssl=True if tls is None else tls,  # a context per service, made at compile
                 )
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise TimedOut("the upstream did not answer in time") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            problem = getattr(exc.certificate_error, "verify_message", None) or "not verified"
+            raise ConnectFailed(
+                f"TLS: the upstream's certificate was refused ({problem}); a private CA "
+                "goes in tls_ca_file"
+            ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise ConnectFailed(f"TLS handshake failed ({_reason(exc)})") from None
         except aiohttp.ClientError as exc:
             raise ConnectFailed(_reason(exc)) from None
         return _AiohttpResponse(resp, deadline)

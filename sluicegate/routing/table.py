@@ -16,6 +16,7 @@ import itertools
 import math
 import random
 import re
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ class CompiledService:
     backoff: tuple[float, float]  # first retry delay, largest delay
     transport: Transport | None = None  # None: the runtime's shared HTTP client
     max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer above it is the upstream's failure
+    tls: ssl.SSLContext | None = None  # its tls_* fields, compiled; None: the client's default
 
 
 @dataclass(frozen=True, slots=True)

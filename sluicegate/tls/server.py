@@ -24,6 +24,7 @@ from typing import Any
 from sluicegate.config.tls import GatewayTls
 from sluicegate.config.watch import Stamp, stamp
 from sluicegate.errors import ConfigError
+from sluicegate.tls.reasons import why
 
 log = logging.getLogger("sluicegate")
 
@@ -78,7 +79,7 @@ class ServerTls:
                 context.load_verify_locations(cafile=self.client_ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(
-                    [f"gateway.tls.client_ca_file: cannot read {self.client_ca_file} ({_why(exc)})"]
+                    [f"gateway.tls.client_ca_file: cannot read {self.client_ca_file} ({why(exc)})"]
                 ) from None
         context.verify_mode = _VERIFY[self.client_mode]
         return context
@@ -97,7 +98,7 @@ class ServerTls:
             raise ConfigError(
                 [
                     f"gateway.tls: cannot load the certificate {self.cert_file} with its key "
-                    f"({_why(exc)}; is the key the certificate's, and its password right?)"
+                    f"({why(exc)}; is the key the certificate's, and its password right?)"
                 ]
             ) from None
 
@@ -155,11 +156,3 @@ class ServerTls:
             if seen is None or now[:chain] != seen[:chain]:
                 self.reload()
             seen = now
-
-
-def _why(exc: OSError) -> str:
-    """OpenSSL's reason (KEY_VALUES_MISMATCH, BAD_DECRYPT, …) or the OS error; never a path's
-    content."""
-    if isinstance(exc, ssl.SSLError):
-        return str(exc.reason) if exc.reason else "not PEM that OpenSSL can read"
-    return exc.strerror or str(exc)
