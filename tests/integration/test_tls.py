@@ -8,8 +8,12 @@ requiring a client certificate of the gateway (``tls_client_cert_file``)."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ import yaml
 
 from tests.conftest import KEY, OTHER_KEY, eventually
 from tests.fakes.certs import Issued, TestCA, served_fingerprint
-from tests.fakes.gateway import RunningGateway
+from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.openai_server import FakeOpenAI
 
 MESSAGES = [{"role": "user", "content": "Say something nice"}]
@@ -458,3 +462,118 @@ def test_server_context_is_tls_12_or_newer(ca: TestCA) -> None:
     context = ServerTls(str(server.cert_file), str(server.key_file)).context()
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert context.verify_mode == ssl.CERT_NONE
+
+
+# ---------------------------------------------------------------- sluicegate serve
+
+
+def serve(folder: Path, config: dict[str, Any], *extra: str) -> subprocess.Popen[str]:
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "sluicegate", "serve", "--config", str(path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TLS_KEY_PASSWORD": "open sesame"},
+    )
+
+
+def test_serve_with_workers_over_mtls(ca: TestCA, tmp_path: Path) -> None:
+    server = ca.issue_server("serve", password=b"open sesame")
+    port = free_port()
+    config = mtls_config(ca, server, "required")
+    config["gateway"]["listen"] = f"127.0.0.1:{port}"
+    config["gateway"]["tls"]["key_password"] = "${TLS_KEY_PASSWORD}"
+    proc = serve(tmp_path, config, "--workers", "2")
+    team_a = ca.issue_client("team-a-client", stem="team-a-serve")
+    url = f"https://127.0.0.1:{port}"
+    try:
+        with httpx.Client(verify=ca.client_context(team_a)) as client:
+
+            def answers() -> httpx.Response:
+                assert proc.poll() is None, proc.communicate()
+                try:
+                    return chat(client, url)
+                except httpx.TransportError as exc:
+                    raise AssertionError("not listening yet") from exc
+
+            answer = eventually(answers, seconds=30)
+            assert answer.status_code == 200, answer.text
+            # Every worker has the context: a few new connections all answer.
+            for _ in range(4):
+                with httpx.Client(verify=ca.client_context(team_a)) as fresh:
+                    assert chat(fresh, url).status_code == 200
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert f"on https://127.0.0.1:{port} (2 workers)" in err
+    assert "open sesame" not in out + err
+
+
+def test_serve_refuses_a_key_it_cannot_open(ca: TestCA, tmp_path: Path) -> None:
+    server = ca.issue_server("serve-locked", password=b"another password")
+    config = mock_config(
+        {
+            "cert_file": str(server.cert_file),
+            "key_file": str(server.key_file),
+            "key_password": "${TLS_KEY_PASSWORD}",
+        }
+    )
+    config["gateway"]["listen"] = f"127.0.0.1:{free_port()}"
+    proc = serve(tmp_path, config)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"gateway.tls: cannot load the certificate {server.cert_file} with its key" in err
+    assert "Traceback" not in err and "open sesame" not in out + err
+
+    missing = config | {"gateway": {"tls": {"cert_file": str(tmp_path / "none.crt")}}}
+    validate = subprocess.run(
+        [sys.executable, "-m", "sluicegate", "config", "validate", "/dev/stdin"],
+        input=yaml.safe_dump(missing),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert validate.returncode == 1
+    assert f"gateway.tls.cert_file: cannot read {tmp_path / 'none.crt'}" in validate.stderr
+
+
+def test_the_tls_examples_in_the_docs_load(ca: TestCA) -> None:
+    """The TLS examples of security.md and deployment.md, their /etc/sluicegate/tls/ files
+    made here."""
+    from sluicegate.config.load import parse_config
+    from sluicegate.routing.compile import compile_config
+    from sluicegate.tls.server import ServerTls
+
+    server, client = ca.issue_server("docs-gateway"), ca.issue_client("docs-client")
+    files = {
+        "gateway.crt": server.cert_file,
+        "gateway.key": server.key_file,
+        "tls.crt": server.cert_file,
+        "tls.key": server.key_file,
+        "clients-ca.pem": ca.cert_file,
+        "internal-ca.pem": ca.cert_file,
+        "gateway-client.crt": client.cert_file,
+        "gateway-client.key": client.key_file,
+    }
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    text = (docs / "security.md").read_text() + (docs / "deployment.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "/sluicegate/tls/" in b]
+    assert len(blocks) == 4
+    for block in blocks:
+        for name, path in files.items():
+            block = block.replace(f"/etc/sluicegate/tls/{name}", str(path))
+        assert "/etc/sluicegate/tls/" not in block
+        example = yaml.safe_load(block)
+        config: dict[str, Any] = {
+            "services": [{"name": "demo", "provider": "mock"}, *example.get("services", [])],
+            "rules": [{"name": "chat", "targets": [{"service": "demo"}]}],
+            "consumers": example.get("consumers", []),
+            "gateway": example.get("gateway", {}),
+        }
+        loaded = parse_config(config, env={"SLUICEGATE_TLS_KEY_PASSWORD": ""})
+        compile_config(loaded.config)
+        tls = loaded.config.gateway.tls
+        if tls is not None:
+            ServerTls.of(tls).build()
