@@ -14,7 +14,7 @@ from typing import Any
 
 from sluicegate.config.tls import UPSTREAM_TLS_FIELDS
 from sluicegate.errors import ConfigError
-from sluicegate.tls.reasons import why
+from sluicegate.tls.pem import load_chain, why
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ def client_context(
         )
     if settings.cert_file is not None:
         try:
-            context.load_cert_chain(settings.cert_file, settings.key_file)
+            load_chain(context, settings.cert_file, settings.key_file, None)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
                 [

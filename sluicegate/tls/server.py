@@ -24,7 +24,7 @@ from typing import Any
 from sluicegate.config.tls import GatewayTls
 from sluicegate.config.watch import Stamp, stamp
 from sluicegate.errors import ConfigError
-from sluicegate.tls.reasons import why
+from sluicegate.tls.pem import load_chain, why
 
 log = logging.getLogger("sluicegate")
 
@@ -85,9 +85,8 @@ class ServerTls:
         return context
 
     def _load_chain(self, context: ssl.SSLContext) -> None:
-        password = self._password
         try:
-            context.load_cert_chain(self.cert_file, self.key_file, password)
+            load_chain(context, self.cert_file, self.key_file, self._password)
         except FileNotFoundError:
             missing = self.key_file if Path(self.cert_file).exists() else self.cert_file
             field = "key_file" if missing == self.key_file else "cert_file"
