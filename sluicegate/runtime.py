@@ -45,7 +45,7 @@ from sluicegate.telemetry.metrics import Metrics
 log = logging.getLogger("sluicegate")
 
 # Settings read once at start: an edit of these waits for a restart.
-_AT_START = ("name", "listen", "store")
+_AT_START = ("name", "listen", "store", "tls")  # tls: its files reload, its fields do not
 
 
 class Runtime:
@@ -292,7 +292,16 @@ class Runtime:
                     "; ".join(exc.issues),
                 )
                 return False
+        self._log_warnings()
         return True
+
+    def _log_warnings(self) -> None:
+        """A reload says what a start says: an unsafe setting (``tls_verify: false``) is not
+        left to a line written at start, long scrolled away."""
+        for name, table in self.tables.items():
+            prefix = "" if name == self.gateway else f"gateway '{name}': "
+            for warning in table.warnings:
+                log.warning("warning: %s%s", prefix, warning)
 
     async def reload_file(self) -> bool:
         """Re-read the config file; an invalid edit is logged and changes nothing."""
@@ -310,6 +319,7 @@ class Runtime:
             log.error("%s: edit refused, the running config stays: %s", path, "; ".join(exc.issues))
             return False
         log.info("%s: reloaded (%d rules)", path, len(self.table.rules))
+        self._log_warnings()
         return True
 
     def _overridden(self, loaded: Loaded) -> Loaded:

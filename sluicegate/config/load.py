@@ -229,6 +229,7 @@ def _check_entities(data: dict[str, Any]) -> list[str]:
             if isinstance(rule_name, str) and rule_name not in rules:
                 issues.append(f"groups[{i}].rules[{j}]: unknown rule '{rule_name}'")
     seen_keys: dict[str, str] = {}
+    seen_subjects: dict[str, str] = {}  # a certificate name stands for one consumer only
     for i, consumer in _items(data, "consumers"):
         member_of = consumer.get("groups")
         for j, group_name in enumerate(member_of if isinstance(member_of, list) else []):
@@ -248,6 +249,16 @@ def _check_entities(data: dict[str, Any]) -> list[str]:
                     f"consumers[{i}].keys[{j}]: this key is already held by consumer '{other}'"
                 )
             seen_keys[key] = str(consumer.get("name"))
+        subjects = consumer.get("mtls_subjects")
+        for j, subject in enumerate(subjects if isinstance(subjects, list) else []):
+            if not isinstance(subject, str):
+                continue
+            holder = seen_subjects.setdefault(subject, str(consumer.get("name")))
+            if holder != consumer.get("name"):
+                issues.append(
+                    f"consumers[{i}].mtls_subjects[{j}]: '{subject}' already names consumer "
+                    f"'{holder}'"
+                )
     return issues
 
 

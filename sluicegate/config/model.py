@@ -22,6 +22,7 @@ from pydantic import (
 from sluicegate.config.auth import Auth
 from sluicegate.config.base import Duration, Name, Strict, secret
 from sluicegate.config.guardrails import GuardrailsPolicy, TransformPolicy
+from sluicegate.config.tls import GatewayTls, check_upstream_tls
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.stores.redis_client import check_redis_url
 
@@ -125,6 +126,11 @@ class Upstream(Strict):
     hash_on: str | None = None
     healthchecks: Healthchecks | None = None
     credentials: Credentials | None = None
+    # TLS to the targets (https URLs) and for their probes; docs/security.md#tls.
+    tls_ca_file: str | None = None
+    tls_client_cert_file: str | None = None
+    tls_client_key_file: str | None = None
+    tls_verify: bool = True
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 
@@ -132,6 +138,11 @@ class Upstream(Strict):
     @classmethod
     def _hash_on(cls, value: str | None) -> str | None:
         return _check_hash_on(value)
+
+    @model_validator(mode="after")
+    def _tls(self) -> Upstream:
+        check_upstream_tls(self)
+        return self
 
 
 class Service(Strict):
@@ -164,6 +175,11 @@ class Service(Strict):
     mock_latency: Duration = 0.0
     mock_token_delay: Duration = 0.0
     mock_error_status: int | None = Field(default=None, ge=400, le=599)
+    # TLS to the provider; a service of type upstream takes the upstream's where unset.
+    tls_ca_file: str | None = None
+    tls_client_cert_file: str | None = None
+    tls_client_key_file: str | None = None
+    tls_verify: bool = True
 
     @field_validator("path")
     @classmethod
@@ -195,6 +211,7 @@ class Service(Strict):
                 "a vertex service needs project (the Google Cloud project id; "
                 "location defaults to us-central1)"
             )
+        check_upstream_tls(self)
         return self
 
 
@@ -314,6 +331,9 @@ class Consumer(Strict):
     rules: list[str] | None = None
     limits: Annotated[list[Limits] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
+    # Names of a verified client certificate (gateway.tls.client_ca_file) that stand for a
+    # key of this consumer: its subject common name or a subject alternative name.
+    mtls_subjects: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 
@@ -374,6 +394,7 @@ class Gateway(Strict):
     budget: Budget | None = None
     estimate_max_tokens: int = Field(default=1024, ge=0)
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)  # the in-process cache's size
+    tls: GatewayTls | None = None  # unset: plain HTTP (TLS ends at a proxy in front)
 
     @field_validator("listen")
     @classmethod

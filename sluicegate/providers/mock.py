@@ -81,7 +81,9 @@ class MockTransport:
         self.token_delay = token_delay
         self.error_status = error_status
 
-    async def open(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+    async def open(
+        self, request: UpstreamRequest, timeouts: Timeouts, tls: object = None
+    ) -> UpstreamResponse:
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.error_status is not None:

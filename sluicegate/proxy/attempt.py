@@ -214,7 +214,7 @@ async def _send(
     timeouts = service.timeouts
     started = time.monotonic()
     try:
-        response = await transport.open(request, timeouts)
+        response = await transport.open(request, timeouts, tls=service.tls)
     except TransportError as exc:
         return Failure(exc.kind, service, detail=str(exc))
     if response.status >= 400:

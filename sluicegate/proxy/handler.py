@@ -70,6 +70,7 @@ from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.tracing import Tracing
 from sluicegate.telemetry.usage import TokenCounts, text_markers, text_size
+from sluicegate.tls.identity import CLIENT_CERT, ClientCert
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
@@ -206,6 +207,25 @@ class Proxy:
             self.runtime.keys_used[consumer.key_id] = now  # flushed to the store in batches
         return consumer
 
+    async def identify(self, table: RoutingTable, key: str | None, scope: Scope) -> ConsumerEntry:
+        """The caller's consumer: from its key or JWT when it sent one, else from its verified
+        client certificate (``mtls_subjects``), else the anonymous one or a 401."""
+        token = bearer_jwt(table, key)
+        if token is not None:
+            return await self.authenticate_token(table, token)
+        if key is None and table.certificates:
+            cert: ClientCert | None = scope.get(CLIENT_CERT)
+            if cert is not None:
+                consumer = table.by_certificate(cert.names)
+                if consumer is None:
+                    raise AuthenticationError(
+                        f"The client certificate ({cert.subject}) names no consumer of this "
+                        "gateway, and no API key was sent.",
+                        code="unknown_client_certificate",
+                    )
+                return consumer
+        return self.authenticate(table, key)
+
     async def authenticate_token(self, table: RoutingTable, token: str) -> ConsumerEntry:
         """The consumer of a bearer JWT (``auth.jwt``): the one its consumer claim names,
         else ``default_consumer``'s rules and limits under the claim's own name; narrowed
@@ -239,12 +259,7 @@ class Proxy:
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         try:
             table = table or self.runtime.table
-            token = bearer_jwt(table, incoming.key)
-            consumer = (
-                self.authenticate(table, incoming.key)
-                if token is None
-                else await self.authenticate_token(table, token)
-            )
+            consumer = await self.identify(table, incoming.key, scope)
             if model is not None and not self.may_ask(table, consumer, model):
                 raise ModelNotFound(
                     f"The model '{model}' does not exist or is not served here.", param="model"
@@ -285,12 +300,7 @@ class Proxy:
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
-            token = bearer_jwt(table, incoming.key)
-            consumer = (
-                self.authenticate(table, incoming.key)
-                if token is None
-                else await self.authenticate_token(table, token)
-            )
+            consumer = await self.identify(table, incoming.key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             raw = await read_body(
                 receive, table.max_body_bytes, incoming.content_length, table.body_timeout
@@ -384,12 +394,7 @@ class Proxy:
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         try:
-            token = bearer_jwt(table, incoming.key)
-            consumer = (
-                self.authenticate(table, incoming.key)
-                if token is None
-                else await self.authenticate_token(table, token)
-            )
+            consumer = await self.identify(table, incoming.key, scope)
             raw = await read_body(
                 receive, table.max_body_bytes, incoming.content_length, table.body_timeout
             )

@@ -58,7 +58,11 @@ def classify(exc: BaseException, phase: Phase) -> TransportError:
 
 def _phrase(exc: BaseException, phase: Phase) -> str:
     # The most specific classes first: aiohttp's connector errors are OSErrors as well.
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ServerFingerprintMismatch):
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        # OpenSSL's reason ("unable to get local issuer certificate") names no request data.
+        problem = getattr(exc.certificate_error, "verify_message", None) or "not verified"
+        return f"{CERTIFICATE} ({problem}); a private CA goes in the service's tls_ca_file"
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
         return CERTIFICATE
     if isinstance(exc, aiohttp.ClientSSLError):
         return TLS

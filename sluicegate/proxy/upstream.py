@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -52,7 +53,11 @@ class UpstreamResponse(Protocol):
 
 
 class Transport(Protocol):
-    async def open(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse: ...
+    async def open(
+        self, request: UpstreamRequest, timeouts: Timeouts, tls: ssl.SSLContext | None = None
+    ) -> UpstreamResponse:
+        """``tls``: the service's own SSL context (``sluicegate.tls.client``); None: the
+        default, which verifies against the system's CAs."""
 
 
 class _AiohttpResponse:
@@ -116,7 +121,9 @@ class HttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
-    async def open(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+    async def open(
+        self, request: UpstreamRequest, timeouts: Timeouts, tls: ssl.SSLContext | None = None
+    ) -> UpstreamResponse:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
@@ -132,6 +139,7 @@ class HttpTransport:
                     params=request.params or None,
                     timeout=timeout,
                     allow_redirects=False,
+                    ssl=True if tls is None else tls,  # a context per service, made at compile
                 )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise classify(exc, "open") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+import ssl
 from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
@@ -33,6 +34,7 @@ from sluicegate.routing.table import (
     narrower,
 )
 from sluicegate.telemetry.pricing import Price, PriceTable
+from sluicegate.tls.client import TlsSettings, client_context
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on
     from sluicegate.auth.jwt import JwtVerifier
@@ -68,7 +70,9 @@ def compile_service(
     pools: dict[str, Balancer],
     warnings: list[str],
     max_answer_bytes: int = 64 * 1024 * 1024,
+    pool_tls: dict[str, tuple[TlsSettings, ssl.SSLContext | None]] | None = None,
 ) -> CompiledService:
+    """``pool_tls``: each upstream's TLS settings and context, shared by its services."""
     where = f"services[{index}]"
     adapter_class = ADAPTERS[svc.provider]
     adapter = adapter_class.for_service(svc) if adapter_class is not None else None
@@ -87,6 +91,7 @@ def compile_service(
     path = svc.path if svc.path is not None else CATALOG[svc.provider].path
     creds = svc.credentials
     transport = None
+    tls = None
     if svc.provider == "mock":
         pool: Balancer = RoundRobin(svc.name, [Target("mock://" + svc.name)])
         transport = MockTransport(svc.mock_latency, svc.mock_token_delay, svc.mock_error_status)
@@ -96,8 +101,13 @@ def compile_service(
         )
         pool = pools[upstream.name]
         creds = creds or upstream.credentials
+        inherited, tls = (pool_tls or {}).get(upstream.name, (TlsSettings(), None))
+        settings = TlsSettings.of(svc, base=inherited)
+        if settings != inherited:  # its own tls_* fields over the upstream's
+            tls = client_context(settings, where, f"service '{svc.name}'", warnings)
     else:
         pool, path = RoundRobin(svc.name, [Target(_base_url(svc))]), ""
+        tls = client_context(TlsSettings.of(svc), where, f"service '{svc.name}'", warnings)
     return CompiledService(
         name=svc.name,
         provider=svc.provider,
@@ -113,6 +123,7 @@ def compile_service(
         backoff=(svc.retry_backoff, svc.retry_backoff_max),
         transport=transport,
         max_answer_bytes=max_answer_bytes,
+        tls=tls,
     )
 
 
@@ -134,11 +145,13 @@ def compile_pool(
     index: int,
     warnings: list[str],
     previous: Balancer | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[Balancer, Probe | None]:
     """One pool per upstream, shared by every service that names it, and its probe.
 
     ``previous`` is the running table's pool of the same name: when its definition
     is unchanged it is kept, so that health, in-flight counts and latency carry over.
+    ``tls``: the upstream's SSL context, for the probe.
     """
     checks = upstream.healthchecks
     passive = active = None
@@ -160,7 +173,7 @@ def compile_pool(
     where = f"upstreams[{index}].credentials"
     # An Upstream is not a Service; the signer only reads the credentials.
     signer = build_signer(upstream.credentials, None, where, warnings)
-    return pool, Probe(pool, active, signer)
+    return pool, Probe(pool, active, signer, tls)
 
 
 def _by_id(upstreams: dict[str, Upstream], upstream_id: str | None) -> Upstream:
@@ -315,14 +328,20 @@ def compile_config(
     warnings = list(warnings or [])
     upstreams = {u.name: u for u in config.upstreams}
     running = {pool.name: pool for pool in previous.pools} if previous is not None else {}
+    pool_tls = {}
+    for i, u in enumerate(config.upstreams):
+        settings = TlsSettings.of(u)
+        where, owner = f"upstreams[{i}]", f"upstream '{u.name}'"
+        pool_tls[u.name] = (settings, client_context(settings, where, owner, warnings))
     compiled = [
-        compile_pool(u, i, warnings, running.get(u.name)) for i, u in enumerate(config.upstreams)
+        compile_pool(u, i, warnings, running.get(u.name), pool_tls[u.name][1])
+        for i, u in enumerate(config.upstreams)
     ]
     pools = {u.name: pool for u, (pool, _) in zip(config.upstreams, compiled, strict=True)}
     probes = tuple(probe for _, probe in compiled if probe is not None)
     services = {
         svc.name: compile_service(
-            svc, i, upstreams, pools, warnings, config.gateway.max_answer_bytes
+            svc, i, upstreams, pools, warnings, config.gateway.max_answer_bytes, pool_tls
         )
         for i, svc in enumerate(config.services)
     }
@@ -343,6 +362,7 @@ def compile_config(
 
     keys: dict[bytes, ConsumerEntry] = {}
     by_name: dict[str, ConsumerEntry] = {}
+    certificates: dict[str, ConsumerEntry] = {}
     groups = {
         g.name: GroupEntry(
             frozenset(g.rules) if g.rules is not None else None,
@@ -363,6 +383,7 @@ def compile_config(
         by_name[consumer.name] = entry
         for key in consumer.keys:
             keys[hash_key(key, key_secret)] = entry
+        certificates.update(dict.fromkeys(consumer.mtls_subjects, entry))
     anonymous = _anonymous(config, rules, warnings)
 
     jwt = _jwt_verifier(config, warnings, previous)
@@ -394,4 +415,5 @@ def compile_config(
         key_secret=key_secret,
         groups=groups,
         jwt=jwt,
+        certificates=certificates,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
 
 from sluicegate.credentials import Signer
@@ -24,6 +25,7 @@ class Probe:
     pool: Balancer
     policy: ActivePolicy
     signer: Signer | None
+    tls: ssl.SSLContext | None = None  # the upstream's tls_* fields, as its services use them
 
 
 async def probe_once(target: Target, probe: Probe, http: Transport) -> bool:
@@ -38,7 +40,7 @@ async def probe_once(target: Target, probe: Probe, http: Transport) -> bool:
             return False
     timeouts = Timeouts(connect=policy.timeout, read=policy.timeout, total=policy.timeout)
     try:
-        response = await http.open(request, timeouts)
+        response = await http.open(request, timeouts, tls=probe.tls)
     except TransportError:
         return False
     response.release()

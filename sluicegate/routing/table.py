@@ -16,6 +16,7 @@ import itertools
 import math
 import random
 import re
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ class CompiledService:
     backoff: tuple[float, float]  # first retry delay, largest delay
     transport: Transport | None = None  # None: the runtime's shared HTTP client
     max_answer_bytes: int = 64 * 1024 * 1024  # a whole answer above it is the upstream's failure
+    tls: ssl.SSLContext | None = None  # its tls_* fields, compiled; None: the client's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,8 @@ class RoutingTable:
     groups: Mapping[str, GroupEntry] = field(default_factory=dict)
     # Consumers narrowed by the groups a token names, made once per combination.
     narrowed: dict[tuple[str, tuple[str, ...]], ConsumerEntry] = field(default_factory=dict)
+    # A name of a verified client certificate → its consumer (consumers[].mtls_subjects).
+    certificates: Mapping[str, ConsumerEntry] = field(default_factory=dict)
 
     def authenticate(self, key: str | None) -> ConsumerEntry | None:
         if self.anonymous is not None:
@@ -229,6 +233,17 @@ class RoutingTable:
         if key is None:
             return None
         return self.keys.get(hash_key(key, self.key_secret))
+
+    def by_certificate(self, names: tuple[str, ...]) -> ConsumerEntry | None:
+        """The consumer a verified client certificate's names stand for; None when they name
+        no consumer, or name different ones (a certificate never picks among consumers)."""
+        found = None
+        for name in names:
+            entry = self.certificates.get(name)
+            if entry is not None and found is not None and entry is not found:
+                return None
+            found = entry or found
+        return found
 
     def in_groups(self, consumer: ConsumerEntry, names: tuple[str, ...]) -> ConsumerEntry:
         """``consumer`` narrowed by the named groups (a JWT's groups claim); unknown names are

@@ -16,8 +16,8 @@ import yaml
 
 from sluicegate.app import create_app
 from sluicegate.config.load import load_config, parse_config
-from sluicegate.http_protocol import HeadTimeoutProtocol
 from sluicegate.runtime import Runtime
+from sluicegate.tls.protocol import listener_options
 
 
 def free_port() -> int:
@@ -47,7 +47,8 @@ class RunningGateway:
     """``config`` as a document, or ``path``: a file the gateway reads and watches for edits.
 
     ``keyless``: ``config`` goes through ``without_keys``; tests of authentication itself
-    pass False.
+    pass False. With ``gateway.tls`` it serves HTTPS as ``sluicegate serve`` does (its
+    certificate files are watched every ``poll_interval``).
     """
 
     def __init__(
@@ -61,23 +62,25 @@ class RunningGateway:
         loaded = load_config(path) if path is not None else parse_config(document, env={})
         self.runtime = Runtime(loaded, config_path=path, poll_interval=poll_interval)
         self.port = free_port()
+        tls = loaded.config.gateway.tls
+        self.scheme = "https" if tls is not None else "http"
         self.server = uvicorn.Server(
             uvicorn.Config(
                 create_app(self.runtime),
                 host="127.0.0.1",
                 port=self.port,
                 loop="uvloop",
-                http=HeadTimeoutProtocol,  # as `sluicegate serve` runs it
                 lifespan="on",
                 access_log=False,
                 log_level="warning",
+                **listener_options(tls, poll_interval),  # as `sluicegate serve` runs it
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> RunningGateway:
         self.thread.start()

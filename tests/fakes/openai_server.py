@@ -18,6 +18,7 @@ Answers come from ``brain.answer``. The model name picks special behaviours
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from typing import Any
@@ -102,8 +103,8 @@ def _tool_calls(ans: Answer) -> list[dict[str, Any]]:
 
 
 class FakeOpenAI(FakeServer):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls=tls)
         self.gate = threading.Event()
         self.cut: list[float] = []  # seconds into a trickle-stream when the client went away
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from typing import Any
 
@@ -11,9 +12,11 @@ from aiohttp import web
 
 
 class FakeServer:
-    """Subclasses add their routes; every request body is recorded for assertions."""
+    """Subclasses add their routes; every request body is recorded for assertions. With
+    ``tls`` (a server-side SSL context) it speaks HTTPS."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
         self.port = port
@@ -26,7 +29,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def last(self) -> dict[str, Any]:
@@ -60,7 +63,9 @@ class FakeServer:
             self.routes(app)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+            site = web.TCPSite(
+                self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=self.tls
+            )
             loop.run_until_complete(site.start())
             server = site._server
             assert server is not None

