@@ -70,7 +70,9 @@ from sluicegate.stores.base import (
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
 
-_LOG_FIELDS = AUDIT_COLUMNS[1:]  # not the writer's row id
+# The row's own id first: it addresses the row (GET /admin/logs/{id}); the request id is
+# the client's choice (X-Request-Id), shared by any number of rows, so only a filter.
+_LOG_FIELDS = AUDIT_COLUMNS
 
 
 def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
@@ -93,8 +95,8 @@ def _ts(moment: datetime) -> str:
 
 
 def _log(row: dict[str, Any]) -> dict[str, Any]:
-    """An audit row as the API shows it: without the writer's id, ``ts`` in ISO 8601;
-    with its bodies when it has them (``audit.log_bodies``)."""
+    """An audit row as the API shows it: ``ts`` in ISO 8601; with its bodies when it has
+    them (``audit.log_bodies``)."""
     out = {name: _ts(row[name]) if name == "ts" else row[name] for name in _LOG_FIELDS}
     if row.get("request_body") is not None or row.get("response_body") is not None:
         out.update((name, row[name]) for name in AUDIT_BODY_COLUMNS)
@@ -193,14 +195,14 @@ class AdminApi:
                 Route("/admin/health", self.health, methods=["GET"]),
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
                 Route("/admin/logs", self.logs, methods=["GET"]),
-                Route("/admin/logs/{request_id:str}", self.log, methods=["GET"]),
+                Route("/admin/logs/{id:str}", self.log, methods=["GET"]),
                 Route("/admin/usage", self.usage, methods=["GET"]),
                 *keys.routes("/admin"),
                 *keys.routes(gw),
                 *gateways.routes(),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
                 Route(f"{gw}/logs", self.logs, methods=["GET"]),
-                Route(f"{gw}/logs/{{request_id:str}}", self.log, methods=["GET"]),
+                Route(f"{gw}/logs/{{id:str}}", self.log, methods=["GET"]),
                 Route(f"{gw}/usage", self.usage, methods=["GET"]),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),
                 Route(f"{gw}/{kind}", self.create, methods=["POST"]),
@@ -360,11 +362,19 @@ class AdminApi:
         )
 
     async def log(self, request: Request) -> Response:
-        request_id = request.path_params["request_id"]
-        equal: dict[str, str | int] = {"gateway": self._gw(request), "request_id": request_id}
-        rows = await self._audit_store().audit(AuditQuery(equal, limit=1, bodies=True))
+        id = request.path_params["id"]
+        store = self._audit_store()
+        gateway = self._gw(request)
+        rows = []
+        if "\x00" not in id:  # no row id has one, and PostgreSQL refuses it in text
+            equal: dict[str, str | int] = {"gateway": gateway, "id": id}
+            rows = await store.audit(AuditQuery(equal, limit=1, bodies=True))
         if not rows:
-            raise NotFound(f"No audit row for request '{request_id}'.", code="log_not_found")
+            raise NotFound(
+                f"No audit row with id '{id}' (a request id is a filter: "
+                "GET /admin/logs?request_id=...).",
+                code="log_not_found",
+            )
         return json_response(_log(rows[0]))
 
     async def usage(self, request: Request) -> Response:

@@ -188,9 +188,13 @@ def _audit_log() -> dict[str, Any]:
     """A row of the audit log as ``/admin/logs`` shows it (docs/observability.md)."""
     return {
         "type": "object",
-        "required": ["request_id", "ts", "gateway", "status", "latency_ms", "attempts"],
+        "required": ["id", "request_id", "ts", "gateway", "status", "latency_ms", "attempts"],
         "properties": {
-            "request_id": {"type": "string"},
+            "id": {"type": "string", "description": "the row's own id (GET /admin/logs/{id})"},
+            "request_id": {
+                "type": "string",
+                "description": "the X-Request-Id (the client's when it sent one): not unique",
+            },
             "ts": {"type": "string", "format": "date-time"},
             "gateway": {"type": "string"},
             **{
@@ -217,7 +221,7 @@ def _audit_log() -> dict[str, Any]:
             # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
             "guardrail": _NULLABLE_TEXT,
             "tags": _NULLABLE_TEXT,
-            # Only in GET /admin/logs/{request_id}, and only for rows logged with bodies.
+            # Only in GET /admin/logs/{id}, and only for rows logged with bodies.
             "request_body": _NULLABLE_TEXT,
             "response_body": _NULLABLE_TEXT,
             "request_truncated": {"type": ["boolean", "null"]},
@@ -311,14 +315,22 @@ def _audit_paths() -> dict[str, Any]:
                 ),
             }
         },
-        "/admin/logs/{request_id}": {
-            "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": text}],
+        "/admin/logs/{id}": {
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": text,
+                    "description": "the row's id (a request id is the request_id filter)",
+                }
+            ],
             "get": {
-                "summary": "One request's audit row, with its bodies when they were logged",
+                "summary": "One audit row, with its bodies when they were logged",
                 "operationId": "get_log",
                 "responses": _audit_responses(
                     {
-                        "description": "The newest row with this request id",
+                        "description": "The row with this id",
                         "content": {"application/json": {"schema": {"$ref": _REF + "AuditLog"}}},
                     },
                     not_found=True,

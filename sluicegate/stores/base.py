@@ -89,6 +89,8 @@ AUDIT_FILTERS = (
     "error_type",
 )
 AuditRow = tuple[Any, ...]
+# What ``AuditQuery.equal`` may name: the filters, and the row's own id (one row).
+_AUDIT_EQUAL = frozenset({"id", *AUDIT_FILTERS})
 
 # ``GET /admin/usage?group_by=``: the column each grouping reads ("day" is the dialect's).
 USAGE_GROUPS = {
@@ -113,7 +115,7 @@ USAGE_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    """Audit rows newest first; ``equal`` maps names of ``AUDIT_FILTERS`` to values;
+    """Audit rows newest first; ``equal`` maps names of ``AUDIT_FILTERS`` (or ``id``) to values;
     ``before`` is the ``(ts, id)`` of the last row of the previous page."""
 
     equal: dict[str, str | int] = field(default_factory=dict)
@@ -150,7 +152,7 @@ def _audit_filters(
         return mark(len(params))
 
     for name, value in equal.items():
-        if name not in AUDIT_FILTERS:
+        if name not in _AUDIT_EQUAL:
             raise ValueError(f"not an audit filter: {name}")
         clauses.append(f"{name} = {param(value)}")
     if since is not None:
