@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from sluicegate.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    StoreUnavailable,
     Unprocessable,
 )
 from sluicegate.proxy.handler import read_headers
@@ -64,6 +66,7 @@ from sluicegate.stores.base import (
     Record,
     StaleWrite,
     Store,
+    StoreUnreachable,
     UsageQuery,
 )
 
@@ -72,6 +75,8 @@ if TYPE_CHECKING:
 
 # The row's own id first: it addresses the row (GET /admin/logs/{id}); the request id is
 # the client's choice (X-Request-Id), shared by any number of rows, so only a filter.
+log = logging.getLogger("sluicegate")
+
 _LOG_FIELDS = AUDIT_COLUMNS
 
 
@@ -88,6 +93,15 @@ def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
             path = path[len(prefix) :].lstrip(".")
         out.append((path, message))
     return out
+
+
+def store_unavailable(exc: Exception) -> StoreUnavailable:
+    """What the control plane answers when its store did not (``StoreUnreachable``)."""
+    log.warning("Admin API: the store did not answer (%s); answered 503", exc)
+    return StoreUnavailable(
+        "The store did not answer; try again shortly.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _ts(moment: datetime) -> str:
@@ -217,7 +231,11 @@ class AdminApi:
                 Route(f"/admin/{kind}/{{ref:str}}", self.patch, methods=["PATCH"]),
                 Route(f"/admin/{kind}/{{ref:str}}", self.delete, methods=["DELETE"]),
             ],
-            exception_handlers={GatewayError: self._error, HTTPException: self._http_error},
+            exception_handlers={
+                GatewayError: self._error,
+                HTTPException: self._http_error,
+                StoreUnreachable: self._store_error,
+            },
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -260,6 +278,10 @@ class AdminApi:
         return Response(
             exc.body("openai"), exc.http_status, exc.headers, media_type="application/json"
         )
+
+    @staticmethod
+    async def _store_error(request: Request, exc: Exception) -> Response:
+        return await AdminApi._error(request, store_unavailable(exc))
 
     @staticmethod
     async def _http_error(request: Request, exc: Exception) -> Response:

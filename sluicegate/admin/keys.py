@@ -101,7 +101,9 @@ class KeyEndpoints:
             except DuplicateName:  # two equal prefixes: about one in 2**47
                 raise Conflict("Minting collided; try again.", code="name_taken") from None
             await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys([record]))[0]
+        # A new key has never been used: its answer needs no read of the store, which
+        # could fail after the key was written and leave a key nobody was shown.
+        shown = present_key(record, None, time.time())
         return json_response({**shown, "key": key}, 201)
 
     async def revoke_key(self, request: Request) -> Response:
@@ -186,5 +188,7 @@ class KeyEndpoints:
                     f"keys/{old.name} was changed by another writer."
                 ) from None
             await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys([record]))[0]
+        # A new key has never been used: its answer needs no read of the store, which
+        # could fail after the key was written and leave a key nobody was shown.
+        shown = present_key(record, None, time.time())
         return json_response({**shown, "key": key}, 201)

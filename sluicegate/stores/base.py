@@ -28,6 +28,14 @@ class StaleWrite(SluicegateError):
     """An entity of a batch changed or went since it was read; nothing was written."""
 
 
+class StoreUnreachable(SluicegateError, OSError):
+    """The store did not answer: the database is down, unreachable, locked or full. A write
+    that raises it was not committed (its transaction rolled back with the connection),
+    unless the connection was lost in the instant of the commit itself. The message is the
+    cause's type name only: a driver's message may hold a host or a user. An ``OSError``,
+    as the drivers' own connection errors are, for callers that catch those."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One step of ``Store.write_many``; ``version`` is the one read (update, delete)."""
@@ -222,6 +230,8 @@ class Record:
 
 
 class Store(Protocol):
+    """Every method but ``open`` raises ``StoreUnreachable`` when the store does not answer."""
+
     async def open(self) -> None:
         """Connect and bring the schema up to date (safe from several instances at once)."""
 
@@ -241,7 +251,8 @@ class Store(Protocol):
     async def create(
         self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
     ) -> Record:
-        """Raises ``DuplicateName`` when the name is taken."""
+        """Raises ``DuplicateName`` when the name is taken. A gateway the store has not seen
+        is made in the same transaction."""
 
     async def update(
         self,

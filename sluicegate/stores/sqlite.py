@@ -20,6 +20,7 @@ from sluicegate.stores.base import (
     DuplicateName,
     Record,
     StaleWrite,
+    StoreUnreachable,
     Unlisten,
     UsageQuery,
     Wake,
@@ -58,6 +59,9 @@ _DELETE = (
     f"AND version = ? RETURNING {_COLUMNS}"
 )
 _BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+_ENSURE_GATEWAY = (
+    "INSERT INTO sluicegate_gateways (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+)
 
 
 _AUDIT_INSERT = (
@@ -147,7 +151,14 @@ class SqliteStore:
             raise RuntimeError("the store is not open")
         conn = self._conn
         async with self._lock:
-            return await asyncio.to_thread(fn, conn)
+            try:
+                return await asyncio.to_thread(fn, conn)
+            except sqlite3.DatabaseError as exc:
+                # Locked past the busy timeout, unreadable, full, not a database: the file
+                # cannot serve. A constraint or a statement of ours is not that.
+                if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+                    raise StoreUnreachable(type(exc).__name__) from exc
+                raise
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -213,13 +224,7 @@ class SqliteStore:
         return await self._meta("config_version")
 
     async def ensure_gateway(self, name: str) -> None:
-        await self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO sluicegate_gateways (name, created_at) VALUES (?, ?) "
-                "ON CONFLICT (name) DO NOTHING",
-                (name, _now()),
-            )
-        )
+        await self._run(lambda conn: conn.execute(_ENSURE_GATEWAY, (name, _now())))
 
     async def gateways(self) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
@@ -240,9 +245,15 @@ class SqliteStore:
         return await self._run(read)
 
     @staticmethod
-    def _write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Record | None:
+    def _write(
+        conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], gateway: str | None = None
+    ) -> Record | None:
+        """One statement in a transaction; with ``gateway``, that gateway is made first if
+        the store has not seen it (a create)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if gateway is not None:
+                conn.execute(_ENSURE_GATEWAY, (gateway, _now()))
             row = conn.execute(sql, params).fetchone()
             if row is not None:
                 conn.execute(_BUMP)
@@ -259,7 +270,7 @@ class SqliteStore:
         self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
     ) -> Record:
         sql, params = _params(gateway, Change("create", kind, id, name, doc, tuple(tags)), _now())
-        record = await self._run(lambda conn: self._write(conn, sql, params))
+        record = await self._run(lambda conn: self._write(conn, sql, params, gateway))
         assert record is not None
         return record
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from sluicegate.admin.api import store_unavailable
 from sluicegate.asgi import Message, Receive, Scope, Send, respond_error
 from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
@@ -31,6 +32,7 @@ from sluicegate.errors import (
     NotFound,
     PermissionDenied,
 )
+from sluicegate.stores.base import StoreUnreachable
 from sluicegate.ui.session import COOKIE, LIFETIME, Session, Sessions
 from sluicegate.ui.summary import WINDOWS, Sampler
 
@@ -131,7 +133,11 @@ class Dashboard:
                     methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 ),
             ],
-            exception_handlers={GatewayError: self._error, HTTPException: self._http_error},
+            exception_handlers={
+                GatewayError: self._error,
+                HTTPException: self._http_error,
+                StoreUnreachable: self._store_error,
+            },
         )
 
     @property
@@ -161,6 +167,10 @@ class Dashboard:
         assert isinstance(exc, GatewayError)
         headers = {**_HEADERS, **exc.headers}
         return Response(exc.body("openai"), exc.http_status, headers, "application/json")
+
+    @staticmethod
+    async def _store_error(request: Request, exc: Exception) -> Response:
+        return await Dashboard._error(request, store_unavailable(exc))
 
     @staticmethod
     async def _http_error(request: Request, exc: Exception) -> Response:
