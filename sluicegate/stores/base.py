@@ -299,6 +299,13 @@ class Store(Protocol):
         their gateway) in one short transaction; the number deleted. Safe from several
         instances at once."""
 
+    async def end_session(self, digest: str, expires: datetime) -> None:
+        """Remember a dashboard session ended by logout until ``expires`` (``digest``: the
+        SHA-256 of its nonce); sessions past their expiry are forgotten in the same go."""
+
+    async def session_ended(self, digest: str) -> bool:
+        """Whether a session that has not expired yet was ended by logout."""
+
 
 def open_store(url: str) -> Store:
     """A store for ``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``postgresql://…``."""

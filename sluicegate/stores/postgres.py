@@ -99,6 +99,13 @@ _PURGE = (
 )
 
 
+_END_SESSION = (
+    "INSERT INTO sluicegate_ended_sessions (digest, expires_at) VALUES ($1, $2) "
+    "ON CONFLICT (digest) DO NOTHING"
+)
+_FORGET_ENDED = "DELETE FROM sluicegate_ended_sessions WHERE expires_at <= now()"
+_SESSION_ENDED = "SELECT 1 FROM sluicegate_ended_sessions WHERE digest = $1 AND expires_at > now()"
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -359,6 +366,16 @@ class PostgresStore:
     async def purge_audit(self, before: datetime, limit: int) -> int:
         status: str = await self.pool.execute(_PURGE, before, limit)
         return int(status.rpartition(" ")[2] or 0)
+
+    @_reached
+    async def end_session(self, digest: str, expires: datetime) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_FORGET_ENDED)
+            await conn.execute(_END_SESSION, digest, expires)
+
+    @_reached
+    async def session_ended(self, digest: str) -> bool:
+        return await self.pool.fetchval(_SESSION_ENDED, digest) is not None
 
 
 def _insert_params(

@@ -78,6 +78,14 @@ _PURGE = (
 )
 
 
+_END_SESSION = (
+    "INSERT INTO sluicegate_ended_sessions (digest, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (digest) DO NOTHING"
+)
+_FORGET_ENDED = "DELETE FROM sluicegate_ended_sessions WHERE expires_at <= ?"
+_SESSION_ENDED = "SELECT 1 FROM sluicegate_ended_sessions WHERE digest = ? AND expires_at > ?"
+
+
 def _audit_params(row: AuditRow) -> AuditRow:
     ts = row[_AUDIT_TS]
     return (*row[:_AUDIT_TS], _stamp(datetime.fromtimestamp(ts, UTC)), *row[_AUDIT_TS + 1 :])
@@ -410,3 +418,24 @@ class SqliteStore:
             return count
 
         return await self._run(purge)
+
+    async def end_session(self, digest: str, expires: datetime) -> None:
+        params = (digest, _stamp(expires))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_FORGET_ENDED, (_now(),))
+                conn.execute(_END_SESSION, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def session_ended(self, digest: str) -> bool:
+        def read(conn: sqlite3.Connection) -> bool:
+            return conn.execute(_SESSION_ENDED, (digest, _now())).fetchone() is not None
+
+        return await self._run(read)

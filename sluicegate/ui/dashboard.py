@@ -33,6 +33,7 @@ from sluicegate.errors import (
     PermissionDenied,
 )
 from sluicegate.stores.base import StoreUnreachable
+from sluicegate.ui.ended import EndedSessions
 from sluicegate.ui.session import COOKIE, LIFETIME, Session, Sessions
 from sluicegate.ui.summary import WINDOWS, Sampler
 
@@ -116,6 +117,7 @@ class Dashboard:
         self.runtime = runtime
         self.admin = admin
         self.sessions = Sessions()
+        self.ended = EndedSessions.of(runtime)
         self.sampler = Sampler(runtime.metrics)
         self.files = _files()
         self.app = Starlette(
@@ -161,6 +163,7 @@ class Dashboard:
 
     async def close(self) -> None:
         await self.sampler.close()
+        await self.ended.close()
 
     @staticmethod
     async def _error(request: Request, exc: Exception) -> Response:
@@ -211,8 +214,15 @@ class Dashboard:
         admin_key = self.runtime.file.config.gateway.admin_key
         return self.sessions.signing_key(admin_key, self.runtime.key_secret)
 
-    def _session(self, request: Request) -> Session:
+    async def _open_session(self, request: Request) -> Session | None:
+        """The request's session: signed, not expired, not ended by a logout anywhere."""
         session = self.sessions.check(self._key(), request.cookies.get(COOKIE))
+        if session is None or await self.ended.ended(session.nonce, session.expires):
+            return None
+        return session
+
+    async def _session(self, request: Request) -> Session:
+        session = await self._open_session(request)
         if session is None:
             raise AuthenticationError("Log in first.", code="not_logged_in")
         if request.method in _UNSAFE:
@@ -267,14 +277,15 @@ class Dashboard:
         return answer
 
     async def logout(self, request: Request) -> Response:
-        self.sessions.end(self._session(request))
+        session = await self._session(request)
+        await self.ended.end(session.nonce, session.expires)
         answer = Response(status_code=204, headers=_HEADERS)
         answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
         return answer
 
     async def session(self, request: Request) -> Response:
         """Who the page is: 200 either way, so that a first visit logs no failed request."""
-        session = self.sessions.check(self._key(), request.cookies.get(COOKIE))
+        session = await self._open_session(request)
         if session is None:
             return _json({"logged_in": False})
         return _json(
@@ -290,7 +301,7 @@ class Dashboard:
     # -- data -------------------------------------------------------------------
 
     async def summary(self, request: Request) -> Response:
-        self._session(request)
+        await self._session(request)
         window = request.query_params.get("window") or "1h"
         if window not in WINDOWS:
             raise InvalidRequest(f"window: one of {', '.join(WINDOWS)}", param="window")
@@ -301,7 +312,7 @@ class Dashboard:
 
     async def to_admin(self, request: Request) -> Response:
         """The Admin API on behalf of the session's admin: same routes, same answers."""
-        self._session(request)
+        await self._session(request)
         body = await request.body()
         scope = dict(request.scope)
         path = "/admin/" + request.path_params["rest"]
