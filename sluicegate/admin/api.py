@@ -40,6 +40,7 @@ from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
 from sluicegate.admin.openapi import openapi_spec
+from sluicegate.admin.throttle import LoginThrottle, client_of
 from sluicegate.asgi import Receive, Scope, Send, respond_error
 from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
@@ -51,6 +52,7 @@ from sluicegate.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     StoreUnavailable,
     Unprocessable,
 )
@@ -198,6 +200,7 @@ class AdminApi:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._spec: bytes | None = None  # built on first request, then served as is
+        self.throttle = LoginThrottle()  # failed admin logins, here and at the dashboard
         kind = "{kind:str}"
         gw = "/admin/gateways/{gw:str}"
         keys = KeyEndpoints(self)
@@ -249,6 +252,12 @@ class AdminApi:
             )
             return
         raw = read_headers(scope["headers"]).key or ""
+        client = client_of(scope.get("client"))
+        if raw:  # a request without any key guesses nothing: it is not held up
+            locked = self.locked(client)
+            if locked is not None:
+                await respond_error(send, locked, [])
+                return
         key = _basic_password(raw)
         key_ok = admin_key is not None and hmac.compare_digest(key.encode(), admin_key.encode())
         if not key_ok and by_token and verifier is not None and looks_like_jwt(raw):
@@ -259,10 +268,16 @@ class AdminApi:
                         "This token does not carry the admin claim.", code="admin_claim_missing"
                     )
             except GatewayError as exc:
+                if isinstance(exc, AuthenticationError):
+                    self.throttle.failed(client)
                 await respond_error(send, exc, [])
                 return
             key_ok = True
-        if not key_ok:
+        if key_ok:
+            self.throttle.succeeded(client)
+        else:
+            if raw:
+                self.throttle.failed(client)
             # A browser opening the explorer is asked for the key (as a Basic password).
             challenge = (
                 [(b"www-authenticate", _CHALLENGE)] if path.startswith("/admin/docs") else []
@@ -271,6 +286,17 @@ class AdminApi:
             await respond_error(send, error, challenge)
             return
         await self.app(scope, receive, send)
+
+    def locked(self, client: str) -> RateLimited | None:
+        """The 429 for an address that failed to log in too often lately (admin/throttle.py)."""
+        wait = self.throttle.retry_after(client)
+        if wait is None:
+            return None
+        return RateLimited(
+            f"Too many failed admin logins from this address; try again in {wait} s.",
+            code="too_many_failed_logins",
+            headers={"Retry-After": str(wait)},
+        )
 
     @staticmethod
     async def _error(request: Request, exc: Exception) -> Response:

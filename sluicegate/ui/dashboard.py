@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from sluicegate.admin.api import store_unavailable
+from sluicegate.admin.throttle import client_of
 from sluicegate.asgi import Message, Receive, Scope, Send, respond_error
 from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
@@ -262,7 +263,16 @@ class Dashboard:
         secret = body.get("key") if isinstance(body, dict) else None
         if not isinstance(secret, str) or not secret:
             raise InvalidRequest('Send {"key": "<the admin key or an admin token>"}.', param="key")
-        lifetime = await self._lifetime(secret.strip())
+        client = client_of(request.scope.get("client"))
+        locked = self.admin.locked(client)  # failed logins count with the Admin API's
+        if locked is not None:
+            raise locked
+        try:
+            lifetime = await self._lifetime(secret.strip())
+        except AuthenticationError:
+            self.admin.throttle.failed(client)
+            raise
+        self.admin.throttle.succeeded(client)
         cookie, session = self.sessions.issue(self._key(), lifetime)
         answer = _json({"csrf": session.csrf, "expires_at": session.expires})
         answer.set_cookie(

@@ -15,7 +15,7 @@ from tests.conformance.conftest import PROVIDERS, Provider
 from tests.conftest import KEY, logged_row
 from tests.fakes.gateway import RunningGateway
 
-ADMIN_KEY = "adm-cost-0001"
+ADMIN_KEY = "adm-cost-key-000001"
 # USD per million tokens, chosen so that every kind of token has its own price.
 PRICE = {"input": 3.0, "output": 15.0, "cached_input": 0.3}
 
