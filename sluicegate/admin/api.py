@@ -39,6 +39,7 @@ from sluicegate.admin.gateways import GatewayEndpoints
 from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
+from sluicegate.admin.logs import LogEndpoints
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.admin.throttle import LoginThrottle, client_of
 from sluicegate.asgi import Receive, Scope, Send, respond_error
@@ -58,28 +59,18 @@ from sluicegate.errors import (
 )
 from sluicegate.proxy.handler import read_headers
 from sluicegate.stores.base import (
-    AUDIT_BODY_COLUMNS,
-    AUDIT_COLUMNS,
-    AUDIT_FILTERS,
-    USAGE_GROUPS,
-    AuditQuery,
     Change,
     DuplicateName,
     Record,
     StaleWrite,
     Store,
     StoreUnreachable,
-    UsageQuery,
 )
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
 
-# The row's own id first: it addresses the row (GET /admin/logs/{id}); the request id is
-# the client's choice (X-Request-Id), shared by any number of rows, so only a filter.
 log = logging.getLogger("sluicegate")
-
-_LOG_FIELDS = AUDIT_COLUMNS
 
 
 def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
@@ -104,72 +95,6 @@ def store_unavailable(exc: Exception) -> StoreUnavailable:
         "The store did not answer; try again shortly.",
         headers={"Retry-After": "1"},
     )
-
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _log(row: dict[str, Any]) -> dict[str, Any]:
-    """An audit row as the API shows it: ``ts`` in ISO 8601; with its bodies when it has
-    them (``audit.log_bodies``)."""
-    out = {name: _ts(row[name]) if name == "ts" else row[name] for name in _LOG_FIELDS}
-    if row.get("request_body") is not None or row.get("response_body") is not None:
-        out.update((name, row[name]) for name in AUDIT_BODY_COLUMNS)
-    return out
-
-
-# /admin/usage filters: every audit filter but the request id (a group of one row).
-_USAGE_FILTERS = tuple(name for name in AUDIT_FILTERS if name != "request_id")
-
-
-def _audit_equal(query: Any, names: tuple[str, ...], gateway: str) -> dict[str, str | int]:
-    equal: dict[str, str | int] = {"gateway": gateway}
-    for name in names:
-        value = query.get(name)
-        if value is None:
-            continue
-        if name == "status":
-            if not value.isdigit() or len(value) > 3:
-                raise InvalidRequest("status: must be an HTTP status, e.g. 200", param=name)
-            equal[name] = int(value)
-        elif "\x00" in value:  # no stored value has one, and PostgreSQL refuses it in text
-            raise InvalidRequest(f"{name}: must not contain NUL", param=name)
-        else:
-            equal[name] = value
-    return equal
-
-
-def _parse_moment(value: str) -> datetime:
-    try:
-        if value.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(value), UTC)
-        moment = datetime.fromisoformat(value)
-    except (ValueError, OverflowError, OSError):
-        raise ValueError(value) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _moment(query: Any, name: str) -> datetime | None:
-    value = query.get(name)
-    if not value:
-        return None
-    try:
-        return _parse_moment(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"{name}: use ISO 8601 (2025-01-31T12:00:00Z) or unix seconds", param=name
-        ) from None
-
-
-def _log_cursor(cursor: str) -> tuple[datetime, str]:
-    ts, sep, id = paging.after(cursor).partition("|")
-    try:
-        if not sep or not id:
-            raise ValueError(cursor)
-        return _parse_moment(ts), id
-    except ValueError:
-        raise InvalidRequest("after: not a cursor this API returned", param="after") from None
 
 
 def _matches(header: str | None, etag: str) -> bool:
@@ -205,22 +130,19 @@ class AdminApi:
         gw = "/admin/gateways/{gw:str}"
         keys = KeyEndpoints(self)
         gateways = GatewayEndpoints(self)
+        logs = LogEndpoints(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
                 Route("/admin/docs/{asset:str}", explorer.asset, methods=["GET"]),
                 Route("/admin/health", self.health, methods=["GET"]),
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
-                Route("/admin/logs", self.logs, methods=["GET"]),
-                Route("/admin/logs/{id:str}", self.log, methods=["GET"]),
-                Route("/admin/usage", self.usage, methods=["GET"]),
+                *logs.routes("/admin"),
                 *keys.routes("/admin"),
                 *keys.routes(gw),
                 *gateways.routes(),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
-                Route(f"{gw}/logs", self.logs, methods=["GET"]),
-                Route(f"{gw}/logs/{{id:str}}", self.log, methods=["GET"]),
-                Route(f"{gw}/usage", self.usage, methods=["GET"]),
+                *logs.routes(gw),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),
                 Route(f"{gw}/{kind}", self.create, methods=["POST"]),
                 Route(f"{gw}/{kind}/{{ref:str}}", self.get, methods=["GET"]),
@@ -276,7 +198,7 @@ class AdminApi:
         if key_ok:
             self.throttle.succeeded(client)
         else:
-            if raw:
+            if raw:  # a wrong key: a guess
                 self.throttle.failed(client)
             # A browser opening the explorer is asked for the key (as a Basic password).
             challenge = (
@@ -379,68 +301,6 @@ class AdminApi:
         items = self._everything(gw, await self._records(gw))[kind]
         entity = self._find(items, kind, request.path_params["ref"])
         return json_response(present(entity), etag=entity.etag)
-
-    # -- the audit log ----------------------------------------------------------
-
-    def _audit_store(self) -> Store:
-        store = self.runtime.audit_store
-        if store is None:
-            raise Conflict(
-                "This gateway keeps no audit log: it needs gateway.store (or audit.path).",
-                code="audit_log_off",
-            )
-        return store
-
-    async def logs(self, request: Request) -> Response:
-        store = self._audit_store()
-        query = request.query_params
-        limit = paging.limit(query.get("limit"))
-        equal = _audit_equal(query, AUDIT_FILTERS, self._gw(request))
-        before = _log_cursor(query["after"]) if query.get("after") else None
-        since = _moment(query, "since")
-        until = _moment(query, "until")
-        rows = await store.audit(AuditQuery(equal, since, until, before, limit + 1))
-        page = rows[:limit]
-        more = len(rows) > limit
-        return json_response(
-            {
-                "data": [_log(row) for row in page],
-                "next": paging.cursor(f"{_ts(page[-1]['ts'])}|{page[-1]['id']}") if more else None,
-            }
-        )
-
-    async def log(self, request: Request) -> Response:
-        id = request.path_params["id"]
-        store = self._audit_store()
-        gateway = self._gw(request)
-        rows = []
-        if "\x00" not in id:  # no row id has one, and PostgreSQL refuses it in text
-            equal: dict[str, str | int] = {"gateway": gateway, "id": id}
-            rows = await store.audit(AuditQuery(equal, limit=1, bodies=True))
-        if not rows:
-            raise NotFound(
-                f"No audit row with id '{id}' (a request id is a filter: "
-                "GET /admin/logs?request_id=...).",
-                code="log_not_found",
-            )
-        return json_response(_log(rows[0]))
-
-    async def usage(self, request: Request) -> Response:
-        store = self._audit_store()
-        query = request.query_params
-        group_by = query.get("group_by") or "consumer"
-        if group_by not in USAGE_GROUPS:
-            raise InvalidRequest(f"group_by: one of {', '.join(USAGE_GROUPS)}", param="group_by")
-        limit = query.get("limit") or str(paging.MAX_LIMIT)
-        usage = UsageQuery(
-            group_by,
-            _audit_equal(query, _USAGE_FILTERS, self._gw(request)),
-            _moment(query, "since"),
-            _moment(query, "until"),
-            paging.limit(limit),
-        )
-        rows = await store.audit_usage(usage)
-        return json_response({"group_by": group_by, "data": rows})
 
     # -- writing ----------------------------------------------------------------
 

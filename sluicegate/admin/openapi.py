@@ -252,7 +252,7 @@ def _audit_responses(ok: dict[str, Any], not_found: bool = False) -> dict[str, A
         "409": {"description": "This gateway keeps no audit log", "content": error},
     }
     if not_found:
-        out["404"] = {"description": "No row for this request id", "content": error}
+        out["404"] = {"description": "No row with this id", "content": error}
     return out
 
 
@@ -596,6 +596,32 @@ def _with_gateways(paths: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What any operation may answer besides its own statuses (docs/admin-api.md#errors);
+# 408 and 413 only where it takes a body.
+_EVERYWHERE = {
+    "429": "Too many failed admin logins from this address (see Retry-After)",
+    "503": "The store is not answering; nothing was written (see Retry-After)",
+}
+_WITH_BODY = {
+    "408": "The body paused longer than gateway.body_timeout",
+    "413": "The body is over gateway.max_body_bytes",
+}
+
+
+def _with_control_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    error = {"application/json": {"schema": {"$ref": _REF + "Error"}}}
+    for item in paths.values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            extra = {**_EVERYWHERE, **(_WITH_BODY if "requestBody" in operation else {})}
+            for status, description in extra.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": error}
+                )
+    return paths
+
+
 def openapi_spec() -> dict[str, Any]:
     schemas = {**_schemas("validation", "Input"), **_schemas("serialization", "")}
     creds = schemas["Credentials"]
@@ -627,7 +653,7 @@ def openapi_spec() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "sluicegate Admin API", "version": __version__},
         "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": _with_gateways({**_paths(), **_key_paths()}),
+        "paths": _with_control_errors(_with_gateways({**_paths(), **_key_paths()})),
         "components": {
             "schemas": schemas,
             "securitySchemes": {
