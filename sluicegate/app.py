@@ -8,7 +8,17 @@ import logging
 import orjson
 
 from sluicegate.admin.api import AdminApi
-from sluicegate.asgi import JSON, Headers, Message, Receive, Scope, Send, respond, respond_error
+from sluicegate.asgi import (
+    JSON,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    bounded_receive,
+    respond,
+    respond_error,
+)
 from sluicegate.cors import origin_of
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
@@ -159,10 +169,10 @@ class App:
             )
             return
         if path == "/admin" or path.startswith("/admin/"):
-            await self.admin(scope, receive, send)
+            await self.admin(scope, self._bounded(scope, receive, table), send)
             return
         if path == "/ui" or path.startswith("/ui/"):
-            await self.ui(scope, receive, send)
+            await self.ui(scope, self._bounded(scope, receive, table), send)
             return
         if path == "/v1/messages/count_tokens" and method == "POST":
             await self.proxy.count_tokens(scope, receive, send, _ANTHROPIC, table)
@@ -196,6 +206,13 @@ class App:
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
         await respond_error(send, error, [])
+
+    @staticmethod
+    def _bounded(scope: Scope, receive: Receive, table: RoutingTable) -> Receive:
+        """The control plane's apps read bodies through Starlette: the data plane's size
+        and time limits hold for them too, applied here once for both."""
+        declared = read_headers(scope["headers"]).content_length
+        return bounded_receive(receive, table.max_body_bytes, declared, table.body_timeout)
 
     def _may_scrape(self, scope: Scope) -> bool:
         wanted = self.runtime.file.config.gateway.metrics_key

@@ -47,6 +47,37 @@ async def read_body(
     return b"".join(parts)
 
 
+def bounded_receive(
+    receive: Receive, limit: int, declared: int | None, timeout: float | None
+) -> Receive:
+    """``receive`` for an app that reads the body itself (the Admin API, the dashboard),
+    under ``read_body``'s rules: a declared length over ``limit`` is refused before a byte
+    is read, the body is cut off once it passes ``limit``, and a pause longer than
+    ``timeout`` while it comes is a ``RequestTimeout``. After the body, messages (the
+    client going away) pass as they come."""
+    size = 0
+    done = False
+
+    async def bounded() -> Message:
+        nonlocal size, done
+        if done:
+            return await receive()
+        if declared is not None and declared > limit:
+            raise RequestTooLarge(
+                f"The request body is {declared} bytes; the limit is {limit} bytes."
+            )
+        message = await _next_part(receive, timeout)
+        if message["type"] != "http.request":
+            raise InvalidRequest("The client went away while sending the body.")
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise RequestTooLarge(f"The request body is over the limit of {limit} bytes.")
+        done = not message.get("more_body")
+        return message
+
+    return bounded
+
+
 async def _next_part(receive: Receive, timeout: float | None) -> Message:
     if timeout is None:
         return await receive()

@@ -125,10 +125,12 @@ def tail(
     filters = _filters(args)
     page = client.get("/admin/logs", {**filters, "limit": args.lines})
     rows: list[dict[str, Any]] = page["data"]
-    seen: dict[tuple[str, str], str] = {}  # (request id, ts) -> ts, of rows printed
+    # Row id -> ts, of the rows printed. By the row's id: clients may send the same
+    # request id (X-Request-Id) in several requests.
+    seen: dict[str, str] = {}
     for row in reversed(rows):
         out(format_row(row))
-        seen[(row["request_id"], row["ts"])] = row["ts"]
+        seen[row["id"]] = row["ts"]
     if not args.follow:
         return
     newest = max((row["ts"] for row in rows), default=None)
@@ -141,14 +143,14 @@ def tail(
         fresh: list[dict[str, Any]] = []
         while True:
             page = client.get("/admin/logs", params)
-            fresh.extend(r for r in page["data"] if (r["request_id"], r["ts"]) not in seen)
+            fresh.extend(r for r in page["data"] if r["id"] not in seen)
             if page["next"] is None:
                 break
             params["after"] = page["next"]
         for row in sorted(fresh, key=lambda r: str(r["ts"])):
             if newest is None or row["ts"] > newest:
                 newest = row["ts"]
-            seen[(row["request_id"], row["ts"])] = row["ts"]
+            seen[row["id"]] = row["ts"]
             out(format_row(row))
         # Forget what the next poll can no longer see.
         cutoff = _iso_floor(since)

@@ -28,6 +28,7 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
           ├── UpstreamError          502 upstream_error
           ├── NoHealthyUpstream      503 upstream_unavailable, code no_healthy_upstream
           ├── ShuttingDown           503 upstream_unavailable, code shutting_down (a stream cut)
+          ├── StoreUnavailable       503 upstream_unavailable, code store_unavailable (Admin API)
           └── UpstreamTimeout        504 timeout_error
                └── StreamTimeout     504 code stream_timeout (a stream past stream_timeout)
 """
@@ -279,6 +280,14 @@ class NoHealthyUpstream(GatewayError):
     status = 503
     type = "upstream_unavailable"
     default_code = "no_healthy_upstream"
+
+
+class StoreUnavailable(GatewayError):
+    """The control plane's store (gateway.store) did not answer; nothing was written."""
+
+    status = 503
+    type = "upstream_unavailable"
+    default_code = "store_unavailable"
 
 
 class UpstreamTimeout(GatewayError):

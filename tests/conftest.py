@@ -108,3 +108,22 @@ def settled(url: str, send: Callable[[], T]) -> T:
     result = send()
     wait_finished(url, before + 1)
     return result
+
+
+def logged_row(admin: httpx.Client, request_id: str, seconds: float = 0) -> dict[str, Any]:
+    """The one audit row of a request, bodies included: found by its request id (a filter
+    of ``/admin/logs``), then read by the row's own id; waits up to ``seconds`` for it to
+    be written. ``admin`` carries the admin key."""
+
+    def listed() -> list[dict[str, Any]]:
+        found = admin.get("/admin/logs", params={"request_id": request_id})
+        assert found.status_code == 200, found.text
+        rows: list[dict[str, Any]] = found.json()["data"]
+        assert len(rows) == 1, f"the audit rows of {request_id}: {rows}"
+        return rows
+
+    rows = eventually(listed, seconds)
+    one = admin.get(f"/admin/logs/{rows[0]['id']}")
+    assert one.status_code == 200, one.text
+    row: dict[str, Any] = one.json()
+    return row

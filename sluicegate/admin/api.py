@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,9 @@ from sluicegate.admin.gateways import GatewayEndpoints
 from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
+from sluicegate.admin.logs import LogEndpoints
 from sluicegate.admin.openapi import openapi_spec
+from sluicegate.admin.throttle import LoginThrottle, client_of
 from sluicegate.asgi import Receive, Scope, Send, respond_error
 from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
@@ -50,27 +53,24 @@ from sluicegate.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
+    StoreUnavailable,
     Unprocessable,
 )
 from sluicegate.proxy.handler import read_headers
 from sluicegate.stores.base import (
-    AUDIT_BODY_COLUMNS,
-    AUDIT_COLUMNS,
-    AUDIT_FILTERS,
-    USAGE_GROUPS,
-    AuditQuery,
     Change,
     DuplicateName,
     Record,
     StaleWrite,
     Store,
-    UsageQuery,
+    StoreUnreachable,
 )
 
 if TYPE_CHECKING:
     from sluicegate.runtime import Runtime
 
-_LOG_FIELDS = AUDIT_COLUMNS[1:]  # not the writer's row id
+log = logging.getLogger("sluicegate")
 
 
 def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
@@ -88,70 +88,13 @@ def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
     return out
 
 
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _log(row: dict[str, Any]) -> dict[str, Any]:
-    """An audit row as the API shows it: without the writer's id, ``ts`` in ISO 8601;
-    with its bodies when it has them (``audit.log_bodies``)."""
-    out = {name: _ts(row[name]) if name == "ts" else row[name] for name in _LOG_FIELDS}
-    if row.get("request_body") is not None or row.get("response_body") is not None:
-        out.update((name, row[name]) for name in AUDIT_BODY_COLUMNS)
-    return out
-
-
-# /admin/usage filters: every audit filter but the request id (a group of one row).
-_USAGE_FILTERS = tuple(name for name in AUDIT_FILTERS if name != "request_id")
-
-
-def _audit_equal(query: Any, names: tuple[str, ...], gateway: str) -> dict[str, str | int]:
-    equal: dict[str, str | int] = {"gateway": gateway}
-    for name in names:
-        value = query.get(name)
-        if value is None:
-            continue
-        if name == "status":
-            if not value.isdigit() or len(value) > 3:
-                raise InvalidRequest("status: must be an HTTP status, e.g. 200", param=name)
-            equal[name] = int(value)
-        elif "\x00" in value:  # no stored value has one, and PostgreSQL refuses it in text
-            raise InvalidRequest(f"{name}: must not contain NUL", param=name)
-        else:
-            equal[name] = value
-    return equal
-
-
-def _parse_moment(value: str) -> datetime:
-    try:
-        if value.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(value), UTC)
-        moment = datetime.fromisoformat(value)
-    except (ValueError, OverflowError, OSError):
-        raise ValueError(value) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _moment(query: Any, name: str) -> datetime | None:
-    value = query.get(name)
-    if not value:
-        return None
-    try:
-        return _parse_moment(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"{name}: use ISO 8601 (2025-01-31T12:00:00Z) or unix seconds", param=name
-        ) from None
-
-
-def _log_cursor(cursor: str) -> tuple[datetime, str]:
-    ts, sep, id = paging.after(cursor).partition("|")
-    try:
-        if not sep or not id:
-            raise ValueError(cursor)
-        return _parse_moment(ts), id
-    except ValueError:
-        raise InvalidRequest("after: not a cursor this API returned", param="after") from None
+def store_unavailable(exc: Exception) -> StoreUnavailable:
+    """What the control plane answers when its store did not (``StoreUnreachable``)."""
+    log.warning("Admin API: the store did not answer (%s); answered 503", exc)
+    return StoreUnavailable(
+        "The store did not answer; try again shortly.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _matches(header: str | None, etag: str) -> bool:
@@ -182,26 +125,24 @@ class AdminApi:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._spec: bytes | None = None  # built on first request, then served as is
+        self.throttle = LoginThrottle()  # failed admin logins, here and at the dashboard
         kind = "{kind:str}"
         gw = "/admin/gateways/{gw:str}"
         keys = KeyEndpoints(self)
         gateways = GatewayEndpoints(self)
+        logs = LogEndpoints(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
                 Route("/admin/docs/{asset:str}", explorer.asset, methods=["GET"]),
                 Route("/admin/health", self.health, methods=["GET"]),
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
-                Route("/admin/logs", self.logs, methods=["GET"]),
-                Route("/admin/logs/{request_id:str}", self.log, methods=["GET"]),
-                Route("/admin/usage", self.usage, methods=["GET"]),
+                *logs.routes("/admin"),
                 *keys.routes("/admin"),
                 *keys.routes(gw),
                 *gateways.routes(),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
-                Route(f"{gw}/logs", self.logs, methods=["GET"]),
-                Route(f"{gw}/logs/{{request_id:str}}", self.log, methods=["GET"]),
-                Route(f"{gw}/usage", self.usage, methods=["GET"]),
+                *logs.routes(gw),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),
                 Route(f"{gw}/{kind}", self.create, methods=["POST"]),
                 Route(f"{gw}/{kind}/{{ref:str}}", self.get, methods=["GET"]),
@@ -215,7 +156,11 @@ class AdminApi:
                 Route(f"/admin/{kind}/{{ref:str}}", self.patch, methods=["PATCH"]),
                 Route(f"/admin/{kind}/{{ref:str}}", self.delete, methods=["DELETE"]),
             ],
-            exception_handlers={GatewayError: self._error, HTTPException: self._http_error},
+            exception_handlers={
+                GatewayError: self._error,
+                HTTPException: self._http_error,
+                StoreUnreachable: self._store_error,
+            },
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,6 +174,12 @@ class AdminApi:
             )
             return
         raw = read_headers(scope["headers"]).key or ""
+        client = client_of(scope.get("client"))
+        if raw:  # a request without any key guesses nothing: it is not held up
+            locked = self.locked(client)
+            if locked is not None:
+                await respond_error(send, locked, [])
+                return
         key = _basic_password(raw)
         key_ok = admin_key is not None and hmac.compare_digest(key.encode(), admin_key.encode())
         if not key_ok and by_token and verifier is not None and looks_like_jwt(raw):
@@ -239,10 +190,16 @@ class AdminApi:
                         "This token does not carry the admin claim.", code="admin_claim_missing"
                     )
             except GatewayError as exc:
+                if isinstance(exc, AuthenticationError):
+                    self.throttle.failed(client)
                 await respond_error(send, exc, [])
                 return
             key_ok = True
-        if not key_ok:
+        if key_ok:
+            self.throttle.succeeded(client)
+        else:
+            if raw:  # a wrong key: a guess
+                self.throttle.failed(client)
             # A browser opening the explorer is asked for the key (as a Basic password).
             challenge = (
                 [(b"www-authenticate", _CHALLENGE)] if path.startswith("/admin/docs") else []
@@ -252,12 +209,27 @@ class AdminApi:
             return
         await self.app(scope, receive, send)
 
+    def locked(self, client: str) -> RateLimited | None:
+        """The 429 for an address that failed to log in too often lately (admin/throttle.py)."""
+        wait = self.throttle.retry_after(client)
+        if wait is None:
+            return None
+        return RateLimited(
+            f"Too many failed admin logins from this address; try again in {wait} s.",
+            code="too_many_failed_logins",
+            headers={"Retry-After": str(wait)},
+        )
+
     @staticmethod
     async def _error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         return Response(
             exc.body("openai"), exc.http_status, exc.headers, media_type="application/json"
         )
+
+    @staticmethod
+    async def _store_error(request: Request, exc: Exception) -> Response:
+        return await AdminApi._error(request, store_unavailable(exc))
 
     @staticmethod
     async def _http_error(request: Request, exc: Exception) -> Response:
@@ -329,60 +301,6 @@ class AdminApi:
         items = self._everything(gw, await self._records(gw))[kind]
         entity = self._find(items, kind, request.path_params["ref"])
         return json_response(present(entity), etag=entity.etag)
-
-    # -- the audit log ----------------------------------------------------------
-
-    def _audit_store(self) -> Store:
-        store = self.runtime.audit_store
-        if store is None:
-            raise Conflict(
-                "This gateway keeps no audit log: it needs gateway.store (or audit.path).",
-                code="audit_log_off",
-            )
-        return store
-
-    async def logs(self, request: Request) -> Response:
-        store = self._audit_store()
-        query = request.query_params
-        limit = paging.limit(query.get("limit"))
-        equal = _audit_equal(query, AUDIT_FILTERS, self._gw(request))
-        before = _log_cursor(query["after"]) if query.get("after") else None
-        since = _moment(query, "since")
-        until = _moment(query, "until")
-        rows = await store.audit(AuditQuery(equal, since, until, before, limit + 1))
-        page = rows[:limit]
-        more = len(rows) > limit
-        return json_response(
-            {
-                "data": [_log(row) for row in page],
-                "next": paging.cursor(f"{_ts(page[-1]['ts'])}|{page[-1]['id']}") if more else None,
-            }
-        )
-
-    async def log(self, request: Request) -> Response:
-        request_id = request.path_params["request_id"]
-        equal: dict[str, str | int] = {"gateway": self._gw(request), "request_id": request_id}
-        rows = await self._audit_store().audit(AuditQuery(equal, limit=1, bodies=True))
-        if not rows:
-            raise NotFound(f"No audit row for request '{request_id}'.", code="log_not_found")
-        return json_response(_log(rows[0]))
-
-    async def usage(self, request: Request) -> Response:
-        store = self._audit_store()
-        query = request.query_params
-        group_by = query.get("group_by") or "consumer"
-        if group_by not in USAGE_GROUPS:
-            raise InvalidRequest(f"group_by: one of {', '.join(USAGE_GROUPS)}", param="group_by")
-        limit = query.get("limit") or str(paging.MAX_LIMIT)
-        usage = UsageQuery(
-            group_by,
-            _audit_equal(query, _USAGE_FILTERS, self._gw(request)),
-            _moment(query, "since"),
-            _moment(query, "until"),
-            paging.limit(limit),
-        )
-        rows = await store.audit_usage(usage)
-        return json_response({"group_by": group_by, "data": rows})
 
     # -- writing ----------------------------------------------------------------
 

@@ -220,8 +220,7 @@ class GatewayEndpoints:
                 raise Conflict(f"A gateway named '{name}' already exists.", code="name_taken")
             check_hosts(doc, name, self.runtime.file, items)
             check_tokens(doc, name, self.runtime.file, items)
-            if existing is None:
-                await store.ensure_gateway(name)
+            if existing is None:  # the store makes the gateway with its record, in one go
                 record: Record | None = await store.create(
                     name, "gateway", str(uuid.uuid4()), name, doc, tags
                 )

@@ -67,6 +67,12 @@ class KeyEndpoints:
             out.append(shown)
         return out
 
+    def _show_new_key(self, gw: str, record: Record) -> dict[str, Any]:
+        shown = present_key(record, None, time.time())
+        consumer = self.runtime.tables[gw].consumers.get(record.doc["consumer"])
+        shown["rules"] = effective_rules(record.doc, consumer)
+        return shown
+
     @staticmethod
     def _find_key(records: list[Record], ref: str) -> Record:
         for record in records:
@@ -121,7 +127,9 @@ class KeyEndpoints:
             except DuplicateName:  # two equal prefixes: about one in 2**47
                 raise Conflict("Minting collided; try again.", code="name_taken") from None
             await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys(gw, [record]))[0]
+        # A new key has never been used: its answer needs no read of the store, which
+        # could fail after the key was written and leave a key nobody was shown.
+        shown = self._show_new_key(gw, record)
         return json_response({**shown, "key": key}, 201)
 
     async def revoke_key(self, request: Request) -> Response:
@@ -213,5 +221,7 @@ class KeyEndpoints:
                     f"keys/{old.name} was changed by another writer."
                 ) from None
             await self.runtime.install(built.loaded, built.table)
-        shown = (await self._show_keys(gw, [record]))[0]
+        # A new key has never been used: its answer needs no read of the store, which
+        # could fail after the key was written and leave a key nobody was shown.
+        shown = self._show_new_key(gw, record)
         return json_response({**shown, "key": key}, 201)

@@ -188,9 +188,13 @@ def _audit_log() -> dict[str, Any]:
     """A row of the audit log as ``/admin/logs`` shows it (docs/observability.md)."""
     return {
         "type": "object",
-        "required": ["request_id", "ts", "gateway", "status", "latency_ms", "attempts"],
+        "required": ["id", "request_id", "ts", "gateway", "status", "latency_ms", "attempts"],
         "properties": {
-            "request_id": {"type": "string"},
+            "id": {"type": "string", "description": "the row's own id (GET /admin/logs/{id})"},
+            "request_id": {
+                "type": "string",
+                "description": "the X-Request-Id (the client's when it sent one): not unique",
+            },
             "ts": {"type": "string", "format": "date-time"},
             "gateway": {"type": "string"},
             **{
@@ -217,7 +221,7 @@ def _audit_log() -> dict[str, Any]:
             # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
             "guardrail": _NULLABLE_TEXT,
             "tags": _NULLABLE_TEXT,
-            # Only in GET /admin/logs/{request_id}, and only for rows logged with bodies.
+            # Only in GET /admin/logs/{id}, and only for rows logged with bodies.
             "request_body": _NULLABLE_TEXT,
             "response_body": _NULLABLE_TEXT,
             "request_truncated": {"type": ["boolean", "null"]},
@@ -248,7 +252,7 @@ def _audit_responses(ok: dict[str, Any], not_found: bool = False) -> dict[str, A
         "409": {"description": "This gateway keeps no audit log", "content": error},
     }
     if not_found:
-        out["404"] = {"description": "No row for this request id", "content": error}
+        out["404"] = {"description": "No row with this id", "content": error}
     return out
 
 
@@ -311,14 +315,22 @@ def _audit_paths() -> dict[str, Any]:
                 ),
             }
         },
-        "/admin/logs/{request_id}": {
-            "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": text}],
+        "/admin/logs/{id}": {
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": text,
+                    "description": "the row's id (a request id is the request_id filter)",
+                }
+            ],
             "get": {
-                "summary": "One request's audit row, with its bodies when they were logged",
+                "summary": "One audit row, with its bodies when they were logged",
                 "operationId": "get_log",
                 "responses": _audit_responses(
                     {
-                        "description": "The newest row with this request id",
+                        "description": "The row with this id",
                         "content": {"application/json": {"schema": {"$ref": _REF + "AuditLog"}}},
                     },
                     not_found=True,
@@ -588,6 +600,32 @@ def _with_gateways(paths: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What any operation may answer besides its own statuses (docs/admin-api.md#errors);
+# 408 and 413 only where it takes a body.
+_EVERYWHERE = {
+    "429": "Too many failed admin logins from this address (see Retry-After)",
+    "503": "The store is not answering; nothing was written (see Retry-After)",
+}
+_WITH_BODY = {
+    "408": "The body paused longer than gateway.body_timeout",
+    "413": "The body is over gateway.max_body_bytes",
+}
+
+
+def _with_control_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    error = {"application/json": {"schema": {"$ref": _REF + "Error"}}}
+    for item in paths.values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            extra = {**_EVERYWHERE, **(_WITH_BODY if "requestBody" in operation else {})}
+            for status, description in extra.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": error}
+                )
+    return paths
+
+
 def openapi_spec() -> dict[str, Any]:
     schemas = {**_schemas("validation", "Input"), **_schemas("serialization", "")}
     creds = schemas["Credentials"]
@@ -619,7 +657,7 @@ def openapi_spec() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "sluicegate Admin API", "version": __version__},
         "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": _with_gateways({**_paths(), **_key_paths()}),
+        "paths": _with_control_errors(_with_gateways({**_paths(), **_key_paths()})),
         "components": {
             "schemas": schemas,
             "securitySchemes": {

@@ -365,6 +365,9 @@ class Cors(Strict):
         return value
 
 
+MIN_ADMIN_KEY = 16
+
+
 class Gateway(Strict):
     name: Name = "default"
     listen: str = "127.0.0.1:8080"
@@ -409,6 +412,16 @@ class Gateway(Strict):
     def _empty_is_unset(cls, value: str | None) -> str | None:
         # `${VAR}` of an unset variable leaves "", which means "not configured".
         return value or None
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key(cls, value: str | None) -> str | None:
+        # It opens everything; the Admin API slows guessing down, a long key defeats it.
+        if value is not None and len(value) < MIN_ADMIN_KEY:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_KEY} characters (e.g. openssl rand -hex 24)"
+            )
+        return value
 
     @field_validator("redis")
     @classmethod

@@ -28,6 +28,14 @@ class StaleWrite(SluicegateError):
     """An entity of a batch changed or went since it was read; nothing was written."""
 
 
+class StoreUnreachable(SluicegateError, OSError):
+    """The store did not answer: the database is down, unreachable, locked or full. A write
+    that raises it was not committed (its transaction rolled back with the connection),
+    unless the connection was lost in the instant of the commit itself. The message is the
+    cause's type name only: a driver's message may hold a host or a user. An ``OSError``,
+    as the drivers' own connection errors are, for callers that catch those."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One step of ``Store.write_many``; ``version`` is the one read (update, delete)."""
@@ -89,6 +97,8 @@ AUDIT_FILTERS = (
     "error_type",
 )
 AuditRow = tuple[Any, ...]
+# What ``AuditQuery.equal`` may name: the filters, and the row's own id (one row).
+_AUDIT_EQUAL = frozenset({"id", *AUDIT_FILTERS})
 
 # ``GET /admin/usage?group_by=``: the column each grouping reads ("day" is the dialect's).
 USAGE_GROUPS = {
@@ -113,7 +123,7 @@ USAGE_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    """Audit rows newest first; ``equal`` maps names of ``AUDIT_FILTERS`` to values;
+    """Audit rows newest first; ``equal`` maps names of ``AUDIT_FILTERS`` (or ``id``) to values;
     ``before`` is the ``(ts, id)`` of the last row of the previous page."""
 
     equal: dict[str, str | int] = field(default_factory=dict)
@@ -150,7 +160,7 @@ def _audit_filters(
         return mark(len(params))
 
     for name, value in equal.items():
-        if name not in AUDIT_FILTERS:
+        if name not in _AUDIT_EQUAL:
             raise ValueError(f"not an audit filter: {name}")
         clauses.append(f"{name} = {param(value)}")
     if since is not None:
@@ -220,6 +230,8 @@ class Record:
 
 
 class Store(Protocol):
+    """Every method but ``open`` raises ``StoreUnreachable`` when the store does not answer."""
+
     async def open(self) -> None:
         """Connect and bring the schema up to date (safe from several instances at once)."""
 
@@ -239,7 +251,8 @@ class Store(Protocol):
     async def create(
         self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
     ) -> Record:
-        """Raises ``DuplicateName`` when the name is taken."""
+        """Raises ``DuplicateName`` when the name is taken. A gateway the store has not seen
+        is made in the same transaction."""
 
     async def update(
         self,
@@ -285,6 +298,13 @@ class Store(Protocol):
         """Delete at most ``limit`` rows older than ``before`` (the oldest first, whatever
         their gateway) in one short transaction; the number deleted. Safe from several
         instances at once."""
+
+    async def end_session(self, digest: str, expires: datetime) -> None:
+        """Remember a dashboard session ended by logout until ``expires`` (``digest``: the
+        SHA-256 of its nonce); sessions past their expiry are forgotten in the same go."""
+
+    async def session_ended(self, digest: str) -> bool:
+        """Whether a session that has not expired yet was ended by logout."""
 
 
 def open_store(url: str) -> Store:

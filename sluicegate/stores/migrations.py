@@ -96,6 +96,17 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE sluicegate_audit ADD COLUMN guardrail TEXT",
         "ALTER TABLE sluicegate_audit ADD COLUMN tags TEXT",
     ),
+    (
+        # 6: dashboard sessions ended by logout (the SHA-256 of the cookie's nonce), kept
+        # until they would have expired, so that every instance refuses the cookie
+        """
+        CREATE TABLE sluicegate_ended_sessions (
+            digest TEXT PRIMARY KEY,
+            expires_at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX sluicegate_ended_sessions_expiry ON sluicegate_ended_sessions (expires_at)",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -172,6 +183,17 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 5: guardrail verdicts (JSON: type, action, count; never a value) and transform tags
         "ALTER TABLE sluicegate_audit ADD COLUMN guardrail TEXT, ADD COLUMN tags TEXT",
+    ),
+    (
+        # 6: dashboard sessions ended by logout (the SHA-256 of the cookie's nonce), kept
+        # until they would have expired, so that every instance refuses the cookie
+        """
+        CREATE TABLE sluicegate_ended_sessions (
+            digest TEXT PRIMARY KEY,
+            expires_at TIMESTAMPTZ NOT NULL
+        )
+        """,
+        "CREATE INDEX sluicegate_ended_sessions_expiry ON sluicegate_ended_sessions (expires_at)",
     ),
 )
 

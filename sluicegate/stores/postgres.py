@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import orjson
@@ -19,6 +20,7 @@ from sluicegate.stores.base import (
     DuplicateName,
     Record,
     StaleWrite,
+    StoreUnreachable,
     Unlisten,
     UsageQuery,
     Wake,
@@ -49,6 +51,7 @@ def _record(row: Any) -> Record:
 
 
 _BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+_ENSURE_GATEWAY = "INSERT INTO sluicegate_gateways (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
 _INSERT = (
     "INSERT INTO sluicegate_entities (id, gateway, kind, name, doc, tags, created_at, "
     "updated_at, version) VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, 1) "
@@ -94,6 +97,43 @@ _PURGE = (
     "DELETE FROM sluicegate_audit WHERE id IN (SELECT id FROM sluicegate_audit "
     "WHERE ts < $1 ORDER BY ts LIMIT $2 FOR UPDATE SKIP LOCKED)"
 )
+
+
+_END_SESSION = (
+    "INSERT INTO sluicegate_ended_sessions (digest, expires_at) VALUES ($1, $2) "
+    "ON CONFLICT (digest) DO NOTHING"
+)
+_FORGET_ENDED = "DELETE FROM sluicegate_ended_sessions WHERE expires_at <= now()"
+_SESSION_ENDED = "SELECT 1 FROM sluicegate_ended_sessions WHERE digest = $1 AND expires_at > now()"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# What a server that is down, unreachable, restarting or out of connections raises (the
+# pool connects lazily, so any call may be the one that finds out).
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def _reached(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The store method, raising ``StoreUnreachable`` when the server does not answer."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise StoreUnreachable(type(exc).__name__) from exc
+
+    return call
 
 
 async def _bump(conn: Any, gateway: str) -> None:
@@ -143,6 +183,7 @@ class PostgresStore:
             raise RuntimeError("the store is not open")
         return self._pool
 
+    @_reached
     async def _meta(self, key: str) -> int:
         value = await self.pool.fetchval("SELECT value FROM sluicegate_meta WHERE key = $1", key)
         return int(value or 0)
@@ -153,16 +194,16 @@ class PostgresStore:
     async def config_version(self) -> int:
         return await self._meta("config_version")
 
+    @_reached
     async def ensure_gateway(self, name: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO sluicegate_gateways (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            name,
-        )
+        await self.pool.execute(_ENSURE_GATEWAY, name)
 
+    @_reached
     async def gateways(self) -> list[str]:
         rows = await self.pool.fetch("SELECT name FROM sluicegate_gateways ORDER BY name")
         return [row["name"] for row in rows]
 
+    @_reached
     async def entities(self, gateway: str) -> list[Record]:
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM sluicegate_entities WHERE gateway = $1 "
@@ -171,9 +212,16 @@ class PostgresStore:
         )
         return [_record(row) for row in rows]
 
-    async def _write(self, gateway: str, sql: str, *params: Any) -> Record | None:
+    @_reached
+    async def _write(
+        self, gateway: str, sql: str, *params: Any, new_gateway: bool = False
+    ) -> Record | None:
+        """One statement in a transaction; with ``new_gateway``, the gateway is made first
+        if the store has not seen it (a create)."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
+                if new_gateway:
+                    await conn.execute(_ENSURE_GATEWAY, gateway)
                 row = await conn.fetchrow(sql, *params)
                 if row is not None:
                     await _bump(conn, gateway)
@@ -185,9 +233,8 @@ class PostgresStore:
         self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
     ) -> Record:
         now = datetime.now(UTC)
-        record = await self._write(
-            gateway, _INSERT, *_insert_params(gateway, kind, id, name, doc, tags, now, now)
-        )
+        params = _insert_params(gateway, kind, id, name, doc, tags, now, now)
+        record = await self._write(gateway, _INSERT, *params, new_gateway=True)
         assert record is not None
         return record
 
@@ -211,6 +258,7 @@ class PostgresStore:
         record = await self._write(gateway, _DELETE, id, gateway, kind, expected_version)
         return record is not None
 
+    @_reached
     async def write_many(self, gateway: str, changes: Sequence[Change]) -> None:
         now = datetime.now(UTC)
         try:
@@ -268,6 +316,7 @@ class PostgresStore:
 
         return unlisten
 
+    @_reached
     async def write_audit(self, rows: Sequence[AuditRow]) -> None:
         if not rows:
             return
@@ -275,11 +324,13 @@ class PostgresStore:
         columns[_AUDIT_TS] = [datetime.fromtimestamp(ts, UTC) for ts in columns[_AUDIT_TS]]
         await self.pool.execute(_AUDIT_INSERT, *columns)
 
+    @_reached
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
         tail, params = audit_where(query, lambda n: f"${n}", lambda moment: moment)
         rows = await self.pool.fetch(audit_select(query) + tail, *params)
         return [dict(row) for row in rows]
 
+    @_reached
     async def audit_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
         sql, params = usage_sql(query, _DAY, lambda n: f"${n}", lambda moment: moment)
         rows = await self.pool.fetch(sql, *params)
@@ -297,6 +348,7 @@ class PostgresStore:
             for row in rows
         ]
 
+    @_reached
     async def touch_keys(self, used: Mapping[str, datetime]) -> None:
         await self.pool.executemany(
             "INSERT INTO sluicegate_key_usage (key_id, last_used_at) VALUES ($1, $2) "
@@ -305,13 +357,25 @@ class PostgresStore:
             list(used.items()),
         )
 
+    @_reached
     async def key_usage(self) -> dict[str, datetime]:
         rows = await self.pool.fetch("SELECT key_id, last_used_at FROM sluicegate_key_usage")
         return {row["key_id"]: row["last_used_at"] for row in rows}
 
+    @_reached
     async def purge_audit(self, before: datetime, limit: int) -> int:
         status: str = await self.pool.execute(_PURGE, before, limit)
         return int(status.rpartition(" ")[2] or 0)
+
+    @_reached
+    async def end_session(self, digest: str, expires: datetime) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_FORGET_ENDED)
+            await conn.execute(_END_SESSION, digest, expires)
+
+    @_reached
+    async def session_ended(self, digest: str) -> bool:
+        return await self.pool.fetchval(_SESSION_ENDED, digest) is not None
 
 
 def _insert_params(

@@ -20,6 +20,7 @@ from sluicegate.stores.base import (
     DuplicateName,
     Record,
     StaleWrite,
+    StoreUnreachable,
     Unlisten,
     UsageQuery,
     Wake,
@@ -58,6 +59,9 @@ _DELETE = (
     f"AND version = ? RETURNING {_COLUMNS}"
 )
 _BUMP = "UPDATE sluicegate_meta SET value = value + 1 WHERE key = 'config_version'"
+_ENSURE_GATEWAY = (
+    "INSERT INTO sluicegate_gateways (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+)
 
 
 _AUDIT_INSERT = (
@@ -72,6 +76,14 @@ _PURGE = (
     "DELETE FROM sluicegate_audit WHERE id IN (SELECT id FROM sluicegate_audit "
     "WHERE ts < ? ORDER BY ts LIMIT ?)"
 )
+
+
+_END_SESSION = (
+    "INSERT INTO sluicegate_ended_sessions (digest, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (digest) DO NOTHING"
+)
+_FORGET_ENDED = "DELETE FROM sluicegate_ended_sessions WHERE expires_at <= ?"
+_SESSION_ENDED = "SELECT 1 FROM sluicegate_ended_sessions WHERE digest = ? AND expires_at > ?"
 
 
 def _audit_params(row: AuditRow) -> AuditRow:
@@ -147,7 +159,14 @@ class SqliteStore:
             raise RuntimeError("the store is not open")
         conn = self._conn
         async with self._lock:
-            return await asyncio.to_thread(fn, conn)
+            try:
+                return await asyncio.to_thread(fn, conn)
+            except sqlite3.DatabaseError as exc:
+                # Locked past the busy timeout, unreadable, full, not a database: the file
+                # cannot serve. A constraint or a statement of ours is not that.
+                if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+                    raise StoreUnreachable(type(exc).__name__) from exc
+                raise
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -213,13 +232,7 @@ class SqliteStore:
         return await self._meta("config_version")
 
     async def ensure_gateway(self, name: str) -> None:
-        await self._run(
-            lambda conn: conn.execute(
-                "INSERT INTO sluicegate_gateways (name, created_at) VALUES (?, ?) "
-                "ON CONFLICT (name) DO NOTHING",
-                (name, _now()),
-            )
-        )
+        await self._run(lambda conn: conn.execute(_ENSURE_GATEWAY, (name, _now())))
 
     async def gateways(self) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
@@ -240,9 +253,15 @@ class SqliteStore:
         return await self._run(read)
 
     @staticmethod
-    def _write(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Record | None:
+    def _write(
+        conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], gateway: str | None = None
+    ) -> Record | None:
+        """One statement in a transaction; with ``gateway``, that gateway is made first if
+        the store has not seen it (a create)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if gateway is not None:
+                conn.execute(_ENSURE_GATEWAY, (gateway, _now()))
             row = conn.execute(sql, params).fetchone()
             if row is not None:
                 conn.execute(_BUMP)
@@ -259,7 +278,7 @@ class SqliteStore:
         self, gateway: str, kind: str, id: str, name: str, doc: dict[str, Any], tags: list[str]
     ) -> Record:
         sql, params = _params(gateway, Change("create", kind, id, name, doc, tuple(tags)), _now())
-        record = await self._run(lambda conn: self._write(conn, sql, params))
+        record = await self._run(lambda conn: self._write(conn, sql, params, gateway))
         assert record is not None
         return record
 
@@ -399,3 +418,24 @@ class SqliteStore:
             return count
 
         return await self._run(purge)
+
+    async def end_session(self, digest: str, expires: datetime) -> None:
+        params = (digest, _stamp(expires))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_FORGET_ENDED, (_now(),))
+                conn.execute(_END_SESSION, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def session_ended(self, digest: str) -> bool:
+        def read(conn: sqlite3.Connection) -> bool:
+            return conn.execute(_SESSION_ENDED, (digest, _now())).fetchone() is not None
+
+        return await self._run(read)

@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from sluicegate.admin.api import store_unavailable
+from sluicegate.admin.throttle import client_of
 from sluicegate.asgi import Message, Receive, Scope, Send, respond_error
 from sluicegate.auth.tokens import looks_like_jwt
 from sluicegate.errors import (
@@ -31,6 +33,8 @@ from sluicegate.errors import (
     NotFound,
     PermissionDenied,
 )
+from sluicegate.stores.base import StoreUnreachable
+from sluicegate.ui.ended import EndedSessions
 from sluicegate.ui.session import COOKIE, LIFETIME, Session, Sessions
 from sluicegate.ui.summary import WINDOWS, Sampler
 
@@ -114,6 +118,7 @@ class Dashboard:
         self.runtime = runtime
         self.admin = admin
         self.sessions = Sessions()
+        self.ended = EndedSessions.of(runtime)
         self.sampler = Sampler(runtime.metrics)
         self.files = _files()
         self.app = Starlette(
@@ -131,7 +136,11 @@ class Dashboard:
                     methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                 ),
             ],
-            exception_handlers={GatewayError: self._error, HTTPException: self._http_error},
+            exception_handlers={
+                GatewayError: self._error,
+                HTTPException: self._http_error,
+                StoreUnreachable: self._store_error,
+            },
         )
 
     @property
@@ -155,12 +164,17 @@ class Dashboard:
 
     async def close(self) -> None:
         await self.sampler.close()
+        await self.ended.close()
 
     @staticmethod
     async def _error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         headers = {**_HEADERS, **exc.headers}
         return Response(exc.body("openai"), exc.http_status, headers, "application/json")
+
+    @staticmethod
+    async def _store_error(request: Request, exc: Exception) -> Response:
+        return await Dashboard._error(request, store_unavailable(exc))
 
     @staticmethod
     async def _http_error(request: Request, exc: Exception) -> Response:
@@ -201,8 +215,15 @@ class Dashboard:
         admin_key = self.runtime.file.config.gateway.admin_key
         return self.sessions.signing_key(admin_key, self.runtime.key_secret)
 
-    def _session(self, request: Request) -> Session:
+    async def _open_session(self, request: Request) -> Session | None:
+        """The request's session: signed, not expired, not ended by a logout anywhere."""
         session = self.sessions.check(self._key(), request.cookies.get(COOKIE))
+        if session is None or await self.ended.ended(session.nonce, session.expires):
+            return None
+        return session
+
+    async def _session(self, request: Request) -> Session:
+        session = await self._open_session(request)
         if session is None:
             raise AuthenticationError("Log in first.", code="not_logged_in")
         if request.method in _UNSAFE:
@@ -242,7 +263,16 @@ class Dashboard:
         secret = body.get("key") if isinstance(body, dict) else None
         if not isinstance(secret, str) or not secret:
             raise InvalidRequest('Send {"key": "<the admin key or an admin token>"}.', param="key")
-        lifetime = await self._lifetime(secret.strip())
+        client = client_of(request.scope.get("client"))
+        locked = self.admin.locked(client)  # failed logins count with the Admin API's
+        if locked is not None:
+            raise locked
+        try:
+            lifetime = await self._lifetime(secret.strip())
+        except AuthenticationError:
+            self.admin.throttle.failed(client)
+            raise
+        self.admin.throttle.succeeded(client)
         cookie, session = self.sessions.issue(self._key(), lifetime)
         answer = _json({"csrf": session.csrf, "expires_at": session.expires})
         answer.set_cookie(
@@ -257,14 +287,15 @@ class Dashboard:
         return answer
 
     async def logout(self, request: Request) -> Response:
-        self.sessions.end(self._session(request))
+        session = await self._session(request)
+        await self.ended.end(session.nonce, session.expires)
         answer = Response(status_code=204, headers=_HEADERS)
         answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
         return answer
 
     async def session(self, request: Request) -> Response:
         """Who the page is: 200 either way, so that a first visit logs no failed request."""
-        session = self.sessions.check(self._key(), request.cookies.get(COOKIE))
+        session = await self._open_session(request)
         if session is None:
             return _json({"logged_in": False})
         return _json(
@@ -280,7 +311,7 @@ class Dashboard:
     # -- data -------------------------------------------------------------------
 
     async def summary(self, request: Request) -> Response:
-        self._session(request)
+        await self._session(request)
         window = request.query_params.get("window") or "1h"
         if window not in WINDOWS:
             raise InvalidRequest(f"window: one of {', '.join(WINDOWS)}", param="window")
@@ -296,7 +327,7 @@ class Dashboard:
 
     async def to_admin(self, request: Request) -> Response:
         """The Admin API on behalf of the session's admin: same routes, same answers."""
-        self._session(request)
+        await self._session(request)
         body = await request.body()
         scope = dict(request.scope)
         path = "/admin/" + request.path_params["rest"]

@@ -1,11 +1,12 @@
 """Dashboard sessions: a signed cookie, and a CSRF token derived from it.
 
-Nothing is kept per session on the server: the cookie carries its expiry and a
-random nonce, signed with HMAC-SHA256. The signing key is derived from the
+Nothing is kept per open session on the server: the cookie carries its expiry
+and a random nonce, signed with HMAC-SHA256. The signing key is derived from the
 admin key, so every instance and worker behind one load balancer accepts the
 same cookie, and changing the admin key ends every session. Without an admin
 key (admin tokens only) the key is ``SLUICEGATE_KEY_SECRET``'s, or else random
-per process, and a session then holds on that process alone.
+per process, and a session then holds on that process alone. A logout is kept
+where every instance sees it (ui/ended.py).
 
 The CSRF token is a second HMAC of the nonce: the page reads it from
 ``/ui/api/session`` (a same-origin answer) and sends it in ``X-CSRF-Token`` with
@@ -42,8 +43,6 @@ class Sessions:
 
     def __init__(self) -> None:
         self._fallback = os.urandom(32)  # used only when no configured secret exists
-        # Nonces of sessions ended by logout, until they would have expired anyway.
-        self._ended: dict[str, float] = {}
 
     @staticmethod
     def _key(material: bytes) -> bytes:
@@ -66,7 +65,8 @@ class Sessions:
         return cookie, Session(nonce, float(expires), self._mac(key, "csrf." + nonce))
 
     def check(self, key: bytes, cookie: str | None) -> Session | None:
-        """The session a cookie holds, or None when it is forged, expired or ended."""
+        """The session a cookie holds, or None when it is forged or expired (whether it was
+        ended by logout is ``EndedSessions``' to say)."""
         if not cookie or len(cookie) > 200:
             return None
         body, _, mac = cookie.rpartition(".")
@@ -76,15 +76,10 @@ class Sessions:
             return None
         if not hmac.compare_digest(mac.encode(), self._mac(key, body).encode()):
             return None
-        if float(expires) <= time.time() or nonce in self._ended:
+        if float(expires) <= time.time():
             return None
         return Session(nonce, float(expires), self._mac(key, "csrf." + nonce))
 
     @staticmethod
     def csrf_ok(session: Session, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token.encode(), session.csrf.encode())
-
-    def end(self, session: Session) -> None:
-        now = time.time()
-        self._ended = {n: t for n, t in self._ended.items() if t > now}
-        self._ended[session.nonce] = session.expires

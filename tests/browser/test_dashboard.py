@@ -89,9 +89,11 @@ def wait_for_audit(gateway: RunningGateway, request_id: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         answer = httpx.get(
-            f"{gateway.url}/admin/logs/{request_id}", headers={"x-api-key": ADMIN_KEY}
+            f"{gateway.url}/admin/logs",
+            params={"request_id": request_id},
+            headers={"x-api-key": ADMIN_KEY},
         )
-        if answer.status_code == 200:
+        if answer.status_code == 200 and answer.json()["data"]:
             return
         time.sleep(0.05)
     raise AssertionError(f"request {request_id} never reached the audit log")

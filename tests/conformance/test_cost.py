@@ -3,7 +3,6 @@ them, and a cost that matches the price table (cached input priced apart)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,10 @@ import openai
 import pytest
 
 from tests.conformance.conftest import PROVIDERS, Provider
-from tests.conftest import KEY
+from tests.conftest import KEY, logged_row
 from tests.fakes.gateway import RunningGateway
 
-ADMIN_KEY = "adm-cost-0001"
+ADMIN_KEY = "adm-cost-key-000001"
 # USD per million tokens, chosen so that every kind of token has its own price.
 PRICE = {"input": 3.0, "output": 15.0, "cached_input": 0.3}
 
@@ -46,17 +45,9 @@ def priced(
 
 
 def _row(gateway: RunningGateway, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        found = httpx.get(
-            f"{gateway.url}/admin/logs/{request_id}",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        if found.status_code == 200:
-            row: dict[str, Any] = found.json()
-            return row
-        assert time.monotonic() < deadline, found.text
-        time.sleep(0.05)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=gateway.url, headers=headers) as admin:
+        return logged_row(admin, request_id, seconds=10)
 
 
 def _expected(prompt: int, cached: int, completion: int) -> float:

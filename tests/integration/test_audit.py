@@ -21,7 +21,7 @@ from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 from sluicegate.telemetry.pricing import PriceTable
 from sluicegate.telemetry.usage import TokenCounts
-from tests.conftest import KEY, OTHER_KEY, eventually
+from tests.conftest import KEY, OTHER_KEY, eventually, logged_row
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.stores import BACKENDS, store_url
 
@@ -296,7 +296,7 @@ def test_requests_through_the_gateway_become_rows(url: str, tmp_path: Path) -> N
         assert {r["request_id"] for r in rows} == {*ids_a, *ids_s, *ids_b, failed}
         assert [r["ts"] for r in rows] == sorted((r["ts"] for r in rows), reverse=True)
 
-        one = admin.get(f"/admin/logs/{ids_a[3]}").json()
+        one = logged_row(admin, ids_a[3])
         assert one["consumer"] == "team-a" and one["rule"] == "chat"
         assert one["service"] == "mock" and one["provider"] == "mock"
         assert one["model"] == MODEL and one["status"] == 200
@@ -305,10 +305,10 @@ def test_requests_through_the_gateway_become_rows(url: str, tmp_path: Path) -> N
         assert one["input_tokens"] > 0 and one["output_tokens"] > 0
         usage = TokenCounts(input=one["input_tokens"], output=one["output_tokens"])
         assert one["cost_usd"] == pytest.approx(PriceTable().cost(MODEL, usage))
-        assert one["latency_ms"] > 0 and "id" not in one
-        streamed = admin.get(f"/admin/logs/{ids_s[0]}").json()
+        assert one["latency_ms"] > 0 and one["id"] != one["request_id"]
+        streamed = logged_row(admin, ids_s[0])
         assert streamed["ttft_ms"] is not None and streamed["status"] == 200
-        bad = admin.get(f"/admin/logs/{failed}").json()
+        bad = logged_row(admin, failed)
         assert bad["status"] == 502 and bad["rule"] == "doomed" and bad["error_type"]
 
         assert {r["request_id"] for r in all_logs(admin, consumer="team-b")} == {*ids_b, failed}
@@ -323,6 +323,7 @@ def test_requests_through_the_gateway_become_rows(url: str, tmp_path: Path) -> N
         assert len(newer) + len(older) == 20 and newer[-1]["ts"] == middle
 
         assert admin.get("/admin/logs/nope").status_code == 404
+        assert admin.get(f"/admin/logs/{ids_a[3]}").status_code == 404  # a request id: a filter
         assert admin.get("/admin/logs", params={"since": "yesterday"}).status_code == 400
         assert admin.get("/admin/logs", params={"status": "ok"}).status_code == 400
         assert admin.get("/admin/logs", params={"after": "!!"}).status_code == 400
@@ -330,6 +331,40 @@ def test_requests_through_the_gateway_become_rows(url: str, tmp_path: Path) -> N
         assert httpx.get(gateway.url + "/admin/logs").status_code == 401
         metrics = httpx.get(gateway.url + "/metrics").text
         assert "sluicegate_audit_queue_depth" in metrics
+    finally:
+        gateway.stop()
+
+
+def test_a_request_id_two_clients_send_is_a_filter_and_each_row_has_its_own_id(
+    url: str, tmp_path: Path
+) -> None:
+    """Clients choose their X-Request-Id: two consumers sending the same one each get their
+    own row, addressed by the row's id; the request id finds both."""
+    gateway = RunningGateway(gateway_config(url, tmp_path)).start()
+    try:
+        admin = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        shared = "shared-request-id-0001"
+        for key in (KEY, OTHER_KEY):
+            answer = httpx.post(
+                gateway.url + "/v1/chat/completions",
+                json={"model": MODEL, "messages": [{"role": "user", "content": "mine"}]},
+                headers={"Authorization": f"Bearer {key}", "X-Request-Id": shared},
+            )
+            assert answer.headers["x-request-id"] == shared
+        deadline = time.monotonic() + 5
+        while len(all_logs(admin, request_id=shared)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rows = all_logs(admin, request_id=shared)
+        assert sorted(r["consumer"] for r in rows) == ["team-a", "team-b"]
+        assert len({r["id"] for r in rows}) == 2
+        for row in rows:
+            one = admin.get(f"/admin/logs/{row['id']}")
+            assert one.status_code == 200
+            assert one.json()["consumer"] == row["consumer"] and one.json()["id"] == row["id"]
+        gone = admin.get(f"/admin/logs/{shared}")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "log_not_found"
+        other = admin.get(f"/admin/gateways/nope/logs/{rows[0]['id']}")
+        assert other.status_code == 404
     finally:
         gateway.stop()
 

@@ -20,7 +20,7 @@ from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 from sluicegate.telemetry.usage import TokenCounts
-from tests.conftest import KEY, OTHER_KEY
+from tests.conftest import KEY, OTHER_KEY, logged_row
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.stores import BACKENDS, store_url
 from tests.integration.test_audit import ADMIN_KEY, _sql, all_logs, counts, gateway_config
@@ -309,10 +309,7 @@ def test_log_bodies_through_the_gateway(url: str, tmp_path: Path) -> None:
         assert all("request_body" not in row for row in rows)  # never in a page of rows
 
         def one(response: httpx.Response) -> dict[str, Any]:
-            found: dict[str, Any] = admin.get(
-                f"/admin/logs/{response.headers['x-request-id']}"
-            ).json()
-            return found
+            return logged_row(admin, response.headers["x-request-id"])
 
         row = one(whole)
         assert orjson.loads(row["request_body"])["messages"][0]["content"] == "hello there"
@@ -351,7 +348,7 @@ def test_bodies_are_off_by_default(tmp_path: Path) -> None:
         )
         admin = _admin(gateway)
         _wait_rows(admin, 1)
-        row = admin.get(f"/admin/logs/{response.headers['x-request-id']}").json()
+        row = logged_row(admin, response.headers["x-request-id"])
         assert row["status"] == 200 and "request_body" not in row
     finally:
         gateway.stop()
@@ -447,8 +444,8 @@ def test_a_rule_turns_bodies_on_or_off_for_itself(tmp_path: Path) -> None:
             ids[model] = answer.headers["x-request-id"]
         admin = _admin(gateway)
         _wait_rows(admin, 2)
-        kept = admin.get(f"/admin/logs/{ids['mock-chat']}").json()
+        kept = logged_row(admin, ids["mock-chat"])
         assert "kept?" in kept["request_body"] and "mock: kept?" in kept["response_body"]
-        assert "request_body" not in admin.get(f"/admin/logs/{ids['doomed']}").json()
+        assert "request_body" not in logged_row(admin, ids["doomed"])
     finally:
         gateway.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import openai_service
+from tests.conftest import logged_row, openai_service
 from tests.security.leaks import Leaks
 
 UPSTREAM_SECRET = "Bearer sk-upstream-" + secrets.token_hex(12)
@@ -80,12 +79,5 @@ def audited(tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 def audit_row(url: str, request_id: str, seconds: float = 5) -> dict[str, Any]:
     """The audit row of ``request_id``, once it was written."""
-    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    deadline = time.monotonic() + seconds
-    while True:
-        found = admin.get(f"/admin/logs/{request_id}")
-        if found.status_code == 200:
-            row: dict[str, Any] = found.json()
-            return row
-        assert time.monotonic() < deadline, f"no audit row for {request_id}"
-        time.sleep(0.05)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+        return logged_row(admin, request_id, seconds)

@@ -191,6 +191,10 @@ def test_no_route_answers_without_a_key_but_the_probes_and_metrics(
             if headers.get("x-api-key") and not path.startswith(("/admin", "/ui")):
                 continue  # a client key is a valid key on the data plane
             answer = client.request(method, path, headers=headers, content=BODY)
+            if answer.status_code == 429:  # this address guessed the admin key too often
+                assert path.startswith(("/admin", "/ui")), (method, path)
+                assert answer.json()["error"]["code"] == "too_many_failed_logins"
+                continue
             assert answer.status_code in (401, 404, 405), (method, path, headers, answer.text)
     assert len(upstream.requests) == before
     for path in ("/healthz", "/readyz", "/metrics"):

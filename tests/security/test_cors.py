@@ -16,7 +16,7 @@ APP = "https://app.example.com"
 
 
 def config(cors: dict[str, Any] | None) -> dict[str, Any]:
-    gateway: dict[str, Any] = {"admin_key": "adm-cors-0001"}
+    gateway: dict[str, Any] = {"admin_key": "adm-cors-key-000001"}
     if cors is not None:
         gateway["cors"] = cors
     return {
@@ -89,7 +89,7 @@ def test_another_origin_gets_nothing(strict: RunningGateway) -> None:
     assert "access-control-allow-origin" not in answer.headers
     admin = httpx.get(
         f"{strict.url}/admin/services",
-        headers={"Origin": APP, "Authorization": "Bearer adm-cors-0001"},
+        headers={"Origin": APP, "Authorization": "Bearer adm-cors-key-000001"},
     )
     assert admin.status_code == 200 and "access-control-allow-origin" not in admin.headers
 

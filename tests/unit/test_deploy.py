@@ -298,7 +298,7 @@ def test_the_deploy_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {
         "SLUICEGATE_STORE": "postgresql://sluicegate:pw@postgres:5432/sluicegate",
         "SLUICEGATE_REDIS": "redis+sentinel://:pw@sentinel:26379/mymaster/0",
-        "SLUICEGATE_ADMIN_KEY": "adm-0123456789",
+        "SLUICEGATE_ADMIN_KEY": "adm-0123456789abcdef",
         "SLUICEGATE_DEMO_KEY": "sk-demo-0123456789",
     }
     served = load_config(DEPLOY / "sluicegate.yaml", env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +12,10 @@ import pytest
 
 from sluicegate.errors import ConfigError
 from sluicegate.stores import DuplicateName, open_store
+from sluicegate.stores.base import StoreUnreachable
 from sluicegate.stores.migrations import SCHEMA_VERSION
 from sluicegate.stores.secrets import Vault
+from sluicegate.stores.sqlite import SqliteStore
 from tests.fakes.stores import BACKENDS, store_url
 
 
@@ -109,3 +112,45 @@ def test_vault_round_trips_and_refuses_bad_keys() -> None:
         Vault(None).open(sealed, "x")
     with pytest.raises(ConfigError, match="urlsafe base64"):
         Vault("not-a-key")
+
+
+def test_a_create_in_a_gateway_the_store_has_not_seen_makes_it_in_one_transaction(
+    url: str,
+) -> None:
+    async def scenario() -> None:
+        store = open_store(url)
+        await store.open()
+        try:
+            made = await store.create("team-z", "gateway", str(uuid.uuid4()), "team-z", {}, [])
+            assert made.gateway == "team-z"
+            assert await store.gateways() == ["default", "team-z"]
+            assert [r.name for r in await store.entities("team-z")] == ["team-z"]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_store_that_cannot_answer_says_so(tmp_path: Path) -> None:
+    """A SQLite file locked past the busy timeout (or unreadable, or full) is
+    ``StoreUnreachable``, which the Admin API answers with a 503; a write refused that way
+    leaves nothing behind."""
+
+    async def scenario() -> None:
+        path = tmp_path / "locked.db"
+        store = open_store(f"sqlite:///{path}")
+        await store.open()
+        assert isinstance(store, SqliteStore)
+        await store._run(lambda conn: conn.execute("PRAGMA busy_timeout = 50"))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the file
+        try:
+            with pytest.raises(StoreUnreachable):
+                await store.create("default", "service", str(uuid.uuid4()), "s", {}, [])
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert await store.entities("default") == []
+        await store.close()
+
+    asyncio.run(scenario())

@@ -62,7 +62,7 @@ export default {
     function draw() {
       clear(results, table([
         {label: "Time", value: (r) => when(r.ts)},
-        {label: "Request id", value: (r) => h("button", {type: "button", class: "link mono", onclick: () => open(r.request_id)}, r.request_id)},
+        {label: "Request id", value: (r) => h("button", {type: "button", class: "link mono", onclick: () => open(r.id)}, r.request_id)},
         {label: "Consumer", value: (r) => r.consumer || "–"},
         {label: "Key", value: (r) => (r.key_prefix ? h("code", {}, r.key_prefix) : "–")},
         {label: "Model", value: (r) => r.model || "–"},
@@ -75,6 +75,7 @@ export default {
       next ? h("button", {type: "button", class: "quiet", onclick: () => search(true)}, "More") : null);
     }
 
+    // By the row's own id: a request id is the client's choice, and several rows may share it.
     async function open(id) {
       try {
         const row = await get(admin(`/logs/${encodeURIComponent(id)}`));
