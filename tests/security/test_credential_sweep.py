@@ -303,9 +303,9 @@ def test_no_credential_in_any_output(name: str, provider: FailingProvider, tmp_p
             rows = eventually(audited)
             texts.append(("GET /admin/logs", orjson.dumps(rows).decode()))
             for row in rows:
-                one = client.get(f"/admin/logs/{row['request_id']}", headers=admin)
+                one = client.get(f"/admin/logs/{row['id']}", headers=admin)
                 assert one.status_code == 200
-                texts.append((f"GET /admin/logs/{row['request_id']}", one.text))
+                texts.append((f"GET /admin/logs/{row['id']}", one.text))
             texts.append(("/metrics", client.get("/metrics").text))
     finally:
         capture.restore()
