@@ -28,6 +28,7 @@ NOT_RESOLVED = "the upstream's host name could not be resolved"
 NOT_OPENED = "the connection could not be opened"
 RESET = "the connection was reset"
 CERTIFICATE = "the upstream's TLS certificate was not accepted"
+CA_HINT = "; a private CA goes in the service's tls_ca_file"
 TLS = "TLS handshake failed"
 MALFORMED = "the upstream sent a malformed HTTP response"
 BAD_URL = "the upstream's URL is not valid"
@@ -59,9 +60,11 @@ def classify(exc: BaseException, phase: Phase) -> TransportError:
 def _phrase(exc: BaseException, phase: Phase) -> str:
     # The most specific classes first: aiohttp's connector errors are OSErrors as well.
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        # OpenSSL's reason ("unable to get local issuer certificate") names no request data.
-        problem = getattr(exc.certificate_error, "verify_message", None) or "not verified"
-        return f"{CERTIFICATE} ({problem}); a private CA goes in the service's tls_ca_file"
+        # OpenSSL's reason comes from its fixed table ("unable to get local issuer
+        # certificate"), or names the host it expected: no request data.
+        problem = getattr(exc.certificate_error, "verify_message", None)
+        reason = f" ({problem})" if isinstance(problem, str) and problem else ""
+        return f"{CERTIFICATE}{reason}{CA_HINT}"
     if isinstance(exc, aiohttp.ServerFingerprintMismatch):
         return CERTIFICATE
     if isinstance(exc, aiohttp.ClientSSLError):

@@ -25,6 +25,13 @@ def _request_info() -> aiohttp.RequestInfo:
     return aiohttp.RequestInfo(URL_WITH_KEY, "POST", headers, URL_WITH_KEY)
 
 
+def verified(reason: str) -> ssl.SSLCertVerificationError:
+    """A refusal as OpenSSL makes it: its reason in ``verify_message``, the text elsewhere."""
+    error = ssl.SSLCertVerificationError(SECRET)
+    error.verify_message = reason
+    return error
+
+
 CASES: list[tuple[BaseException, str, type[Exception], str]] = [
     (
         aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, SECRET)),
@@ -48,7 +55,13 @@ CASES: list[tuple[BaseException, str, type[Exception], str]] = [
         aiohttp.ClientConnectorCertificateError(KEY, ssl.SSLCertVerificationError(SECRET)),
         "open",
         ConnectFailed,
-        kinds.CERTIFICATE,
+        kinds.CERTIFICATE + kinds.CA_HINT,
+    ),
+    (
+        aiohttp.ClientConnectorCertificateError(KEY, verified("self-signed certificate")),
+        "open",
+        ConnectFailed,
+        kinds.CERTIFICATE + " (self-signed certificate)" + kinds.CA_HINT,
     ),
     (aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError(SECRET)), "open", ConnectFailed, kinds.TLS),
     (
