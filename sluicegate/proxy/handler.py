@@ -348,7 +348,7 @@ class Proxy:
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
                 answered = 200 <= ex.status < 300
                 await self.limiter(table).settle(reservation, ex.usage, ex.cost, answered)
-            self.recorder.record(ex, table.prices, table.access_log)
+            self.recorder.record(ex, table)
             if span is not None:
                 Tracing.finish(span, ex)
 
