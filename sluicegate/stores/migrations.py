@@ -96,6 +96,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE sluicegate_audit ADD COLUMN guardrail TEXT",
         "ALTER TABLE sluicegate_audit ADD COLUMN tags TEXT",
     ),
+    (
+        # 6: the endpoint a row is of (chat, count_tokens, ...)
+        "ALTER TABLE sluicegate_audit ADD COLUMN endpoint TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -172,6 +176,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 5: guardrail verdicts (JSON: type, action, count; never a value) and transform tags
         "ALTER TABLE sluicegate_audit ADD COLUMN guardrail TEXT, ADD COLUMN tags TEXT",
+    ),
+    (
+        # 6: the endpoint a row is of (chat, count_tokens, ...)
+        "ALTER TABLE sluicegate_audit ADD COLUMN endpoint TEXT",
     ),
 )
 
