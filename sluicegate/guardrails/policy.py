@@ -22,6 +22,7 @@ from sluicegate.dialects.base import Dialect, Parsed
 from sluicegate.errors import ContentBlocked, InvalidRequest
 from sluicegate.guardrails import presidio
 from sluicegate.guardrails.detectors import BUILTIN, PRESIDIO_TYPES
+from sluicegate.guardrails.fold import fold
 from sluicegate.guardrails.params import ParamCheck
 from sluicegate.guardrails.scanner import Matcher, Recognizer, Rule, Screening, screen
 from sluicegate.guardrails.stream import ChunkGuard
@@ -169,7 +170,7 @@ class Screen:
         native = parsed.native
         changed = False
         if guard.request:  # every string the provider will see, in one walk of the body
-            changed = rewrite_strings(native, self._request_text())
+            changed = rewrite_strings(native, self._request_text(native))
         if guard.transform is not None and generates:
             self.tags = guard.transform.tags_of(headers)
             if guard.transform.edits_body:
@@ -185,8 +186,18 @@ class Screen:
             ) from None
         return dialect.parse(self.endpoint, raw), raw
 
-    def _request_text(self) -> Callable[[str], str]:
+    def _request_text(self, native: dict[str, Any]) -> Callable[[str], str]:
         matcher, screening = self.guard.request, self.screening
+        if matcher.recognizer is not None:  # names and places: one model pass for the body
+            texts: list[str] = []
+
+            def collect(text: str) -> str:
+                texts.append(fold(text).text)  # the recognizer reads folded text
+                return text
+
+            rewrite_strings(native, collect)
+            recognizer = presidio.batched(matcher.recognizer, texts)
+            matcher = Matcher(matcher.rules, recognizer)
         clean: set[str] = set()  # texts found to hold nothing ("role", "type", ...)
 
         def edit(text: str) -> str:

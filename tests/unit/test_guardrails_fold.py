@@ -158,3 +158,41 @@ def test_encoded_payloads_are_passed_over() -> None:
     content = parsed.native["messages"][0]["content"]
     assert content[0]["image_url"]["url"] == image and content[1]["input_audio"]["data"] == blob
     assert content[2]["text"] == "from [EMAIL_1]"
+
+
+def test_names_are_recognized_in_one_pass_over_the_whole_body() -> None:
+    """A named-entity model (Presidio) costs per call: the body's strings go to it as one
+    document, and what it finds is mapped back to each string."""
+    import re
+
+    import orjson
+    import regex
+
+    from sluicegate.guardrails.scanner import Finding, Matcher, Rule
+
+    person = Rule("person", "PERSON", regex.compile("(?!)"), "redact")
+    asked: list[str] = []
+
+    def recognizer(text: str) -> list[Finding]:
+        asked.append(text)
+        found = [Finding(m.start(), m.end(), person) for m in re.finditer("John Smith", text)]
+        return [*found, Finding(0, len(text), person)]  # one across every break: dropped
+
+    empty = Matcher(())
+    guard = Guard(Matcher((), recognizer), empty, empty, False, None, None, "", 0)
+    body = {
+        "model": "m",
+        "user": "John Smith",
+        "metadata": {"note": "ask " + "".join(chr(ord(c) + 0xFEE0) for c in "John") + " Smith"},
+        "messages": [{"role": "user", "content": "Hi John Smith, and John Smith"}],
+    }
+    raw = orjson.dumps(body)
+    dialect = OpenAIDialect()
+    parsed, _ = guard.begin("openai", "chat").request(
+        dialect, dialect.parse("chat", raw), raw, [], len
+    )
+    assert len(asked) == 1
+    native = parsed.native
+    assert native["user"] == "[PERSON_1]"
+    assert native["metadata"]["note"] == "ask [PERSON_2]"  # its own spelling, its own value
+    assert native["messages"][0]["content"] == "Hi [PERSON_1], and [PERSON_1]"
