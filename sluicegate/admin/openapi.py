@@ -208,6 +208,7 @@ def _audit_log() -> dict[str, Any]:
                     "model",
                     "cache",
                     "error_type",
+                    "endpoint",
                 )
             },
             "status": {"type": "integer"},
@@ -272,6 +273,7 @@ def _audit_paths() -> dict[str, Any]:
         {"name": "status", "in": "query", "schema": {"type": "integer", "minimum": 100}},
         {"name": "cache", "in": "query", "schema": text},
         {"name": "error_type", "in": "query", "schema": text},
+        {"name": "endpoint", "in": "query", "schema": text},
     ]
     limit = {
         "name": "limit",

@@ -18,7 +18,7 @@ class CachePlan:
     mode: str  # "exact" | "semantic"
     ttl: float
     threshold: float
-    per_consumer: bool
+    per_consumer: bool  # the default: ``scope: rule`` shares entries among consumers
     redis: str | None  # the gateway's Redis when the entries live there
     embedder: str | None  # None: the local model; else a model this gateway routes
 

@@ -255,7 +255,8 @@ class CachePolicy(Strict):
     mode: Literal["exact", "semantic", "off"] = "exact"
     ttl: Duration = Field(default=300.0, gt=0)
     threshold: float | None = Field(default=None, gt=0, le=1)
-    scope: Literal["rule", "consumer"] = "rule"
+    # consumer: a hit never tells one consumer what another asked; rule: shared by all.
+    scope: Literal["rule", "consumer"] = "consumer"
     # Where entries live; unset: Redis when gateway.redis is set, else this process.
     backend: Literal["memory", "redis"] | None = None
     # Semantic mode: unset is the local model; else a model name this gateway routes

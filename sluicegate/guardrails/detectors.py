@@ -5,6 +5,12 @@ whether the end of a text could still become a match (``partial=True``). A
 pattern finds candidates generously; the validator (a checksum, a range, a
 decodable header) throws out the near misses, so a card number with a wrong
 Luhn digit or a dotted version number is left alone.
+
+Patterns read folded text (``fold``: NFKC, no format characters), so full-width
+forms and zero-width characters need no alternatives here. Addresses may hold any
+letter (``jürgen.müller@bücher.de``). A match must not be part of a longer token of
+ASCII letters and digits; a letter of another script next to it does not count as
+part of the token, since Chinese or Japanese text puts no space around a number.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +26,7 @@ import orjson
 import regex
 
 Validator = Callable[[str, str, int], bool]  # (match, whole text, match start) -> is one
+Hint = Callable[[str], bool]  # whether a text holds what every match holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +37,11 @@ class Detector:
     label: str
     pattern: regex.Pattern[str]
     validate: Validator | None = None
+    hint: Hint | None = None  # scanner.Rule.hint
 
 
 def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
+    return "".join(c for c in text if c.isdecimal())
 
 
 def luhn(number: str) -> bool:
@@ -134,59 +143,104 @@ def _jwt(match: str, text: str, start: int) -> bool:
     return isinstance(decoded, dict) and "alg" in decoded
 
 
-_B = r"(?<![\w.@+-])"  # not inside a longer token
-_E = r"(?![\w@])"
+# Token characters: a match never starts or ends inside a run of them.
+_T = r"A-Za-z\d_"
+_B = rf"(?<![{_T}.@+-])"  # not inside a longer token
+_DIGIT = re.compile(r"\d")
+_DIGIT_OR_COLON = re.compile(r"[\d:]")
+
+
+def _has_digit(text: str) -> bool:
+    return _DIGIT.search(text) is not None
+
+
+def _has_digit_or_colon(text: str) -> bool:
+    return _DIGIT_OR_COLON.search(text) is not None
+
+
+def _has_at(text: str) -> bool:
+    return "@" in text
+
+
+# Every alternative of SECRET begins with one of these (keep the two lists in step); a
+# substring test each is far cheaper than one search for an alternation.
+_SECRET_STARTS = (
+    "-----BEGIN ", "sk-", "AKIA", "ASIA", "ABIA", "ACCA", "AIza", "gh", "github_pat_", "xox",
+    "sk_", "rk_", "glpat-", "hf_", "eyJ",
+)  # fmt: skip
+
+
+def _may_hold_secret(text: str) -> bool:
+    # Each start holds "-", "_", "A" or "eyJ": most words and short values hold none.
+    if not ("-" in text or "_" in text or "A" in text or "eyJ" in text):
+        return False
+    return any(start in text for start in _SECRET_STARTS)
+
 
 EMAIL = Detector(
     "email",
     "EMAIL",
     regex.compile(
-        _B + r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-        r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
+        _B + r"[\p{L}\p{N}][\p{L}\p{N}\p{M}._%+-]{0,63}@(?:[\p{L}\p{N}](?:[\p{L}\p{N}\p{M}-]{0,61}"
+        r"[\p{L}\p{N}\p{M}])?\.)+"
+        # The top-level domain: ASCII (ending where ASCII letters end), punycode, or any script.
+        rf"(?:[A-Za-z]{{2,24}}(?![{_T}-])|xn--[A-Za-z0-9-]{{1,59}}(?![{_T}-])"
+        r"|[\p{L}\p{M}]{2,24}(?![\w-]))"
     ),
+    hint=_has_at,
 )
 PHONE = Detector(
     "phone",
     "PHONE",
     regex.compile(
-        r"(?<![\w+.-])(?:"
+        rf"(?<![{_T}+.-])(?:"
         # international: +<country> then groups of digits
         r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"
         # North American: (555) 123-4567, 555-123-4567, 555.123.4567
         r"|\(\d{3}\)\s?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}"
         # national with a trunk 0: 020 7946 0958, 01 23 45 67 89, 030-1234567
         r"|0\d{1,4}(?:[ -]\d{2,8}){1,4}"
-        r")(?![\w-]|\.\d)"
+        rf")(?![{_T}-]|\.\d)"
     ),
     _phone,
+    _has_digit,
 )
 CREDIT_CARD = Detector(
     "credit_card",
     "CREDIT_CARD",
-    regex.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])"),
+    regex.compile(rf"(?<![{_T}-])(?:\d[ -]?){{12,18}}\d(?![{_T}-])"),
     _card,
+    _has_digit,
 )
 IBAN = Detector(
     "iban",
     "IBAN",
-    regex.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?!\w)"),
+    regex.compile(
+        rf"(?<![{_T}])[A-Z]{{2}}\d{{2}}(?: ?[A-Z0-9]{{4}}){{2,7}}(?: ?[A-Z0-9]{{1,4}})?(?![{_T}])"
+    ),
     _iban,
+    _has_digit,
 )
 US_SSN = Detector(
-    "us_ssn", "US_SSN", regex.compile(r"(?<![\w-])\d{3}[- ]\d{2}[- ]\d{4}(?![\w-])"), _ssn
+    "us_ssn",
+    "US_SSN",
+    regex.compile(rf"(?<![{_T}-])\d{{3}}[- ]\d{{2}}[- ]\d{{4}}(?![{_T}-])"),
+    _ssn,
+    _has_digit,
 )
 IP_ADDRESS = Detector(
     "ip_address",
     "IP_ADDRESS",
     regex.compile(
-        r"(?<![\w.:])(?:"
+        rf"(?<![{_T}.:])(?:"
         r"(?:\d{1,3}\.){3}\d{1,3}"
         r"|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
         r"|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?"
         r"|::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})"
-        r")(?![\w:])"
+        rf")(?![{_T}:])"
     ),
     _ip,
+    _has_digit_or_colon,
 )
 SECRET = Detector(
     "secret",
@@ -206,7 +260,7 @@ SECRET = Detector(
         r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab
         r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
         r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWT
-        r")(?![\w-])"
+        rf")(?![{_T}-])"
         r")"
     ),
 )
@@ -216,7 +270,7 @@ def _secret(match: str, text: str, start: int) -> bool:
     return _jwt(match, text, start) if match.startswith("eyJ") else True
 
 
-SECRET = Detector(SECRET.type, SECRET.label, SECRET.pattern, _secret)
+SECRET = Detector(SECRET.type, SECRET.label, SECRET.pattern, _secret, _may_hold_secret)
 
 # In order of precedence: where two overlap equally, the first one named wins.
 BUILTIN: dict[str, Detector] = {

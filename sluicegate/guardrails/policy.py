@@ -19,13 +19,14 @@ import regex
 from sluicegate.config.guardrails import PII_TYPES, DenyRule, GuardAction
 from sluicegate.config.model import Policies
 from sluicegate.dialects.base import Dialect, Parsed
-from sluicegate.errors import ContentBlocked
+from sluicegate.errors import ContentBlocked, InvalidRequest
 from sluicegate.guardrails import presidio
 from sluicegate.guardrails.detectors import BUILTIN, PRESIDIO_TYPES
+from sluicegate.guardrails.fold import fold
 from sluicegate.guardrails.params import ParamCheck
 from sluicegate.guardrails.scanner import Matcher, Recognizer, Rule, Screening, screen
 from sluicegate.guardrails.stream import ChunkGuard
-from sluicegate.guardrails.texts import answer_slots, request_slots
+from sluicegate.guardrails.texts import answer_slots, rewrite_strings
 from sluicegate.guardrails.transform import Transform
 from sluicegate.telemetry.exchange import Exchange
 
@@ -47,7 +48,7 @@ def _actions(setting: GuardAction | dict[str, GuardAction]) -> dict[str, str]:
 
 def _pii_rules(actions: dict[str, str], presidio_on: bool) -> tuple[list[Rule], dict[str, Rule]]:
     rules = [
-        Rule(d.type, d.label, d.pattern, actions[d.type], d.validate, order)
+        Rule(d.type, d.label, d.pattern, actions[d.type], d.validate, order, d.hint)
         for order, d in enumerate(BUILTIN.values())
         if d.type in actions
     ]
@@ -168,17 +169,47 @@ class Screen:
             guard.checks.check(parsed.model, parsed.native, parsed.canonical, count)
         native = parsed.native
         changed = False
-        if guard.request:
-            slots = request_slots(self.dialect, self.endpoint, native)
-            changed = _rewrite(guard.request, self.screening, slots, "request")
+        if guard.request:  # every string the provider will see, in one walk of the body
+            changed = rewrite_strings(native, self._request_text(native))
         if guard.transform is not None and generates:
             self.tags = guard.transform.tags_of(headers)
             if guard.transform.edits_body:
                 changed = guard.transform.body(self.dialect, self.endpoint, native) or changed
         if not changed:
             return parsed, raw
-        raw = orjson.dumps(native)
+        try:
+            raw = orjson.dumps(native)
+        except orjson.JSONEncodeError:  # nested deeper than it can be written again
+            raise InvalidRequest(
+                "The request is nested too deeply for the gateway's guardrails to rewrite it.",
+                code="nested_too_deeply",
+            ) from None
         return dialect.parse(self.endpoint, raw), raw
+
+    def _request_text(self, native: dict[str, Any]) -> Callable[[str], str]:
+        matcher, screening = self.guard.request, self.screening
+        if matcher.recognizer is not None:  # names and places: one model pass for the body
+            texts: list[str] = []
+
+            def collect(text: str) -> str:
+                texts.append(fold(text).text)  # the recognizer reads folded text
+                return text
+
+            rewrite_strings(native, collect)
+            recognizer = presidio.batched(matcher.recognizer, texts)
+            matcher = Matcher(matcher.rules, recognizer)
+        clean: set[str] = set()  # texts found to hold nothing ("role", "type", ...)
+
+        def edit(text: str) -> str:
+            if text in clean:
+                return text
+            findings, _ = matcher.find(text)
+            if not findings:
+                clean.add(text)
+                return text
+            return screening.rewrite(text, findings, "request")
+
+        return edit
 
     def upstream_headers(self, headers: dict[str, str], client: list[tuple[bytes, bytes]]) -> None:
         edit = self.guard.transform.request_headers if self.guard.transform else None
@@ -252,13 +283,30 @@ class Screen:
         return self.screening.record() or None
 
     def scrub(self, data: bytes) -> bytes:
-        """A logged body with the PII of every type in use replaced by placeholders."""
+        """A logged body with the PII of every type in use replaced by placeholders: each
+        string of a JSON body (so that an escaped ``\u00fc`` is read as the letter), or
+        the text of any other (a stream's events)."""
         if not self.guard.scrub or not data:
             return data
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            document = None
+        if isinstance(document, dict | list):
+            if not rewrite_strings(document, self._scrubbed):
+                return data
+            try:
+                return orjson.dumps(document)
+            except orjson.JSONEncodeError:  # too deep to write again: scrub it as text
+                pass
         text = data.decode("utf-8", "replace")
+        scrubbed = self._scrubbed(text)
+        return data if scrubbed is text else scrubbed.encode()
+
+    def _scrubbed(self, text: str) -> str:
         findings, _ = self.guard.scrub.find(text)
         if not findings:
-            return data
+            return text
         pieces, last = [], 0
         for finding in findings:
             value = text[finding.start : finding.end]
@@ -266,7 +314,7 @@ class Screen:
             pieces.append(self.screening.placeholder(finding.rule.label, value))
             last = finding.end
         pieces.append(text[last:])
-        return "".join(pieces).encode()
+        return "".join(pieces)
 
 
 def scrub_bodies(

@@ -1,7 +1,9 @@
 """Finding matches in text, rewriting them, and doing so on a stream as it arrives.
 
 A ``Matcher`` runs a set of ``Rule``s (PII detectors, deny lists, the placeholders
-to restore) over a text and keeps the non-overlapping findings. A ``Screening``
+to restore) over a text, as a reader sees it (``fold``: NFKC, no zero-width or other
+format characters), and keeps the non-overlapping findings, as spans of the text it
+was given. A ``Screening``
 is one request's state: the placeholders handed out (``[EMAIL_1]``), what each
 stands for, and the verdicts counted by type and action, never the values.
 
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 import regex
 
 from sluicegate.errors import ContentBlocked
-from sluicegate.guardrails.detectors import Validator
+from sluicegate.guardrails.detectors import Hint, Validator
+from sluicegate.guardrails.fold import fold, folded
 
 ACTIONS = ("redact", "block", "log")
 # Characters of already emitted text kept so that look-behinds see what came before.
@@ -34,6 +37,9 @@ class Rule:
     action: str  # "redact" | "block" | "log" | "restore"
     validate: Validator | None = None
     order: int = 0  # precedence where two findings cover the same text
+    # Whether a text holds what every match holds (an "@", a digit): much cheaper than the
+    # pattern, so a text without it is not scanned by the pattern at all.
+    hint: Hint | None = None
     # The pattern made never to end: matched with partial=True from a match's start, it
     # answers "could this match still grow?" ("+44 20 " may go on "7946 0958").
     grow: regex.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -76,10 +82,34 @@ class Matcher:
 
     def find(self, text: str, pos: int = 0, partial: bool = False) -> tuple[list[Finding], int]:
         """Findings in ``text[pos:]`` and, with ``partial``, the index from which the text
-        must be held back because a match may start there (``len(text)``: none)."""
+        must be held back because a match may start there (``len(text)``: none); both
+        found in the folded text and given as places in ``text``."""
+        view = fold(text)
+        if not view.changes:  # every character where it was
+            return self._find(view.text, pos, partial)
+        found, hold = self._find(view.text, view.index(pos), partial)
+        mapped: list[Finding] = []
+        end = 0
+        for f in found:
+            start = view.start(f.start)
+            if start < end:  # two findings read from one folded piece: the first has it
+                continue
+            end = view.end(f.end)
+            mapped.append(Finding(start, end, f.rule))
+        return mapped, view.start(hold)
+
+    def _find(self, text: str, pos: int, partial: bool) -> tuple[list[Finding], int]:
         hold = len(text)
         found: list[Finding] = []
+        hinted: dict[Hint, bool] = {}  # rules share hints (four look for digits)
         for rule in self.rules:
+            # Not on a stream's partial text: "jane" must be held before its "@" arrives.
+            if not partial and rule.hint is not None:
+                holds = hinted.get(rule.hint)
+                if holds is None:
+                    holds = hinted[rule.hint] = rule.hint(text)
+                if not holds:
+                    continue
             for m in rule.pattern.finditer(text, pos=pos, partial=partial):
                 start, end = m.span()
                 if partial and (
@@ -148,8 +178,8 @@ class Screening:
             pieces.append(text[last : finding.start])
             if rule.action == "redact":
                 pieces.append(self.placeholder(rule.label, value))
-            elif rule.action == "restore":
-                pieces.append(self.originals.get(value, value))
+            elif rule.action == "restore":  # the placeholder as found, or as the model spelled it
+                pieces.append(self.originals.get(value) or self.originals.get(folded(value), value))
             else:
                 pieces.append(value)
             self.note(on, rule.type, rule.action)
@@ -162,7 +192,12 @@ class Screening:
         if not self.originals:
             return None
         alternatives = "|".join(regex.escape(p) for p in sorted(self.originals, key=len)[::-1])
-        return Rule("restore", "", regex.compile(alternatives), "restore", order=order)
+        pattern = regex.compile(alternatives)
+        return Rule("restore", "", pattern, "restore", order=order, hint=_has_bracket)
+
+
+def _has_bracket(text: str) -> bool:
+    return "[" in text
 
 
 def _blocked_message(on: str, type: str) -> str:

@@ -1,13 +1,21 @@
-"""Where the text is in a request or an answer, in each client dialect.
+"""Where the text is: every string of a request, and the generated text of an answer.
 
-A slot is ``(container, key)`` with ``container[key]`` a string: the caller reads
-it, and writes the rewritten text back in place. Message text, tool arguments
-and tool results are slots; ids, roles, model names and images are not.
+A request is screened whole: every string the provider will see, in any field (known
+or not) and in object keys, in either dialect, is handed to ``edit`` once, in the
+order it is written, and replaced by what ``edit`` returns. Only encoded payloads are
+passed over (see ``opaque``): a redaction inside them would break the file, not hide
+a value.
+
+In an answer only the generated text matters; there a slot is ``(container, key)``
+with ``container[key]`` a string: the caller reads it, and writes the rewritten text
+back in place. Message text, tool arguments and tool results are slots; ids, roles,
+model names and images are not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 Slot = tuple[Any, Any]
@@ -61,33 +69,69 @@ def _anthropic_blocks(owner: Any, key: Any) -> Iterator[Slot]:
             yield from _anthropic_blocks(block, "content")
 
 
-def _strings(body: dict[str, Any], key: str) -> Iterator[Slot]:
-    value = body.get(key)
-    if isinstance(value, str):
-        yield body, key
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, str):
-                yield value, index
+# Strings this long are checked for being an encoded payload rather than text.
+_OPAQUE_MIN = 256
+_DATA_URL = re.compile(r"data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[^;,]*)*;base64,", re.ASCII)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=_-]*")
 
 
-def request_slots(dialect: str, endpoint: str, body: dict[str, Any]) -> Iterator[Slot]:
-    """The text of a request body as the client sent it."""
-    if dialect == "anthropic":
-        if "system" in body:
-            yield from _anthropic_blocks(body, "system")
-        for message in body.get("messages") or ():
-            if isinstance(message, dict) and "content" in message:
-                yield from _anthropic_blocks(message, "content")
-        return
-    if endpoint == "completions":
-        yield from _strings(body, "prompt")
-    elif endpoint == "embeddings":
-        yield from _strings(body, "input")
-    else:
-        for message in body.get("messages") or ():
-            if isinstance(message, dict):
-                yield from _openai_content(message)
+def opaque(text: str) -> bool:
+    """Whether ``text`` is an encoded payload: a ``data:`` URL declared base64 (an image,
+    audio or a file inline), or a long run of base64 characters and nothing else."""
+    if len(text) < _OPAQUE_MIN:
+        return False
+    return _DATA_URL.match(text) is not None or _BASE64.fullmatch(text) is not None
+
+
+def _inline_file(container: Any, key: Any) -> bool:
+    """Anthropic's inline files: ``{"type": "base64", "media_type": ..., "data": ...}``."""
+    return key == "data" and isinstance(container, dict) and container.get("type") == "base64"
+
+
+def _rename(container: dict[str, Any], renames: dict[str, str]) -> None:
+    items = list(container.items())
+    container.clear()
+    container.update((renames.get(key, key), value) for key, value in items)
+
+
+def rewrite_strings(root: Any, edit: Callable[[str], str]) -> bool:
+    """Replace every string inside a JSON value by ``edit(string)``, in place, object keys
+    included; whether anything changed. Depth costs no recursion (bodies nest deep)."""
+    changed = False
+    Frame = tuple[Any, Iterator[tuple[Any, Any]], dict[str, str]]
+    stack: list[Frame] = []
+
+    def enter(node: Any) -> None:
+        if isinstance(node, dict):
+            stack.append((node, iter(node.items()), {}))
+        elif isinstance(node, list):
+            stack.append((node, enumerate(node), {}))
+
+    enter(root)
+    while stack:
+        container, items, renames = stack[-1]
+        step = next(items, None)
+        if step is None:
+            stack.pop()
+            if renames:
+                _rename(container, renames)
+                changed = True
+            continue
+        key, item = step
+        if isinstance(key, str):
+            new_key = edit(key)
+            if new_key != key:
+                renames[key] = new_key
+        if isinstance(item, str):
+            if _inline_file(container, key) or opaque(item):
+                continue
+            new = edit(item)
+            if new != item:
+                container[key] = new  # the same key: the dict keeps its size while iterated
+                changed = True
+        else:
+            enter(item)
+    return changed
 
 
 def answer_slots(dialect: str, endpoint: str, body: dict[str, Any]) -> Iterator[Slot]:

@@ -348,7 +348,7 @@ class Proxy:
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
                 answered = 200 <= ex.status < 300
                 await self.limiter(table).settle(reservation, ex.usage, ex.cost, answered)
-            self.recorder.record(ex, table.prices, table.access_log)
+            self.recorder.record(ex, table)
             if span is not None:
                 Tracing.finish(span, ex)
 
@@ -388,34 +388,68 @@ class Proxy:
         table: RoutingTable | None = None,
     ) -> None:
         """``/v1/messages/count_tokens``: asked of the rule's Anthropic target,
-        estimated locally for any other provider (docs/anthropic.md)."""
+        estimated locally for any other provider (docs/anthropic.md). It counts against
+        request limits, spends no tokens, and is recorded like any request."""
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
+        ex = Exchange(incoming.request_id, table.gateway, "count_tokens", dialect.name)
+        span = self.tracing.request_span(headers, "count_tokens") if self.tracing else None
+        inflight = self.runtime.metrics.inflight.labels(table.gateway)
+        inflight.inc()
         try:
             consumer = await self.identify(table, incoming.key, scope)
+            ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             raw = await read_body(
                 receive, table.max_body_bytes, incoming.content_length, table.body_timeout
             )
+            audit = self.recorder.audit
+            if audit is not None and audit.log_bodies:
+                ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse("count_tokens", raw)
             rule = self.match(table, consumer, parsed.model, scope, headers)
+            ex.rule, ex.model = rule.name, parsed.model
+            if audit is not None and rule.policies.log_bodies is not None:
+                ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
+            # Requests only: no token or spend item is reserved, so nothing needs settling.
+            limits = tuple(
+                dataclasses.replace(limit, tokens=None, usd=None)
+                for limit in (*table.limits, *rule.limits, *consumer.limits)
+                if limit.requests is not None
+            )
+            if limits:
+                await self.reserve(table, limits, ex, incoming.key, parsed.canonical, out)
             if rule.guard is not None:  # the provider counts the text it would be sent
-                screen = rule.guard.begin(dialect.name, "count_tokens")
-                parsed, raw = screen.request(dialect, parsed, raw, headers, self.prompt_tokens)
+                ex.screen = rule.guard.begin(dialect.name, "count_tokens")
+                parsed, raw = ex.screen.request(dialect, parsed, raw, headers, self.prompt_tokens)
             first = rule.targets[0].service
             if first.adapter is not None and first.adapter.passthrough_dialect == dialect.name:
                 forwarded = _forwarded(dialect, headers)
                 call = Call(
                     dialect, "count_tokens", parsed, raw, False, forwarded, consumer.name, headers
                 )
-                await self.forward(table, rule, call, send, out)
+                try:
+                    await self.forward(table, rule, call, send, out, ex)
+                finally:
+                    ex.usage, ex.text_size = None, None  # a count, not tokens used
                 return
             out.append(JSON)
             body = orjson.dumps({"input_tokens": estimate_tokens(parsed.native)})
+            ex.status = 200
             await respond(send, 200, body, out)
+            if ex.bodies is not None:
+                ex.bodies.response = body
         except GatewayError as exc:
+            ex.status, ex.error_type = exc.http_status, exc.client_type
             await respond_error(send, exc, out, dialect.name)
+            if ex.bodies is not None:
+                ex.bodies.response = exc.body(dialect.name)
+        finally:
+            inflight.dec()
+            self.recorder.record(ex, table)
+            if span is not None:
+                Tracing.finish(span, ex)
 
     def match(
         self,

@@ -77,6 +77,7 @@ AUDIT_COLUMNS = (
     "error_type",
     "guardrail",  # JSON text: [{"on", "type", "action", "count"}] (docs/guardrails.md)
     "tags",  # JSON text: {tag: value} from transform.tags
+    "endpoint",  # chat, completions, embeddings, count_tokens (NULL in rows before it)
 )
 # Written with a row when ``audit.log_bodies`` is on (NULL otherwise); read only for one
 # request (``AuditQuery.bodies``), never for a page of rows.
@@ -95,6 +96,7 @@ AUDIT_FILTERS = (
     "status",
     "cache",
     "error_type",
+    "endpoint",
 )
 AuditRow = tuple[Any, ...]
 # What ``AuditQuery.equal`` may name: the filters, and the row's own id (one row).

@@ -107,6 +107,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX sluicegate_ended_sessions_expiry ON sluicegate_ended_sessions (expires_at)",
     ),
+    (
+        # 7: the endpoint a row is of (chat, count_tokens, ...)
+        "ALTER TABLE sluicegate_audit ADD COLUMN endpoint TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -194,6 +198,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX sluicegate_ended_sessions_expiry ON sluicegate_ended_sessions (expires_at)",
+    ),
+    (
+        # 7: the endpoint a row is of (chat, count_tokens, ...)
+        "ALTER TABLE sluicegate_audit ADD COLUMN endpoint TEXT",
     ),
 )
 

@@ -30,7 +30,12 @@ from typing import Protocol
 
 import orjson
 
-from sluicegate.stores.base import AUDIT_COLUMNS, AUDIT_ROW_COLUMNS, AuditRow
+from sluicegate.stores.base import (
+    AUDIT_BODY_COLUMNS,
+    AUDIT_COLUMNS,
+    AUDIT_ROW_COLUMNS,
+    AuditRow,
+)
 from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
@@ -42,11 +47,29 @@ log = logging.getLogger("sluicegate.audit")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _NO_BODIES = (None, None, None, None)
-# Rows spilled by earlier versions are replayed with the columns they lacked empty:
-# without body columns, or with them but without guardrail and tags.
 _NO_GUARD = (None, None)
-_OLD_ROW = len(AUDIT_COLUMNS) - len(_NO_GUARD)
-_OLD_BODY_ROW = len(AUDIT_ROW_COLUMNS) - len(_NO_GUARD)
+# Rows spilled by earlier versions are replayed with the columns they lacked empty: the
+# columns of each earlier row, by its length (20, 24, 26; a current row has 27).
+_FIRST = tuple(c for c in AUDIT_COLUMNS if c not in ("guardrail", "tags", "endpoint"))
+_EARLIER = {
+    len(columns): columns
+    for columns in (
+        _FIRST,
+        _FIRST + AUDIT_BODY_COLUMNS,
+        (*_FIRST, "guardrail", "tags", *AUDIT_BODY_COLUMNS),
+    )
+}
+
+
+def _upgraded(row: list[object]) -> AuditRow | None:
+    """A spilled row in the current column order, or None when it is no row at all."""
+    if len(row) == len(AUDIT_ROW_COLUMNS):
+        return tuple(row)
+    columns = _EARLIER.get(len(row))
+    if columns is None:
+        return None
+    named = dict(zip(columns, row, strict=True))
+    return tuple(named.get(column) for column in AUDIT_ROW_COLUMNS)
 
 
 class AuditSink(Protocol):
@@ -113,6 +136,7 @@ def audit_row(
         ex.attempts,
         ex.error_type,
         *(_NO_GUARD if ex.screen is None else _guard_columns(ex)),
+        ex.endpoint,
         *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes, redact)),
     )
 
@@ -378,12 +402,9 @@ class AuditWriter:
                     row = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     row = None
-                if isinstance(row, list) and len(row) == len(AUDIT_ROW_COLUMNS):
-                    rows.append(tuple(row))
-                elif isinstance(row, list) and len(row) == _OLD_ROW:
-                    rows.append((*row, *_NO_GUARD, *_NO_BODIES))
-                elif isinstance(row, list) and len(row) == _OLD_BODY_ROW:
-                    rows.append((*row[:_OLD_ROW], *_NO_GUARD, *row[_OLD_ROW:]))
+                upgraded = _upgraded(row) if isinstance(row, list) else None
+                if upgraded is not None:
+                    rows.append(upgraded)
                 elif line.strip():
                     self._dropped.inc()
                     log.error("audit log: an unreadable line in %s is skipped", self.spill_path)

@@ -52,9 +52,8 @@ _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 
 
 
 class Metrics:
-    """Every metric of one runtime. Label values come from config (rule,
-    service, provider, model names the config knows) or from small fixed sets,
-    never from request ids or unmatched client input."""
+    """Every metric of one runtime. Label values come from config names or from small
+    fixed sets, never from what a client sends (``telemetry.labels`` lists each source)."""
 
     def __init__(self, tables: Callable[[], Iterable[RoutingTable]]) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=False)

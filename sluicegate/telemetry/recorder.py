@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
+from sluicegate.routing.table import RoutingTable
 from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.labels import LabelNames
 from sluicegate.telemetry.metrics import Metrics
 from sluicegate.telemetry.pricing import PriceTable
 
@@ -34,6 +36,17 @@ class Recorder:
         # prometheus_client's labels() validates and locks on every call; the
         # children of a route are the same request after request.
         self._children: dict[tuple[object, ...], Any] = {}
+        # The label names each routing table allows, made on its first request. The table
+        # is kept beside them so that its id is not reused while the entry lives.
+        self._names: dict[int, tuple[RoutingTable, LabelNames]] = {}
+
+    def names(self, table: RoutingTable) -> LabelNames:
+        found = self._names.get(id(table))
+        if found is None:
+            if len(self._names) >= 16:  # tables replaced by config changes
+                self._names.clear()
+            found = self._names[id(table)] = (table, LabelNames.of(table))
+        return found[1]
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -44,14 +57,15 @@ class Recorder:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def record(self, ex: Exchange, prices: PriceTable, access_log: bool) -> None:
+    def record(self, ex: Exchange, table: RoutingTable) -> None:
         if not ex.ended:
             ex.ended = time.perf_counter()
+        prices = table.prices
         if ex.usage is not None and ex.cost is None:
             ex.cost = prices.cost(ex.upstream_model or ex.model, ex.usage)
-        m, child = self.metrics, self._child
+        m, child, names = self.metrics, self._child, self.names(table)
         gateway, rule, service = ex.gateway, ex.rule or "", ex.service or ""
-        provider, model, consumer = ex.provider or "", ex.model or "", ex.consumer or ""
+        provider, model, consumer = ex.provider or "", names.model(ex), names.consumer(ex.consumer)
         status = status_class(ex.status)
         child(m.requests, gateway, rule, service, provider, model, consumer, status).inc()
         seconds = ex.ended - ex.started
@@ -80,7 +94,7 @@ class Recorder:
         if ex.screen is not None:
             for (on, kind, action), count in ex.screen.screening.verdicts.items():
                 child(m.guardrails, gateway, rule, on, kind, action).inc(count)
-        if access_log:
+        if table.access_log:
             access.info(orjson.dumps(self.line(ex)).decode())
         if self.audit is not None:
             self.audit.submit(ex)

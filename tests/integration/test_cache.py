@@ -225,19 +225,25 @@ def test_different_tools_or_temperature_miss(fake_openai: FakeOpenAI, start_gate
     assert fake_openai.calls[model] == 5
 
 
-def test_consumer_scope_keeps_tenants_apart(fake_openai: FakeOpenAI, start_gateway: Start) -> None:
-    shared = start_gateway(config(fake_openai, {"mode": "exact"}))
-    model = unique("cache-scope")
-    post(shared, model, key=KEY)
-    assert post(shared, model, key=OTHER_KEY).headers["x-sluicegate-cache"] == "hit"
-
-    apart = start_gateway(config(fake_openai, {"mode": "exact", "scope": "consumer"}))
-    model = unique("cache-scope-consumer")
-    post(apart, model, key=KEY)
+@pytest.mark.parametrize("mode", ["exact", "semantic"])
+def test_consumers_do_not_share_entries_unless_told_to(
+    fake_openai: FakeOpenAI, start_gateway: Start, mode: str
+) -> None:
+    """By default a hit never tells one consumer what another asked (by the header or the
+    latency of a hit); ``scope: rule`` shares a rule's entries among its consumers."""
+    apart = start_gateway(config(fake_openai, {"mode": mode}))
+    model = unique(f"cache-scope-{mode}")
+    assert post(apart, model, key=KEY).headers["x-sluicegate-cache"] == "miss"
     assert post(apart, model, key=OTHER_KEY).headers["x-sluicegate-cache"] == "miss"
     assert post(apart, model, key=KEY).headers["x-sluicegate-cache"] == "hit"
     assert post(apart, model, key=OTHER_KEY).headers["x-sluicegate-cache"] == "hit"
     assert fake_openai.calls[model] == 2
+
+    shared = start_gateway(config(fake_openai, {"mode": mode, "scope": "rule"}))
+    model = unique(f"cache-scope-shared-{mode}")
+    post(shared, model, key=KEY)
+    assert post(shared, model, key=OTHER_KEY).headers["x-sluicegate-cache"] == "hit"
+    assert fake_openai.calls[model] == 1
 
 
 def test_a_failed_answer_is_not_stored(fake_openai: FakeOpenAI, start_gateway: Start) -> None:

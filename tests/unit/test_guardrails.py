@@ -264,8 +264,12 @@ def test_logged_bodies_are_scrubbed_with_the_requests_placeholders() -> None:
     request, response = scrub_bodies(
         ex, f'{{"content": "{EMAIL}"}}'.encode(), b"IBAN DE89370400440532013000 " + EMAIL.encode()
     )
-    assert request == b'{"content": "[EMAIL_1]"}'
+    assert request == b'{"content":"[EMAIL_1]"}'  # a JSON body is read and written as JSON
     assert response == b"IBAN [IBAN_1] [EMAIL_1]"
+    # Escaped letters are read as letters; a body with nothing to scrub keeps its bytes.
+    escaped = b'{"to": "j\\u00fcrgen@example.de", "n": 1}'
+    assert scrub_bodies(ex, escaped, None)[0] == b'{"to":"[EMAIL_2]","n":1}'
+    assert scrub_bodies(ex, b'{"to": "nobody"}', None)[0] == b'{"to": "nobody"}'
     assert scrub_bodies(Exchange("r", "g", "chat", "openai"), b"x", None) == (b"x", None)
 
 
@@ -340,19 +344,23 @@ def test_rows_spilled_before_the_guardrail_columns_are_replayed(tmp_path: Any) -
 
     base = [f"id{i}" for i in range(20)]  # the 20 columns before bodies
     with_bodies = [*base, "req", "resp", False, True]
+    with_guard = [*base, "[]", "{}", "req", "resp", False, True]  # before the endpoint
     spill = tmp_path / "spill.jsonl"
-    spill.write_bytes(orjson.dumps(base) + b"\n" + orjson.dumps(with_bodies) + b"\n")
+    spill.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in (base, with_bodies, with_guard)))
     sink = Sink()
     writer = AuditWriter(sink, Metrics(lambda: []), "g", spill)
     writer._pending = True
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop of its own, whatever runs
         pool.submit(asyncio.run, writer.flush()).result(10)
-    assert len(sink.rows) == 2 and all(len(r) == len(AUDIT_ROW_COLUMNS) for r in sink.rows)
+    assert len(sink.rows) == 3 and all(len(r) == len(AUDIT_ROW_COLUMNS) for r in sink.rows)
     named = [dict(zip(AUDIT_ROW_COLUMNS, row, strict=True)) for row in sink.rows]
     assert named[0]["guardrail"] is None and named[0]["request_body"] is None
     assert named[1]["guardrail"] is None and named[1]["tags"] is None
     assert named[1]["request_body"] == "req" and named[1]["response_truncated"] is True
     assert named[1]["error_type"] == "id19"
+    assert named[2]["guardrail"] == "[]" and named[2]["tags"] == "{}"
+    assert named[2]["endpoint"] is None and named[2]["request_body"] == "req"
+    assert all(row["error_type"] == "id19" for row in named)
 
 
 def test_presidio_results_map_to_findings_by_type_and_score() -> None:

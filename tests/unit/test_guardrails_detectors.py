@@ -18,6 +18,12 @@ EXAMPLES: list[tuple[str, str, str | None]] = [
     ("email", "the @decorator syntax", None),
     ("email", "version foo@1.2", None),
     ("email", "mail me@localhost", None),
+    ("email", "an jürgen.müller@example.de schreiben", "jürgen.müller@example.de"),
+    ("email", "écrire à josé@example.com.", "josé@example.com"),
+    ("email", "Bestellung: user@bücher.de", "user@bücher.de"),
+    ("email", "почта иван@пример.рф", "иван@пример.рф"),
+    ("email", "联系jane@example.com谢谢", "联系jane@example.com"),
+    ("email", "mail jane@example today", None),
     ("phone", "call +44 20 7946 0958 now", "+44 20 7946 0958"),
     ("phone", "US: +1 (415) 555-0132", "+1 (415) 555-0132"),
     ("phone", "Paris +33 1 23 45 67 89", "+33 1 23 45 67 89"),
@@ -30,6 +36,8 @@ EXAMPLES: list[tuple[str, str, str | None]] = [
     ("phone", "pi is 3.14159265", None),
     ("phone", "+12 is a score", None),
     ("credit_card", "card 4111 1111 1111 1111 ok", "4111 1111 1111 1111"),
+    ("credit_card", "卡号4111111111111111谢谢", "4111111111111111"),
+    ("credit_card", "ref X4111111111111111", None),
     ("credit_card", "mc 5500-0000-0000-0004", "5500-0000-0000-0004"),
     ("credit_card", "amex 378282246310005", "378282246310005"),
     ("credit_card", "discover 6011111111111117", "6011111111111117"),
@@ -76,6 +84,16 @@ EXAMPLES: list[tuple[str, str, str | None]] = [
         "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy\n"
         "-----END RSA PRIVATE KEY-----",
     ),
+    ("secret", "slack xoxb-1234567890-abcdef", "xoxb-1234567890-abcdef"),
+    ("secret", "stripe sk_live_" + "c" * 24, "sk_live_" + "c" * 24),
+    ("secret", "gitlab glpat-" + "d" * 20, "glpat-" + "d" * 20),
+    ("secret", "hf hf_" + "e" * 34, "hf_" + "e" * 34),
+    ("secret", "github github_pat_" + "f" * 30, "github_pat_" + "f" * 30),
+    (
+        "secret",
+        "密钥sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123。",
+        "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123",
+    ),
     ("secret", "a task-list of sk-ills", None),
     ("secret", "AKIA is a prefix", None),
     ("secret", "eyJnot.eyJajwt.atall", None),
@@ -89,7 +107,7 @@ EXAMPLES: list[tuple[str, str, str | None]] = [
 
 def _matcher(kind: str) -> Matcher:
     d = BUILTIN[kind]
-    return Matcher((Rule(d.type, d.label, d.pattern, "redact", d.validate),))
+    return Matcher((Rule(d.type, d.label, d.pattern, "redact", d.validate, hint=d.hint),))
 
 
 def _found(kind: str, text: str) -> list[str]:
