@@ -221,6 +221,7 @@ class RoutingTable:
     consumers: Mapping[str, ConsumerEntry] = field(default_factory=dict)  # by name
     jwt: JwtVerifier | None = None  # auth.jwt; carried to the next table while unchanged
     key_secret: bytes = b""  # SLUICEGATE_KEY_SECRET: keys are kept as HMACs under it
+    revoked: frozenset[bytes] = frozenset()  # hashes of revoked minted keys
     groups: Mapping[str, GroupEntry] = field(default_factory=dict)
     # Consumers narrowed by the groups a token names, made once per combination.
     narrowed: dict[tuple[str, tuple[str, ...]], ConsumerEntry] = field(default_factory=dict)
