@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sluicegate.auth.keys import key_entries, key_issues, orphans
+from sluicegate.auth.keys import key_entries, key_issues, orphans, revoked_hashes
 from sluicegate.config.load import Loaded, validate_config
 from sluicegate.errors import ConfigError
 from sluicegate.routing.compile import compile_config
@@ -134,5 +134,5 @@ def build(
             entry = keys.pop(hash_key(placeholder, key_secret))
             keys.update(dict.fromkeys(hashes, entry))
         keys.update(key_entries(table, minted, ids))
-        table = dataclasses.replace(table, keys=keys)
+        table = dataclasses.replace(table, keys=keys, revoked=revoked_hashes(minted))
     return Built(loaded, table, tuple(orphans(minted, consumers, ids)))

@@ -165,6 +165,15 @@ def key_issues(
     return issues
 
 
+def revoked_hashes(records: Sequence[Record]) -> frozenset[bytes]:
+    """The hashes of revoked keys: a client still sending one is told so (``key_revoked``)."""
+    return frozenset(
+        bytes.fromhex(r.doc["hash"])
+        for r in records
+        if r.kind == "key" and r.doc.get("revoked_at") is not None and r.doc.get("hash")
+    )
+
+
 def key_entries(
     table: RoutingTable, records: Sequence[Record], ids: Mapping[str, str]
 ) -> dict[bytes, ConsumerEntry]:

@@ -199,6 +199,8 @@ class Proxy:
                     "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
                     code="missing_api_key",
                 )
+            if table.revoked and hash_key(key, table.key_secret) in table.revoked:
+                raise AuthenticationError("This API key has been revoked.", code="key_revoked")
             raise AuthenticationError("Invalid API key.")
         if consumer.key_id is not None:  # a minted key
             now = time.time()

@@ -203,6 +203,7 @@ def compile_rule(
     services: dict[str, CompiledService],
     redis: str | None = None,
     warnings: list[str] | None = None,
+    catalog: tuple[str, ...] = (),
 ) -> CompiledRule:
     targets = tuple(Step(services[t.service], t.model) for t in rule.targets)
     cumulative = tuple(itertools.accumulate(t.weight for t in rule.targets))
@@ -224,12 +225,21 @@ def compile_rule(
             Limit(f"rule:{rule.name}", r.per, r.requests, r.tokens, r.window)
             for r in rule.policies.rate_limit or []
         ),
-        literal_models=tuple(m for m in rule.match.models if not is_glob(m)),
+        listed_models=_listed(rule, catalog),
         cache=compile_cache(
             rule.policies.cache, redis, rule.name, warnings if warnings is not None else []
         ),
         guard=compile_guard(rule.policies),
     )
+
+
+def _listed(rule: Rule, catalog: tuple[str, ...]) -> tuple[str, ...]:
+    """What ``/v1/models`` lists for a rule: its exact names, then the catalog's models its
+    glob patterns match (a glob itself is no model a client could send)."""
+    exact = [m for m in rule.match.models if not is_glob(m)]
+    globs = [re.compile(fnmatch.translate(m)) for m in rule.match.models or ["*"] if is_glob(m)]
+    found = [name for name in catalog if any(g.fullmatch(name) for g in globs)]
+    return tuple(dict.fromkeys([*exact, *found]))
 
 
 def _normal_path(path: str) -> str:
@@ -346,8 +356,11 @@ def compile_config(
         for i, svc in enumerate(config.services)
     }
     redis = config.gateway.redis
+    prices = PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()})
+    catalog = prices.names()
     rules = [
-        compile_rule(rule, i, services, redis, warnings) for i, rule in enumerate(config.rules)
+        compile_rule(rule, i, services, redis, warnings, catalog)
+        for i, rule in enumerate(config.rules)
     ]
 
     exact: dict[str, list[int]] = {}
@@ -404,7 +417,7 @@ def compile_config(
         matches_headers=any(r.headers for r in rules),
         pools=tuple(pools.values()),
         probes=probes,
-        prices=PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()}),
+        prices=prices,
         access_log=config.gateway.access_log,
         limits=_gateway_limits(config),
         redis=config.gateway.redis,

@@ -103,7 +103,7 @@ class CompiledRule:
     paths: frozenset[str] | None
     headers: tuple[tuple[str, re.Pattern[str]], ...]
     policies: Policies
-    literal_models: tuple[str, ...]
+    listed_models: tuple[str, ...]  # its exact names, then the catalog's its globs match
     hash_on: str | None = None
     limits: tuple[Limit, ...] = ()
     cache: CachePlan | None = None  # policies.cache, compiled; None: no cache, no cost
@@ -171,7 +171,7 @@ def models_body(
     for rule in rules:
         if allowed is not None and rule.name not in allowed:
             continue
-        for model in rule.literal_models:
+        for model in rule.listed_models:
             if only is None or model in only:
                 seen.setdefault(model, None)
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "sluicegate"} for m in seen]
@@ -221,6 +221,7 @@ class RoutingTable:
     consumers: Mapping[str, ConsumerEntry] = field(default_factory=dict)  # by name
     jwt: JwtVerifier | None = None  # auth.jwt; carried to the next table while unchanged
     key_secret: bytes = b""  # SLUICEGATE_KEY_SECRET: keys are kept as HMACs under it
+    revoked: frozenset[bytes] = frozenset()  # hashes of revoked minted keys
     groups: Mapping[str, GroupEntry] = field(default_factory=dict)
     # Consumers narrowed by the groups a token names, made once per combination.
     narrowed: dict[tuple[str, tuple[str, ...]], ConsumerEntry] = field(default_factory=dict)

@@ -126,6 +126,10 @@ class PriceTable:
         self._keys = sorted(self._prices, key=len, reverse=True)
         self._found: dict[str, Price | None] = {}
 
+    def names(self) -> tuple[str, ...]:
+        """Every model the table knows by name (the catalog ``/v1/models`` draws on)."""
+        return tuple(self._prices)
+
     def price(self, model: str) -> Price | None:
         if model in self._found:
             return self._found[model]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 
@@ -108,3 +110,27 @@ def test_embeddings_pass_through(client: openai.OpenAI, fake_openai: FakeOpenAI)
     result = client.embeddings.create(model="fake-embed", input="hello")
     assert result.data[0].embedding == [0.1, 0.2]
     assert fake_openai.last["path"] == "/v1/embeddings"
+
+
+def test_models_lists_the_catalog_models_a_glob_rule_serves(start_gateway: Any) -> None:
+    gateway = start_gateway(
+        {
+            "services": [{"name": "m", "provider": "mock"}],
+            "pricing": {"gpt-4o-house-tune": {"input": 1.0, "output": 2.0}},
+            "rules": [
+                {
+                    "name": "oai",
+                    "match": {"models": ["gpt-4o*", "alias"]},
+                    "targets": [{"service": "m"}],
+                },
+                {"name": "other", "match": {"models": ["claude-*"]}, "targets": [{"service": "m"}]},
+            ],
+            "consumers": [{"name": "a", "keys": [KEY], "rules": ["oai"]}],
+        }
+    )
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0)
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == "alias"  # the rule's own names first
+    assert {"gpt-4o", "gpt-4o-mini", "gpt-4o-house-tune"} <= set(ids)
+    assert not any(i.startswith("claude") for i in ids)  # another rule's, not this key's
+    assert not any("*" in i for i in ids)

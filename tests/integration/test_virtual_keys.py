@@ -158,6 +158,19 @@ def test_revocation_reaches_another_instance_within_a_second(
         other.stop()
 
 
+def test_a_revoked_key_is_told_it_was_revoked(gateway: RunningGateway) -> None:
+    api = admin(gateway)
+    made = api.post("/admin/consumers/team-a/keys", json={"name": "to-revoke"}).json()
+    assert chat(gateway, made["key"]).status_code == 200
+    assert api.delete(f"/admin/keys/{made['id']}").status_code == 204
+    refused = chat(gateway, made["key"])
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "key_revoked"
+    assert "revoked" in refused.json()["error"]["message"]
+    wrong = chat(gateway, made["key"][:-4] + "zzzz")  # a key never minted stays anonymous
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+
+
 def test_rotation_keeps_the_old_key_for_its_grace(gateway: RunningGateway) -> None:
     api = admin(gateway)
     old = api.post("/admin/consumers/team-a/keys", json={"rules": ["chat"]}).json()
