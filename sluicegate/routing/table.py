@@ -267,7 +267,7 @@ class RoutingTable:
         return found
 
     def candidates(self, model: str) -> list[CompiledRule]:
-        """Rules whose model patterns match, in config order."""
+        """Rules whose model patterns match, in the order requests try them (their index)."""
         exact = self.exact.get(model, ())
         found = [i for i, pattern in self.globs if pattern.fullmatch(model)]
         if exact:
