@@ -103,8 +103,7 @@ def shadows(rules: Sequence[Rule], allow_lists: Collection[Collection[str]] = ()
     found = []
     for index in order:
         later = rules[index]
-        wanted = must.get(later.name)
-
+        wanted = must.get(later.name)  # None: nothing narrows who may use it
         by: list[int] = []
         for pattern in later.match.models or ["*"]:
             if is_glob(pattern):
