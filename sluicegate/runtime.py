@@ -78,6 +78,8 @@ class Runtime:
         url = loaded.config.gateway.store
         self.store: Store | None = store or (open_store(url) if url else None)
         self._open: set[str] = set()  # gateways serving without a key (auth: none), as logged
+        # Per gateway, the store's issues already logged (EntityIssue id, path, message).
+        self._issues_logged: dict[str, set[tuple[str, str, str]]] = {}
         if self.store is None:  # with a store, the tables that count come at start()
             self._announce_open()
         self._warn_unkeyed(loaded)
@@ -152,6 +154,20 @@ class Runtime:
             )
         self._open = now
 
+    def _announce_issues(self) -> None:
+        """A WARNING for each store entity left out of a gateway (or never matching), once:
+        a rebuild that finds it again says nothing new. /admin/health lists them all."""
+        for name, table in self.tables.items():
+            seen = self._issues_logged.get(name, set())
+            now = {(i.id, i.path, i.message) for i in table.issues}
+            prefix = "" if name == self.gateway else f"gateway '{name}': "
+            for issue in table.issues:
+                if (issue.id, issue.path, issue.message) in seen:
+                    continue
+                tail = "; left out of the running config" if issue.left_out else ""
+                log.warning("%s%s%s", prefix, issue.line(), tail)
+            self._issues_logged[name] = now
+
     def _warn_unkeyed(self, loaded: Loaded) -> None:
         gateway = loaded.config.gateway
         shared = gateway.redis is not None or (gateway.store or "").startswith("postgres")
@@ -185,6 +201,7 @@ class Runtime:
         self.loaded, self.table = default, tables[self.gateway]
         self._index_hosts()
         self._announce_open()
+        self._announce_issues()
         if self._http is not None:
             await self._start_probes()
 

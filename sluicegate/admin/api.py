@@ -12,6 +12,7 @@ import base64
 import hmac
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sluicegate.admin import explorer, paging
+from sluicegate.admin.checks import refuse_new_issues, refuse_undeclared_catch_all
 from sluicegate.admin.entities import (
     Entity,
     entities,
@@ -30,6 +32,7 @@ from sluicegate.admin.entities import (
     json_response,
     merge_input,
     new_secrets,
+    positions,
     present,
     referrers,
     seal,
@@ -38,7 +41,7 @@ from sluicegate.admin.entities import (
 from sluicegate.admin.gateways import GatewayEndpoints
 from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
-from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build, position
+from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build
 from sluicegate.admin.logs import LogEndpoints
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.admin.throttle import LoginThrottle, client_of
@@ -73,18 +76,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluicegate")
 
 
-def _issues(exc: ConfigError, prefix: str) -> list[tuple[str, str]]:
-    """Issues about the written entity lose the candidate's ``kind[i]`` prefix."""
+def _issues(exc: ConfigError) -> list[tuple[str, str]]:
+    """``path: message`` lines as the 422's ``(path, message)`` pairs."""
     out = []
     for issue in exc.issues:
         path, sep, message = issue.partition(": ")
-        if not sep:
-            path, message = "", issue
-        elif path == prefix:
-            path = ""
-        elif path.startswith((prefix + ".", prefix + "[")):
-            path = path[len(prefix) :].lstrip(".")
-        out.append((path, message))
+        out.append((path, message) if sep else ("", issue))
     return out
 
 
@@ -289,18 +286,23 @@ class AdminApi:
             self._spec = orjson.dumps(openapi_spec())
         return Response(self._spec, media_type="application/json")
 
+    def _show(self, gw: str, items: list[Entity]) -> Callable[[Entity], dict[str, Any]]:
+        """``present``, with each rule's place in the running order."""
+        places = positions(self.runtime.tables[gw], items)
+        return lambda entity: present(entity, places)
+
     async def list_kind(self, request: Request) -> Response:
         kind = self._kind(request)
         gw = self._gw(request)
         items = self._everything(gw, await self._records(gw))[kind]
-        return json_response(paging.page(request, items, present))
+        return json_response(paging.page(request, items, self._show(gw, items)))
 
     async def get(self, request: Request) -> Response:
         kind = self._kind(request)
         gw = self._gw(request)
         items = self._everything(gw, await self._records(gw))[kind]
         entity = self._find(items, kind, request.path_params["ref"])
-        return json_response(present(entity), etag=entity.etag)
+        return json_response(self._show(gw, [entity])(entity), etag=entity.etag)
 
     # -- writing ----------------------------------------------------------------
 
@@ -337,13 +339,16 @@ class AdminApi:
         return body
 
     def _build(self, gw: str, records: list[Record], kind: str, id: str) -> Built:
+        """The config with the change; refused if it leaves out or shadows anything it did
+        not before, or the written entity ``id`` itself (admin/checks.py)."""
         file = self.runtime.file_of(gw)
+        running = self.runtime.tables.get(gw)
         try:
-            running = self.runtime.tables.get(gw)
-            return build(file, records, self.runtime.vault, running, self.runtime.key_secret)
+            built = build(file, records, self.runtime.vault, running, self.runtime.key_secret)
         except ConfigError as exc:
-            prefix = f"{PLURAL[kind]}[{position(file, records, kind, id)}]"
-            raise Unprocessable(_issues(exc, prefix)) from None
+            raise Unprocessable(_issues(exc)) from None
+        refuse_new_issues(built, running, id)
+        return built
 
     async def create(self, request: Request) -> Response:
         kind = self._kind(request)
@@ -375,6 +380,8 @@ class AdminApi:
             if existing is not None:
                 self._writable(existing, request)
             doc = merge_input(kind, body, existing, patch)
+            if kind == "rule":
+                refuse_undeclared_catch_all(doc, existing.doc if existing is not None else None)
             name = doc.get("name")
             if not isinstance(name, str):
                 raise Unprocessable([("name", "required" if name is None else "must be a string")])
@@ -422,7 +429,8 @@ class AdminApi:
                 raise PreconditionFailed(f"{PLURAL[kind]}/{name} was changed by another writer.")
             await self.runtime.install(built.loaded, built.table)
         entity = Entity(kind, record.id, record.name, record.doc, record)
-        return json_response(present(entity), 201 if existing is None else 200, etag=entity.etag)
+        shown = self._show(gw, [entity])(entity)
+        return json_response(shown, 201 if existing is None else 200, etag=entity.etag)
 
     def _check_name(
         self, kind: str, name: str, existing: Entity | None, everything: dict[str, list[Entity]]

@@ -10,7 +10,7 @@ ignored, so that what a GET returns can be PUT back unchanged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded, validation_issues
 from sluicegate.config.model import Consumer, Group, Rule, Service, Upstream
 from sluicegate.errors import InvalidRequest, Unprocessable
-from sluicegate.routing.table import hash_key
+from sluicegate.routing.table import RoutingTable, hash_key
 from sluicegate.stores.base import Record
 from sluicegate.stores.secrets import MASTER_KEY_ENV, SECRET_FIELDS, MissingMasterKey, Vault
 
@@ -38,7 +38,7 @@ MODELS: dict[str, type[Strict]] = {
     "consumer": Consumer,
 }
 M = TypeVar("M", bound=Strict)
-READ_ONLY = frozenset({"id", "source", "created_at", "updated_at", "key_count"})
+READ_ONLY = frozenset({"id", "source", "created_at", "updated_at", "key_count", "position"})
 _SHOWN_AS_SET = "set"  # stands in for a secret while the shown model is validated
 
 
@@ -140,7 +140,18 @@ def validated(model: type[M], body: dict[str, Any]) -> M:
         raise Unprocessable([(path, message) for path, _, message in issues]) from None
 
 
-def present(entity: Entity) -> dict[str, Any]:
+def positions(table: RoutingTable, items: Sequence[Entity]) -> dict[str, int | None]:
+    """Where each rule of ``items`` is tried (1: first), by id; None: not running (left
+    out, or shadowed by the file's rule of the same name)."""
+    left_out = {issue.id for issue in table.issues if issue.left_out}
+    place = {rule.name: rule.index + 1 for rule in table.rules}
+    return {
+        e.id: None if e.id in left_out else place.get(e.name) for e in items if e.kind == "rule"
+    }
+
+
+def present(entity: Entity, places: Mapping[str, int | None] | None = None) -> dict[str, Any]:
+    """``places``: rule positions by id (``positions``); a rule is shown with its own."""
     doc = {**entity.doc, "name": entity.name, "tags": entity.tags}
     secrets_set: list[str] = []
     creds = doc.get("credentials")
@@ -159,6 +170,8 @@ def present(entity: Entity) -> dict[str, Any]:
     if entity.kind == "consumer":
         shown.pop("keys", None)
         shown["key_count"] = key_count
+    if entity.kind == "rule":
+        shown["position"] = (places or {}).get(entity.id)
     record = entity.record
     return {
         "id": entity.id,

@@ -1,4 +1,5 @@
-"""``GET /admin/health``: the state of every target the gateway balances over."""
+"""``GET /admin/health``: the state of every target the gateway balances over, and the
+config's ``issues``: each store entity left out of the running config, or never matching."""
 
 from __future__ import annotations
 
@@ -28,4 +29,4 @@ def health_report(table: RoutingTable) -> dict[str, Any]:
                     "passive_checks": health.passive is not None,
                 }
             )
-    return {"data": data, "next": None}
+    return {"data": data, "next": None, "issues": [issue.shown() for issue in table.issues]}

@@ -58,6 +58,38 @@ def _error() -> dict[str, Any]:
     }
 
 
+def _health() -> dict[str, Any]:
+    """``GET /admin/health``: targets, and each store entity left out or never matching."""
+    issue = {
+        "type": "object",
+        "required": ["kind", "name", "id", "source", "path", "message", "left_out"],
+        "properties": {
+            "kind": {
+                "type": "string",
+                "enum": ["upstream", "service", "rule", "group", "consumer", "key"],
+            },
+            "name": {"type": "string", "description": "a minted key's prefix"},
+            "id": {"type": "string"},
+            "source": {"type": "string", "enum": ["file", "store"]},
+            "path": {"type": "string", "description": "inside the entity; empty: all of it"},
+            "message": {"type": "string"},
+            "left_out": {
+                "type": "boolean",
+                "description": "not in the running config; false: it runs but never matches",
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["data", "next", "issues"],
+        "properties": {
+            "data": {"type": "array", "items": {"type": "object"}},
+            "next": {"type": "null"},
+            "issues": {"type": "array", "items": issue},
+        },
+    }
+
+
 def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
     described = {
         400: "Bad request (bad JSON, bad query, a secret without a master key)",
@@ -172,7 +204,14 @@ def _paths() -> dict[str, Any]:
         "get": {
             "summary": "The state of every balanced target",
             "operationId": "health",
-            "responses": _responses({"200": {"description": "Targets and their health"}}),
+            "responses": _responses(
+                {
+                    "200": {
+                        "description": "Targets and their health, and the config's issues",
+                        "content": {"application/json": {"schema": {"$ref": _REF + "Health"}}},
+                    }
+                }
+            ),
         }
     }
     paths.update(_audit_paths())
@@ -645,12 +684,21 @@ def openapi_spec() -> dict[str, Any]:
         if kind == "consumer":
             props.pop("keys", None)
             props["key_count"] = {"type": "integer", "minimum": 0, "readOnly": True}
+        if kind == "rule":
+            props["position"] = {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "readOnly": True,
+                "description": "where requests try this rule (1: first), after priority and "
+                "ties; null: not running (see /admin/health's issues)",
+            }
         props["id"] = {"type": "string", "format": "uuid", "readOnly": True}
         props["source"] = {"type": "string", "enum": ["file", "store"], "readOnly": True}
         props["created_at"] = timestamp
         props["updated_at"] = timestamp
         schema["required"] = sorted({*schema.get("required", []), "id", "name", "source"})
     schemas["Error"] = _error()
+    schemas["Health"] = _health()
     schemas.update(_gateway_schemas())
     schemas.update(_key_schemas())
     schemas["AuditLog"] = _audit_log()

@@ -32,6 +32,7 @@ from sluicegate.admin.entities import MODELS, seal
 from sluicegate.admin.layers import PLURAL, build, file_documents
 from sluicegate.auth.keys import key_secret_from_env
 from sluicegate.config.ids import entity_id
+from sluicegate.config.issues import EntityIssue
 from sluicegate.config.load import Loaded, references
 from sluicegate.config.model import Config, Tenant
 from sluicegate.config.tenants import split
@@ -261,8 +262,22 @@ def plan(gateway: Loaded, items: list[_Wanted], records: list[Record], vault: Va
                 )
                 lines.append(f"- {kind} {record.name}")
     after.sort(key=lambda r: (r.created_at, r.id))
-    build(gateway, after, vault, key_secret=key_secret_from_env())  # raises: nothing written
+    # The store's minted keys stay: one naming a rule the file drops must not be left behind.
+    keys = [r for r in records if r.kind == "key"]
+    built = build(gateway, [*after, *keys], vault, key_secret=key_secret_from_env())
+    if built.table.issues:  # nothing is written: each issue at its place in the file
+        raise ConfigError([_in_file(items, issue) for issue in built.table.issues])
     return Plan([*deletes, *updates, *creates], lines)
+
+
+def _in_file(items: list[_Wanted], issue: EntityIssue) -> str:
+    """An issue of the store-to-be, told at the entity's place in the applied file."""
+    if issue.kind not in PLURAL:  # a minted key: the store's, in no file
+        return issue.line()
+    index = [item.name for item in items if item.kind == issue.kind].index(issue.name)
+    where = f"{PLURAL[issue.kind]}[{index}]" + (f".{issue.path}" if issue.path else "")
+    message = issue.message.replace("store rule '", "rule '")  # all of them are the file's
+    return f"{where}: {message}"
 
 
 def _rules_out_of_order(items: list[_Wanted], records: list[Record]) -> bool:

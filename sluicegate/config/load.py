@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from sluicegate.config.auth import shared_token_issues
 from sluicegate.config.ids import entity_id
-from sluicegate.config.model import Config
+from sluicegate.config.model import Config, Consumer, Group
+from sluicegate.config.order import order_issues
 from sluicegate.errors import ConfigError
 
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -262,6 +263,13 @@ def _check_entities(data: dict[str, Any]) -> list[str]:
     return issues
 
 
+def allow_lists(consumers: list[Consumer], groups: list[Group]) -> list[list[str]]:
+    """The ``rules`` lists that narrow who may use a rule (see ``config.order``)."""
+    return [c.rules for c in consumers if c.rules is not None] + [
+        g.rules for g in groups if g.rules is not None
+    ]
+
+
 def parse_config(
     raw: Any, env: Mapping[str, str] | None = None, source: str = "<config>"
 ) -> Loaded:
@@ -284,12 +292,16 @@ def parse_config(
 
 
 def validate_config(
-    data: dict[str, Any], warnings: list[str] | None = None, source: str = "<config>"
+    data: dict[str, Any],
+    warnings: list[str] | None = None,
+    source: str = "<config>",
+    check_order: bool = True,
 ) -> Loaded:
     """Validate a document whose strings are final (no ``${VAR}`` interpolation).
 
     The Admin API builds its candidates with this: values written through the API
-    are literal, and file entities were interpolated when the file was read.
+    are literal, and file entities were interpolated when the file was read; it
+    checks the order of rules itself (``check_order=False``), to say who is at fault.
     """
     issues = check_references(data)
     try:
@@ -300,6 +312,10 @@ def validate_config(
         [("auth.jwt", config.gateway.name, config.auth.jwt)]
         + [(f"gateways[{i}].auth.jwt", t.name, t.auth.jwt) for i, t in enumerate(config.gateways)]
     )
+    if check_order:
+        issues += order_issues(config.rules, allow_lists(config.consumers, config.groups))
+        for i, t in enumerate(config.gateways):
+            issues += order_issues(t.rules, allow_lists(t.consumers, t.groups), f"gateways[{i}].")
     if issues:
         raise ConfigError(issues)
     return Loaded(config=config, warnings=list(warnings or []), source=source)

@@ -215,6 +215,11 @@ class Service(Strict):
         return self
 
 
+def matches_every_model(models: list[str]) -> bool:
+    """Whether a rule's model patterns take every model (none at all, or ``*``)."""
+    return not models or "*" in models
+
+
 class RuleMatch(Strict):
     models: list[str] = Field(default_factory=list)
     paths: list[str] = Field(default_factory=list)
@@ -275,6 +280,12 @@ class Policies(Strict):
 class Rule(Strict):
     name: Name
     match: RuleMatch = Field(default_factory=RuleMatch)
+    # Rules are tried by priority, lower first; ties keep the order they are listed in
+    # (the file's, then the store's by creation).
+    priority: int = 100
+    # Says that matching every model is meant: through the Admin API, a rule that loses
+    # its model patterns (PATCH {"match": null}) must say so to become a catch-all.
+    catch_all: bool = False
     targets: list[RuleTarget] = Field(min_length=1)
     fallbacks: list[Fallback] = Field(default_factory=list)
     hash_on: str | None = None  # sticky splits: "consumer" or "header:<name>"
@@ -287,6 +298,14 @@ class Rule(Strict):
     @classmethod
     def _hash_on(cls, value: str | None) -> str | None:
         return _check_hash_on(value)
+
+    @model_validator(mode="after")
+    def _catch_all(self) -> Rule:
+        if self.catch_all and not matches_every_model(self.match.models):
+            raise ValueError(
+                "catch_all: true matches every model; leave match.models out (or use ['*'])"
+            )
+        return self
 
     @field_validator("fallback_on")
     @classmethod

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
+from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
@@ -38,12 +39,6 @@ from sluicegate.tls.client import TlsSettings, client_context
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on
     from sluicegate.auth.jwt import JwtVerifier
-
-_GLOB_CHARS = frozenset("*?[")
-
-
-def is_glob(pattern: str) -> bool:
-    return not _GLOB_CHARS.isdisjoint(pattern)
 
 
 def _base_url(svc: Service) -> str:
@@ -214,7 +209,7 @@ def compile_rule(
         cumulative=cumulative,
         fallbacks=tuple(Step(services[f.service], f.model) for f in rule.fallbacks),
         fallback_on=_fallback_on(rule.fallback_on),
-        paths=frozenset(_normal_path(p) for p in rule.match.paths) or None,
+        paths=frozenset(normal_path(p) for p in rule.match.paths) or None,
         headers=tuple(
             (name.lower(), re.compile(fnmatch.translate(value)))
             for name, value in rule.match.headers.items()
@@ -240,10 +235,6 @@ def _listed(rule: Rule, catalog: tuple[str, ...]) -> tuple[str, ...]:
     globs = [re.compile(fnmatch.translate(m)) for m in rule.match.models or ["*"] if is_glob(m)]
     found = [name for name in catalog if any(g.fullmatch(name) for g in globs)]
     return tuple(dict.fromkeys([*exact, *found]))
-
-
-def _normal_path(path: str) -> str:
-    return path if path.startswith("/v1/") else "/v1" + path
 
 
 def limits_of(
@@ -358,14 +349,16 @@ def compile_config(
     redis = config.gateway.redis
     prices = PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()})
     catalog = prices.names()
+    # In the order requests try them (priority, then as listed): a rule's index is its
+    # place, so that candidates() sorts by index alone.
+    ordered = [config.rules[i] for i in match_order(config.rules)]
     rules = [
-        compile_rule(rule, i, services, redis, warnings, catalog)
-        for i, rule in enumerate(config.rules)
+        compile_rule(rule, i, services, redis, warnings, catalog) for i, rule in enumerate(ordered)
     ]
 
     exact: dict[str, list[int]] = {}
     globs: list[tuple[int, re.Pattern[str]]] = []
-    for rule, source in zip(rules, config.rules, strict=True):
+    for rule, source in zip(rules, ordered, strict=True):
         # A rule without model patterns matches every model (a catch-all).
         for pattern in source.match.models or ["*"]:
             if is_glob(pattern):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sluicegate.cache.policy import CachePlan
+from sluicegate.config.issues import EntityIssue
 from sluicegate.config.model import Policies
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import Signer
@@ -217,6 +218,7 @@ class RoutingTable:
     redis_failure: str = "open"
     estimate_max_tokens: int = 1024
     warnings: tuple[str, ...] = ()
+    issues: tuple[EntityIssue, ...] = ()  # what of the store was left out, or never matches
     rng: random.Random = field(default_factory=random.Random)
     consumers: Mapping[str, ConsumerEntry] = field(default_factory=dict)  # by name
     jwt: JwtVerifier | None = None  # auth.jwt; carried to the next table while unchanged
@@ -268,7 +270,7 @@ class RoutingTable:
         return found
 
     def candidates(self, model: str) -> list[CompiledRule]:
-        """Rules whose model patterns match, in config order."""
+        """Rules whose model patterns match, in the order requests try them (their index)."""
         exact = self.exact.get(model, ())
         found = [i for i, pattern in self.globs if pattern.fullmatch(model)]
         if exact:

@@ -210,6 +210,42 @@ def test_services_upstreams_and_rules(
     screenshot(page, "rules")
 
 
+def test_rules_are_listed_in_the_order_requests_try_them(
+    gateway: RunningGateway, console_and_page: tuple[Console, Any]
+) -> None:
+    _, page = console_and_page
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    made = []
+    # By name, "aa-last" would come first and "zz-first" last; by priority, the other way.
+    for name, priority in (("zz-first", 10), ("aa-last", 500)):
+        body = {
+            "name": name,
+            "priority": priority,
+            "match": {"models": [f"{name}-model"]},
+            "targets": [{"service": "demo"}],
+        }
+        created = httpx.post(f"{gateway.url}/admin/rules", json=body, headers=auth)
+        assert created.status_code == 201, created.text
+        made.append(name)
+    try:
+        log_in(page, gateway)
+        page.click("nav >> text=Rules")
+        rows = page.locator("tr[data-rule]")
+        expect(rows).to_have_count(3)
+        assert [rows.nth(i).get_attribute("data-rule") for i in range(3)] == [
+            "zz-first",
+            "chat",
+            "aa-last",
+        ]
+        expect(rows.nth(0).locator("td").nth(0)).to_have_text("1")
+        expect(rows.nth(0).locator("td").nth(1)).to_have_text("10")
+        expect(rows.nth(1).locator("td").nth(1)).to_have_text("100")
+        expect(rows.nth(2).locator("td").nth(1)).to_have_text("500")
+    finally:
+        for name in made:
+            httpx.delete(f"{gateway.url}/admin/rules/{name}", headers=auth)
+
+
 def test_mint_use_revoke_and_find_in_logs(
     gateway: RunningGateway, console_and_page: tuple[Console, Any]
 ) -> None:

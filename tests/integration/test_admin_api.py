@@ -248,7 +248,9 @@ def test_crud_for_every_entity(admin: Admin) -> None:
 
 def test_error_paths(admin: Admin) -> None:
     admin.created("services", {"name": "mock", "provider": "mock"})
-    rule = admin.created("rules", {"name": "chat", "targets": [{"service": "mock"}]})
+    rule = admin.created(
+        "rules", {"name": "chat", "match": {"models": ["chat"]}, "targets": [{"service": "mock"}]}
+    )
 
     in_use = admin.delete("/services/mock")
     assert in_use.status_code == 409 and "rules/chat" in in_use.json()["error"]["message"]
@@ -262,7 +264,10 @@ def test_error_paths(admin: Admin) -> None:
     renamed = admin.patch("/services/mock", {"name": "mock2"})
     assert renamed.status_code == 409 and "rules/chat" in renamed.json()["error"]["message"]
 
-    bad = admin.post("/rules", {"name": "r2", "targets": [{"service": "nope", "weight": 0}]})
+    bad = admin.post(
+        "/rules",
+        {"name": "r2", "match": {"models": ["r2"]}, "targets": [{"service": "nope", "weight": 0}]},
+    )
     assert bad.status_code == 422
     error = bad.json()["error"]
     assert error["code"] == "validation_failed"

@@ -44,7 +44,8 @@ def config(store: str) -> dict[str, Any]:
         ],
         "rules": [
             {"name": "chat", "match": {"models": ["chat"]}, "targets": [{"service": "demo"}]},
-            {"name": "all", "match": {"models": ["*"]}, "targets": [{"service": "local"}]},
+            # Not "*": the reordered file below puts it first, and "chat" would never match.
+            {"name": "all", "match": {"models": ["gpt-*"]}, "targets": [{"service": "local"}]},
         ],
         "consumers": [{"name": "team-a", "keys": ["${TEAM_KEY}"], "rules": ["chat"]}],
     }
@@ -356,3 +357,47 @@ def test_apply_carries_each_gateways_own_auth(
     doc["gateways"][1]["auth"] = {"jwt": {"secret": "s" * 40, "audience": "fin"}}
     code, _, err = cli(capsys, "config", "apply", str(write(path, doc)))
     assert code == 1 and "gateways[1].auth.jwt.secret" in err, err
+
+
+def test_apply_errors_name_places_in_the_applied_file(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = config(url)
+    assert cli(capsys, "config", "apply", str(write(tmp_path / "gw.yaml", doc)))[0] == 0
+    # team-a leaves out its keys (it keeps the stored one); a new consumer listed before
+    # it brings the same key. The store lists team-a first, the file lists it second.
+    doc["consumers"] = [{"name": "newcomer", "keys": ["${TEAM_KEY}"]}, {"name": "team-a"}]
+    before = version(url)
+    code, _, err = cli(capsys, "config", "apply", str(write(tmp_path / "gw.yaml", doc)))
+    assert code == 1
+    assert "consumers[0].keys: a key is already held by consumer 'team-a'" in err, err
+    assert "consumers[1]" not in err
+    assert version(url) == before
+
+
+def test_apply_refuses_to_leave_a_minted_key_without_its_rule(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = config(url)
+    path = write(tmp_path / "gw.yaml", doc)
+    assert cli(capsys, "config", "apply", str(path))[0] == 0
+    gateway = RunningGateway({"gateway": {"store": url, "admin_key": ADMIN_KEY}}).start()
+    try:
+        minted = httpx.post(
+            gateway.url + "/admin/consumers/team-a/keys",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            json={"rules": ["chat"]},
+        )
+        assert minted.status_code == 201, minted.text
+        prefix = minted.json()["prefix"]
+        # The file drops "chat" (and team-a's own list): the key would name a rule that is
+        # gone, so the restarted gateway would leave it out; apply says so and writes nothing.
+        doc["rules"] = [doc["rules"][1]]
+        doc["consumers"] = [{"name": "team-a", "keys": ["${TEAM_KEY}"]}]
+        before = version(url)
+        code, _, err = cli(capsys, "config", "apply", str(write(path, doc)))
+        assert code == 1
+        assert f"store key '{prefix}': rules[0]: unknown rule 'chat'" in err, err
+        assert version(url) == before
+    finally:
+        gateway.stop()

@@ -52,11 +52,13 @@ def test_plan_is_pick_then_fallbacks_in_order() -> None:
 
 
 def test_matching_exact_and_glob_in_config_order() -> None:
+    # gpt asks for a header, so mini after it can still match (config.order).
+    gpt = {"models": ["gpt-*"], "headers": {"x-team": "a"}}
     table = table_for(
         {
             "services": SERVICES,
             "rules": [
-                {"name": "gpt", "match": {"models": ["gpt-*"]}, "targets": [{"service": "a"}]},
+                {"name": "gpt", "match": gpt, "targets": [{"service": "a"}]},
                 {
                     "name": "mini",
                     "match": {"models": ["gpt-4o-mini"]},

@@ -4,11 +4,12 @@ import {clear, duration, h, num, tags} from "../dom.js";
 
 function match(rule) {
   const m = rule.match || {};
-  const parts = [];
-  if (m.models?.length) parts.push(h("div", {}, "models ", m.models.map((x) => h("code", {class: "tag"}, x))));
+  const parts = [m.models?.length
+    ? h("div", {}, "models ", m.models.map((x) => h("code", {class: "tag"}, x)))
+    : h("div", {class: "muted"}, rule.catch_all ? "every model (catch-all)" : "every model")];
   if (m.paths?.length) parts.push(h("div", {}, "paths ", m.paths.map((x) => h("code", {class: "tag"}, x))));
   for (const [name, value] of Object.entries(m.headers || {})) parts.push(h("div", {}, "header ", h("code", {}, `${name}: ${value}`)));
-  return parts.length ? parts : h("span", {class: "muted"}, "everything");
+  return parts;
 }
 
 function split(rule) {
@@ -40,12 +41,17 @@ export default {
   render(root) {
     const error = h("p", {class: "error", role: "alert"});
     const box = h("section", {class: "panel"}, h("p", {class: "muted"}, "Loading…"));
-    root.append(h("p", {class: "muted"}, "Rules are tried in this order; the first that matches a request routes it."), error, box);
+    root.append(h("p", {class: "muted"}, "Rules are tried in this order (by priority, lower first; ties as listed, the file's then the store's); the first that matches a request routes it."), error, box);
     all("/rules").then((rules) => {
-      const head = ["#", "Rule", "Matches", "Targets (split)", "Fallbacks", "Falls back on", "Policies", "Tags"];
-      const rows = rules.map((rule, i) => h("tr", {"data-rule": rule.name},
-        h("td", {class: "num"}, String(i + 1)),
-        h("td", {}, h("strong", {}, rule.name), h("div", {class: "muted"}, rule.source), rule.description ? h("div", {class: "muted"}, rule.description) : null),
+      // The API lists by name; requests try rules by position (null: not running, last).
+      rules.sort((a, b) => (a.position ?? Infinity) - (b.position ?? Infinity) || a.name.localeCompare(b.name));
+      const head = ["#", "Priority", "Rule", "Matches", "Targets (split)", "Fallbacks", "Falls back on", "Policies", "Tags"];
+      const rows = rules.map((rule) => h("tr", {"data-rule": rule.name},
+        h("td", {class: "num"}, rule.position == null ? "–" : String(rule.position)),
+        h("td", {class: "num"}, String(rule.priority)),
+        h("td", {}, h("strong", {}, rule.name), h("div", {class: "muted"}, rule.source),
+          rule.position == null ? h("div", {class: "error"}, "not running: see /admin/health") : null,
+          rule.description ? h("div", {class: "muted"}, rule.description) : null),
         h("td", {}, match(rule)),
         h("td", {}, split(rule)),
         h("td", {}, rule.fallbacks.length ? rule.fallbacks.map((f, j) => h("div", {}, `${j + 1}. ${f.service}${f.model ? ` → ${f.model}` : ""}`)) : h("span", {class: "muted"}, "none")),
