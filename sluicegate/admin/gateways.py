@@ -38,7 +38,7 @@ from sluicegate.errors import ConfigError, Conflict, PreconditionFailed, Unproce
 from sluicegate.stores.base import Change, Record, StaleWrite
 
 if TYPE_CHECKING:
-    from sluicegate.admin.api import AdminApi
+    from sluicegate.admin.context import AdminSteps
 
 _READ_ONLY = frozenset({"id", "default", "source", "created_at", "updated_at"})
 
@@ -153,7 +153,7 @@ def present_gateway(entity: Entity, default: str) -> dict[str, Any]:
 
 
 class GatewayEndpoints:
-    def __init__(self, api: AdminApi) -> None:
+    def __init__(self, api: AdminSteps) -> None:
         self.api = api
         self.runtime = api.runtime
 
@@ -186,7 +186,7 @@ class GatewayEndpoints:
 
     async def _find_gateway(self, ref: str) -> tuple[Entity, list[Entity]]:
         items = all_gateways(self.runtime.file, await self._gateway_records())
-        return self.api._find(items, "gateway", ref), items
+        return self.api.find(items, "gateway", ref), items
 
     async def get_gateway(self, request: Request) -> Response:
         entity, _ = await self._find_gateway(request.path_params["gw"])
@@ -202,14 +202,14 @@ class GatewayEndpoints:
         return await self._put_gateway(request, request.path_params["gw"], patch=True)
 
     async def _put_gateway(self, request: Request, ref: str | None, patch: bool) -> Response:
-        store = self.api._store()
-        body = {k: v for k, v in (await self.api._body(request)).items() if k not in _READ_ONLY}
+        store = self.api.store()
+        body = {k: v for k, v in (await self.api.body(request)).items() if k not in _READ_ONLY}
         async with self.runtime.lock:
             existing, items = (None, []) if ref is None else await self._find_gateway(ref)
             if existing is None:
                 items = all_gateways(self.runtime.file, await self._gateway_records())
             else:
-                self.api._writable(existing, request)
+                self.api.writable(existing, request)
                 current = {**existing.doc, "name": existing.name, "tags": existing.tags}
                 body = {**current, **body} if patch else {"name": existing.name, **body}
                 if body.get("name") != existing.name:
@@ -238,10 +238,10 @@ class GatewayEndpoints:
         )
 
     async def delete_gateway(self, request: Request) -> Response:
-        store = self.api._store()
+        store = self.api.store()
         async with self.runtime.lock:
             entity, _ = await self._find_gateway(request.path_params["gw"])
-            self.api._writable(entity, request)
+            self.api.writable(entity, request)
             records = await store.entities(entity.name)
             # Minted keys go with it: with no consumer left, every one of them is dead.
             keys = [r for r in records if r.kind == "key"]

@@ -23,7 +23,7 @@ from sluicegate.errors import Conflict, NotFound, PreconditionFailed, Unprocessa
 from sluicegate.stores.base import Change, DuplicateName, Record, StaleWrite
 
 if TYPE_CHECKING:
-    from sluicegate.admin.api import AdminApi
+    from sluicegate.admin.context import AdminSteps
 
 
 def keys_of(records: list[Record], consumer: str) -> list[Record]:
@@ -38,7 +38,7 @@ def store_id(consumer: Entity) -> str | None:
 
 
 class KeyEndpoints:
-    def __init__(self, api: AdminApi) -> None:
+    def __init__(self, api: AdminSteps) -> None:
         self.api = api
         self.runtime = api.runtime
 
@@ -53,7 +53,7 @@ class KeyEndpoints:
         ]
 
     async def _key_records(self, gw: str) -> list[Record]:
-        return [r for r in await self.api._records(gw) if r.kind == "key"]
+        return [r for r in await self.api.records(gw) if r.kind == "key"]
 
     async def _show_keys(self, gw: str, records: list[Record]) -> list[dict[str, Any]]:
         used = await self.runtime.store.key_usage() if self.runtime.store is not None else {}
@@ -81,20 +81,18 @@ class KeyEndpoints:
         raise NotFound(f"No key with id or prefix '{ref}'.", code="key_not_found")
 
     async def list_keys(self, request: Request) -> Response:
-        gw = self.api._gw(request)
-        records = await self.api._records(gw)
+        gw = self.api.gw(request)
+        records = await self.api.records(gw)
         keys = [r for r in records if r.kind == "key"]
         ref = request.path_params.get("ref") or request.query_params.get("consumer")
         if ref is not None:
-            consumer = self.api._find(
-                self.api._everything(gw, records)["consumer"], "consumer", ref
-            )
+            consumer = self.api.find(self.api.everything(gw, records)["consumer"], "consumer", ref)
             ids = {consumer.name: consumer.id} if consumer.record is not None else {}
             keys = [r for r in keys if belongs(r.doc, (consumer.name,), ids)]
         return json_response({"data": await self._show_keys(gw, keys), "next": None})
 
     async def get_key(self, request: Request) -> Response:
-        gw = self.api._gw(request)
+        gw = self.api.gw(request)
         record = self._find_key(await self._key_records(gw), request.path_params["key"])
         return json_response((await self._show_keys(gw, [record]))[0])
 
@@ -104,15 +102,13 @@ class KeyEndpoints:
         return Record(str(uuid.uuid4()), gw, "key", doc["prefix"], doc, (), now, now, 0)
 
     async def mint_key(self, request: Request) -> Response:
-        store = self.api._store()
-        gw = self.api._gw(request)
-        asked = validated(NewKey, await self.api._body(request))
+        store = self.api.store()
+        gw = self.api.gw(request)
+        asked = validated(NewKey, await self.api.body(request))
         async with self.runtime.lock:
             records = await store.entities(gw)
-            everything = self.api._everything(gw, records)
-            consumer = self.api._find(
-                everything["consumer"], "consumer", request.path_params["ref"]
-            )
+            everything = self.api.everything(gw, records)
+            consumer = self.api.find(everything["consumer"], "consumer", request.path_params["ref"])
             key, doc = new_doc(
                 consumer.name,
                 asked,
@@ -121,7 +117,7 @@ class KeyEndpoints:
                 consumer_id=store_id(consumer),
             )
             record = self._new_record(gw, doc)
-            built = self.api._build(gw, [*records, record], "consumer", consumer.id)
+            built = self.api.build(gw, [*records, record], "consumer", consumer.id)
             try:
                 await store.create(gw, "key", record.id, record.name, doc, [])
             except DuplicateName:  # two equal prefixes: about one in 2**47
@@ -133,8 +129,8 @@ class KeyEndpoints:
         return json_response({**shown, "key": key}, 201)
 
     async def revoke_key(self, request: Request) -> Response:
-        store = self.api._store()
-        gw = self.api._gw(request)
+        store = self.api.store()
+        gw = self.api.gw(request)
         async with self.runtime.lock:
             records = await store.entities(gw)
             record = self._find_key(
@@ -143,7 +139,7 @@ class KeyEndpoints:
             if record.doc.get("revoked_at") is None:
                 doc = {**record.doc, "revoked_at": time.time()}
                 kept = [r for r in records if r.id != record.id]
-                built = self.api._build(gw, kept, "consumer", record.id)
+                built = self.api.build(gw, kept, "consumer", record.id)
                 if (
                     await store.update(gw, "key", record.id, record.name, doc, [], record.version)
                     is None
@@ -155,9 +151,9 @@ class KeyEndpoints:
     async def rotate_key(self, request: Request) -> Response:
         """A successor with the same consumer and restrictions; the old key lives on for
         ``grace`` (default 24h; ``0`` ends it now)."""
-        store = self.api._store()
-        gw = self.api._gw(request)
-        body = await self.api._body(request)
+        store = self.api.store()
+        gw = self.api.gw(request)
+        body = await self.api.body(request)
         try:
             grace = parse_duration(body.get("grace", "24h")) if body.get("grace") != 0 else 0.0
         except (ValueError, TypeError):
@@ -209,7 +205,7 @@ class KeyEndpoints:
                 old.version,
             )
             candidates = [updated if r.id == old.id else r for r in records] + [record]
-            built = self.api._build(gw, candidates, "consumer", old.id)
+            built = self.api.build(gw, candidates, "consumer", old.id)
             changes = [
                 Change("update", "key", old.id, old.name, old_doc, (), old.version),
                 Change("create", "key", record.id, record.name, doc, (), 0, record.created_at),

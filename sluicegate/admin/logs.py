@@ -30,7 +30,7 @@ from sluicegate.stores.base import (
 )
 
 if TYPE_CHECKING:
-    from sluicegate.admin.api import AdminApi
+    from sluicegate.admin.context import AdminSteps
 
 
 def _ts(moment: datetime) -> str:
@@ -100,7 +100,7 @@ def _log_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class LogEndpoints:
-    def __init__(self, api: AdminApi) -> None:
+    def __init__(self, api: AdminSteps) -> None:
         self.api = api
 
     def routes(self, base: str) -> list[Route]:
@@ -123,7 +123,7 @@ class LogEndpoints:
         store = self._audit_store()
         query = request.query_params
         limit = paging.limit(query.get("limit"))
-        equal = _audit_equal(query, AUDIT_FILTERS, self.api._gw(request))
+        equal = _audit_equal(query, AUDIT_FILTERS, self.api.gw(request))
         before = _log_cursor(query["after"]) if query.get("after") else None
         since = _moment(query, "since")
         until = _moment(query, "until")
@@ -140,7 +140,7 @@ class LogEndpoints:
     async def log(self, request: Request) -> Response:
         id = request.path_params["id"]
         store = self._audit_store()
-        gateway = self.api._gw(request)
+        gateway = self.api.gw(request)
         rows = []
         if "\x00" not in id:  # no row id has one, and PostgreSQL refuses it in text
             equal: dict[str, str | int] = {"gateway": gateway, "id": id}
@@ -162,7 +162,7 @@ class LogEndpoints:
         limit = query.get("limit") or str(paging.MAX_LIMIT)
         usage = UsageQuery(
             group_by,
-            _audit_equal(query, _USAGE_FILTERS, self.api._gw(request)),
+            _audit_equal(query, _USAGE_FILTERS, self.api.gw(request)),
             _moment(query, "since"),
             _moment(query, "until"),
             paging.limit(limit),

@@ -28,7 +28,6 @@ from sluicegate.guardrails.scanner import Matcher, Recognizer, Rule, Screening, 
 from sluicegate.guardrails.stream import ChunkGuard
 from sluicegate.guardrails.texts import answer_slots, rewrite_strings
 from sluicegate.guardrails.transform import Transform
-from sluicegate.telemetry.exchange import Exchange
 
 Count = Callable[[dict[str, Any]], int]
 
@@ -315,14 +314,3 @@ class Screen:
             last = finding.end
         pieces.append(text[last:])
         return "".join(pieces)
-
-
-def scrub_bodies(
-    ex: Exchange, request: bytes, response: bytes | None
-) -> tuple[bytes, bytes | None]:
-    """``AuditWriter.redact``: logged bodies keep placeholders, never the values, of the PII
-    types the request's rule looks for."""
-    screen = ex.screen
-    if screen is None:
-        return request, response
-    return screen.scrub(request), None if response is None else screen.scrub(response)

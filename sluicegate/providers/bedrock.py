@@ -11,9 +11,7 @@ The request is signed afterwards by ``credentials.aws`` (SigV4).
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from typing import Any, ClassVar
 
 import orjson
@@ -21,13 +19,9 @@ import orjson
 from sluicegate.errors import (
     GatewayError,
     InvalidRequest,
-    NoHealthyUpstream,
-    RateLimited,
-    UpstreamError,
-    UpstreamStatusError,
-    UpstreamTimeout,
 )
 from sluicegate.providers.base import Adapter, Endpoint, StreamDecoder, UpstreamRequest
+from sluicegate.providers.bedrock_answers import FINISH_REASONS, error_for, new_id, translate_usage
 from sluicegate.providers.bedrock_embeddings import decode_embeddings, embeddings_request
 from sluicegate.providers.common import (
     DATA_URL,
@@ -37,17 +31,8 @@ from sluicegate.providers.common import (
     tool_calls,
 )
 from sluicegate.providers.paths import refuse, segment
-from sluicegate.schema.chat import ChatMessage, Usage, make_completion, usage_from_cache_split
+from sluicegate.schema.chat import ChatMessage, make_completion
 
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "guardrail_intervened": "content_filter",
-    "content_filtered": "content_filter",
-}
 _IMAGE_FORMATS = {
     "image/png": "png",
     "image/jpeg": "jpeg",
@@ -57,10 +42,6 @@ _IMAGE_FORMATS = {
 }
 _JSON_INSTRUCTION = "Respond with one valid JSON object and nothing else."
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
-# Bedrock words its context-window errors in several ways, depending on the model.
-_TOO_LONG = re.compile(
-    r"too long|too many (input )?tokens|context (window|length)|maximum context", re.I
-)
 
 
 # ---------------------------------------------------------------- requests
@@ -235,20 +216,6 @@ def translate_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- answers
-def translate_usage(usage: dict[str, Any]) -> Usage:
-    return usage_from_cache_split(
-        int(usage.get("inputTokens") or 0),
-        int(usage.get("outputTokens") or 0),
-        int(usage.get("cacheReadInputTokens") or 0),
-        int(usage.get("cacheWriteInputTokens") or 0),
-    )
-
-
-def new_id() -> str:
-    # Converse answers carry no id in the body (only a request-id header).
-    return "chatcmpl-" + uuid.uuid4().hex
-
-
 def translate_response(data: dict[str, Any], model: str) -> dict[str, Any]:
     output = data.get("output") or {}
     message_in = output.get("message") or {}
@@ -285,27 +252,6 @@ def translate_response(data: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- errors
-def error_for(kind: str, message: str, status: int, headers: dict[str, str]) -> GatewayError:
-    """One of Bedrock's exceptions (by its name, any case) as the gateway's error."""
-    name = kind.removesuffix("Exception").removesuffix("exception").lower()
-    text = f"Bedrock {kind or status}: {message}"
-    if name == "validation" and _TOO_LONG.search(message):
-        return UpstreamStatusError(400, text, code="context_length_exceeded")
-    if name == "throttling":
-        keep = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
-        return RateLimited(text, headers=keep)
-    if name in ("modelnotready", "serviceunavailable"):
-        return NoHealthyUpstream(text, code="upstream_unavailable")
-    if name == "modeltimeout":
-        return UpstreamTimeout(text)
-    if name in ("modelerror", "modelstreamerror", "internalserver"):
-        return UpstreamError(text, code=f"upstream_{name}")
-    if status >= 500:
-        return UpstreamError(text, code=f"upstream_status_{status}")
-    keep = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
-    return UpstreamStatusError(status, text, headers=keep)
-
-
 def _error_kind(headers: dict[str, str], data: dict[str, Any]) -> str:
     # "ThrottlingException:http://internal.amazon.com/coral/..." -> "ThrottlingException"
     kind = headers.get("x-amzn-errortype") or str(data.get("__type") or "")

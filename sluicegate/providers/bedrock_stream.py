@@ -16,7 +16,7 @@ import orjson
 from botocore.eventstream import EventStreamBuffer, ParserError
 
 from sluicegate.errors import GatewayError, UpstreamError
-from sluicegate.providers.bedrock import FINISH_REASONS, error_for, new_id, translate_usage
+from sluicegate.providers.bedrock_answers import FINISH_REASONS, error_for, new_id, translate_usage
 from sluicegate.schema.chat import ChatMessage, make_chunk, make_usage_chunk
 
 

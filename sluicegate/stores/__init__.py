@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sluicegate.stores.base import DuplicateName, Record, Store, open_store
+from sluicegate.stores.base import DuplicateName, Record, Store
 
-__all__ = ["DuplicateName", "Record", "Store", "open_store"]
+__all__ = ["DuplicateName", "Record", "Store"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from sluicegate.errors import ConfigError, SluicegateError
+from sluicegate.errors import SluicegateError
 
 DEFAULT_GATEWAY = "default"
 # PostgreSQL: every write notifies this channel in its own transaction (payload: the gateway).
@@ -307,21 +307,3 @@ class Store(Protocol):
 
     async def session_ended(self, digest: str) -> bool:
         """Whether a session that has not expired yet was ended by logout."""
-
-
-def open_store(url: str) -> Store:
-    """A store for ``sqlite:///relative.db``, ``sqlite:////abs.db`` or ``postgresql://…``."""
-    if url.startswith("sqlite:///"):
-        from sluicegate.stores.sqlite import SqliteStore
-
-        path = url.removeprefix("sqlite:///")
-        if not path:
-            raise ConfigError([f"gateway.store: '{url}' names no file"])
-        return SqliteStore(path)
-    if url.startswith(("postgresql://", "postgres://")):
-        from sluicegate.stores.postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise ConfigError(
-        [f"gateway.store: use sqlite:///file.db or postgresql://user@host/db, not '{url}'"]
-    )

@@ -12,7 +12,7 @@ through, the answer did not) lands once. ``close`` writes what is queued.
 With ``retention`` set, a second task deletes the store's rows older than
 that, in bounded batches (``Store.purge_audit``), every ``retention_interval``.
 With ``log_bodies``, a row also holds the request's and the answer's bodies
-(``telemetry.bodies``), passed through ``redact`` first when one is set.
+(``telemetry.bodies``), scrubbed first by the request's guardrails (``scrub_bodies``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -78,19 +78,22 @@ class AuditSink(Protocol):
     async def purge_audit(self, before: datetime, limit: int) -> int: ...
 
 
-# The hook for guardrails (issue #11): given the exchange, the request body and the answer
-# (``None`` when there was none), return what may be stored instead. It runs after the client
-# has its answer, before the size cap, and its output is the only copy that reaches the store
-# or the spill file.
-Redact = Callable[[Exchange, bytes, bytes | None], tuple[bytes, bytes | None]]
+def scrub_bodies(
+    ex: Exchange, request: bytes, response: bytes | None
+) -> tuple[bytes, bytes | None]:
+    """Logged bodies keep placeholders, never the values, of the PII types the request's
+    rule looks for (its guardrails' screen). It runs after the client has its answer, before
+    the size cap, and its output is the only copy that reaches the store or the spill file."""
+    screen = ex.screen
+    if screen is None:
+        return request, response
+    return screen.scrub(request), None if response is None else screen.scrub(response)
 
 
 def _bodies(
-    ex: Exchange, bodies: Bodies, max_body_bytes: int, redact: Redact | None
+    ex: Exchange, bodies: Bodies, max_body_bytes: int
 ) -> tuple[str | None, str | None, bool | None, bool | None]:
-    request, response = bodies.request, bodies.answer()
-    if redact is not None:
-        request, response = redact(ex, request, response)
+    request, response = scrub_bodies(ex, bodies.request, bodies.answer())
     request_text, request_cut = clip(request, max_body_bytes)
     response_text, response_cut = clip(response, max_body_bytes)
     if bodies.transcript is not None and bodies.transcript.cut:
@@ -107,9 +110,7 @@ def _guard_columns(ex: Exchange) -> tuple[str | None, str | None]:
     )
 
 
-def audit_row(
-    ex: Exchange, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, redact: Redact | None = None
-) -> AuditRow:
+def audit_row(ex: Exchange, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> AuditRow:
     """The row of a finished request, in ``AUDIT_ROW_COLUMNS`` order; ``ts`` is its arrival."""
     now = time.perf_counter()
     ended = ex.ended or now
@@ -137,7 +138,7 @@ def audit_row(
         ex.error_type,
         *(_NO_GUARD if ex.screen is None else _guard_columns(ex)),
         ex.endpoint,
-        *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes, redact)),
+        *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes)),
     )
 
 
@@ -163,7 +164,6 @@ class AuditWriter:
         # Read by the request path: keep bodies on the Exchange only when they are logged.
         self.log_bodies = log_bodies
         self.max_body_bytes = max_body_bytes
-        self.redact: Redact | None = None  # set by guardrails (issue #11) to redact bodies
         self.retention = retention  # seconds a row is kept; None: for ever
         self.retention_interval = retention_interval
         self.purge_batch = purge_batch
@@ -193,7 +193,7 @@ class AuditWriter:
     # -- the request path: never waits ---------------------------------------
 
     def submit(self, ex: Exchange) -> None:
-        self.put(audit_row(ex, self.max_body_bytes, self.redact))
+        self.put(audit_row(ex, self.max_body_bytes))
 
     def put(self, row: AuditRow) -> None:
         rows = self._rows

@@ -6,8 +6,8 @@ kept as the bytes already sent; a streamed one is assembled from the events
 sent to the client (text, reasoning, tool calls, finish reason) rather than
 kept as raw SSE, which would be several times larger than what it says.
 
-Before a row is written, ``AuditWriter.redact`` (guardrails, issue #11) may
-rewrite both bodies; then each is cut to ``audit.max_body_bytes``.
+Before a row is written, the request's guardrails scrub both bodies
+(``telemetry.audit.scrub_bodies``); then each is cut to ``audit.max_body_bytes``.
 """
 
 from __future__ import annotations

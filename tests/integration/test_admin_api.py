@@ -397,7 +397,7 @@ def _records(admin: Admin) -> list[Any]:
     import asyncio
 
     async def read() -> list[Any]:
-        from sluicegate.stores import open_store
+        from sluicegate.stores.open import open_store
 
         other = open_store(admin.gateway.runtime.file.config.gateway.store or "")
         await other.open()

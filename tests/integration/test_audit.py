@@ -13,7 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from sluicegate.stores.base import Store, open_store
+from sluicegate.stores.base import Store
+from sluicegate.stores.open import open_store
 from sluicegate.stores.postgres import PostgresStore
 from sluicegate.stores.sqlite import SqliteStore
 from sluicegate.telemetry.audit import AuditWriter, audit_row

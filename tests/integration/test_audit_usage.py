@@ -13,7 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from sluicegate.stores.base import AuditQuery, Store, UsageQuery, open_store
+from sluicegate.stores.base import AuditQuery, Store, UsageQuery
+from sluicegate.stores.open import open_store
 from sluicegate.stores.sqlite import SqliteStore
 from sluicegate.telemetry.audit import AuditWriter, audit_row
 from sluicegate.telemetry.bodies import Bodies

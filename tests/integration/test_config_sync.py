@@ -13,7 +13,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from sluicegate.cli import main
-from sluicegate.stores import open_store
+from sluicegate.stores.open import open_store
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.stores import BACKENDS, store_url
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from sluicegate.errors import ConfigError
-from sluicegate.stores.base import DEFAULT_GATEWAY, Record, Store, open_store
+from sluicegate.stores.base import DEFAULT_GATEWAY, Record, Store
+from sluicegate.stores.open import open_store
 from sluicegate.stores.secrets import (
     MASTER_KEY_ENV,
     PREVIOUS_KEYS_ENV,

@@ -21,7 +21,8 @@ import yaml
 from sluicegate.config.load import parse_config
 from sluicegate.errors import ConfigError
 from sluicegate.runtime import Runtime
-from sluicegate.stores.base import DEFAULT_GATEWAY, open_store
+from sluicegate.stores.base import DEFAULT_GATEWAY
+from sluicegate.stores.open import open_store
 from sluicegate.stores.secrets import MASTER_KEY_ENV, PREVIOUS_KEYS_ENV, Vault, generate_key
 from tests.conftest import KEY
 from tests.fakes.gateway import RunningGateway

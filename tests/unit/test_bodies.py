@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 
+from sluicegate.config.model import Policies
+from sluicegate.guardrails.policy import compile_guard
 from sluicegate.telemetry.audit import audit_row
 from sluicegate.telemetry.bodies import Bodies, Transcript, clip
 from sluicegate.telemetry.exchange import Exchange
@@ -126,17 +128,13 @@ def test_clip() -> None:
     assert clip(b"\xff\x00", 5) == ("\ufffd\ufffd", False)
 
 
-def test_redact_hook_sees_bodies_before_the_cap() -> None:
-    seen: list[tuple[bytes, bytes | None]] = []
-
-    def redact(ex: Exchange, request: bytes, response: bytes | None) -> tuple[bytes, bytes | None]:
-        seen.append((request, response))
-        return request.replace(b"sk-secret", b"[redacted]"), response
-
+def test_bodies_are_scrubbed_before_the_cap() -> None:
+    guard = compile_guard(Policies.model_validate({"guardrails": {"pii": {"email": "log"}}}))
+    assert guard is not None
     ex = Exchange("r", "default", "chat", "openai")
-    ex.bodies = Bodies(b'{"key": "sk-secret", "pad": "' + b"x" * 50 + b'"}', 20)
+    ex.screen = guard.begin("openai", "chat")
+    ex.bodies = Bodies(b'{"to": "ann@example.com", "pad": "' + b"x" * 50 + b'"}', 20)
     ex.bodies.response = b'{"ok": true}'
-    row = audit_row(ex, 20, redact)
-    assert seen[0][0].startswith(b'{"key": "sk-secret"')
-    assert row[-4:] == ('{"key": "[redacted]"', '{"ok": true}', True, False)
+    row = audit_row(ex, 20)
+    assert row[-4:] == ('{"to":"[EMAIL_1]","p', '{"ok": true}', True, False)
     assert audit_row(Exchange("r", "default", "chat", "openai"))[-4:] == (None, None, None, None)

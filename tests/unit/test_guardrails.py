@@ -14,8 +14,9 @@ from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import ContentBlocked, InvalidRequest
 from sluicegate.guardrails import presidio
-from sluicegate.guardrails.policy import Guard, compile_guard, scrub_bodies
+from sluicegate.guardrails.policy import Guard, compile_guard
 from sluicegate.guardrails.scanner import Rule, Screening, StreamScanner
+from sluicegate.telemetry.audit import scrub_bodies
 from sluicegate.telemetry.exchange import Exchange
 
 EMAIL = "jane@example.com"

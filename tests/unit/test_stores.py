@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from sluicegate.errors import ConfigError
-from sluicegate.stores import DuplicateName, open_store
+from sluicegate.stores import DuplicateName
 from sluicegate.stores.base import StoreUnreachable
 from sluicegate.stores.migrations import SCHEMA_VERSION
+from sluicegate.stores.open import open_store
 from sluicegate.stores.secrets import Vault
 from sluicegate.stores.sqlite import SqliteStore
 from tests.fakes.stores import BACKENDS, store_url
