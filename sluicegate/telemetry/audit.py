@@ -49,14 +49,17 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _NO_BODIES = (None, None, None, None)
 _NO_GUARD = (None, None)
 # Rows spilled by earlier versions are replayed with the columns they lacked empty: the
-# columns of each earlier row, by its length (20, 24, 26; a current row has 27).
-_FIRST = tuple(c for c in AUDIT_COLUMNS if c not in ("guardrail", "tags", "endpoint"))
+# columns of each earlier row, by its length (20, 24, 26, 27; a current row has 28).
+_FIRST = tuple(
+    c for c in AUDIT_COLUMNS if c not in ("guardrail", "tags", "endpoint", "usage_source")
+)
 _EARLIER = {
     len(columns): columns
     for columns in (
         _FIRST,
         _FIRST + AUDIT_BODY_COLUMNS,
         (*_FIRST, "guardrail", "tags", *AUDIT_BODY_COLUMNS),
+        (*_FIRST, "guardrail", "tags", "endpoint", *AUDIT_BODY_COLUMNS),
     )
 }
 
@@ -131,6 +134,7 @@ def audit_row(
         usage.input if usage else None,
         usage.output if usage else None,
         usage.cached if usage else None,
+        usage.source if usage else None,
         ex.cost,
         ex.cache,
         ex.attempts,
