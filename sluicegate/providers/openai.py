@@ -23,7 +23,7 @@ from sluicegate.providers.base import (
     UpstreamRequest,
 )
 from sluicegate.providers.catalog import CATALOG
-from sluicegate.providers.openai_stream import OpenAIEventEdits, wants_usage
+from sluicegate.providers.openai_stream import OpenAIEventEdits, ToolCallDeltas, wants_usage
 
 if TYPE_CHECKING:
     from sluicegate.config.model import Service
@@ -33,6 +33,9 @@ _STREAMED = frozenset({"chat", "completions"})
 _JSON = "application/json"
 # Canonical fields that other dialects carry and OpenAI's API would refuse.
 EXTENSIONS = frozenset({"thinking", "top_k"})
+# Providers whose streams are OpenAI's own, relayed as they come: the rest of the
+# family get their tool-call deltas put in OpenAI's shape (openai_stream.py).
+_OPENAIS_OWN = frozenset({"openai", "azure"})
 _KEEP: Any = object()  # the client's stream_options go as they are
 
 
@@ -44,6 +47,7 @@ class OpenAIAdapter(Adapter):
     def __init__(self, provider: str = "openai") -> None:
         info = CATALOG.get(provider)
         self.asks_usage = info is None or info.stream_usage == "ask"
+        self.compatible = provider not in _OPENAIS_OWN
 
     @classmethod
     def for_service(cls, service: Service) -> OpenAIAdapter:
@@ -97,14 +101,22 @@ class OpenAIAdapter(Adapter):
         return data
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
-        return OpenAIStream()
+        return OpenAIStream(ToolCallDeltas() if self.compatible else None)
 
     def passthrough_edits(self, endpoint: Endpoint, body: dict[str, Any]) -> EventEdits | None:
-        return None if wants_usage(body) else OpenAIEventEdits(hide_usage=True)
+        hide_usage = not wants_usage(body)
+        tool_calls = ToolCallDeltas() if self.compatible and body.get("tools") else None
+        if not hide_usage and tool_calls is None:
+            return None
+        return OpenAIEventEdits(hide_usage, tool_calls)
 
 
 class OpenAIStream(SSEDecoder):
     """OpenAI's own stream read into canonical chunks (for clients of another dialect)."""
+
+    def __init__(self, tool_calls: ToolCallDeltas | None = None) -> None:
+        super().__init__()
+        self.tool_calls = tool_calls  # an OpenAI-compatible server's repeats, taken out
 
     def on_event(self, name: str | None, data: bytes) -> list[dict[str, Any]]:
         if data == b"[DONE]":
@@ -118,4 +130,6 @@ class OpenAIStream(SSEDecoder):
             raise UpstreamError(
                 str(error.get("message", "error in stream")), code=error.get("code")
             )
+        if self.tool_calls is not None:
+            self.tool_calls.repair(chunk)
         return [chunk]

@@ -83,7 +83,7 @@ PROVIDERS = [
         ALL - {"thinking", "context_length_error", "overload_529"},
     ),
     Provider(
-        # llama.cpp's server.
+        # llama.cpp's server: a tool call's id and name repeated in every chunk.
         "openai-compatible",
         lambda: FakeOpenAI("llama.cpp"),
         lambda port: _local(

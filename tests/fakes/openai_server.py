@@ -18,7 +18,8 @@ Answers come from ``brain.answer``. The model name picks special behaviours
 
     openai      OpenAI's own: a tool call's id, type and name in its first chunk only;
                 usage in a last chunk of its own (empty ``choices``) when include_usage
-    llama.cpp   llama.cpp's server: usage (with llama.cpp's ``timings``) as OpenAI's
+    llama.cpp   llama.cpp's server: every chunk of a tool call repeats its index, id,
+                type and name; usage (with llama.cpp's ``timings``) as OpenAI's
     mistral     Mistral's API: a body that holds ``stream_options`` is a 422
                 (extra_forbidden); usage always rides on the stream's finishing chunk
 """
@@ -269,6 +270,11 @@ class FakeOpenAI(FakeServer):
         head = {"index": index, "id": call["id"], "type": "function"}
         name = call["function"]["name"]
         pieces = split_json(call["function"]["arguments"])
+        if self.style == "llama.cpp":  # the head and the name again in every piece
+            for piece in pieces:
+                delta = {**head, "function": {"name": name, "arguments": piece}}
+                await event(chunk({"tool_calls": [delta]}))
+            return
         await event(chunk({"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}))
         for piece in pieces:
             await event(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))

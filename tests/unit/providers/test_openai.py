@@ -10,6 +10,7 @@ import pytest
 
 from sluicegate.errors import UpstreamError
 from sluicegate.providers.openai import OpenAIAdapter
+from sluicegate.providers.openai_stream import ToolCallDeltas
 from tests.unit.providers.streams import feed_raising
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "providers" / "openai"
@@ -103,13 +104,46 @@ def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
+def _calls(*deltas: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"choices": [{"index": 0, "delta": {"tool_calls": [d]}}]} for d in deltas]
+
+
+REPEATED = _calls(
+    {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}},
+    {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a"'}},
+    {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": ":1}"}},
+)
+ONCE = _calls(
+    {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}},
+    {"index": 0, "function": {"arguments": '{"a"'}},
+    {"index": 0, "function": {"arguments": ":1}"}},
+)
+
+
+def test_repeated_tool_call_heads_are_taken_out_of_compatible_streams() -> None:
+    deltas = ToolCallDeltas()
+    chunks = [json.loads(json.dumps(c)) for c in REPEATED]
+    assert [deltas.repair(c) for c in chunks] == [False, True, True]
+    assert chunks == ONCE
+    decoder = OpenAIAdapter("llama.cpp").stream_decoder("chat", "m")
+    assert decoder.feed(b"".join(_event(c) for c in REPEATED)) == ONCE
+    # OpenAI's own streams are read as they are.
+    assert ADAPTER.stream_decoder("chat", "m").feed(b"".join(_event(c) for c in REPEATED)) == (
+        REPEATED
+    )
+
+
 def test_a_relayed_stream_is_edited_only_where_needed() -> None:
     text = _event({"choices": [{"index": 0, "delta": {"content": "hi"}}], "usage": None})
     usage = {"prompt_tokens": 1, "completion_tokens": 2}
     last = _event({"choices": [], "usage": usage})
     done = b"data: [DONE]\n\n"
     tools = {"model": "m", "messages": [], "stream": True, "tools": [{"type": "function"}]}
-    # The client asked for usage: nothing to change at all.
+    compatible = OpenAIAdapter("llama.cpp").passthrough_edits("chat", tools)
+    assert compatible is not None
+    payload = text + b"".join(_event(c) for c in REPEATED) + last + done
+    assert compatible.feed(payload) == text + b"".join(_event(c) for c in ONCE) + done
+    # The client asked for usage, and OpenAI's own stream: nothing to change at all.
     asked = {**tools, "stream_options": {"include_usage": True}}
     assert ADAPTER.passthrough_edits("chat", asked) is None
     edits = ADAPTER.passthrough_edits("chat", tools)
