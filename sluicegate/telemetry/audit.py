@@ -30,12 +30,7 @@ from typing import Protocol
 
 import orjson
 
-from sluicegate.stores.base import (
-    AUDIT_BODY_COLUMNS,
-    AUDIT_COLUMNS,
-    AUDIT_ROW_COLUMNS,
-    AuditRow,
-)
+from sluicegate.stores.base import AUDIT_BODY_COLUMNS, AUDIT_ROW_COLUMNS, AuditRow
 from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
@@ -49,9 +44,12 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _NO_BODIES = (None, None, None, None)
 _NO_GUARD = (None, None)
 # Rows spilled by earlier versions are replayed with the columns they lacked empty: the
-# columns of each earlier row, by its length (20, 24, 26, 27; a current row has 28).
-_FIRST = tuple(
-    c for c in AUDIT_COLUMNS if c not in ("guardrail", "tags", "endpoint", "usage_source")
+# columns of each earlier row, by its length (20, 24, 26, 27; a current row has 28). The
+# first layout is spelled out: a column added later never changes what an old row is.
+_FIRST = (
+    *("id", "request_id", "ts", "gateway", "consumer", "key_prefix", "rule", "service"),
+    *("provider", "model", "status", "latency_ms", "ttft_ms", "input_tokens"),
+    *("output_tokens", "cached_tokens", "cost_usd", "cache", "attempts", "error_type"),
 )
 _EARLIER = {
     len(columns): columns
