@@ -4,7 +4,6 @@ stream, and a client that did not ask gets no usage in its stream."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conformance.conftest import PROVIDERS, Provider
-from tests.conftest import KEY
+from tests.conftest import KEY, logged_row
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.server import FakeServer
 
-ADMIN_KEY = "adm-usage-0001"
+ADMIN_KEY = "adm-usage-key-00001"
 PRICE = {"input": 2.0, "output": 8.0, "cached_input": 0.5}  # USD per million tokens
 # One model name per way of asking, so that each one's metrics stand apart.
 WHOLE, ASKED, UNASKED = "metered-whole", "metered-asked", "metered-unasked"
@@ -53,8 +52,12 @@ def metered(
             "audit": {"path": str(folder / "audit.db"), "spill_path": str(folder / "spill")},
             "pricing": {model: PRICE for model in (WHOLE, ASKED, UNASKED)},
             "services": [spec.service(fake.port)],
-            "rules": [
-                {"name": "all", "match": {"models": ["*"]}, "targets": [{"service": spec.name}]}
+            "rules": [  # named literally: metrics label only the models a rule names
+                {
+                    "name": "metered",
+                    "match": {"models": [WHOLE, ASKED, UNASKED]},
+                    "targets": [{"service": spec.name}],
+                }
             ],
             "consumers": [{"name": "tester", "keys": [KEY]}],
         }
@@ -65,17 +68,9 @@ def metered(
 
 
 def _row(gateway: RunningGateway, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        found = httpx.get(
-            f"{gateway.url}/admin/logs/{request_id}",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        if found.status_code == 200:
-            row: dict[str, Any] = found.json()
-            return row
-        assert time.monotonic() < deadline, found.text
-        time.sleep(0.05)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=gateway.url, headers=headers) as admin:
+        return logged_row(admin, request_id, seconds=10)
 
 
 def _metrics(gateway: RunningGateway, model: str) -> dict[str, float]:

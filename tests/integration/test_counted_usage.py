@@ -178,7 +178,7 @@ def test_a_count_is_recorded_and_marked_as_counted_without_any_limit(
     start_gateway: Start, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     # No rate limit on the rule: the answer is counted all the same, and the row says so.
-    admin = "adm-counted-0001"
+    admin = "adm-counted-key-00001"
     gateway = start_gateway(
         {
             "gateway": {"admin_key": admin},

@@ -3,7 +3,6 @@ and hands the usage on only to a client that asked for it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import KEY
+from tests.conftest import KEY, logged_row
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
 
-ADMIN_KEY = "adm-stream-usage-01"
+ADMIN_KEY = "adm-stream-usage-key-01"
 ASK: Any = [{"role": "user", "content": "how many tokens is this"}]
 WATCHED = {"deny": [{"name": "w", "words": ["zebra"], "applies_to": "response", "action": "log"}]}
 
@@ -95,17 +94,9 @@ def _events(answer: httpx.Response) -> list[dict[str, Any]]:
 
 
 def _row(gateway: RunningGateway, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        found = httpx.get(
-            f"{gateway.url}/admin/logs/{request_id}",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        )
-        if found.status_code == 200:
-            row: dict[str, Any] = found.json()
-            return row
-        assert time.monotonic() < deadline, found.text
-        time.sleep(0.05)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=gateway.url, headers=headers) as admin:
+        return logged_row(admin, request_id, seconds=10)
 
 
 @pytest.mark.parametrize("options", [None, {}, {"include_usage": False}])
