@@ -256,6 +256,8 @@ def _audit_log() -> dict[str, Any]:
             "input_tokens": _NULLABLE_INT,
             "output_tokens": _NULLABLE_INT,
             "cached_tokens": _NULLABLE_INT,
+            # provider: the provider's own count; counted: the gateway's (none was reported)
+            "usage_source": {"type": ["string", "null"], "enum": ["provider", "counted", None]},
             "cost_usd": _NULLABLE_NUMBER,
             "attempts": {"type": "integer"},
             # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
@@ -313,6 +315,7 @@ def _audit_paths() -> dict[str, Any]:
         {"name": "cache", "in": "query", "schema": text},
         {"name": "error_type", "in": "query", "schema": text},
         {"name": "endpoint", "in": "query", "schema": text},
+        {"name": "usage_source", "in": "query", "schema": {"enum": ["provider", "counted"]}},
     ]
     limit = {
         "name": "limit",

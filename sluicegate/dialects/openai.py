@@ -152,7 +152,9 @@ def fill_refusals(completion: dict[str, Any]) -> None:
 
 
 class OpenAIStreamEncoder:
-    """Canonical chunks are OpenAI chunks: only the usage chunk is optional."""
+    """Canonical chunks are OpenAI chunks: only the usage is optional. A client that did not
+    ask for it (``include_usage``) gets none, though the gateway asked the provider: not
+    the usage chunk, nor a usage riding on another chunk (Mistral's last one)."""
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
@@ -161,6 +163,8 @@ class OpenAIStreamEncoder:
     def encode(self, chunks: list[dict[str, Any]]) -> bytes:
         if not self.include_usage:
             chunks = [c for c in chunks if c.get("choices")]
+            for chunk in chunks:
+                chunk.pop("usage", None)  # read already: the relay took it before encoding
         for chunk in chunks:
             for choice in chunk.get("choices") or ():
                 self._note(choice)

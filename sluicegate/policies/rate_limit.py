@@ -22,7 +22,7 @@ from sluicegate.config.durations import format_duration
 from sluicegate.errors import GatewayError, RateLimited
 from sluicegate.policies.tokens import PromptCounter, approximate
 from sluicegate.policies.windows import SLICES, Counters, Item, MemoryCounters, Reading
-from sluicegate.telemetry.usage import TokenCounts, estimated_output
+from sluicegate.telemetry.usage import TokenCounts, counted_usage
 
 log = logging.getLogger("sluicegate")
 
@@ -81,7 +81,7 @@ class Reservation:
     def counted_usage(self, text_size: int) -> TokenCounts:
         """Usage of an answer whose provider reported none: the prompt as estimated
         before the call, the output from the size of the text generated."""
-        return TokenCounts(self.estimate.prompt, estimated_output(text_size), estimated=True)
+        return counted_usage(self.estimate.prompt, text_size)
 
 
 class LimitsUnavailable(GatewayError):

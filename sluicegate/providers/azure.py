@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 # The latest generally available dated version of the data-plane API.
 DEFAULT_API_VERSION = "2024-10-21"
 V1 = "v1"
+# The first dated version that takes stream_options (older ones refuse the field).
+_STREAM_OPTIONS_SINCE = "2024-09-01"
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 # Azure's rule for deployment names; checking it also keeps a client's model
@@ -43,7 +45,10 @@ class AzureAdapter(OpenAIAdapter):
     name: ClassVar[str] = "azure"
 
     def __init__(self, api_version: str = DEFAULT_API_VERSION) -> None:
+        super().__init__("azure")
         self.api_version = api_version
+        # Versions that refuse stream_options are sent none; their streams are then counted.
+        self.asks_usage = api_version == V1 or api_version[:10] >= _STREAM_OPTIONS_SINCE
 
     @classmethod
     def for_service(cls, service: Service) -> AzureAdapter:

@@ -47,6 +47,13 @@ class StreamDecoder(Protocol):
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
 
 
+class EventEdits(Protocol):
+    """What a pass-through relay changes in a provider's stream on its way to the client:
+    whole events in (``EventSplitter.feed_joined``), whole events out, most untouched."""
+
+    def feed(self, payload: bytes) -> bytes: ...
+
+
 class SSEDecoder:
     """A ``StreamDecoder`` for providers that stream Server-Sent Events."""
 
@@ -131,6 +138,11 @@ class Adapter:
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
         """A decoder of the provider's stream into canonical chunks."""
         raise NotImplementedError
+
+    def passthrough_edits(self, endpoint: Endpoint, body: dict[str, Any]) -> EventEdits | None:
+        """What a stream relayed to a client of this provider's own dialect needs changed
+        (``body`` is the client's request); None: nothing, its bytes go on untouched."""
+        return None
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> GatewayError:
         """Translate a provider's own 4xx answer into the gateway's error."""

@@ -17,6 +17,10 @@ class ProviderInfo:
     protocol: str = "https"
     port: int | None = None
     auth: str = "Authorization: Bearer <key>"  # how the provider wants its key, for docs
+    # How an OpenAI-speaking provider gives a stream's usage: "ask" (it reports it when
+    # sent stream_options.include_usage) or "always" (it reports it unasked and refuses
+    # stream_options). The gateway always wants it (docs/observability.md).
+    stream_usage: str = "ask"
 
 
 CATALOG: dict[str, ProviderInfo] = {
@@ -35,7 +39,7 @@ CATALOG: dict[str, ProviderInfo] = {
     "mock": ProviderInfo(None, ""),
     # The OpenAI-compatible family.
     "openai-compatible": ProviderInfo(None),
-    "mistral": ProviderInfo("api.mistral.ai"),
+    "mistral": ProviderInfo("api.mistral.ai", stream_usage="always"),
     "groq": ProviderInfo("api.groq.com", "/openai/v1"),
     "together": ProviderInfo("api.together.xyz"),
     "fireworks": ProviderInfo("api.fireworks.ai", "/inference/v1"),

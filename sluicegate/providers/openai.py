@@ -1,24 +1,57 @@
-"""OpenAI's API, and every server that speaks it (vLLM, llama.cpp, Ollama, Mistral, ...)."""
+"""OpenAI's API, and every server that speaks it (vLLM, llama.cpp, Ollama, Mistral, ...).
+
+A stream's usage is always asked for (``stream_options.include_usage``), whatever the
+client asked: the audit log, the metrics, limits and budgets need the provider's own
+count. Providers that report it unasked and refuse the field (the catalog's
+``stream_usage: always``, Mistral) are sent no ``stream_options`` at all. What the
+client did not ask for is taken out of its stream again (``openai_stream``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
 from sluicegate.errors import UpstreamError
-from sluicegate.providers.base import Adapter, Endpoint, SSEDecoder, StreamDecoder, UpstreamRequest
+from sluicegate.providers.base import (
+    Adapter,
+    Endpoint,
+    EventEdits,
+    SSEDecoder,
+    StreamDecoder,
+    UpstreamRequest,
+)
+from sluicegate.providers.catalog import CATALOG
+from sluicegate.providers.openai_stream import OpenAIEventEdits, ToolCallDeltas, wants_usage
+
+if TYPE_CHECKING:
+    from sluicegate.config.model import Service
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+_STREAMED = frozenset({"chat", "completions"})
 _JSON = "application/json"
 # Canonical fields that other dialects carry and OpenAI's API would refuse.
 EXTENSIONS = frozenset({"thinking", "top_k"})
+# Providers whose streams are OpenAI's own, relayed as they come: the rest of the
+# family get their tool-call deltas put in OpenAI's shape (openai_stream.py).
+_OPENAIS_OWN = frozenset({"openai", "azure"})
+_KEEP: Any = object()  # the client's stream_options go as they are
 
 
 class OpenAIAdapter(Adapter):
     name: ClassVar[str] = "openai"
     passthrough_dialect: ClassVar[str | None] = "openai"
     endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
+
+    def __init__(self, provider: str = "openai") -> None:
+        info = CATALOG.get(provider)
+        self.asks_usage = info is None or info.stream_usage == "ask"
+        self.compatible = provider not in _OPENAIS_OWN
+
+    @classmethod
+    def for_service(cls, service: Service) -> OpenAIAdapter:
+        return cls(service.provider)
 
     def build(
         self,
@@ -28,15 +61,32 @@ class OpenAIAdapter(Adapter):
         model: str,
         base_url: str,
     ) -> UpstreamRequest:
-        if raw:
+        stream = body.get("stream") is True
+        options = self._stream_options(body) if stream and endpoint in _STREAMED else _KEEP
+        if raw and options is _KEEP:
             data = raw  # an OpenAI client's own bytes
         else:
-            payload = {k: v for k, v in body.items() if k not in EXTENSIONS}
-            payload["model"] = model
+            # An OpenAI client's body is its canonical one: edited, it is sent without a
+            # second parse. Other dialects' extensions are dropped.
+            source = body if raw else {k: v for k, v in body.items() if k not in EXTENSIONS}
+            payload = {**source, "model": model}
+            if options is None:
+                payload.pop("stream_options", None)
+            elif options is not _KEEP:
+                payload["stream_options"] = options
             data = orjson.dumps(payload)
-        stream = body.get("stream") is True
         headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
         return UpstreamRequest("POST", base_url + _PATHS[endpoint], headers, data, stream)
+
+    def _stream_options(self, body: dict[str, Any]) -> Any:
+        """The ``stream_options`` to send: the client's (``_KEEP``), with usage asked for,
+        or None (none at all, for a provider that reports usage unasked)."""
+        options = body.get("stream_options")
+        if not self.asks_usage:
+            return _KEEP if options is None else None
+        if wants_usage(body):
+            return _KEEP
+        return {**(options if isinstance(options, dict) else {}), "include_usage": True}
 
     def decode(
         self,
@@ -51,11 +101,22 @@ class OpenAIAdapter(Adapter):
         return data
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
-        return OpenAIStream()
+        return OpenAIStream(ToolCallDeltas() if self.compatible else None)
+
+    def passthrough_edits(self, endpoint: Endpoint, body: dict[str, Any]) -> EventEdits | None:
+        hide_usage = not wants_usage(body)
+        tool_calls = ToolCallDeltas() if self.compatible and body.get("tools") else None
+        if not hide_usage and tool_calls is None:
+            return None
+        return OpenAIEventEdits(hide_usage, tool_calls)
 
 
 class OpenAIStream(SSEDecoder):
     """OpenAI's own stream read into canonical chunks (for clients of another dialect)."""
+
+    def __init__(self, tool_calls: ToolCallDeltas | None = None) -> None:
+        super().__init__()
+        self.tool_calls = tool_calls  # an OpenAI-compatible server's repeats, taken out
 
     def on_event(self, name: str | None, data: bytes) -> list[dict[str, Any]]:
         if data == b"[DONE]":
@@ -69,4 +130,6 @@ class OpenAIStream(SSEDecoder):
             raise UpstreamError(
                 str(error.get("message", "error in stream")), code=error.get("code")
             )
+        if self.tool_calls is not None:
+            self.tool_calls.repair(chunk)
         return [chunk]

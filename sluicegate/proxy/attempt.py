@@ -243,7 +243,9 @@ async def _send(
         # provider; each attempt starts with scanners of its own.
         guard = call.screen.stream_guard() if call.screen is not None else None
         if native and guard is None:
-            relay = Passthrough(call.dialect)
+            relay = Passthrough(
+                call.dialect, adapter.passthrough_edits(endpoint, call.parsed.native)
+            )
         else:
             decoder = adapter.stream_decoder(endpoint, model)
             encoder = call.dialect.stream_encoder(call.parsed.canonical, model)

@@ -69,7 +69,7 @@ from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.recorder import Recorder
 from sluicegate.telemetry.tracing import Tracing
-from sluicegate.telemetry.usage import TokenCounts, text_markers, text_size
+from sluicegate.telemetry.usage import TokenCounts, counted_usage, text_markers, text_size
 from sluicegate.tls.identity import CLIENT_CERT, ClientCert
 
 if TYPE_CHECKING:
@@ -298,6 +298,7 @@ class Proxy:
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
         ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
         reservation: Reservation | None = None
+        prompt: dict[str, Any] = {}  # the request, to count its prompt when no usage comes
         span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
@@ -311,6 +312,7 @@ class Proxy:
             if audit is not None and audit.log_bodies:  # otherwise no body outlives its answer
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse(endpoint, raw)
+            prompt = parsed.canonical
             rule = self.match(table, consumer, parsed.model, scope, headers)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:  # the rule decides
@@ -342,11 +344,15 @@ class Proxy:
                 ex.bodies.response = exc.body(dialect.name)
         finally:
             inflight.dec()
+            if ex.usage is None and ex.text_size is not None:  # none reported: counted, marked
+                ex.usage = (
+                    reservation.counted_usage(ex.text_size)
+                    if reservation is not None
+                    else counted_usage(self.prompt_tokens(prompt), ex.text_size)
+                )
             if reservation is not None and ex.cache == "hit":  # nothing spent upstream
                 await self.limiter(table).settle(reservation, TokenCounts(), 0.0, True)
             elif reservation is not None:
-                if ex.usage is None and ex.text_size is not None:  # none reported: counted
-                    ex.usage = reservation.counted_usage(ex.text_size)
                 ex.cost = table.prices.cost(ex.upstream_model or ex.model, ex.usage)
                 answered = 200 <= ex.status < 300
                 await self.limiter(table).settle(reservation, ex.usage, ex.cost, answered)

@@ -1,7 +1,9 @@
 """Relaying a stream: each whole event goes to the client as soon as it arrives.
 
 When the client and the provider speak the same dialect, events are cut at
-their boundaries and passed on as bytes (never half an event). Otherwise the
+their boundaries and passed on as bytes (never half an event); the adapter's
+``passthrough_edits`` may change a few of them (an OpenAI client gets no usage
+it did not ask for; providers/openai_stream.py). Otherwise the
 provider's decoder turns its stream into canonical chunks and the client's
 dialect encodes them. Either way, when the upstream breaks off the client gets
 a well-formed error event instead of a silent end.
@@ -9,7 +11,7 @@ a well-formed error event instead of a silent end.
 Each relay also measures the generated text it passes on (``text``), from what
 it already reads: the events' bytes when passing through, the decoded chunks
 when translating. When the provider reports no usage, the request is settled
-and recorded with tokens estimated from it (docs/limits.md).
+and recorded with tokens counted from it, marked as counted (docs/limits.md).
 
 A client that goes away mid-stream stops the relay: the upstream connection is
 closed, and the request is recorded with status 499 and what was counted so far.
@@ -52,7 +54,7 @@ from sluicegate.telemetry.usage import (
 if TYPE_CHECKING:
     from sluicegate.dialects.base import Dialect, StreamEncoder
     from sluicegate.guardrails.stream import ChunkGuard
-    from sluicegate.providers.base import StreamDecoder
+    from sluicegate.providers.base import EventEdits, StreamDecoder
     from sluicegate.proxy.upstream import UpstreamResponse
 
 _STREAM_HEADERS = [
@@ -81,14 +83,16 @@ class Relay(Protocol):
 
 
 class Passthrough:
-    """The provider speaks the client's dialect: whole events out, bytes untouched."""
+    """The provider speaks the client's dialect: whole events out, bytes untouched but for
+    the provider's ``edits`` (usage the client did not ask for, a server's quirks)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, edits: EventEdits | None = None) -> None:
         self.finished = False
         self.pending: GatewayError | None = None
         self.usage: TokenCounts | None = None
         self.text = 0
         self._dialect = dialect
+        self._edits = edits
         self._splitter = EventSplitter()
         self._markers: tuple[bytes, ...] | None = None  # chosen on the first event
 
@@ -97,7 +101,11 @@ class Passthrough:
         if not payload:
             return b""
         self.finished = self._dialect.stream_done(last)
-        self.usage = usage_of_events(payload, self.usage)
+        self.usage = usage_of_events(payload, self.usage)  # before edits take any away
+        if self._edits is not None:
+            payload = self._edits.feed(payload)
+            if not payload:
+                return b""
         if self._markers is None:
             self._markers = text_markers(self._dialect.name, payload)
         self.text += text_size(payload, self._markers)

@@ -3,12 +3,14 @@
 ``EventSplitter`` cuts a byte stream into whole events without decoding them,
 so pass-through streams are relayed event by event (never half an event) at
 the cost of one ``find`` per chunk. ``parse_event`` reads the fields of one
-event when a translator needs them.
+event when a translator needs them; ``edit_marked`` rewrites the few events of
+a relayed payload that hold some bytes, leaving the others unread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -81,6 +83,28 @@ def parse_event(raw: bytes) -> tuple[str | None, bytes]:
         elif line.startswith(b"event:"):
             name = line[6:].strip().decode("utf-8", "replace")
     return name, b"\n".join(data)
+
+
+def edit_marked(payload: bytes, marker: re.Pattern[bytes], edit: Callable[[bytes], bytes]) -> bytes:
+    """``payload`` (whole events, as ``feed_joined`` gives them) with every event in which
+    ``marker`` matches replaced by ``edit(event)`` (``b""`` drops it). The other events
+    are copied as they are: a search in C finds the few worth reading."""
+    out: list[bytes] = []
+    done = 0  # the end of what is copied or edited so far
+    for match in marker.finditer(payload):
+        if match.start() < done:
+            continue  # another match in an event already edited
+        start = payload.rfind(b"\n\n", 0, match.start())
+        start = 0 if start < 0 else start + 2
+        end = payload.find(b"\n\n", match.end())
+        end = len(payload) if end < 0 else end + 2
+        out.append(payload[done:start])
+        out.append(edit(payload[start:end]))
+        done = end
+    if not out:
+        return payload
+    out.append(payload[done:])
+    return b"".join(out)
 
 
 def iter_data(raw_events: list[bytes]) -> Iterator[bytes]:

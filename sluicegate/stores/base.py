@@ -71,6 +71,7 @@ AUDIT_COLUMNS = (
     "input_tokens",
     "output_tokens",
     "cached_tokens",
+    "usage_source",  # provider | counted (the gateway's count: the provider reported none)
     "cost_usd",
     "cache",
     "attempts",
@@ -97,6 +98,7 @@ AUDIT_FILTERS = (
     "cache",
     "error_type",
     "endpoint",
+    "usage_source",
 )
 AuditRow = tuple[Any, ...]
 # What ``AuditQuery.equal`` may name: the filters, and the row's own id (one row).

@@ -111,6 +111,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         # 7: the endpoint a row is of (chat, count_tokens, ...)
         "ALTER TABLE sluicegate_audit ADD COLUMN endpoint TEXT",
     ),
+    (
+        # 8: where a row's tokens come from: provider, or counted (the provider reported none)
+        "ALTER TABLE sluicegate_audit ADD COLUMN usage_source TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -202,6 +206,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 7: the endpoint a row is of (chat, count_tokens, ...)
         "ALTER TABLE sluicegate_audit ADD COLUMN endpoint TEXT",
+    ),
+    (
+        # 8: where a row's tokens come from: provider, or counted (the provider reported none)
+        "ALTER TABLE sluicegate_audit ADD COLUMN usage_source TEXT",
     ),
 )
 

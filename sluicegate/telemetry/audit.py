@@ -30,12 +30,7 @@ from typing import Protocol
 
 import orjson
 
-from sluicegate.stores.base import (
-    AUDIT_BODY_COLUMNS,
-    AUDIT_COLUMNS,
-    AUDIT_ROW_COLUMNS,
-    AuditRow,
-)
+from sluicegate.stores.base import AUDIT_BODY_COLUMNS, AUDIT_ROW_COLUMNS, AuditRow
 from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
@@ -49,14 +44,20 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _NO_BODIES = (None, None, None, None)
 _NO_GUARD = (None, None)
 # Rows spilled by earlier versions are replayed with the columns they lacked empty: the
-# columns of each earlier row, by its length (20, 24, 26; a current row has 27).
-_FIRST = tuple(c for c in AUDIT_COLUMNS if c not in ("guardrail", "tags", "endpoint"))
+# columns of each earlier row, by its length (20, 24, 26, 27; a current row has 28). The
+# first layout is spelled out: a column added later never changes what an old row is.
+_FIRST = (
+    *("id", "request_id", "ts", "gateway", "consumer", "key_prefix", "rule", "service"),
+    *("provider", "model", "status", "latency_ms", "ttft_ms", "input_tokens"),
+    *("output_tokens", "cached_tokens", "cost_usd", "cache", "attempts", "error_type"),
+)
 _EARLIER = {
     len(columns): columns
     for columns in (
         _FIRST,
         _FIRST + AUDIT_BODY_COLUMNS,
         (*_FIRST, "guardrail", "tags", *AUDIT_BODY_COLUMNS),
+        (*_FIRST, "guardrail", "tags", "endpoint", *AUDIT_BODY_COLUMNS),
     )
 }
 
@@ -132,6 +133,7 @@ def audit_row(ex: Exchange, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Aud
         usage.input if usage else None,
         usage.output if usage else None,
         usage.cached if usage else None,
+        usage.source if usage else None,
         ex.cost,
         ex.cache,
         ex.attempts,

@@ -132,6 +132,7 @@ class Recorder:
             "input_tokens": usage.input if usage else None,
             "output_tokens": usage.output if usage else None,
             "cached_tokens": usage.cached if usage else None,
+            "usage_source": usage.source if usage else None,
             "cost_usd": ex.cost,
             "cache": ex.cache,
             "attempts": ex.attempts,

@@ -10,7 +10,8 @@ When a provider reports no usage, the gateway counts the generated text
 instead: ``text_size`` measures the string values of the fields that carry
 generated text straight from the JSON bytes (a few ``find`` calls, no parse),
 and ``estimated_output`` turns a size into tokens at about four characters
-per token (docs/limits.md).
+per token (docs/limits.md). Such counts are marked (``estimated``): the audit
+log keeps them apart as ``usage_source: counted`` (docs/observability.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ _TEXT_FIELDS = {
     "anthropic": (b"text", b"thinking", b"partial_json"),
 }
 _BACKSLASH = 0x5C
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+# An event whose "usage" holds an object (OpenAI's chunks say "usage":null until the last).
+USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 @dataclass(slots=True)
@@ -43,6 +45,11 @@ class TokenCounts:
     cache_write: int = 0  # prompt tokens written to the provider's cache
     reasoning: int = 0
     estimated: bool = False  # counted by the gateway: the provider reported none
+
+    @property
+    def source(self) -> str:
+        """Where the counts come from, as the audit log says it: provider or counted."""
+        return "counted" if self.estimated else "provider"
 
 
 def _int(value: Any) -> int:
@@ -81,7 +88,7 @@ def usage_of_events(payload: bytes, into: TokenCounts | None) -> TokenCounts | N
     chunks carry ``"usage":null`` in every event but the last, and a search in C
     over the whole payload is far cheaper than looking at each event."""
     end = 0
-    for match in _USAGE_OBJECT.finditer(payload):
+    for match in USAGE_OBJECT.finditer(payload):
         if match.start() < end:
             continue  # a second usage in an event already read
         start = payload.rfind(b"\n\n", 0, match.start())
@@ -164,3 +171,9 @@ def text_size_of_chunk(chunk: dict[str, Any]) -> int:
 def estimated_output(size: int) -> int:
     """Output tokens for ``size`` characters of generated text, rounded up."""
     return -(-size // CHARS_PER_TOKEN)
+
+
+def counted_usage(prompt: int, text_size: int) -> TokenCounts:
+    """The usage of an answer whose provider reported none: ``prompt`` tokens as counted
+    before the call, the output from the size of the text generated; marked as counted."""
+    return TokenCounts(prompt, estimated_output(text_size), estimated=True)

@@ -83,6 +83,28 @@ PROVIDERS = [
         ALL - {"thinking", "context_length_error", "overload_529"},
     ),
     Provider(
+        # llama.cpp's server: a tool call's id and name repeated in every chunk.
+        "openai-compatible",
+        lambda: FakeOpenAI("llama.cpp"),
+        lambda port: _local(
+            "openai-compatible",
+            port,
+            credentials={"header_name": "Authorization", "header_value": "Bearer sk-llama"},
+        ),
+        ALL - {"thinking", "context_length_error", "overload_529"},
+    ),
+    Provider(
+        # Mistral's API: refuses stream_options, reports a stream's usage unasked.
+        "mistral",
+        lambda: FakeOpenAI("mistral"),
+        lambda port: _local(
+            "mistral",
+            port,
+            credentials={"header_name": "Authorization", "header_value": "Bearer sk-mistral"},
+        ),
+        ALL - {"thinking", "context_length_error", "overload_529"},
+    ),
+    Provider(
         "anthropic",
         FakeAnthropic,
         lambda port: _local(

@@ -302,3 +302,22 @@ def test_error_inside_a_stream_reaches_the_sdk(client: openai.OpenAI, needs: Nee
 def test_the_answer_names_a_model(client: openai.OpenAI) -> None:
     whole = client.chat.completions.create(model="m", messages=user("hi"))
     assert whole.model  # providers that leave it out get the model that was asked for
+
+
+def test_the_sdks_stream_helper_assembles_tool_calls(client: openai.OpenAI, needs: Needs) -> None:
+    # The SDK joins every string a tool call's deltas carry: an id or a name sent again
+    # (llama.cpp's server repeats both) would come out doubled.
+    needs("parallel_tools")
+    kwargs: Any = {"messages": user("weather and time?"), "tools": [WEATHER, TIME]}
+    whole = client.chat.completions.create(model="m", **kwargs)
+    with client.chat.completions.stream(model="m", **kwargs) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    expected = whole.choices[0].message.tool_calls or []
+    assert [(c.function.name, orjson.loads(c.function.arguments)) for c in calls] == [
+        (c.function.name, orjson.loads(c.function.arguments)) for c in expected
+    ]
+    assert all(c.type == "function" for c in calls)
+    assert len({c.id for c in calls}) == 2 and all(c.id for c in calls)
+    if expected[0].id.startswith("call_"):  # the fake's own ids (not made up by the gateway)
+        assert [c.id for c in calls] == [c.id for c in expected]

@@ -13,6 +13,15 @@ Answers come from ``brain.answer``. The model name picks special behaviours
     gated-stream         streams one chunk, then waits for ``gate.set()``
     trickle-stream       streams 100 words, one every 0.1 s; a cut connection is noted in ``cut``
     no-usage*            never reports usage, in whole answers or streams (include_usage or not)
+
+``style`` makes it stream the way an OpenAI-compatible server does:
+
+    openai      OpenAI's own: a tool call's id, type and name in its first chunk only;
+                usage in a last chunk of its own (empty ``choices``) when include_usage
+    llama.cpp   llama.cpp's server: every chunk of a tool call repeats its index, id,
+                type and name; usage (with llama.cpp's ``timings``) as OpenAI's
+    mistral     Mistral's API: a body that holds ``stream_options`` is a 422
+                (extra_forbidden); usage always rides on the stream's finishing chunk
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncio
 import ssl
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -29,6 +39,22 @@ from aiohttp import web
 from tests.fakes.brain import Answer, Turn, answer, split_json
 from tests.fakes.server import FakeServer
 
+# What Mistral's API answers to a field it does not know, such as stream_options.
+_EXTRA_FORBIDDEN = {
+    "object": "error",
+    "message": {
+        "detail": [
+            {
+                "type": "extra_forbidden",
+                "loc": ["body", "stream_options"],
+                "msg": "Extra inputs are not permitted",
+            }
+        ]
+    },
+    "type": "invalid_request_error",
+    "param": None,
+    "code": None,
+}
 FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
@@ -103,8 +129,11 @@ def _tool_calls(ans: Answer) -> list[dict[str, Any]]:
 
 
 class FakeOpenAI(FakeServer):
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, style: str = "openai", tls: ssl.SSLContext | None = None) -> None:
         super().__init__(tls=tls)
+        assert style in ("openai", "llama.cpp", "mistral")
+        self.style = style
+        self.sent: list[bytes] = []  # each stream's bytes, as written
         self.gate = threading.Event()
         self.cut: list[float] = []  # seconds into a trickle-stream when the client went away
 
@@ -142,6 +171,8 @@ class FakeOpenAI(FakeServer):
             busy = self._error(429)
             busy.headers["Retry-After"] = model.split("-")[1]
             return busy
+        if self.style == "mistral" and "stream_options" in body:
+            return web.json_response(_EXTRA_FORBIDDEN, status=422)
         if model.startswith("quota-"):
             return web.json_response(
                 {
@@ -183,16 +214,21 @@ class FakeOpenAI(FakeServer):
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        include_usage = include_usage and not model.startswith("no-usage")
+        reports = not model.startswith("no-usage")
         base = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "created": 1,
             "model": model,
         }
+        sent = bytearray()
+        self.sent.append(b"")
 
         async def event(payload: dict[str, Any]) -> None:
-            await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+            data = b"data: " + orjson.dumps(payload) + b"\n\n"
+            sent.extend(data)
+            self.sent[-1] = bytes(sent)
+            await response.write(data)
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -209,23 +245,39 @@ class FakeOpenAI(FakeServer):
             if model == "gated-stream" and i == 0:
                 await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
         for index, call in enumerate(_tool_calls(ans)):
-            head = {
-                "index": index,
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""},
-            }
-            await event(chunk({"tool_calls": [head]}))
-            for piece in split_json(call["function"]["arguments"]):
-                await event(
-                    chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-                )
-        await event(chunk({}, FINISH[ans.finish]))
-        if include_usage:
-            await event({**base, "choices": [], "usage": _usage(ans)})
+            await self._tool_call(event, chunk, index, call)
+        finish = chunk({}, FINISH[ans.finish])
+        if self.style == "mistral" and reports:
+            finish["usage"] = _usage(ans)
+        await event(finish)
+        if include_usage and reports and self.style != "mistral":
+            last: dict[str, Any] = {**base, "choices": [], "usage": _usage(ans)}
+            if self.style == "llama.cpp":
+                last["timings"] = {"prompt_n": ans.prompt_tokens, "predicted_n": 1}
+            await event(last)
         await response.write(b"data: [DONE]\n\n")
+        self.sent[-1] = bytes(sent) + b"data: [DONE]\n\n"
         await response.write_eof()
         return response
+
+    async def _tool_call(
+        self,
+        event: Callable[[dict[str, Any]], Awaitable[None]],
+        chunk: Callable[[dict[str, Any]], dict[str, Any]],
+        index: int,
+        call: dict[str, Any],
+    ) -> None:
+        head = {"index": index, "id": call["id"], "type": "function"}
+        name = call["function"]["name"]
+        pieces = split_json(call["function"]["arguments"])
+        if self.style == "llama.cpp":  # the head and the name again in every piece
+            for piece in pieces:
+                delta = {**head, "function": {"name": name, "arguments": piece}}
+                await event(chunk({"tool_calls": [delta]}))
+            return
+        await event(chunk({"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}))
+        for piece in pieces:
+            await event(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
 
     async def _trickle(self, request: web.Request, model: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from sluicegate.stores.base import Store
+from sluicegate.stores.base import AUDIT_ROW_COLUMNS, Store
 from sluicegate.stores.open import open_store
 from sluicegate.stores.postgres import PostgresStore
 from sluicegate.stores.sqlite import SqliteStore
@@ -202,6 +202,38 @@ def test_full_queue_spills_and_replay_skips_rows_already_written(tmp_path: Path)
         await audit.close()
         assert await counts(store) == (105, 105)
         assert spilled_lines(tmp_path) == 0
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_rows_say_where_their_usage_came_from_and_older_spilled_rows_replay(
+    url: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        store = open_store(url)
+        await store.open()
+        audit = writer(store, tmp_path)
+        reported, counted, none = exchange(1), exchange(2), exchange(3)
+        assert counted.usage is not None
+        counted.usage.estimated = True
+        none.usage, none.status = None, 502
+        # A row spilled before the audit log had usage_source: one column fewer.
+        older = list(audit_row(exchange(4)))
+        del older[AUDIT_ROW_COLUMNS.index("usage_source")]
+        (tmp_path / "spill.jsonl").write_bytes(orjson.dumps(older) + b"\n")
+        await audit.start()
+        for ex in (reported, counted, none):
+            audit.submit(ex)
+        await audit.close()
+        rows = await store.audit(_query())
+        found = {row["request_id"]: row for row in rows}
+        assert found["req-00001"]["usage_source"] == "provider"
+        assert found["req-00002"]["usage_source"] == "counted"
+        assert found["req-00003"]["usage_source"] is None
+        assert found["req-00004"]["usage_source"] is None
+        assert found["req-00004"]["input_tokens"] == exchange(4).usage.input  # type: ignore[union-attr]
+        assert found["req-00004"]["error_type"] is None and found["req-00004"]["attempts"] == 1
         await store.close()
 
     asyncio.run(main())

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from sluicegate.stores.base import AuditQuery, Store, UsageQuery
+from sluicegate.stores.base import AUDIT_ROW_COLUMNS, AuditQuery, Store, UsageQuery
 from sluicegate.stores.open import open_store
 from sluicegate.stores.sqlite import SqliteStore
 from sluicegate.telemetry.audit import AuditWriter, audit_row
@@ -231,18 +231,48 @@ def test_bodies_are_stored_capped_and_read_only_for_one_row(url: str) -> None:
     asyncio.run(main())
 
 
+# The audit log's columns when it first shipped: what the oldest spill files hold.
+FIRST_COLUMNS = (
+    "id",
+    "request_id",
+    "ts",
+    "gateway",
+    "consumer",
+    "key_prefix",
+    "rule",
+    "service",
+    "provider",
+    "model",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "cache",
+    "attempts",
+    "error_type",
+)
+
+
 def test_a_spill_file_of_the_previous_version_replays(tmp_path: Path) -> None:
     """Rows spilled before the body columns existed are written with them empty."""
 
     async def main() -> None:
         store = SqliteStore(str(tmp_path / "audit.db"))
         await store.open()
-        old = list(row_at(time.time(), 1))[:20]
+        row = dict(zip(AUDIT_ROW_COLUMNS, row_at(time.time(), 1), strict=True))
+        old = [row[name] for name in FIRST_COLUMNS]
         (tmp_path / "spill.jsonl").write_bytes(orjson.dumps(old) + b"\n")
         writer = AuditWriter(store, Metrics(lambda: ()), "default", tmp_path / "spill.jsonl")
         await writer.start()
         await writer.close()
         assert await counts(store) == (1, 1)
+        (written,) = await store.audit(AuditQuery({"request_id": "req-00001"}))
+        assert written["attempts"] == 1 and written["error_type"] is None
+        assert (written["input_tokens"], written["cost_usd"]) == (10, 0.5)
+        assert written["guardrail"] is None and written["usage_source"] is None
         await store.close()
 
     asyncio.run(main())

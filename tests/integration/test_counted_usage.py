@@ -8,6 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -15,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import KEY, openai_service, settled, wait_finished
+from tests.conftest import KEY, eventually, openai_service, settled, wait_finished
 from tests.fakes.gateway import RunningGateway
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -171,3 +172,49 @@ def test_a_client_that_leaves_mid_stream_stops_the_upstream(
         and '"4xx"' in m
         for m in metrics
     )
+
+
+def test_a_count_is_recorded_and_marked_as_counted_without_any_limit(
+    start_gateway: Start, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    # No rate limit on the rule: the answer is counted all the same, and the row says so.
+    admin = "adm-counted-key-00001"
+    gateway = start_gateway(
+        {
+            "gateway": {"admin_key": admin},
+            "audit": {"path": str(tmp_path / "audit.db"), "spill_path": str(tmp_path / "spill")},
+            "services": [openai_service("openai", fake_openai.port, retries=0)],
+            "rules": [
+                {"name": "all", "match": {"models": ["*"]}, "targets": [{"service": "openai"}]}
+            ],
+            "consumers": [{"name": "team-a", "keys": [KEY]}],
+        }
+    )
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": "no-usage", "messages": MESSAGES, "stream": True}
+    counted = httpx.post(gateway.url + "/v1/chat/completions", headers=headers, json=body)
+    body["model"] = "fake-model"
+    reported = httpx.post(gateway.url + "/v1/chat/completions", headers=headers, json=body)
+    wait_finished(gateway.url, 2)
+
+    def logs(**query: str) -> list[dict[str, Any]]:
+        found = httpx.get(
+            gateway.url + "/admin/logs", params=query, headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert found.status_code == 200, found.text
+        rows: list[dict[str, Any]] = found.json()["data"]
+        return rows
+
+    def both() -> list[dict[str, Any]]:
+        rows = logs()
+        assert len(rows) == 2
+        return rows
+
+    eventually(both)
+    (row,) = logs(usage_source="counted")
+    assert row["request_id"] == counted.headers["x-request-id"]
+    output = math.ceil(len(streamed_text(counted)) / 4)
+    assert (row["input_tokens"], row["output_tokens"]) == (PROMPT, output)
+    (row,) = logs(usage_source="provider")
+    assert row["request_id"] == reported.headers["x-request-id"]
+    assert row["input_tokens"] and row["output_tokens"]
