@@ -20,6 +20,8 @@ from sluicegate.cache.policy import CachePlan
 from sluicegate.cache.redis_store import RedisCache
 from sluicegate.cache.semantic import MemoryIndex
 from sluicegate.errors import ConfigError, GatewayError, InvalidRequest
+from sluicegate.schema.chat import make_usage
+from sluicegate.telemetry.usage import TokenCounts
 
 if TYPE_CHECKING:
     from sluicegate.cache.minilm import Vector
@@ -176,13 +178,24 @@ class Caches:
         answered_by: tuple[str, str, str],
         parsed: Parsed,
         forwarded: dict[str, str],
+        usage: TokenCounts | None = None,
     ) -> bool:
-        """Keep the answer the client was sent; False when it is not one to keep."""
+        """Keep the answer the client was sent; False when it is not one to keep. ``usage``:
+        the provider's, for a stream whose client did not ask for it (a hit still tells
+        the tokens it saved, and answers a client that does ask)."""
         if not found.control.store or capture.overflowed:
             return False
         answer = answer_of(dialect, stream, capture.data)
         if answer is None:
             return False
+        if not answer.get("usage") and usage is not None and not usage.estimated:
+            answer["usage"] = make_usage(
+                usage.input,
+                usage.output,
+                cached=usage.cached or None,
+                cache_creation=usage.cache_write or None,
+                reasoning=usage.reasoning or None,
+            )
         service, provider, model = answered_by
         key, partition = found.key, found.partition
         if (service, model) != (found.service, found.model):  # a fallback answered

@@ -673,6 +673,7 @@ class Proxy:
                 answered_by,
                 call.parsed,
                 headers,
+                ex.usage,
             )
 
     async def replay(

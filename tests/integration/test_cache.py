@@ -113,6 +113,23 @@ def test_a_streamed_answer_replays_with_the_same_text_and_usage(
     assert fake_openai.calls[model] == 1
 
 
+def test_a_stream_whose_client_asked_no_usage_is_stored_with_the_providers_usage(
+    fake_openai: FakeOpenAI, start_gateway: Start
+) -> None:
+    gateway = start_gateway(config(fake_openai, {"mode": "exact"}))
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0)
+    model = unique("cache-stream-no-usage")
+    messages: Any = [{"role": "user", "content": "Tell me about the hills"}]
+    streamed = client.chat.completions.create(model=model, messages=messages, stream=True)
+    assert all(chunk.usage is None for chunk in streamed)  # the client did not ask
+    wait_finished(gateway.url, 1)
+    whole = client.chat.completions.with_raw_response.create(model=model, messages=messages)
+    assert whole.headers["x-sluicegate-cache"] == "hit"
+    usage = whole.parse().usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert fake_openai.calls[model] == 1
+
+
 def test_an_anthropic_client_gets_the_cached_answer_in_its_own_dialect(
     fake_openai: FakeOpenAI, start_gateway: Start
 ) -> None:
