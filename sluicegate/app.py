@@ -26,6 +26,7 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
 from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
+from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.ids import ordered_id
@@ -55,6 +56,10 @@ def _model_in(path: str) -> str | None:
     if not path.startswith(("/v1/models/", "/models/")):
         return None
     return path.partition("/models/")[2] or None
+
+
+def _native(path: str) -> bool:
+    return path.startswith("/passthrough/")
 
 
 # The requests the proxy answers, with request ids of its own.
@@ -93,6 +98,7 @@ class App:
         self.runtime = runtime
         self.tune_gc = tune_gc  # `sluicegate serve`: gc_tuning once started (not in tests)
         self.proxy = Proxy(runtime)
+        self.native = NativeProxy(self.proxy)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
@@ -140,7 +146,7 @@ class App:
         method: str = scope["method"]
         table = self._gateway(scope)
         path: str = scope["path"]
-        if (method, path) not in _PROXIED and _model_in(path) is None:
+        if (method, path) not in _PROXIED and _model_in(path) is None and not _native(path):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -167,6 +173,9 @@ class App:
             await respond_error(
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
+            return
+        if _native(path):
+            await self.native.handle(scope, receive, send, table)
             return
         if path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, self._bounded(scope, receive, table), send)
