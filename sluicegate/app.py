@@ -24,6 +24,7 @@ from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
+from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
@@ -60,6 +61,21 @@ def _model_in(path: str) -> str | None:
 
 def _native(path: str) -> bool:
     return path.startswith("/passthrough/")
+
+
+def _objects(path: str) -> str | None:
+    """The family of a files or batches path: ``files``, ``batches``, ``message_batches``."""
+    for prefix, family in _FAMILIES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return family
+    return None
+
+
+_FAMILIES = (
+    ("/v1/files", "files"),
+    ("/v1/batches", "batches"),
+    ("/v1/messages/batches", "message_batches"),
+)
 
 
 # The requests the proxy answers, with request ids of its own.
@@ -99,6 +115,7 @@ class App:
         self.tune_gc = tune_gc  # `sluicegate serve`: gc_tuning once started (not in tests)
         self.proxy = Proxy(runtime)
         self.native = NativeProxy(self.proxy)
+        self.objects = ObjectsApi(self.proxy)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
@@ -146,7 +163,8 @@ class App:
         method: str = scope["method"]
         table = self._gateway(scope)
         path: str = scope["path"]
-        if (method, path) not in _PROXIED and _model_in(path) is None and not _native(path):
+        proxied = (method, path) in _PROXIED or _model_in(path) is not None
+        if not (proxied or _native(path) or _objects(path)):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -176,6 +194,10 @@ class App:
             return
         if _native(path):
             await self.native.handle(scope, receive, send, table)
+            return
+        family = _objects(path)
+        if family is not None:
+            await self.objects.handle(scope, receive, send, table, family)
             return
         if path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, self._bounded(scope, receive, table), send)

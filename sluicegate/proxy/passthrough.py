@@ -31,14 +31,13 @@ from sluicegate.errors import (
     NoHealthyUpstream,
     NotFound,
     PermissionDenied,
-    RequestTimeout,
-    RequestTooLarge,
     TransportError,
     UpstreamError,
     UpstreamTimeout,
 )
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.handler import read_headers
+from sluicegate.proxy.upload import Upload
 from sluicegate.proxy.upstream import HttpTransport, NativeResponse
 from sluicegate.routing.reach import may_reach
 from sluicegate.routing.table import CompiledService, RoutingTable
@@ -338,46 +337,3 @@ async def _left(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-class Upload:
-    """The client's body part by part as it arrives, under ``read_body``'s limits. The HTTP
-    client reads it while sending and sees any failure as its own; ``error`` keeps the
-    client's fault (too large, too slow, gone) so that it is answered as such."""
-
-    def __init__(self, receive: Receive, limit: int, declared: int | None, timeout: float):
-        if declared is not None and declared > limit:
-            raise RequestTooLarge(
-                f"The request body is {declared} bytes; the limit is {limit} bytes."
-            )
-        self.receive, self.limit, self.timeout = receive, limit, timeout
-        self.error: GatewayError | None = None
-
-    async def parts(self) -> AsyncGenerator[bytes, None]:
-        try:
-            async for chunk in self._parts():
-                yield chunk
-        except GatewayError as exc:
-            self.error = exc
-            raise
-
-    async def _parts(self) -> AsyncGenerator[bytes, None]:
-        size = 0
-        while True:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    message = await self.receive()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"The client sent no part of its body for {self.timeout:g} seconds."
-                ) from None
-            if message["type"] == "http.disconnect":
-                raise InvalidRequest("The client went away while sending the body.")
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise RequestTooLarge(f"The request body is over the limit of {self.limit} bytes.")
-            if chunk:
-                yield chunk
-            if not message.get("more_body"):
-                return
