@@ -28,6 +28,7 @@ from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
+from sluicegate.realtime.relay import Realtime
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.ids import ordered_id
@@ -116,6 +117,7 @@ class App:
         self.proxy = Proxy(runtime)
         self.native = NativeProxy(self.proxy)
         self.objects = ObjectsApi(self.proxy)
+        self.realtime = Realtime(self.proxy)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
@@ -139,6 +141,8 @@ class App:
         kind = scope["type"]
         if kind == "http":
             await self.http(scope, receive, send)
+        elif kind == "websocket":
+            await self.websocket(scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 
@@ -237,6 +241,22 @@ class App:
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
         await respond_error(send, error, [])
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self._gateway(scope)
+        path: str = scope["path"]
+        if table is not None and path in ("/v1/realtime", "/realtime"):
+            await self.realtime.handle(scope, receive, send, table)
+            return
+        await receive()  # websocket.connect
+        error = NotFound(f"No WebSocket endpoint at {path}.", code="unknown_path")
+        body = error.body("openai")
+        headers = [JSON, (b"content-length", str(len(body)).encode())]
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
 
     @staticmethod
     def _bounded(scope: Scope, receive: Receive, table: RoutingTable) -> Receive:

@@ -202,5 +202,6 @@ def key_entries(
             doc.expires_at,
             models,
             passthrough=native,
+            realtime_sessions=base.realtime_sessions,
         )
     return out

@@ -391,6 +391,7 @@ def compile_config(
             models_body(rules, allowed),
             limits,
             passthrough=frozenset(consumer.passthrough),
+            realtime_sessions=consumer.realtime_sessions,
         )
         by_name[consumer.name] = entry
         for key in consumer.keys:
