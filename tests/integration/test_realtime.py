@@ -312,3 +312,41 @@ def test_azure_realtime(gateway: RunningGateway, fake: FakeRealtime) -> None:
         "deployment": "my-realtime-deployment",
     }
     assert upstream["headers"]["api-key"] == AZURE_REALTIME_KEY
+
+
+def test_a_service_that_cannot_be_reached_falls_back(
+    fake: FakeRealtime, tmp_path: Path, closed_port: int
+) -> None:
+    document = config(fake, tmp_path / "sluicegate.db")
+    document["services"].append(
+        {
+            "name": "down",
+            "provider": "openai",
+            "protocol": "http",
+            "host": "127.0.0.1",
+            "port": closed_port,
+            "retries": 0,
+        }
+    )
+    document["rules"][0]["targets"] = [{"service": "down", "model": "gpt-realtime-x"}]
+    document["rules"][0]["fallbacks"] = [{"service": "oa-rt", "model": "gpt-realtime-x"}]
+    running = RunningGateway(document, keyless=False).start()
+    try:
+        headers = {"authorization": f"Bearer {KEY}"}
+        with connect(ws_url(running), additional_headers=headers) as socket:
+            assert event(socket)["type"] == "session.created"
+            assert socket.response is not None
+            assert socket.response.headers["x-sluicegate-service"] == "oa-rt"
+            assert socket.response.headers["x-sluicegate-attempts"] == "2"
+    finally:
+        running.stop()
+    alone = config(fake, tmp_path / "other.db")
+    alone["services"][0]["port"] = closed_port
+    running = RunningGateway(alone, keyless=False).start()
+    try:
+        with pytest.raises(InvalidStatus) as info:
+            connect(ws_url(running), additional_headers={"authorization": f"Bearer {KEY}"})
+        assert info.value.response.status_code == 502
+        assert orjson.loads(info.value.response.body)["error"]["type"] == "upstream_error"
+    finally:
+        running.stop()
