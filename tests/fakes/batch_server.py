@@ -23,6 +23,7 @@ by part and kept whole for the assertions.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import Any
 
@@ -47,6 +48,7 @@ class FakeBatches(FakeServer):
         self.message_batches: dict[str, dict[str, Any]] = {}
         self.results: dict[str, bytes] = {}
         self.seen: list[dict[str, Any]] = []
+        self.first_part = threading.Event()  # an upload's first piece of file content came
         self._ids = itertools.count(1)
 
     def routes(self, app: web.Application) -> None:
@@ -114,6 +116,7 @@ class FakeBatches(FakeServer):
                 name = part.filename
                 chunks = []
                 while chunk := await part.read_chunk(65536):
+                    self.first_part.set()
                     chunks.append(chunk)
                 data = b"".join(chunks)
         self._keep(request, {"purpose": purpose, "filename": name, "bytes": len(data)})

@@ -5,6 +5,7 @@ are read."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,35 @@ def test_ownership_in_postgres_and_without_a_store(
         return
     with store_url(backend, tmp_path) as url:
         run(url)
+
+
+def test_an_upload_is_streamed_to_the_provider(gateway: RunningGateway, fake: FakeBatches) -> None:
+    fake.first_part.clear()
+    reached = threading.Event()
+    boundary = "sg-boundary-1"
+
+    def parts() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"'
+            "\r\nContent-Type: application/jsonl\r\n\r\n"
+        ).encode()
+        yield JSONL * 2000
+        # The provider reads the file while the client still holds the rest of it.
+        if fake.first_part.wait(5):
+            reached.set()
+        yield JSONL * 2000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    answer = httpx.post(
+        gateway.url + "/v1/files",
+        content=parts(),
+        headers={
+            "authorization": f"Bearer {KEY}",
+            "content-type": f"multipart/form-data; boundary={boundary}",
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["bytes"] == len(JSONL) * 4000
+    assert reached.is_set()
