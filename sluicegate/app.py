@@ -24,8 +24,11 @@ from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
+from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
+from sluicegate.proxy.passthrough import NativeProxy
+from sluicegate.realtime.relay import Realtime
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.ids import ordered_id
@@ -55,6 +58,25 @@ def _model_in(path: str) -> str | None:
     if not path.startswith(("/v1/models/", "/models/")):
         return None
     return path.partition("/models/")[2] or None
+
+
+def _native(path: str) -> bool:
+    return path.startswith("/passthrough/")
+
+
+def _objects(path: str) -> str | None:
+    """The family of a files or batches path: ``files``, ``batches``, ``message_batches``."""
+    for prefix, family in _FAMILIES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return family
+    return None
+
+
+_FAMILIES = (
+    ("/v1/files", "files"),
+    ("/v1/batches", "batches"),
+    ("/v1/messages/batches", "message_batches"),
+)
 
 
 # The requests the proxy answers, with request ids of its own.
@@ -93,6 +115,9 @@ class App:
         self.runtime = runtime
         self.tune_gc = tune_gc  # `sluicegate serve`: gc_tuning once started (not in tests)
         self.proxy = Proxy(runtime)
+        self.native = NativeProxy(self.proxy)
+        self.objects = ObjectsApi(self.proxy)
+        self.realtime = Realtime(self.proxy)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
@@ -116,6 +141,8 @@ class App:
         kind = scope["type"]
         if kind == "http":
             await self.http(scope, receive, send)
+        elif kind == "websocket":
+            await self.websocket(scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 
@@ -140,7 +167,8 @@ class App:
         method: str = scope["method"]
         table = self._gateway(scope)
         path: str = scope["path"]
-        if (method, path) not in _PROXIED and _model_in(path) is None:
+        proxied = (method, path) in _PROXIED or _model_in(path) is not None
+        if not (proxied or _native(path) or _objects(path)):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -167,6 +195,13 @@ class App:
             await respond_error(
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
+            return
+        if _native(path):
+            await self.native.handle(scope, receive, send, table)
+            return
+        family = _objects(path)
+        if family is not None:
+            await self.objects.handle(scope, receive, send, table, family)
             return
         if path == "/admin" or path.startswith("/admin/"):
             await self.admin(scope, self._bounded(scope, receive, table), send)
@@ -206,6 +241,22 @@ class App:
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
         await respond_error(send, error, [])
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self._gateway(scope)
+        path: str = scope["path"]
+        if table is not None and path in ("/v1/realtime", "/realtime"):
+            await self.realtime.handle(scope, receive, send, table)
+            return
+        await receive()  # websocket.connect
+        error = NotFound(f"No WebSocket endpoint at {path}.", code="unknown_path")
+        body = error.body("openai")
+        headers = [JSON, (b"content-length", str(len(body)).encode())]
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
 
     @staticmethod
     def _bounded(scope: Scope, receive: Receive, table: RoutingTable) -> Receive:

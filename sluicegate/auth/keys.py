@@ -190,7 +190,18 @@ def key_entries(
         models = frozenset(doc.models) if doc.models is not None else None
         body = models_body(table.rules, allowed, models)
         limits = base.limits + limits_of(f"key:{record.id}", "key", doc.limits, doc.budget)
+        # A key narrowed to some rules reaches services through those rules only.
+        native = base.passthrough if doc.rules is None else frozenset()
         out[bytes.fromhex(doc.hash)] = ConsumerEntry(
-            base.name, allowed, body, limits, record.id, doc.prefix, doc.expires_at, models
+            base.name,
+            allowed,
+            body,
+            limits,
+            record.id,
+            doc.prefix,
+            doc.expires_at,
+            models,
+            passthrough=native,
+            realtime_sessions=base.realtime_sessions,
         )
     return out

@@ -240,6 +240,10 @@ def _check_entities(data: dict[str, Any]) -> list[str]:
         for j, rule_name in enumerate(allowed if isinstance(allowed, list) else []):
             if isinstance(rule_name, str) and rule_name not in rules:
                 issues.append(f"consumers[{i}].rules[{j}]: unknown rule '{rule_name}'")
+        native = consumer.get("passthrough")
+        for j, service in enumerate(native if isinstance(native, list) else []):
+            if isinstance(service, str) and service not in services:
+                issues.append(f"consumers[{i}].passthrough[{j}]: unknown service '{service}'")
         keys = consumer.get("keys")
         for j, key in enumerate(keys if isinstance(keys, list) else []):
             if not isinstance(key, str) or not key:

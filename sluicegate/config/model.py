@@ -354,6 +354,10 @@ class Consumer(Strict):
     # Names of a verified client certificate (gateway.tls.client_ca_file) that stand for a
     # key of this consumer: its subject common name or a subject alternative name.
     mtls_subjects: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    # Services it may reach through /passthrough/{service}/… besides those its rules target.
+    passthrough: list[str] = Field(default_factory=list)
+    # Realtime sessions (/v1/realtime) it may hold open at once, per instance; unset: any.
+    realtime_sessions: int | None = Field(default=None, ge=0)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 

@@ -49,6 +49,7 @@ def wire_url(request: UpstreamRequest) -> str:
 
 class AwsSigV4:
     needs_prepare = False
+    signs_body = True
 
     def __init__(
         self,

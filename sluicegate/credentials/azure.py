@@ -42,6 +42,7 @@ class EntraTokenError(CredentialsRefused):
 
 class AzureEntraCredentials:
     needs_prepare = True
+    signs_body = False
 
     def __init__(
         self,

@@ -86,6 +86,7 @@ class GoogleServiceAccount:
     """Signs requests with ``Authorization: Bearer <access token>``."""
 
     needs_prepare = True
+    signs_body = False
 
     def __init__(self, info: dict[str, Any]) -> None:
         self._credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]

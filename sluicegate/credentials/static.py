@@ -16,6 +16,7 @@ class StaticCredentials:
     header: tuple[str, str] | None = None
     param: tuple[str, str] | None = None
     needs_prepare: bool = field(default=False, init=False)
+    signs_body: bool = field(default=False, init=False)
 
     async def prepare(self, http: Transport) -> None:
         return None

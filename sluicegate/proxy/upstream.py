@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
 from sluicegate.errors import AnswerTooLarge
 from sluicegate.providers.base import UpstreamRequest
@@ -50,6 +51,14 @@ class UpstreamResponse(Protocol):
     def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def release(self) -> None: ...
+
+
+class NativeResponse(UpstreamResponse, Protocol):
+    """An answer read as the provider sent it: its header lines as they came (``set-cookie``
+    repeated), its body not decompressed."""
+
+    @property
+    def raw_headers(self) -> Sequence[tuple[bytes, bytes]]: ...
 
 
 class Transport(Protocol):
@@ -103,6 +112,10 @@ class _AiohttpResponse:
     def release(self) -> None:
         self._resp.release()
 
+    @property
+    def raw_headers(self) -> Sequence[tuple[bytes, bytes]]:
+        return self._resp.raw_headers
+
 
 class HttpTransport:
     """The real HTTP client; create it inside the running event loop."""
@@ -144,6 +157,41 @@ class HttpTransport:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise classify(exc, "open") from None
         return _AiohttpResponse(resp, deadline)
+
+    async def open_native(
+        self,
+        request: UpstreamRequest,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes],
+        timeouts: Timeouts,
+        tls: ssl.SSLContext | None = None,
+    ) -> NativeResponse:
+        """``request`` (``/passthrough``) sent with ``headers`` as given, repeats kept, and
+        ``body`` streamed as it is read; the answer is left compressed if it was. The
+        service's total timeout bounds the upload and the wait for the answer's head."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeouts.total):
+                resp = await self._session.request(
+                    request.method,
+                    URL(request.url, encoded=True),  # the client's path and query, as it sent them
+                    data=body,
+                    headers=list(headers),
+                    params=request.params or None,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    # Nothing of the client's request is made up: no Accept-Encoding it did
+                    # not send (its answer would come compressed), no Content-Type.
+                    skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+                    ssl=True if tls is None else tls,
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise classify(exc, "open") from None
+        return _AiohttpResponse(resp, loop.time() + timeouts.stream)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -385,7 +385,14 @@ def compile_config(
             group = groups[name]
             allowed = narrower(allowed, group.rules)
             limits += group.limits
-        entry = ConsumerEntry(consumer.name, allowed, models_body(rules, allowed), limits)
+        entry = ConsumerEntry(
+            consumer.name,
+            allowed,
+            models_body(rules, allowed),
+            limits,
+            passthrough=frozenset(consumer.passthrough),
+            realtime_sessions=consumer.realtime_sessions,
+        )
         by_name[consumer.name] = entry
         for key in consumer.keys:
             keys[hash_key(key, key_secret)] = entry

@@ -148,6 +148,8 @@ class ConsumerEntry:
     prefix: str | None = None  # shown in logs and lists (``sg-AbCd1234``)
     expires: float | None = None  # unix time from which the key is refused
     models: frozenset[str] | None = None  # the models it may ask for; None: any
+    passthrough: frozenset[str] = frozenset()  # services named in consumers[].passthrough
+    realtime_sessions: int | None = None  # open at once, per instance; None: any
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from sluicegate.errors import SluicegateError
+from sluicegate.stores.objects import OwnedObject
 
 DEFAULT_GATEWAY = "default"
 # PostgreSQL: every write notifies this channel in its own transaction (payload: the gateway).
@@ -309,3 +310,17 @@ class Store(Protocol):
 
     async def session_ended(self, digest: str) -> bool:
         """Whether a session that has not expired yet was ended by logout."""
+
+    async def put_object(self, obj: OwnedObject, only_new: bool = False) -> None:
+        """Keep a consumer's file or batch (``stores.objects``), or its newer ``doc``;
+        ``only_new``: leave a row that is there already as it is."""
+
+    async def owned_objects(self, gateway: str, consumer: str, kind: str) -> list[OwnedObject]:
+        """A consumer's objects of a kind, newest first (at most ``objects.LIST_LIMIT``)."""
+
+    async def owned_object(self, id: str) -> OwnedObject | None: ...
+
+    async def delete_object(self, id: str) -> None: ...
+
+    async def claim_object(self, id: str) -> bool:
+        """Mark a batch's usage recorded; True for the one caller that marked it."""

@@ -115,6 +115,24 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         # 8: where a row's tokens come from: provider, or counted (the provider reported none)
         "ALTER TABLE sluicegate_audit ADD COLUMN usage_source TEXT",
     ),
+    (
+        # 9: files and batches consumers own at providers (stores/objects.py)
+        """
+        CREATE TABLE sluicegate_objects (
+            id TEXT PRIMARY KEY,
+            gateway TEXT NOT NULL,
+            consumer TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            service TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            batch TEXT,
+            recorded INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        "CREATE INDEX sluicegate_objects_owner ON sluicegate_objects "
+        "(gateway, consumer, kind, created_at, id)",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -210,6 +228,24 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 8: where a row's tokens come from: provider, or counted (the provider reported none)
         "ALTER TABLE sluicegate_audit ADD COLUMN usage_source TEXT",
+    ),
+    (
+        # 9: files and batches consumers own at providers (stores/objects.py)
+        """
+        CREATE TABLE sluicegate_objects (
+            id TEXT PRIMARY KEY,
+            gateway TEXT NOT NULL,
+            consumer TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            service TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            doc JSONB NOT NULL,
+            batch TEXT,
+            recorded BOOLEAN NOT NULL DEFAULT false
+        )
+        """,
+        "CREATE INDEX sluicegate_objects_owner ON sluicegate_objects "
+        "(gateway, consumer, kind, created_at, id)",
     ),
 )
 

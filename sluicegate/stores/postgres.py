@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 import orjson
 
+from sluicegate.stores import objects
 from sluicegate.stores.base import (
     AUDIT_ROW_COLUMNS,
     CHANNEL,
@@ -29,6 +30,7 @@ from sluicegate.stores.base import (
     usage_sql,
 )
 from sluicegate.stores.migrations import ADVISORY_LOCK_KEY, META_TABLE, POSTGRES
+from sluicegate.stores.objects import OwnedObject
 
 _COLUMNS = (
     "id::text AS id, gateway, kind, name, doc::text AS doc, tags::text AS tags, "
@@ -376,6 +378,30 @@ class PostgresStore:
     @_reached
     async def session_ended(self, digest: str) -> bool:
         return await self.pool.fetchval(_SESSION_ENDED, digest) is not None
+
+    @_reached
+    async def put_object(self, obj: OwnedObject, only_new: bool = False) -> None:
+        sql = objects.POSTGRES_INSERT_NEW if only_new else objects.POSTGRES_UPSERT
+        await self.pool.execute(sql, *objects.params(obj, orjson.dumps(obj.doc).decode()))
+
+    @_reached
+    async def owned_objects(self, gateway: str, consumer: str, kind: str) -> list[OwnedObject]:
+        rows = await self.pool.fetch(objects.POSTGRES_LIST, gateway, consumer, kind)
+        return [objects.from_row(row, orjson.loads(row[6])) for row in rows]
+
+    @_reached
+    async def owned_object(self, id: str) -> OwnedObject | None:
+        row = await self.pool.fetchrow(objects.POSTGRES_ONE, id)
+        return None if row is None else objects.from_row(row, orjson.loads(row[6]))
+
+    @_reached
+    async def delete_object(self, id: str) -> None:
+        await self.pool.execute(objects.POSTGRES_DELETE, id)
+
+    @_reached
+    async def claim_object(self, id: str) -> bool:
+        status: str = await self.pool.execute(objects.POSTGRES_CLAIM, id)
+        return status.rpartition(" ")[2] == "1"
 
 
 def _insert_params(

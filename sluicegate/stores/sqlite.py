@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from sluicegate.stores import objects
 from sluicegate.stores.base import (
     AUDIT_ROW_COLUMNS,
     AuditQuery,
@@ -29,6 +30,7 @@ from sluicegate.stores.base import (
     usage_sql,
 )
 from sluicegate.stores.migrations import META_TABLE, SQLITE
+from sluicegate.stores.objects import OwnedObject
 
 T = TypeVar("T")
 
@@ -439,3 +441,26 @@ class SqliteStore:
             return conn.execute(_SESSION_ENDED, (digest, _now())).fetchone() is not None
 
         return await self._run(read)
+
+    async def put_object(self, obj: OwnedObject, only_new: bool = False) -> None:
+        sql = objects.SQLITE_INSERT_NEW if only_new else objects.SQLITE_UPSERT
+        values = objects.params(obj, orjson.dumps(obj.doc).decode())
+        await self._run(lambda conn: conn.execute(sql, values))
+
+    async def owned_objects(self, gateway: str, consumer: str, kind: str) -> list[OwnedObject]:
+        def read(conn: sqlite3.Connection) -> list[OwnedObject]:
+            rows = conn.execute(objects.SQLITE_LIST, (gateway, consumer, kind)).fetchall()
+            return [objects.from_row(row, orjson.loads(row[6])) for row in rows]
+
+        return await self._run(read)
+
+    async def owned_object(self, id: str) -> OwnedObject | None:
+        row = await self._run(lambda conn: conn.execute(objects.SQLITE_ONE, (id,)).fetchone())
+        return None if row is None else objects.from_row(row, orjson.loads(row[6]))
+
+    async def delete_object(self, id: str) -> None:
+        await self._run(lambda conn: conn.execute(objects.SQLITE_DELETE, (id,)))
+
+    async def claim_object(self, id: str) -> bool:
+        claimed = await self._run(lambda conn: conn.execute(objects.SQLITE_CLAIM, (id,)).rowcount)
+        return bool(claimed)

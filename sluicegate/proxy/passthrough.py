@@ -1,0 +1,339 @@
+"""Native pass-through: ``/passthrough/{service}/{path…}`` forwards a provider's own API.
+
+The request goes to the service's base URL (its target's URL and ``path``) plus the path
+and query the client sent, with its method, headers and body as they came, but for the
+client's key and the hop-by-hop headers; the service's ``headers`` and credentials are
+added (a header key, a query parameter, SigV4, an Entra ID or Google token). The answer
+comes back as the provider sent it (status, headers, body left compressed), streamed both
+ways: neither body is held whole, except a request body a signature covers (SigV4), read
+within ``gateway.max_body_bytes`` first.
+
+The caller needs a gateway key and a rule it may use that targets the service, or the
+service in its consumer's ``passthrough`` list. Request limits and budgets of the gateway
+and the consumer apply; nothing is counted as tokens (the gateway does not read the
+provider's own shapes). Each call is an audit row with endpoint ``passthrough``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
+
+from sluicegate.asgi import NOSNIFF, Headers, Receive, Scope, Send, read_body, respond_error
+from sluicegate.errors import (
+    GatewayError,
+    InvalidRequest,
+    NoHealthyUpstream,
+    NotFound,
+    PermissionDenied,
+    TransportError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from sluicegate.providers.base import UpstreamRequest
+from sluicegate.proxy.handler import read_headers
+from sluicegate.proxy.upload import Upload
+from sluicegate.proxy.upstream import HttpTransport, NativeResponse
+from sluicegate.routing.reach import may_reach
+from sluicegate.routing.table import CompiledService, RoutingTable
+from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.tracing import Tracing
+from sluicegate.telemetry.usage import TokenCounts
+
+if TYPE_CHECKING:
+    from sluicegate.policies.rate_limit import Reservation
+    from sluicegate.proxy.handler import Proxy
+
+PREFIX = b"/passthrough/"
+
+# Never forwarded, either way (RFC 9110 7.6.1), nor any header a Connection header names.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Where clients put the gateway's key: OpenAI's and Anthropic's SDKs, Azure's ``api-key``,
+# Google's ``x-goog-api-key``. Never sent on: the service's own credentials take their place.
+KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
+# Set by the HTTP client for the request it sends; ``expect`` is the server's to answer.
+_REQUEST_ONLY = frozenset({b"host", b"expect", *KEY_HEADERS})
+
+
+def native_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The gateway key from ``api-key`` or ``x-goog-api-key`` (the SDKs of Azure and Google)."""
+    for name, value in headers:
+        if name in (b"api-key", b"x-goog-api-key"):
+            return value.decode("latin-1")
+    return None
+
+
+def split_path(scope: Scope) -> tuple[str, bytes]:
+    """The service named in the path and the rest of the path as the client encoded it."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    at = raw.find(PREFIX)  # after a /gw/<name> prefix, if any
+    rest = raw[at + len(PREFIX) :] if at >= 0 else b""
+    name, slash, tail = rest.partition(b"/")
+    if not name:
+        raise NotFound("Name a service: /passthrough/{service}/{path}.", code="service_not_found")
+    path = slash + tail
+    for segment in path.split(b"/"):
+        # Decoded as the provider's server will decode it: no climbing out of the base path.
+        if unquote_to_bytes(segment).replace(b"\\", b"/").strip(b"/") in (b".", b".."):
+            raise InvalidRequest(
+                "A pass-through path may not hold '.' or '..' segments.", code="invalid_path"
+            )
+        if b"\\" in unquote_to_bytes(segment):
+            raise InvalidRequest("A pass-through path may not hold '\\'.", code="invalid_path")
+    return unquote_to_bytes(name).decode("utf-8", "replace"), path
+
+
+def _dropped(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The hop-by-hop headers of a message: the fixed ones and those its Connection names."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    return HOP_BY_HOP | named
+
+
+def forwarded_headers(
+    headers: list[tuple[bytes, bytes]], signed: dict[str, str]
+) -> list[tuple[str, str]]:
+    """The client's headers that go on, then the service's headers and credentials (which
+    replace any of the client's of the same name)."""
+    drop = _dropped(headers) | _REQUEST_ONLY | {n.lower().encode() for n in signed}
+    out = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in headers
+        if name not in drop
+    ]
+    out.extend(signed.items())
+    return out
+
+
+def answer_headers(response: NativeResponse, out: Headers) -> Headers:
+    """The provider's headers, minus hop-by-hop ones and any the gateway sets itself."""
+    raw = [(k.lower(), v) for k, v in response.raw_headers]
+    own = {name for name, _ in out}
+    drop = _dropped(raw) | own
+    return [*((k, v) for k, v in raw if k not in drop), *out]
+
+
+class NativeProxy:
+    """Serves ``/passthrough/…`` with the data plane's authentication, limits and records."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
+        proxy = self.proxy
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        incoming = read_headers(headers)
+        key = incoming.key or native_key(headers)
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
+        ex = Exchange(incoming.request_id, table.gateway, "passthrough", "native")
+        tracing = proxy.tracing
+        span = tracing.request_span(headers, "passthrough") if tracing is not None else None
+        inflight = proxy.runtime.metrics.inflight.labels(table.gateway)
+        inflight.inc()
+        reservation: Reservation | None = None
+        started = False
+        try:
+            consumer = await proxy.identify(table, key, scope)
+            ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
+            name, path = split_path(scope)
+            service = table.services.get(name)
+            if service is None:
+                raise NotFound(f"No service named '{name}'.", code="service_not_found")
+            if not may_reach(table, consumer, name):
+                raise PermissionDenied(
+                    f"This key may not reach service '{name}': no rule it may use targets it, "
+                    "nor does its consumer's passthrough list name it.",
+                    code="service_not_allowed",
+                )
+            if service.transport is not None or service.adapter is None:
+                raise InvalidRequest(
+                    f"Service '{name}' (provider '{service.provider}') has no HTTP API to pass "
+                    "through to.",
+                    code="unsupported_endpoint",
+                )
+            limits = tuple(
+                dataclasses.replace(limit, tokens=None)
+                for limit in (*table.limits, *consumer.limits)
+                if limit.requests is not None or limit.usd is not None
+            )
+            if limits:
+                reservation = await proxy.reserve(table, limits, ex, key, {}, out)
+            started = await self.forward(scope, receive, send, table, service, path, out, ex)
+        except GatewayError as exc:
+            ex.status, ex.error_type = exc.http_status, exc.client_type
+            if not started:
+                await respond_error(send, exc, out)
+        finally:
+            inflight.dec()
+            if reservation is not None:
+                answered = 200 <= ex.status < 400
+                await proxy.limiter(table).settle(reservation, TokenCounts(), 0.0, answered)
+            proxy.recorder.record(ex, table)
+            if span is not None:
+                Tracing.finish(span, ex)
+
+    async def forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        table: RoutingTable,
+        service: CompiledService,
+        path: bytes,
+        out: Headers,
+        ex: Exchange,
+    ) -> bool:
+        """Send the request and relay the answer; whether the answer had begun (a failure
+        after that can only cut it short)."""
+        http = self.proxy.runtime.http
+        transport = service.transport or http
+        if not isinstance(transport, HttpTransport):
+            raise InvalidRequest(f"Service '{service.name}' has no HTTP API to pass through to.")
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        ex.service, ex.provider = service.name, service.provider
+        now = time.monotonic()
+        target = service.pool.pick(now, service.pool.key(ex.consumer or "", headers))
+        if target is None:
+            raise NoHealthyUpstream(
+                f"service '{service.name}': {service.pool.why_unavailable(now)}"
+            )
+        url = target.url + service.path + path.decode("latin-1")
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            url += "?" + query.decode("latin-1")
+        request = UpstreamRequest(scope["method"], url, dict(service.headers), b"")
+        declared = read_headers(headers).content_length
+        signer = service.signer
+        upload: Upload | None = None
+        body: bytes | AsyncGenerator[bytes, None] = b""
+        if not any(n == b"content-length" or n == b"transfer-encoding" for n, _ in headers):
+            pass  # a request without a body (HTTP/1.1 says so by these two headers alone)
+        elif signer is not None and signer.signs_body:
+            request.body = body = await read_body(
+                receive, table.max_body_bytes, declared, table.body_timeout
+            )
+        else:
+            upload = Upload(receive, table.max_body_bytes, declared, table.body_timeout)
+            body = upload.parts()
+        if signer is not None:
+            if signer.needs_prepare:
+                try:
+                    await signer.prepare(http)
+                except TransportError as exc:
+                    raise UpstreamError(
+                        f"service '{service.name}' could not obtain credentials: {exc}",
+                        code="upstream_auth_failed",
+                    ) from None
+            signer.sign(request)
+        ex.attempts = 1
+        out.append((b"x-sluicegate-service", service.name.encode()))
+        out.append((b"x-sluicegate-attempts", b"1"))
+        target.health.begin(now)
+        target.inflight += 1
+        try:
+            try:
+                response = await transport.open_native(
+                    request,
+                    forwarded_headers(headers, request.headers),
+                    body,
+                    service.timeouts,
+                    service.tls,
+                )
+            except TransportError as exc:
+                if upload is not None and upload.error is not None:
+                    raise upload.error from None  # the client's fault, not the provider's
+                target.health.failed(exc.kind, None, time.monotonic())
+                if exc.kind == "timeout":
+                    raise UpstreamTimeout(f"service '{service.name}' timed out: {exc}") from None
+                raise UpstreamError(f"service '{service.name}': {exc}") from None
+            finally:
+                ex.upstream_seconds += time.monotonic() - now
+            target.health.succeeded()
+            target.observe(time.monotonic() - now, time.monotonic())
+            ex.status = response.status
+            await self.relay(response, send, answer_headers(response, out), receive, service, ex)
+            return True
+        finally:
+            target.inflight -= 1
+
+    async def relay(
+        self,
+        response: NativeResponse,
+        send: Send,
+        headers: Headers,
+        receive: Receive,
+        service: CompiledService,
+        ex: Exchange,
+    ) -> None:
+        """The answer as it comes, until it ends, the client leaves or ``stream_timeout``."""
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        first = True
+
+        async def pump() -> bool:
+            nonlocal first
+            async for chunk in response.chunks():
+                if first:
+                    ex.first_token = time.perf_counter() - ex.started
+                    first = False
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            return True
+
+        relaying = asyncio.ensure_future(pump())
+        leaving = asyncio.ensure_future(_left(receive))
+        started = time.monotonic()
+        try:
+            done, _ = await asyncio.wait(
+                {relaying, leaving},
+                timeout=service.timeouts.stream,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if relaying in done:
+                try:
+                    relaying.result()
+                except TransportError:
+                    # The head went out already: the connection is closed without an end,
+                    # so the client sees a cut answer, not a whole one.
+                    ex.error_type = "upstream_error"
+                    return
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif leaving in done:
+                ex.error_type = "client_closed"
+            else:
+                ex.error_type = "timeout_error"
+        finally:
+            for task in (relaying, leaving):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relaying
+            response.release()
+            ex.upstream_seconds += time.monotonic() - started
+
+
+async def _left(receive: Receive) -> None:
+    """Returns once the client has gone away (read after its body is done)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,39 @@
+"""Which services a consumer may reach outside a rule's own request: native pass-through,
+files and batches (whose ids name the service that holds them).
+
+A consumer reaches a service when a rule it may use targets it (or falls back to it), or
+when its ``passthrough`` list names it. The rules that lead to each service are worked out
+once per routing table, on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sluicegate.routing.table import CompiledRule, ConsumerEntry, RoutingTable
+
+# Tables replaced by config changes drop out; the table is kept beside its entry so that its
+# id is not reused while the entry lives.
+_BY_TABLE: dict[int, tuple[RoutingTable, Mapping[str, tuple[CompiledRule, ...]]]] = {}
+
+
+def rules_to(table: RoutingTable, service: str) -> tuple[CompiledRule, ...]:
+    """The rules whose targets or fallbacks name ``service``, in the order requests try them."""
+    found = _BY_TABLE.get(id(table))
+    if found is None:
+        if len(_BY_TABLE) >= 16:
+            _BY_TABLE.clear()
+        index: dict[str, list[CompiledRule]] = {}
+        for rule in table.rules:
+            for step in (*rule.targets, *rule.fallbacks):
+                listed = index.setdefault(step.service.name, [])
+                if not listed or listed[-1] is not rule:
+                    listed.append(rule)
+        found = _BY_TABLE[id(table)] = (table, {k: tuple(v) for k, v in index.items()})
+    return found[1].get(service, ())
+
+
+def may_reach(table: RoutingTable, consumer: ConsumerEntry, service: str) -> bool:
+    if service in consumer.passthrough:
+        return True
+    return any(consumer.may_use(rule) for rule in rules_to(table, service))
