@@ -7,6 +7,7 @@ key is checked and swapped in exactly like any other entity.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from datetime import UTC, datetime
@@ -138,7 +139,10 @@ class KeyEndpoints:
             )
             if record.doc.get("revoked_at") is None:
                 doc = {**record.doc, "revoked_at": time.time()}
-                kept = [r for r in records if r.id != record.id]
+                # Built with the key as revoked (not left out), so that the table that runs
+                # next tells its holder so (key_revoked).
+                revoked = dataclasses.replace(record, doc=doc)
+                kept = [revoked if r.id == record.id else r for r in records]
                 built = self.api.build(gw, kept, "consumer", record.id)
                 if (
                     await store.update(gw, "key", record.id, record.name, doc, [], record.version)
