@@ -19,6 +19,7 @@ from sluicegate.admin.gateways import GatewayDoc
 from sluicegate.admin.layers import PLURAL
 from sluicegate.auth.keys import NewKey
 from sluicegate.stores.secrets import SECRET_FIELDS
+from sluicegate.telemetry.attempts import OUTCOMES
 
 _REF = "#/components/schemas/"
 
@@ -223,6 +224,29 @@ _NULLABLE_INT = {"type": ["integer", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
 
+def _attempts_detail() -> dict[str, Any]:
+    """Every step of a request's plan, in order (docs/observability.md)."""
+    return {
+        "type": ["array", "null"],
+        "description": "every step of the request's plan, failed ones included; null when "
+        "none was taken (a cache hit, a refused request) or the row predates it",
+        "items": {
+            "type": "object",
+            "required": ["service", "target", "status", "outcome", "ms"],
+            "properties": {
+                "service": {"type": "string"},
+                "target": {
+                    **_NULLABLE_TEXT,
+                    "description": "the target's configured URL; null when nothing was sent",
+                },
+                "status": {**_NULLABLE_INT, "description": "the provider's HTTP status"},
+                "outcome": {"type": "string", "enum": sorted(OUTCOMES)},
+                "ms": {"type": "number", "description": "to the answer's last byte"},
+            },
+        },
+    }
+
+
 def _audit_log() -> dict[str, Any]:
     """A row of the audit log as ``/admin/logs`` shows it (docs/observability.md)."""
     return {
@@ -259,7 +283,8 @@ def _audit_log() -> dict[str, Any]:
             # provider: the provider's own count; counted: the gateway's (none was reported)
             "usage_source": {"type": ["string", "null"], "enum": ["provider", "counted", None]},
             "cost_usd": _NULLABLE_NUMBER,
-            "attempts": {"type": "integer"},
+            "attempts": {"type": "integer", "description": "requests sent upstream"},
+            "attempts_detail": _attempts_detail(),
             # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
             "guardrail": _NULLABLE_TEXT,
             "tags": _NULLABLE_TEXT,

@@ -115,6 +115,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         # 8: where a row's tokens come from: provider, or counted (the provider reported none)
         "ALTER TABLE sluicegate_audit ADD COLUMN usage_source TEXT",
     ),
+    (
+        # 9: every step of the request's plan (JSON: service, target, status, outcome, ms)
+        "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -210,6 +214,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 8: where a row's tokens come from: provider, or counted (the provider reported none)
         "ALTER TABLE sluicegate_audit ADD COLUMN usage_source TEXT",
+    ),
+    (
+        # 9: every step of the request's plan (JSON: service, target, status, outcome, ms)
+        "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail JSONB",
     ),
 )
 
