@@ -84,7 +84,7 @@ def _health() -> dict[str, Any]:
         "type": "object",
         "required": ["data", "next", "issues"],
         "properties": {
-            "data": {"type": "array", "items": {"type": "object"}},
+            "data": {"type": "array", "items": {"$ref": _REF + "TargetHealth"}},
             "next": {"type": "null"},
             "issues": {"type": "array", "items": issue},
         },
@@ -203,7 +203,7 @@ def _paths() -> dict[str, Any]:
         }
     paths["/admin/health"] = {
         "get": {
-            "summary": "The state of every balanced target",
+            "summary": "The state of every target: upstreams' and endpoint services'",
             "operationId": "health",
             "responses": _responses(
                 {
@@ -222,6 +222,27 @@ def _paths() -> dict[str, Any]:
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+
+def _target_health() -> dict[str, Any]:
+    """A row of ``GET /admin/health`` (docs/resilience.md)."""
+    return {
+        "type": "object",
+        "required": ["upstream", "service", "target", "state"],
+        "properties": {
+            "upstream": {**_NULLABLE_TEXT, "description": "the upstream of a pool's target"},
+            "service": {**_NULLABLE_TEXT, "description": "the endpoint service of its target"},
+            "target": {"type": "string", "description": "the target's configured URL"},
+            "weight": {"type": "number"},
+            "state": {"type": "string", "enum": ["healthy", "ejected", "half-open", "down"]},
+            "inflight": {"type": "integer", "minimum": 0},
+            "latency_ewma_ms": {"type": "number"},
+            "consecutive_failures": {"type": "integer", "minimum": 0},
+            "ejected_for_s": {"type": "number", "minimum": 0},
+            "active_checks": {"type": "boolean"},
+            "passive_checks": {"type": "boolean"},
+        },
+    }
 
 
 def _attempts_detail() -> dict[str, Any]:
@@ -730,6 +751,7 @@ def openapi_spec() -> dict[str, Any]:
     schemas.update(_gateway_schemas())
     schemas.update(_key_schemas())
     schemas["AuditLog"] = _audit_log()
+    schemas["TargetHealth"] = _target_health()
     schemas["Usage"] = _usage()
     return {
         "openapi": "3.1.0",

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from referencing import Registry, Resource
 
 from tests.conftest import KEY, eventually, logged_row, openai_service, wait_finished
 from tests.fakes.faulty_server import FaultyUpstream
@@ -106,6 +108,17 @@ def services_summary(gateway: RunningGateway) -> dict[str, dict[str, Any]]:
         return {row["name"]: row for row in summary.json()["services"]}
 
 
+def conforms(admin: httpx.Client, pointer: str, value: Any) -> None:
+    """``value`` is valid against the Admin API's OpenAPI spec at ``pointer``."""
+    spec = admin.get("/admin/openapi.json").json()
+    meta = jsonschema.Draft202012Validator.META_SCHEMA["$id"]
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:spec", Resource.from_contents({**spec, "$schema": meta})
+    )
+    schema = {"$ref": f"urn:spec#{pointer}"}
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(value)
+
+
 def shape(detail: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """An audit row's attempts without their durations (checked apart)."""
     return [(a["service"], a["target"], a["status"], a["outcome"]) for a in detail]
@@ -158,6 +171,7 @@ def test_a_failing_primary_behind_a_fallback_is_counted_attempt_by_attempt(
                 ("backup", backup_target, 200, "2xx"),
             ]
             assert all(a["ms"] >= 0 for a in row["attempts_detail"])
+            conforms(admin, "/components/schemas/AuditLog", row)
             listed = admin.get("/admin/logs", params={"request_id": row["request_id"]}).json()
             assert listed["data"][0]["attempts_detail"] == row["attempts_detail"]
 
@@ -186,6 +200,8 @@ def test_a_failing_primary_behind_a_fallback_is_counted_attempt_by_attempt(
                 "passive_checks": True,
             }
             assert health_of(admin, "primary")["ejected_for_s"] > 5
+            health = "/paths/~1admin~1health/get/responses/200/content/application~1json/schema"
+            conforms(admin, health, admin.get("/admin/health").json())
             assert healthy_metric(gateway, "primary") == [(target, "ejected", 0.0)]
             fourth = ask(gateway)  # the primary is skipped without a try
             assert fourth.status_code == 200 and fourth.headers["x-sluicegate-attempts"] == "1"
@@ -282,7 +298,25 @@ def test_a_closed_port_without_a_fallback_is_ejected_by_the_defaults(
     row = health_of(admin, "primary")
     assert row["state"] == "ejected" and 8 < row["ejected_for_s"] <= 10  # cooldown: 10s
     assert ask(gateway).status_code == 503
+    wait_finished(gateway.url, 6)
     counted = attempts_metric(gateway)
     assert counted[("primary", f"http://127.0.0.1:{closed}/v1", "connect")] == 5
     assert counted[("primary", "", "unavailable")] == 1
+    admin.close()
+
+
+def test_three_timeouts_in_a_row_eject_an_endpoint_service_by_default(
+    start_gateway: Start, failing: FaultyUpstream, tmp_path: Path
+) -> None:
+    failing.mode = "hang"
+    gateway = start_gateway(single(failing, tmp_path, timeout="200ms"))
+    admin = httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert [ask(gateway).status_code for _ in range(3)] == [504] * 3
+    assert health_of(admin, "primary")["state"] == "ejected"
+    started = time.monotonic()
+    assert ask(gateway).status_code == 503
+    assert time.monotonic() - started < 0.2  # not another wait on a target known to hang
+    wait_finished(gateway.url, 4)
+    counted = attempts_metric(gateway)
+    assert counted[("primary", f"http://127.0.0.1:{failing.port}/v1", "timeout")] == 3
     admin.close()
