@@ -184,6 +184,18 @@ class Service(Strict):
     tls_client_key_file: str | None = None
     tls_verify: bool = True
 
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, value: str | None) -> str | None:
+        # Never quoted: the host is part of a target URL that metrics, the health view and
+        # audit rows show, and what a user put before an "@" may be a password.
+        if value is not None and (not value or any(c in "@/?#" or c.isspace() for c in value)):
+            raise ValueError(
+                "a host name or address only (api.example.com, 10.0.0.5, ::1), with no user, "
+                "password, path or query; put credentials under the service's credentials"
+            )
+        return value
+
     @field_validator("path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
