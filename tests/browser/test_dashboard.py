@@ -250,16 +250,18 @@ def test_rules_are_listed_in_the_order_requests_try_them(
         log_in(page, gateway)
         page.click("nav >> text=Rules")
         rows = page.locator("tr[data-rule]")
-        expect(rows).to_have_count(3)
-        assert [rows.nth(i).get_attribute("data-rule") for i in range(3)] == [
+        expect(rows).to_have_count(4)
+        assert [rows.nth(i).get_attribute("data-rule") for i in range(4)] == [
             "zz-first",
             "chat",
+            "flaky-chat",  # the file's, as listed, at the default priority
             "aa-last",
         ]
         expect(rows.nth(0).locator("td").nth(0)).to_have_text("1")
         expect(rows.nth(0).locator("td").nth(1)).to_have_text("10")
         expect(rows.nth(1).locator("td").nth(1)).to_have_text("100")
-        expect(rows.nth(2).locator("td").nth(1)).to_have_text("500")
+        expect(rows.nth(2).locator("td").nth(1)).to_have_text("100")
+        expect(rows.nth(3).locator("td").nth(1)).to_have_text("500")
     finally:
         for name in made:
             httpx.delete(f"{gateway.url}/admin/rules/{name}", headers=auth)
