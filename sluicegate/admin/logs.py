@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -38,9 +39,11 @@ def _ts(moment: datetime) -> str:
 
 
 def _log(row: dict[str, Any]) -> dict[str, Any]:
-    """An audit row as the API shows it: ``ts`` in ISO 8601; with its bodies when it has
-    them (``audit.log_bodies``)."""
+    """An audit row as the API shows it: ``ts`` in ISO 8601, the attempts as an array;
+    with its bodies when it has them (``audit.log_bodies``)."""
     out = {name: _ts(row[name]) if name == "ts" else row[name] for name in AUDIT_COLUMNS}
+    tried = out["attempts_detail"]
+    out["attempts_detail"] = orjson.loads(tried) if tried is not None else None
     if row.get("request_body") is not None or row.get("response_body") is not None:
         out.update((name, row[name]) for name in AUDIT_BODY_COLUMNS)
     return out

@@ -19,6 +19,7 @@ from sluicegate.admin.gateways import GatewayDoc
 from sluicegate.admin.layers import PLURAL
 from sluicegate.auth.keys import NewKey
 from sluicegate.stores.secrets import SECRET_FIELDS
+from sluicegate.telemetry.attempts import OUTCOMES
 
 _REF = "#/components/schemas/"
 
@@ -83,7 +84,7 @@ def _health() -> dict[str, Any]:
         "type": "object",
         "required": ["data", "next", "issues"],
         "properties": {
-            "data": {"type": "array", "items": {"type": "object"}},
+            "data": {"type": "array", "items": {"$ref": _REF + "TargetHealth"}},
             "next": {"type": "null"},
             "issues": {"type": "array", "items": issue},
         },
@@ -202,7 +203,7 @@ def _paths() -> dict[str, Any]:
         }
     paths["/admin/health"] = {
         "get": {
-            "summary": "The state of every balanced target",
+            "summary": "The state of every target: upstreams' and endpoint services'",
             "operationId": "health",
             "responses": _responses(
                 {
@@ -221,6 +222,50 @@ def _paths() -> dict[str, Any]:
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+
+def _target_health() -> dict[str, Any]:
+    """A row of ``GET /admin/health`` (docs/resilience.md)."""
+    return {
+        "type": "object",
+        "required": ["upstream", "service", "target", "state"],
+        "properties": {
+            "upstream": {**_NULLABLE_TEXT, "description": "the upstream of a pool's target"},
+            "service": {**_NULLABLE_TEXT, "description": "the endpoint service of its target"},
+            "target": {"type": "string", "description": "the target's configured URL"},
+            "weight": {"type": "number"},
+            "state": {"type": "string", "enum": ["healthy", "ejected", "half-open", "down"]},
+            "inflight": {"type": "integer", "minimum": 0},
+            "latency_ewma_ms": {"type": "number"},
+            "consecutive_failures": {"type": "integer", "minimum": 0},
+            "ejected_for_s": {"type": "number", "minimum": 0},
+            "active_checks": {"type": "boolean"},
+            "passive_checks": {"type": "boolean"},
+        },
+    }
+
+
+def _attempts_detail() -> dict[str, Any]:
+    """Every step of a request's plan, in order (docs/observability.md)."""
+    return {
+        "type": ["array", "null"],
+        "description": "every step of the request's plan, failed ones included; null when "
+        "none was taken (a cache hit, a refused request) or the row predates it",
+        "items": {
+            "type": "object",
+            "required": ["service", "target", "status", "outcome", "ms"],
+            "properties": {
+                "service": {"type": "string"},
+                "target": {
+                    **_NULLABLE_TEXT,
+                    "description": "the target's configured URL; null when nothing was sent",
+                },
+                "status": {**_NULLABLE_INT, "description": "the provider's HTTP status"},
+                "outcome": {"type": "string", "enum": sorted(OUTCOMES)},
+                "ms": {"type": "number", "description": "to the answer's last byte"},
+            },
+        },
+    }
 
 
 def _audit_log() -> dict[str, Any]:
@@ -259,7 +304,8 @@ def _audit_log() -> dict[str, Any]:
             # provider: the provider's own count; counted: the gateway's (none was reported)
             "usage_source": {"type": ["string", "null"], "enum": ["provider", "counted", None]},
             "cost_usd": _NULLABLE_NUMBER,
-            "attempts": {"type": "integer"},
+            "attempts": {"type": "integer", "description": "requests sent upstream"},
+            "attempts_detail": _attempts_detail(),
             # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
             "guardrail": _NULLABLE_TEXT,
             "tags": _NULLABLE_TEXT,
@@ -705,6 +751,7 @@ def openapi_spec() -> dict[str, Any]:
     schemas.update(_gateway_schemas())
     schemas.update(_key_schemas())
     schemas["AuditLog"] = _audit_log()
+    schemas["TargetHealth"] = _target_health()
     schemas["Usage"] = _usage()
     return {
         "openapi": "3.1.0",

@@ -165,6 +165,9 @@ class Service(Strict):
     retry_backoff_max: Duration = 2.0
     upstream: str | None = None
     upstream_id: str | None = None
+    # An endpoint service's passive checks (docs/resilience.md): unset, the defaults for a
+    # single target; {} turns them off. A service of type upstream has its upstream's.
+    healthchecks: Healthchecks | None = None
     api_version: str | None = None  # azure: the api-version query parameter
     project: str | None = None  # vertex: the Google Cloud project
     location: str | None = None  # vertex: the region, e.g. us-central1
@@ -180,6 +183,18 @@ class Service(Strict):
     tls_client_cert_file: str | None = None
     tls_client_key_file: str | None = None
     tls_verify: bool = True
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, value: str | None) -> str | None:
+        # Never quoted: the host is part of a target URL that metrics, the health view and
+        # audit rows show, and what a user put before an "@" may be a password.
+        if value is not None and (not value or any(c in "@/?#" or c.isspace() for c in value)):
+            raise ValueError(
+                "a host name or address only (api.example.com, 10.0.0.5, ::1), with no user, "
+                "password, path or query; put credentials under the service's credentials"
+            )
+        return value
 
     @field_validator("path")
     @classmethod
@@ -201,11 +216,20 @@ class Service(Strict):
                 raise ValueError(f"an endpoint service of provider '{self.provider}' needs a host")
             if self.upstream or self.upstream_id:
                 raise ValueError("an endpoint service takes no upstream; set type: upstream")
+            if self.healthchecks is not None and self.healthchecks.active is not None:
+                raise ValueError(
+                    "healthchecks.active: an endpoint service takes passive checks only; "
+                    "probes are for an upstream's targets"
+                )
         else:
             if not (self.upstream or self.upstream_id):
                 raise ValueError("an upstream service needs upstream (a name) or upstream_id")
             if self.host is not None:
                 raise ValueError("an upstream service takes its hosts from the upstream's targets")
+            if self.healthchecks is not None:
+                raise ValueError(
+                    "healthchecks: an upstream service is checked by its upstream's healthchecks"
+                )
         if self.provider == "vertex" and not self.project:
             raise ValueError(
                 "a vertex service needs project (the Google Cloud project id; "

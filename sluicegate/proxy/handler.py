@@ -64,6 +64,7 @@ from sluicegate.routing.table import (
     Step,
     hash_key,
 )
+from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
@@ -519,6 +520,7 @@ class Proxy:
             if service.adapter is None or call.endpoint not in service.adapter.endpoints:
                 # Nothing is sent: the next step may be a provider that serves it.
                 failure = Failure("unsupported", service, cause=_unsupported(service, call))
+                ex.tried.append(Tried(service.name, None, "unsupported"))
                 continue
             pool = service.pool
             key = pool.key(call.consumer, call.headers)
@@ -532,6 +534,7 @@ class Proxy:
                 target = pool.pick(now, key)
                 if target is None:
                     failure = Failure("unavailable", service, detail=pool.why_unavailable(now))
+                    ex.tried.append(Tried(service.name, None, "unavailable"))
                     break
                 attempts += 1
                 target.health.begin(now)
@@ -542,7 +545,14 @@ class Proxy:
                     target.inflight -= 1
                     raise
                 finally:
-                    ex.upstream_seconds += time.monotonic() - now
+                    spent = time.monotonic() - now
+                    ex.upstream_seconds += spent
+                kind = result.kind if isinstance(result, Failure) else "status"
+                ex.tried.append(
+                    Tried(
+                        service.name, target.url, outcome(kind, result.status), result.status, spent
+                    )
+                )
                 if isinstance(result, Failure) or result.relay is None:
                     target.inflight -= 1  # a stream holds its target until it ends
                 if isinstance(result, Failure):
@@ -618,7 +628,10 @@ class Proxy:
             )
         finally:
             result.target.inflight -= 1
-            ex.upstream_seconds += time.monotonic() - started
+            streamed = time.monotonic() - started
+            ex.upstream_seconds += streamed
+            if ex.tried:  # the attempt that answered lasts until its stream ends
+                ex.tried[-1].seconds += streamed
 
     async def forward_cached(
         self,

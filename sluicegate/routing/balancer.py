@@ -10,7 +10,8 @@ With ``hash_on`` (``consumer`` or ``header:<name>``) a request with that key
 always lands on the same healthy target (weighted rendezvous hashing), and
 moves only when that target becomes unavailable.
 
-A service of ``type: endpoint`` is a pool of one target that is always healthy.
+A service of ``type: endpoint`` is a pool of one target, with passive health checks
+(``routing.health.ENDPOINT_PASSIVE`` unless its ``healthchecks`` say otherwise).
 """
 
 from __future__ import annotations

@@ -9,7 +9,15 @@ import ssl
 from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
-from sluicegate.config.model import Budget, Config, Limits, Rule, Service, Upstream
+from sluicegate.config.model import (
+    Budget,
+    Config,
+    Limits,
+    PassiveHealthcheck,
+    Rule,
+    Service,
+    Upstream,
+)
 from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
@@ -20,7 +28,12 @@ from sluicegate.providers.mock import MockTransport
 from sluicegate.providers.registry import ADAPTERS
 from sluicegate.proxy.upstream import Timeouts
 from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
-from sluicegate.routing.health import ActivePolicy, PassivePolicy, TargetHealth
+from sluicegate.routing.health import (
+    ENDPOINT_PASSIVE,
+    ActivePolicy,
+    PassivePolicy,
+    TargetHealth,
+)
 from sluicegate.routing.probes import Probe
 from sluicegate.routing.table import (
     CompiledRule,
@@ -66,8 +79,10 @@ def compile_service(
     warnings: list[str],
     max_answer_bytes: int = 64 * 1024 * 1024,
     pool_tls: dict[str, tuple[TlsSettings, ssl.SSLContext | None]] | None = None,
+    previous: Balancer | None = None,
 ) -> CompiledService:
-    """``pool_tls``: each upstream's TLS settings and context, shared by its services."""
+    """``pool_tls``: each upstream's TLS settings and context, shared by its services;
+    ``previous``: the running table's pool of this endpoint service (``_endpoint_pool``)."""
     where = f"services[{index}]"
     adapter_class = ADAPTERS[svc.provider]
     adapter = adapter_class.for_service(svc) if adapter_class is not None else None
@@ -88,7 +103,7 @@ def compile_service(
     transport = None
     tls = None
     if svc.provider == "mock":
-        pool: Balancer = RoundRobin(svc.name, [Target("mock://" + svc.name)])
+        pool: Balancer = _endpoint_pool(svc, "mock://" + svc.name, previous)
         transport = MockTransport(svc.mock_latency, svc.mock_token_delay, svc.mock_error_status)
     elif svc.type == "upstream":
         upstream = (
@@ -101,7 +116,7 @@ def compile_service(
         if settings != inherited:  # its own tls_* fields over the upstream's
             tls = client_context(settings, where, f"service '{svc.name}'", warnings)
     else:
-        pool, path = RoundRobin(svc.name, [Target(_base_url(svc))]), ""
+        pool, path = _endpoint_pool(svc, _base_url(svc), previous), ""
         tls = client_context(TlsSettings.of(svc), where, f"service '{svc.name}'", warnings)
     return CompiledService(
         name=svc.name,
@@ -120,6 +135,26 @@ def compile_service(
         max_answer_bytes=max_answer_bytes,
         tls=tls,
     )
+
+
+def _passive(p: PassiveHealthcheck) -> PassivePolicy:
+    return PassivePolicy(frozenset(p.unhealthy_statuses), p.failures, p.timeouts, p.cooldown)
+
+
+def _endpoint_pool(svc: Service, url: str, previous: Balancer | None) -> Balancer:
+    """The pool of one target an endpoint service is, with its passive checks. The running
+    pool of the same service is kept when its target is unchanged, so that health carries
+    over a config change as an upstream's does."""
+    checks = svc.healthchecks
+    if checks is None:
+        passive: PassivePolicy | None = ENDPOINT_PASSIVE
+    else:
+        passive = _passive(checks.passive) if checks.passive is not None else None
+    if previous is not None and len(previous.targets) == 1:
+        old = previous.targets[0]
+        if old.url == url and old.health.passive == passive:
+            return previous
+    return RoundRobin(svc.name, [Target(url, health=TargetHealth(passive))])
 
 
 def _same_pool(pool: Balancer, upstream: Upstream, targets: list[Target]) -> bool:
@@ -151,8 +186,7 @@ def compile_pool(
     checks = upstream.healthchecks
     passive = active = None
     if checks is not None and checks.passive is not None:
-        p = checks.passive
-        passive = PassivePolicy(frozenset(p.unhealthy_statuses), p.failures, p.timeouts, p.cooldown)
+        passive = _passive(checks.passive)
     if checks is not None and checks.active is not None:
         a = checks.active
         active = ActivePolicy(
@@ -329,6 +363,10 @@ def compile_config(
     warnings = list(warnings or [])
     upstreams = {u.name: u for u in config.upstreams}
     running = {pool.name: pool for pool in previous.pools} if previous is not None else {}
+    endpoints = {}  # the running pools of endpoint services, by service
+    if previous is not None:
+        shared = previous.pools
+        endpoints = {n: s.pool for n, s in previous.services.items() if s.pool not in shared}
     pool_tls = {}
     for i, u in enumerate(config.upstreams):
         settings = TlsSettings.of(u)
@@ -342,7 +380,14 @@ def compile_config(
     probes = tuple(probe for _, probe in compiled if probe is not None)
     services = {
         svc.name: compile_service(
-            svc, i, upstreams, pools, warnings, config.gateway.max_answer_bytes, pool_tls
+            svc,
+            i,
+            upstreams,
+            pools,
+            warnings,
+            config.gateway.max_answer_bytes,
+            pool_tls,
+            endpoints.get(svc.name),
         )
         for i, svc in enumerate(config.services)
     }

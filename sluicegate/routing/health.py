@@ -9,7 +9,9 @@ States, and what moves between them:
 
     healthy ◀──(active: healthy_successes probes pass)──▶ down (active: unhealthy_failures fail)
 
-A target is used when it is healthy, or half-open with no trial in flight.
+A target is used when it is healthy, or half-open with no trial in flight. Upstream
+targets have the checks their upstream's ``healthchecks`` asks for; the one target of an
+endpoint service has passive checks, ``ENDPOINT_PASSIVE`` unless it says otherwise.
 Everything here is synchronous and allocation-free on the request path; the
 probing loop lives in ``routing.probes``.
 """
@@ -26,6 +28,12 @@ class PassivePolicy:
     failures: int
     timeouts: int
     cooldown: float
+
+
+# An endpoint service without ``healthchecks``: its one target is ejected after 5 failures
+# (or 3 timeouts) in a row, so that a provider that is down costs a few requests their
+# wait instead of all of them; a short cooldown, since nothing else serves while it lasts.
+ENDPOINT_PASSIVE = PassivePolicy(frozenset({500, 502, 503, 504}), 5, 3, 10.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sluicegate_objects_owner ON sluicegate_objects "
         "(gateway, consumer, kind, created_at, id)",
     ),
+    (
+        # 10: every step of the request's plan (JSON: service, target, status, outcome, ms)
+        "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -246,6 +250,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX sluicegate_objects_owner ON sluicegate_objects "
         "(gateway, consumer, kind, created_at, id)",
+    ),
+    (
+        # 10: every step of the request's plan (JSON: service, target, status, outcome, ms)
+        "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail JSONB",
     ),
 )
 

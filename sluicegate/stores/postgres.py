@@ -81,6 +81,7 @@ _AUDIT_TYPES = {
     "cached_tokens": "int8",
     "cost_usd": "float8",
     "attempts": "int4",
+    "attempts_detail": "jsonb",
     "request_truncated": "bool",
     "response_truncated": "bool",
 }

@@ -31,6 +31,7 @@ from typing import Protocol
 import orjson
 
 from sluicegate.stores.base import AUDIT_BODY_COLUMNS, AUDIT_ROW_COLUMNS, AuditRow
+from sluicegate.telemetry.attempts import detail
 from sluicegate.telemetry.bodies import Bodies, clip
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.ids import ordered_id
@@ -43,9 +44,10 @@ log = logging.getLogger("sluicegate.audit")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _NO_BODIES = (None, None, None, None)
 _NO_GUARD = (None, None)
-# Rows spilled by earlier versions are replayed with the columns they lacked empty: the
-# columns of each earlier row, by its length (20, 24, 26, 27; a current row has 28). The
-# first layout is spelled out: a column added later never changes what an old row is.
+# A row is spilled as an object keyed by column, so that any later version replays it
+# with the columns it lacked empty. Earlier versions spilled arrays: the columns of each
+# such row, by its length (20, 24, 26, 27, 28). The first layout is spelled out: a column
+# added later never changes what an old row is.
 _FIRST = (
     *("id", "request_id", "ts", "gateway", "consumer", "key_prefix", "rule", "service"),
     *("provider", "model", "status", "latency_ms", "ttft_ms", "input_tokens"),
@@ -58,14 +60,24 @@ _EARLIER = {
         _FIRST + AUDIT_BODY_COLUMNS,
         (*_FIRST, "guardrail", "tags", *AUDIT_BODY_COLUMNS),
         (*_FIRST, "guardrail", "tags", "endpoint", *AUDIT_BODY_COLUMNS),
+        (
+            *_FIRST[:16],  # up to cached_tokens
+            "usage_source",
+            *_FIRST[16:],
+            *("guardrail", "tags", "endpoint", *AUDIT_BODY_COLUMNS),
+        ),
     )
 }
 
 
-def _upgraded(row: list[object]) -> AuditRow | None:
+def _upgraded(row: object) -> AuditRow | None:
     """A spilled row in the current column order, or None when it is no row at all."""
-    if len(row) == len(AUDIT_ROW_COLUMNS):
-        return tuple(row)
+    if isinstance(row, dict):
+        if not isinstance(row.get("id"), str):
+            return None
+        return tuple(row.get(column) for column in AUDIT_ROW_COLUMNS)
+    if not isinstance(row, list):
+        return None
     columns = _EARLIER.get(len(row))
     if columns is None:
         return None
@@ -140,6 +152,7 @@ def audit_row(ex: Exchange, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Aud
         ex.error_type,
         *(_NO_GUARD if ex.screen is None else _guard_columns(ex)),
         ex.endpoint,
+        detail(ex.tried),
         *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes)),
     )
 
@@ -375,7 +388,9 @@ class AuditWriter:
     def _spill(self, rows: Sequence[AuditRow]) -> None:
         if not rows:
             return
-        data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+        data = b"".join(
+            orjson.dumps(dict(zip(AUDIT_ROW_COLUMNS, row, strict=True))) + b"\n" for row in rows
+        )
         try:
             with self.spill_path.open("ab") as f:
                 f.write(data)
@@ -404,7 +419,7 @@ class AuditWriter:
                     row = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     row = None
-                upgraded = _upgraded(row) if isinstance(row, list) else None
+                upgraded = _upgraded(row)
                 if upgraded is not None:
                     rows.append(upgraded)
                 elif line.strip():

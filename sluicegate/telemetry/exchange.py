@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sluicegate.telemetry.attempts import Tried
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.usage import TokenCounts
 
@@ -30,8 +31,9 @@ class Exchange:
     stream: bool = False
     status: int = 0
     error_type: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # requests sent upstream
     fallbacks: int = 0
+    tried: list[Tried] = field(default_factory=list)  # every step of the plan, in order
     upstream_seconds: float = 0.0  # time spent waiting on providers, every attempt
     first_token: float | None = None  # seconds from the start to the first streamed chunk
     ended: float = 0.0

@@ -4,12 +4,15 @@ Each distinct label value is a series that Prometheus and this process keep for
 good, so no value may come from what a client chooses. The sources, label by label:
 
 - ``gateway``, ``rule``, ``service``, ``provider``, ``target``: the config's names
-  (a cached answer names the service that produced it, also a config name);
+  (a cached answer names the service that produced it, also a config name; a target is
+  an upstream target's or an endpoint service's configured URL, empty when an attempt
+  found none available);
 - ``model``: the model the target rewrites to, else the client's model when some
   rule names it literally, else ``other`` (``""`` when no rule matched);
 - ``consumer``: a configured consumer's name; a token subject that only
   ``auth.jwt.default_consumer`` admits is counted under that consumer's name;
-- ``status``, ``type``, ``result``, ``on``, ``action``, ``state``: small fixed sets
+- ``status``, ``type``, ``result``, ``on``, ``action``, ``state``, ``outcome``: small
+  fixed sets (``outcome``: ``telemetry.attempts``)
   (a guardrail ``type`` is a built-in entity type or ``deny:<rule name>``).
 """
 

@@ -105,6 +105,21 @@ class Metrics:
             ["gateway", "provider", "model", "consumer"],
             registry=registry,
         )
+        # Every step of a request's plan, the failed ones behind a fallback included;
+        # outcomes: telemetry.attempts (a status class, 429, or a failure kind).
+        self.attempts = Counter(
+            "sluicegate_upstream_attempts",
+            "Attempts on a service's target by outcome (target empty: none was available)",
+            ["gateway", "service", "target", "outcome"],
+            registry=registry,
+        )
+        self.attempt_duration = Histogram(
+            "sluicegate_upstream_attempt_duration_seconds",
+            "Time of one attempt on a target, to the answer's last byte",
+            ["gateway", "service", "target", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.retries = Counter(
             "sluicegate_retries",
             "Attempts beyond the first, fallbacks included",

@@ -78,6 +78,12 @@ class Recorder:
                 child(m.overhead, gateway).observe(max(seconds - ex.upstream_seconds, 0.0))
         if ex.fallbacks:
             child(m.fallbacks, gateway, rule).inc()
+        for tried in ex.tried:
+            target = tried.target or ""
+            child(m.attempts, gateway, tried.service, target, tried.outcome).inc()
+            if tried.sent:
+                labels = (gateway, tried.service, target, tried.outcome)
+                child(m.attempt_duration, *labels).observe(tried.seconds)
         if ex.first_token is not None:
             child(m.first_token, gateway, service, provider, model).observe(ex.first_token)
         if ex.cache is not None:

@@ -30,7 +30,8 @@ WINDOWS = {"1h": 3600.0, "1d": 86400.0}
 MAX_POINTS = 120  # per chart: a window's readings are merged down to this many
 TOP = 8
 
-# (requests, errors, tokens, cost) of one consumer, model or service
+# (requests, errors, tokens, cost) of one consumer, model or service (a service's
+# requests and errors are its attempts)
 Sums = tuple[float, float, float, float]
 
 
@@ -82,8 +83,14 @@ def read(metrics: Metrics, labelled: bool) -> Reading:
         totals.requests += value
         totals.errors += failed
         if labelled:
-            for kind in ("consumer", "model", "service"):
+            for kind in ("consumer", "model"):
                 _add(totals.by[kind], labels.get(kind, ""), (value, failed, 0.0, 0.0))
+    if labelled:
+        # A service's requests are its attempts: one that failed behind a fallback (and so
+        # answered no request) shows its failures; a cache hit asked no service.
+        for labels, value in _samples(metrics.attempts, "_total"):
+            failed = value if labels.get("outcome") != "2xx" else 0.0
+            _add(of(labels).by["service"], labels.get("service", ""), (value, failed, 0.0, 0.0))
     for labels, value in _samples(metrics.tokens, "_total"):
         totals = of(labels)
         kind = labels.get("type", "")
@@ -187,7 +194,8 @@ def _top(new: dict[str, Sums], old: dict[str, Sums], limit: int) -> list[dict[st
         before = old.get(name, (0.0, 0.0, 0.0, 0.0))
         requests, errors, tokens, cost = (a - b for a, b in zip(sums, before, strict=True))
         if requests > 0 or tokens > 0:
-            row = {"requests": requests, "errors": errors, "tokens": tokens}
+            rate = round(errors / requests, 4) if requests > 0 else 0.0
+            row = {"requests": requests, "errors": errors, "error_rate": rate, "tokens": tokens}
             rows.append({"name": name, **row, "cost_usd": round(cost, 6)})
     rows.sort(key=lambda r: (-r["cost_usd"], -r["requests"], r["name"]))
     return rows[:limit]

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.browser.conftest import Console, screenshot
+from tests.conftest import finished, wait_finished
 from tests.fakes.gateway import RunningGateway, free_port
 
 ADMIN_KEY = "adm-dashboard-key-0001"
@@ -48,6 +49,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway
         ],
         "services": [
             {"name": "demo", "provider": "mock", "tags": ["demo"]},
+            {"name": "flaky", "provider": "mock", "mock_error_status": 503, "retries": 0},
             {
                 "name": "local",
                 "type": "upstream",
@@ -63,7 +65,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway
                 "targets": [{"service": "demo", "weight": 9}, {"service": "demo", "weight": 1}],
                 "fallbacks": [{"service": "local", "model": "llama-3.1-8b"}],
                 "policies": {"rate_limit": {"requests": 1000, "window": "1m"}},
-            }
+            },
+            {
+                "name": "flaky-chat",
+                "match": {"models": ["flaky-model"]},
+                "targets": [{"service": "flaky"}],
+                "fallbacks": [{"service": "demo"}],
+            },
         ],
         "consumers": [
             {"name": "team-a", "keys": [TEAM_KEY], "budget": {"usd": 5, "window": "30d"}}
@@ -188,9 +196,20 @@ def test_services_upstreams_and_rules(
     gateway: RunningGateway, console_and_page: tuple[Console, Any]
 ) -> None:
     _, page = console_and_page
+    # A request that the failing service cannot answer and its fallback does.
+    before = finished(gateway.url)
+    answer = client(gateway, TEAM_KEY).chat.completions.with_raw_response.create(
+        model="flaky-model", messages=[{"role": "user", "content": "still there?"}]
+    )
+    assert answer.headers["x-sluicegate-service"] == "demo"
+    wait_finished(gateway.url, before + 1)
     log_in(page, gateway)
     page.click("nav >> text=Services")
     expect(page.locator("tr[data-service=demo]")).to_be_visible()
+    flaky = page.locator("tr[data-service=flaky]")
+    expect(flaky).to_contain_text("100 %")  # its one attempt failed
+    expect(flaky).to_contain_text("healthy")  # one failure: not yet ejected
+    expect(page.locator("tr[data-service=local]")).to_contain_text("2 of 2 targets up")
     expect(page.locator("tr[data-service=local]")).to_contain_text("upstream local-pool")
     targets = page.locator("#main table").nth(1)
     expect(targets.locator("tbody tr")).to_have_count(2)
@@ -231,16 +250,18 @@ def test_rules_are_listed_in_the_order_requests_try_them(
         log_in(page, gateway)
         page.click("nav >> text=Rules")
         rows = page.locator("tr[data-rule]")
-        expect(rows).to_have_count(3)
-        assert [rows.nth(i).get_attribute("data-rule") for i in range(3)] == [
+        expect(rows).to_have_count(4)
+        assert [rows.nth(i).get_attribute("data-rule") for i in range(4)] == [
             "zz-first",
             "chat",
+            "flaky-chat",  # the file's, as listed, at the default priority
             "aa-last",
         ]
         expect(rows.nth(0).locator("td").nth(0)).to_have_text("1")
         expect(rows.nth(0).locator("td").nth(1)).to_have_text("10")
         expect(rows.nth(1).locator("td").nth(1)).to_have_text("100")
-        expect(rows.nth(2).locator("td").nth(1)).to_have_text("500")
+        expect(rows.nth(2).locator("td").nth(1)).to_have_text("100")
+        expect(rows.nth(3).locator("td").nth(1)).to_have_text("500")
     finally:
         for name in made:
             httpx.delete(f"{gateway.url}/admin/rules/{name}", headers=auth)
@@ -301,6 +322,7 @@ def test_mint_use_revoke_and_find_in_logs(
     expect(detail.locator("[data-field=consumer]")).to_have_text("team-ui")
     expect(detail.locator("[data-field=key_prefix]")).to_have_text(prefix)
     expect(detail.locator("[data-field=attempts]")).to_have_text("1")
+    expect(detail.locator("tr[data-attempt=demo]")).to_contain_text("2xx")
     expect(detail.locator("[data-field=output_tokens]")).to_have_text(
         str(answer.usage.completion_tokens)
     )

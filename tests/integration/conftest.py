@@ -17,6 +17,9 @@ def standard_config(fake: FakeOpenAI, closed_port: int) -> dict[str, Any]:
             openai_service(
                 "openai",
                 fake.port,
+                # It serves the fake's failing models one after another, which would eject
+                # the one target every test of a module shares (docs/resilience.md).
+                healthchecks={},
                 headers={"OpenAI-Organization": "org-123"},
                 credentials={
                     "header_name": "Authorization",

@@ -218,9 +218,10 @@ def test_rows_say_where_their_usage_came_from_and_older_spilled_rows_replay(
         assert counted.usage is not None
         counted.usage.estimated = True
         none.usage, none.status = None, 502
-        # A row spilled before the audit log had usage_source: one column fewer.
-        older = list(audit_row(exchange(4)))
-        del older[AUDIT_ROW_COLUMNS.index("usage_source")]
+        # A row spilled before the audit log had usage_source (nor attempts_detail).
+        later = ("usage_source", "attempts_detail")
+        row = audit_row(exchange(4))
+        older = [v for c, v in zip(AUDIT_ROW_COLUMNS, row, strict=True) if c not in later]
         (tmp_path / "spill.jsonl").write_bytes(orjson.dumps(older) + b"\n")
         await audit.start()
         for ex in (reported, counted, none):
@@ -234,6 +235,58 @@ def test_rows_say_where_their_usage_came_from_and_older_spilled_rows_replay(
         assert found["req-00004"]["usage_source"] is None
         assert found["req-00004"]["input_tokens"] == exchange(4).usage.input  # type: ignore[union-attr]
         assert found["req-00004"]["error_type"] is None and found["req-00004"]["attempts"] == 1
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_spilled_rows_are_kept_by_column_name_and_replayed_with_their_attempts(
+    url: str, tmp_path: Path
+) -> None:
+    """A row is spilled as an object keyed by column, so that a version with more columns
+    replays it; an array spilled by the version before the attempts column replays too."""
+    from sluicegate.stores.base import AUDIT_ROW_COLUMNS, AuditQuery
+    from sluicegate.telemetry.attempts import Tried
+
+    async def main() -> None:
+        store = open_store(url)
+        await store.open()
+        audit = writer(store, tmp_path)
+        tried = exchange(1)
+        tried.tried = [
+            Tried("primary", "http://10.0.0.5:8000/v1", "5xx", 500, 0.0123),
+            Tried("backup", None, "unavailable"),
+        ]
+        audit._spill([audit_row(tried)])
+        line = (tmp_path / "spill.jsonl").read_bytes().splitlines()[0]
+        assert orjson.loads(line)["request_id"] == "req-00001"
+        previous = [c for c in AUDIT_ROW_COLUMNS if c != "attempts_detail"]
+        named = dict(zip(AUDIT_ROW_COLUMNS, audit_row(exchange(2)), strict=True))
+        named["endpoint"] = "chat"
+        with (tmp_path / "spill.jsonl").open("ab") as f:
+            f.write(orjson.dumps([named.get(c) for c in previous]) + b"\n")
+        await audit.start()
+        await audit.close()
+        assert await counts(store) == (2, 2)
+        (row,) = await store.audit(AuditQuery({"request_id": "req-00001"}))
+        assert orjson.loads(row["attempts_detail"]) == [
+            {
+                "service": "primary",
+                "target": "http://10.0.0.5:8000/v1",
+                "status": 500,
+                "outcome": "5xx",
+                "ms": 12.3,
+            },
+            {
+                "service": "backup",
+                "target": None,
+                "status": None,
+                "outcome": "unavailable",
+                "ms": 0.0,
+            },
+        ]
+        (old,) = await store.audit(AuditQuery({"request_id": "req-00002"}))
+        assert old["attempts_detail"] is None and old["endpoint"] == "chat"
         await store.close()
 
     asyncio.run(main())

@@ -63,7 +63,9 @@ def test_a_hanging_upstream_is_a_504_at_the_timeout_and_leaves_nothing_behind(
     start_gateway: Any, faulty: FaultyUpstream, leaks: Leaks, tmp_path: Path
 ) -> None:
     config = {
-        "services": [upstream_service("hangs", faulty.port, timeout="300ms")],
+        # Every request waits out the timeout: passive checks would eject the target after
+        # three, and answer the rest with a 503 at once (test_attempts.py).
+        "services": [upstream_service("hangs", faulty.port, timeout="300ms", healthchecks={})],
         "rules": [{"name": "r", "targets": [{"service": "hangs"}], "fallback_on": []}],
         "consumers": [{"name": "team", "keys": [CLIENT_KEY]}],
     }

@@ -70,3 +70,32 @@ def test_the_admin_api_refuses_one_too_and_metrics_show_targets_as_configured(
         assert SECRET not in metrics
     finally:
         gateway.stop()
+
+
+def test_an_endpoint_services_host_holds_no_credential(tmp_path: Path) -> None:
+    """An endpoint service's host is part of its target's URL, which /metrics, the health
+    view and each audit row's attempts show: a user and password written into it (which
+    the HTTP client would send as basic auth) are refused, as a target URL's are."""
+    port = free_port()
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    leaky = {
+        "name": "leaky",
+        "provider": "openai",
+        "protocol": "http",
+        "host": f"u:{SECRET}@127.0.0.1",
+        "port": port,
+    }
+    config = _config(f"http://127.0.0.1:{port}", store)
+    with pytest.raises(ConfigError) as info:
+        parse_config({**config, "services": [*config["services"], leaky]}, env={})
+    assert "credentials" in str(info.value) and SECRET not in str(info.value)
+    gateway = RunningGateway(config).start()
+    try:
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        answer = httpx.post(gateway.url + "/admin/services", json=leaky, headers=admin)
+        assert answer.status_code == 422, answer.text
+        assert SECRET not in answer.text
+        assert SECRET not in httpx.get(gateway.url + "/metrics").text
+        assert SECRET not in httpx.get(gateway.url + "/admin/health", headers=admin).text
+    finally:
+        gateway.stop()

@@ -238,3 +238,15 @@ def test_format_duration() -> None:
     assert format_duration(1) == "1s"
     assert format_duration(360) == "6m0s"
     assert format_duration(3723) == "1h2m3s"
+
+
+def test_a_services_healthchecks_are_passive_and_only_on_an_endpoint() -> None:
+    passive = {"passive": {"failures": 2, "cooldown": "5s"}}
+    loaded = parse_config(config_with("services.0.healthchecks", passive), env={})
+    checks = loaded.config.services[0].healthchecks
+    assert checks is not None and checks.passive is not None and checks.passive.failures == 2
+    active = config_with("services.0.healthchecks", {"active": {"path": "/health"}})
+    assert any("passive checks only" in i for i in issues_of(active)), issues_of(active)
+    on_upstream = config_with("services.2.healthchecks", passive)
+    issues = issues_of(on_upstream)
+    assert any(i.startswith("services[2]") and "upstream's healthchecks" in i for i in issues)

@@ -23,6 +23,7 @@ COVERED = {
     "sluicegate_cost_usd_total",
     "sluicegate_ratelimited_total",
     "sluicegate_upstream_healthy",
+    "sluicegate_upstream_attempts_total",
     "sluicegate_audit_queue_depth",
     "sluicegate_audit_dropped_rows_total",
 }

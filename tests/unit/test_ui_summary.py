@@ -17,6 +17,7 @@ from sluicegate.ui.summary import Sampler, quantile
 def _answer(metrics: Metrics, consumer: str, status: str, seconds: float) -> None:
     labels = ("default", "chat", "demo", "mock", "demo-model", consumer)
     metrics.requests.labels(*labels, status).inc()
+    metrics.attempts.labels("default", "demo", "mock://demo", status).inc()
     metrics.duration.labels("default", "chat", "demo").observe(seconds)
     metrics.tokens.labels("default", "demo", "mock", "demo-model", consumer, "input").inc(10)
     metrics.tokens.labels("default", "demo", "mock", "demo-model", consumer, "output").inc(5)
@@ -43,7 +44,14 @@ def test_a_window_counts_what_happened_after_its_baseline() -> None:
     assert top["team-a"]["requests"] == 3 and top["team-a"]["tokens"] == 45
     assert summary["top_consumers"][0]["name"] == "team-a"  # the largest cost first
     assert summary["top_models"] == [
-        {"name": "demo-model", "requests": 4.0, "errors": 1.0, "tokens": 60.0, "cost_usd": 1.0}
+        {
+            "name": "demo-model",
+            "requests": 4.0,
+            "errors": 1.0,
+            "error_rate": 0.25,
+            "tokens": 60.0,
+            "cost_usd": 1.0,
+        }
     ]
     assert summary["services"][0]["name"] == "demo"
     assert len(summary["points"]) == 1 and summary["points"][0]["requests"] == 4
@@ -81,3 +89,20 @@ def test_a_session_cookie_is_signed_and_bound_to_its_key() -> None:
     assert asyncio.run(ended.ended(session.nonce, session.expires))
     # Without an admin key: the key secret, else a per-process random key.
     assert sessions.signing_key(None, b"secret") != sessions.signing_key(None, b"")
+
+
+def test_a_services_requests_and_errors_are_its_attempts() -> None:
+    """A primary that failed every attempt behind a fallback answered no request, yet the
+    Services page shows its attempts and their error rate."""
+    metrics = Metrics(list)
+    sampler = Sampler(metrics)
+    sampler.sample()
+    for _ in range(3):
+        metrics.requests.labels("default", "chat", "backup", "openai", "m", "team", "2xx").inc()
+        metrics.attempts.labels("default", "primary", "http://a/v1", "5xx").inc(2)
+        metrics.attempts.labels("default", "backup", "http://b/v1", "2xx").inc()
+    metrics.attempts.labels("default", "primary", "", "unavailable").inc()
+    services = {row["name"]: row for row in sampler.summary("default", "1h")["services"]}
+    assert services["primary"]["requests"] == 7 and services["primary"]["errors"] == 7
+    assert services["primary"]["error_rate"] == 1.0
+    assert services["backup"]["requests"] == 3 and services["backup"]["error_rate"] == 0.0

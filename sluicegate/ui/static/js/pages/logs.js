@@ -15,6 +15,18 @@ function moment(input) {
 }
 
 
+// Every step of the request's plan: a service tried (or passed over) and how it went.
+function attempts(detail) {
+  if (!detail || !detail.length) return h("p", {class: "muted"}, "No upstream was asked.");
+  return table([
+    {label: "Service", value: (a) => a.service},
+    {label: "Target", value: (a) => (a.target ? h("code", {}, a.target) : "–")},
+    {label: "Outcome", value: (a) => h("span", {class: `badge ${a.outcome === "2xx" ? "ok" : "fail"}`}, a.outcome)},
+    {label: "Status", value: (a) => (a.status === null ? "–" : String(a.status)), num: true},
+    {label: "Time", value: (a) => (a.target ? ms(a.ms) : "–"), num: true},
+  ], detail, {rowAttrs: (a) => ({"data-attempt": a.service})});
+}
+
 function body(text) {
   if (text === null || text === undefined) return h("span", {class: "muted"}, "not logged");
   try { return h("pre", {}, JSON.stringify(JSON.parse(text), null, 2)); } catch { return h("pre", {}, text); }
@@ -79,13 +91,14 @@ export default {
     async function open(id) {
       try {
         const row = await get(admin(`/logs/${encodeURIComponent(id)}`));
-        const shown = Object.entries(row).filter(([name]) => !name.endsWith("_body"));
+        const shown = Object.entries(row).filter(([name]) => !name.endsWith("_body") && name !== "attempts_detail");
         clear(detail,
           h("h2", {}, "Request ", h("code", {}, row.request_id)),
           h("dl", {class: "fields"}, shown.flatMap(([name, value]) => [
             h("dt", {}, name.replaceAll("_", " ")),
             h("dd", {"data-field": name}, name === "ts" ? `${when(value)} (${value})` : value === null ? "–" : String(value)),
           ])),
+          h("h2", {}, "Attempts"), attempts(row.attempts_detail),
           h("h2", {}, "Request body"), body(row.request_body),
           h("h2", {}, "Response body"), body(row.response_body),
         );

@@ -1,4 +1,6 @@
 // Services and upstreams: what each target's health is now, with traffic of the last hour.
+// A service's traffic is its attempts (failed ones behind a fallback included), so a
+// service that fails every request another one then answers shows its error rate.
 import {admin, all, get, session} from "../api.js";
 import {badge, clear, h, list, ms, num, pct, table, tags} from "../dom.js";
 
@@ -33,12 +35,23 @@ export default {
         if (mine !== asked) return;
         error.textContent = "";
         const traffic = Object.fromEntries(summary.services.map((s) => [s.name, s]));
+        // An endpoint service's one target; an upstream service's pool, as "n of m up".
+        const own = Object.fromEntries(health.data.filter((t) => t.service).map((t) => [t.service, t]));
+        const poolOf = (s) => s.upstream || upstreams.find((u) => u.id === s.upstream_id)?.name;
+        const state = (s) => {
+          if (own[s.name]) return badge(own[s.name].state);
+          const targets = health.data.filter((t) => t.upstream && t.upstream === poolOf(s));
+          if (!targets.length) return "–";
+          const up = targets.filter((t) => t.state === "healthy" || t.state === "half-open").length;
+          return `${up} of ${targets.length} targets up`;
+        };
         clear(servicesBox, h("h2", {}, "Services"), table([
           {label: "Name", value: (s) => h("strong", {}, s.name)},
           {label: "Provider", value: (s) => s.provider},
           {label: "Reaches", value: (s) => (s.type === "upstream" ? `upstream ${s.upstream || s.upstream_id}` : s.host ? `${s.protocol}://${s.host}${s.port ? `:${s.port}` : ""}` : "the provider's endpoint")},
-          {label: "Requests (1h)", value: (s) => num(traffic[s.name]?.requests || 0), num: true},
-          {label: "Error rate (1h)", value: (s) => pct(traffic[s.name]?.requests ? traffic[s.name].errors / traffic[s.name].requests : 0), num: true},
+          {label: "Health", value: state},
+          {label: "Attempts (1h)", value: (s) => num(traffic[s.name]?.requests || 0), num: true},
+          {label: "Error rate (1h)", value: (s) => pct(traffic[s.name]?.error_rate || 0), num: true},
           {label: "Timeout", value: (s) => `${s.timeout} s`, num: true},
           {label: "Tags", value: (s) => tags(s.tags)},
         ], services, {empty: "No services match.", rowAttrs: (s) => ({"data-service": s.name})}));
