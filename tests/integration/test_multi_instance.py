@@ -130,7 +130,7 @@ def test_a_key_revoked_on_one_is_refused_by_all(cluster: Cluster, spread: Spread
     assert time.monotonic() - revoked < 1.5  # within a second, plus the three requests
     answer = ask(0)
     assert answer.response is not None
-    assert answer.response.json()["error"]["code"] == "invalid_api_key"
+    assert answer.response.json()["error"]["code"] == "key_revoked"
     assert on_each(spread, lambda i: spread.chat(DEMO_KEY, "chat", "hi", index=i)) == [200] * 3
 
 
