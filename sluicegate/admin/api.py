@@ -43,6 +43,7 @@ from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build
 from sluicegate.admin.logs import LogEndpoints
+from sluicegate.admin.models import ModelEndpoints
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.admin.throttle import LoginThrottle, client_of
 from sluicegate.asgi import Receive, Scope, Send, respond_error
@@ -128,6 +129,7 @@ class AdminApi:
         keys = KeyEndpoints(self)
         gateways = GatewayEndpoints(self)
         logs = LogEndpoints(self)
+        models = ModelEndpoints(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
@@ -138,6 +140,8 @@ class AdminApi:
                 *keys.routes("/admin"),
                 *keys.routes(gw),
                 *gateways.routes(),
+                *models.routes("/admin"),
+                *models.routes(gw),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
                 *logs.routes(gw),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),

@@ -137,6 +137,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         # 10: every step of the request's plan (JSON: service, target, status, outcome, ms)
         "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail TEXT",
     ),
+    (
+        # 11: why the request went where it went (x-sluicegate-route)
+        "ALTER TABLE sluicegate_audit ADD COLUMN route TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -254,6 +258,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 10: every step of the request's plan (JSON: service, target, status, outcome, ms)
         "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail JSONB",
+    ),
+    (
+        # 11: why the request went where it went (x-sluicegate-route)
+        "ALTER TABLE sluicegate_audit ADD COLUMN route TEXT",
     ),
 )
 
