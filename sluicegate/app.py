@@ -119,7 +119,7 @@ class App:
         self.objects = ObjectsApi(self.proxy)
         self.realtime = Realtime(self.proxy)
         self.proxy.recorder.audit = runtime.audit
-        self.admin = AdminApi(runtime)
+        self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
 
     @property

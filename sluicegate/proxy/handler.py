@@ -57,6 +57,7 @@ from sluicegate.policies.windows import RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
 from sluicegate.proxy.routing import embedder, facts_of, learn, plan
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
+from sluicegate.routing.semantic import Embed
 from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import (
     CompiledRule,
@@ -519,16 +520,21 @@ class Proxy:
         ``x-sluicegate-route`` and the audit row."""
         facts = facts_of(table, call.parsed.canonical, call.headers, consumer, reservation)
         key = _sticky_key(rule.hash_on, call.consumer, call.headers)
-
-        async def via_rules(model: str, text: str) -> list[float]:
-            return await self.embedding(table, model, text)
-
-        embed = embedder(self.caches.local, via_rules)
         stats = self.runtime.route_stats
+        embed = self.route_embedder(table)
         decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
         ex.route = decision.explain
         out.append((b"x-sluicegate-route", header_value(decision.explain)))
         return decision.steps
+
+    def route_embedder(self, table: RoutingTable) -> Embed:
+        """What semantic routes embed with: the cache's local model, or an embeddings
+        rule of ``table``."""
+
+        async def via_rules(model: str, text: str) -> list[float]:
+            return await self.embedding(table, model, text)
+
+        return embedder(self.caches.local, via_rules)
 
     async def forward(
         self,

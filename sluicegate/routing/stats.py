@@ -10,6 +10,7 @@ traffic, as its health checks do.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -70,6 +71,12 @@ class RouteStats:
         if found is None:
             found = self._arms[key] = ArmStats()
         return found
+
+    def snapshot(self) -> RouteStats:
+        """A copy to decide on without leaving a trace (``route explain``)."""
+        copy = RouteStats()
+        copy._arms = {k: dataclasses.replace(v) for k, v in self._arms.items()}
+        return copy
 
     def peek(self, gateway: str, rule: str, service: str, model: str | None) -> ArmStats | None:
         return self._arms.get((gateway, rule, service, model or ""))
