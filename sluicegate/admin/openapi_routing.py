@@ -57,7 +57,46 @@ def routing_schemas() -> dict[str, Any]:
             "budget_used": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         },
     }
+    nullable = {"type": ["number", "null"]}
+    target = {
+        "type": "object",
+        "required": ["service", "model", "sets", "healthy", "inflight", "share"],
+        "properties": {
+            "service": {"type": "string"},
+            "model": {"type": ["string", "null"]},
+            "sets": {"type": "array", "items": {"type": "string"}},
+            "healthy": {"type": "boolean"},
+            "inflight": {"type": "integer"},
+            "max_inflight": {"type": ["integer", "null"]},
+            "latency_ms": nullable,
+            "share": {"type": "number", "description": "of the rule's recent traffic (0-1)"},
+            "answers": {"type": "integer"},
+            "failures": {"type": "integer"},
+            "cost_usd": {"type": "number"},
+            "input_price": nullable,
+            "output_price": nullable,
+        },
+    }
+    stats = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["rule", "strategy", "targets"],
+                    "properties": {
+                        "rule": {"type": "string"},
+                        "strategy": {"type": "string"},
+                        "targets": {"type": "array", "items": target},
+                    },
+                },
+            }
+        },
+    }
     return {
+        "RouteStats": stats,
         "CatalogModel": model,
         "ModelSpecInput": spec,
         "Explained": explained,
@@ -130,6 +169,19 @@ def routing_paths() -> dict[str, Any]:
                     "412": _error("Changed by another writer"),
                 },
             },
+        },
+        "/admin/route/stats": {
+            "get": {
+                "summary": "Every rule's targets as routing sees them now",
+                "operationId": "route_stats",
+                "responses": {
+                    "200": {
+                        "description": "Price, latency, health, load and share per target",
+                        "content": {"application/json": {"schema": {"$ref": _REF + "RouteStats"}}},
+                    },
+                    **unauthorized,
+                },
+            }
         },
         "/admin/route/explain": {
             "post": {

@@ -585,7 +585,7 @@ class Proxy:
                 finally:
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
-                learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
+                arm = learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(
@@ -601,7 +601,7 @@ class Proxy:
                         break
                     continue
                 target.health.succeeded()
-                ex.attempts, ex.fallbacks = attempts, index
+                ex.attempts, ex.fallbacks, ex.arm = attempts, index, arm
                 ex.service, ex.provider = service.name, service.provider
                 ex.upstream_model = step.model or call.parsed.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
