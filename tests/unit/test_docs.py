@@ -21,6 +21,7 @@ CONFIG_KEYS = {
     "upstreams",
     "consumers",
     "pricing",
+    "models",
     "telemetry",
     "audit",
     "auth",
