@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import math
 import random
 import re
@@ -29,6 +30,8 @@ from sluicegate.routing.facts import Facts, last_user_text
 from sluicegate.routing.semantic import Embed, Examples
 from sluicegate.routing.stats import ArmStats, RouteStats
 from sluicegate.routing.table import CompiledService, Step
+
+log = logging.getLogger("sluicegate")
 
 EXPLORE_AFTER = 2.0  # seconds: ``fastest`` tries a target it has not heard from for this long
 MAX_EXPLAIN = 480  # characters of x-sluicegate-route
@@ -278,7 +281,11 @@ async def _semantic(
     semantic: SemanticRoutes, facts: Facts, embed: Embed, default: TargetSet
 ) -> tuple[TargetSet, str]:
     text = last_user_text(facts.body)
-    nearest = await semantic.examples.nearest(text, embed)
+    try:
+        nearest = await semantic.examples.nearest(text, embed)
+    except Exception as exc:  # a broken embedder must not fail requests the default can serve
+        log.warning("semantic routes: the embedder failed (%s); using the default", exc)
+        return default, f"default (semantic routes: the embedder failed: {type(exc).__name__})"
     if nearest is None:
         return default, "default (no text for semantic routes)"
     tset = semantic.sets[nearest.route]

@@ -212,3 +212,24 @@ def test_a_store_price_moves_cheapest(fake_openai: FakeOpenAI, tmp_path: Path) -
 
 def _served_by(gateway: RunningGateway, service: str) -> None:
     assert ask(gateway).headers["x-sluicegate-service"] == service
+
+
+def test_the_anthropic_dialect_is_routed_alike(gateway: RunningGateway) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="unused")
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+    }
+    raw = client.messages.with_raw_response.create(
+        model="chat",
+        max_tokens=50,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}],
+    )
+    assert raw.headers["x-sluicegate-service"] == "c"
+    assert "skipped a/tiny-model: images, no vision" in raw.headers["x-sluicegate-route"]
+    plain = client.messages.with_raw_response.create(
+        model="chat", max_tokens=50, messages=[{"role": "user", "content": "hello"}]
+    )
+    assert plain.headers["x-sluicegate-service"] == "a"

@@ -131,3 +131,63 @@ def test_a_streamed_request_is_routed_alike(gateway: RunningGateway) -> None:
         assert response.status_code == 200
         assert response.headers["x-sluicegate-route"].startswith("semantic code (")
         assert b"[DONE]" in response.read()
+
+
+def test_an_embeddings_rule_can_be_the_embedder_and_a_broken_one_leaves_the_default(
+    fake_openai: FakeOpenAI,
+) -> None:
+    def rule(name: str, embedder: str) -> dict[str, object]:
+        return {
+            "name": name,
+            "match": {"models": [name]},
+            "targets": [{"service": "cheap", "model": "gpt-4o-mini"}],
+            "semantic": {
+                "threshold": 0.9,
+                "embedder": embedder,
+                "routes": [
+                    {
+                        "name": "any",
+                        "examples": ["one example", "another one"],
+                        "targets": [{"service": "strong", "model": "gpt-4o"}],
+                    }
+                ],
+            },
+        }
+
+    config = {
+        "services": [
+            openai_service("cheap", fake_openai.port, healthchecks={}),
+            openai_service("strong", fake_openai.port, healthchecks={}),
+            openai_service("embedder", fake_openai.port, healthchecks={}),
+        ],
+        "rules": [
+            {
+                "name": "embed",
+                "match": {"models": ["house-embed"]},
+                "targets": [{"service": "embedder", "model": "text-embedding-3-small"}],
+            },
+            rule("routed", "house-embed"),
+            rule("broken", "no-such-embedder"),
+        ],
+    }
+    running = RunningGateway(config).start()
+    try:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused")
+        before = sum(1 for r in fake_openai.requests if r["path"].endswith("/embeddings"))
+        for _ in range(2):
+            raw = client.chat.completions.with_raw_response.create(
+                model="routed", messages=[{"role": "user", "content": "hello"}]
+            )
+            # The fake embeds every text alike: every prompt is nearest to the examples.
+            assert raw.headers["x-sluicegate-service"] == "strong"
+            assert raw.headers["x-sluicegate-route"].startswith("semantic any (1.00 >= 0.9)")
+        embedded = sum(1 for r in fake_openai.requests if r["path"].endswith("/embeddings"))
+        assert embedded - before == 2 + 2  # the two examples once, then one per request
+        raw = client.chat.completions.with_raw_response.create(
+            model="broken", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert raw.headers["x-sluicegate-service"] == "cheap"
+        route = raw.headers["x-sluicegate-route"]
+        assert route.startswith("default (semantic routes: the embedder failed: "), route
+    finally:
+        running.stop()
