@@ -52,8 +52,9 @@ from sluicegate.policies.rate_limit import (
     Reservation,
     Who,
 )
+from sluicegate.policies.shared_counters import SharedFileCounters
 from sluicegate.policies.tokens import approximate
-from sluicegate.policies.windows import RedisCounters
+from sluicegate.policies.windows import Counters, RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
 from sluicegate.routing.table import (
@@ -176,7 +177,11 @@ class Proxy:
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
         if self._limiter is None:
-            counters = RedisCounters(table.redis) if table.redis else None
+            counters: Counters | None = None
+            if table.redis:
+                counters = RedisCounters(table.redis)
+            elif self.runtime.shared_counters:  # several workers: one count for them all
+                counters = SharedFileCounters(self.runtime.shared_counters)
             gauge = self.runtime.metrics.limits_backend_up.labels(table.gateway)
             gauge.set(1)
             self._limiter = RateLimiter(
