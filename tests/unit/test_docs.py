@@ -8,43 +8,68 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sluicegate.config.load import parse_config
+from sluicegate.config.load import parse_config, references
+from sluicegate.config.model import Config
 from sluicegate.routing.compile import compile_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
-CONFIG_KEYS = {
-    "gateway",
-    "services",
-    "rules",
-    "upstreams",
-    "consumers",
-    "pricing",
-    "telemetry",
-    "audit",
-    "auth",
-    "gateways",
-    "groups",
-}
+FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```", re.S | re.M)
+CONFIG_KEYS = set(Config.model_fields)
+
+
+def blocks() -> list[tuple[str, str, str]]:
+    """(where, language, text) of every fenced block."""
+    found = []
+    for path in DOCS:
+        for i, match in enumerate(FENCE.finditer(path.read_text(encoding="utf-8"))):
+            found.append((f"{path.name}#{i}", match.group(1), match.group(2)))
+    return found
 
 
 def examples() -> list[tuple[str, str]]:
-    found = []
-    for path in DOCS:
-        for i, block in enumerate(BLOCK.findall(path.read_text())):
-            found.append((f"{path.name}#{i}", block))
-    return found
+    return [(where, text) for where, lang, text in blocks() if lang == "yaml"]
+
+
+def env_value(name: str) -> str:
+    """What a reader's environment would hold: a URL where the name says so, else a value
+    long enough for any key or secret."""
+    if "REDIS" in name:
+        return "redis://127.0.0.1:6379/0"
+    if "STORE" in name or "DATABASE" in name:
+        return "sqlite:///sluicegate.db"
+    if name.endswith(("_URL", "_ENDPOINT")):
+        return "https://example.com/"
+    return f"{name.lower()}-example-0123456789abcdef0123456789"
+
+
+def env_for(text: str) -> dict[str, str]:
+    names = {name for line in text.splitlines() for name in references(line)}
+    return {name: env_value(name) for name in names}
 
 
 @pytest.mark.parametrize(("where", "block"), examples())
 def test_example_config_loads(where: str, block: str) -> None:
     data = yaml.safe_load(block)
-    assert isinstance(data, dict) and set(data) <= CONFIG_KEYS, where
-    if "rules" not in data:
-        return  # a fragment shown for one section only
-    loaded = parse_config(data, env={})
-    compile_config(loaded.config, loaded.warnings)
+    assert isinstance(data, dict) and set(data) <= CONFIG_KEYS, (
+        f"{where}: a yaml block is a config (top-level keys: {', '.join(sorted(CONFIG_KEYS))})"
+    )
+    # A fragment shown for one section is validated as a whole file would be: what it
+    # names must be in it too.
+    loaded = parse_config(data, env=env_for(block))
+    if "rules" in data:
+        compile_config(loaded.config, loaded.warnings)
+
+
+def test_every_config_example_is_marked_yaml() -> None:
+    # An example fenced as text or with no language would be skipped above.
+    key = re.compile(rf"^({'|'.join(sorted(CONFIG_KEYS))}):(\s|$)", re.M)
+    untagged = [
+        where
+        for where, lang, text in blocks()
+        if lang not in ("yaml", "bash", "sh", "python", "json") and key.search(text)
+    ]
+    assert not untagged, f"config examples fenced without ```yaml: {untagged}"
 
 
 def test_examples_load() -> None:
