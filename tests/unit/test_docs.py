@@ -77,3 +77,36 @@ def test_examples_load() -> None:
 
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         load_config(path, env={"TEAM_A_KEY": "sk-team-a-example"})
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings (a repeated one gets -1, -2, …)."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = None if fenced else re.match(r"#{1,6} (.*)", line)
+        if heading is None:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def test_every_link_between_the_docs_leads_somewhere() -> None:
+    broken = []
+    for path in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            name, _, fragment = target.partition("#")
+            dest = path.parent / name if name else path
+            if not dest.exists():
+                broken.append(f"{path.name}: {target} (no such file)")
+            elif fragment and fragment not in anchors(dest.read_text(encoding="utf-8")):
+                broken.append(f"{path.name}: {target} (no such heading)")
+    assert not broken, "links to nowhere:\n" + "\n".join(broken)
