@@ -110,3 +110,32 @@ def test_every_link_between_the_docs_leads_somewhere() -> None:
             elif fragment and fragment not in anchors(dest.read_text(encoding="utf-8")):
                 broken.append(f"{path.name}: {target} (no such heading)")
     assert not broken, "links to nowhere:\n" + "\n".join(broken)
+
+
+def test_observability_lists_every_metric_with_its_labels() -> None:
+    from prometheus_client import Counter
+
+    from sluicegate.telemetry.metrics import Metrics
+
+    text = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
+    row = re.compile(r"^\| `((?:sluicegate|gen_ai)_[a-z_]+)` \| [a-z]+ \|([^|]*)\|", re.M)
+    documented: dict[str, list[str]] = {}
+    for name, labels in row.findall(text):
+        plain = re.sub(r"\([^)]*\)", "", labels)
+        documented[name] = [label.strip() for label in plain.split(",") if label.strip()]
+    metrics = Metrics(lambda: [])
+    expected: dict[str, list[str] | None] = {}
+    for metric in vars(metrics).values():
+        if hasattr(metric, "_labelnames"):
+            suffix = "_total" if isinstance(metric, Counter) else ""
+            expected[metric._name + suffix] = list(metric._labelnames)
+    for family in metrics.registry.collect():  # the table's gauges, made when scraped
+        expected.setdefault(family.name + ("_total" if family.type == "counter" else ""), None)
+    problems = [f"{name}: not in the table" for name in expected if name not in documented]
+    problems += [
+        f"{name}: labels {documented[name]}, the gateway's {labels}"
+        for name, labels in expected.items()
+        if labels is not None and name in documented and documented[name] != labels
+    ]
+    problems += [f"{name}: no such metric" for name in documented if name not in expected]
+    assert not problems, "docs/observability.md's metric table:\n" + "\n".join(problems)
