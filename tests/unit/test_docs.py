@@ -139,3 +139,14 @@ def test_observability_lists_every_metric_with_its_labels() -> None:
     ]
     problems += [f"{name}: no such metric" for name in documented if name not in expected]
     assert not problems, "docs/observability.md's metric table:\n" + "\n".join(problems)
+
+
+def test_observability_names_every_audit_column_and_filter() -> None:
+    from sluicegate.stores.base import AUDIT_FILTERS, AUDIT_ROW_COLUMNS
+
+    text = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
+    section = text[text.index("## Audit log") :]
+    section = section[: section.index("\n## ", 1)]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    missing = [c for c in (*AUDIT_ROW_COLUMNS, *AUDIT_FILTERS) if c not in named]
+    assert not missing, f"docs/observability.md's audit log section never names {missing}"
