@@ -22,7 +22,6 @@ import orjson
 from sluicegate.dialects.base import Parsed
 from sluicegate.dialects.openai import parse_json_object
 from sluicegate.dialects.responses_items import (
-    builtin_tools,
     chat_tool_choice,
     chat_tools,
     custom_tools,
@@ -120,10 +119,6 @@ class ResponsesDialect:
         body = parse_json_object(raw)
         self._read = (raw, body)
         return body
-
-    @property
-    def builtin(self) -> list[str]:
-        return builtin_tools(self.body)
 
     def parse(self, endpoint: str, raw: bytes) -> Parsed:
         body = self._read[1] if self._read and self._read[0] is raw else parse_json_object(raw)

@@ -224,6 +224,17 @@ def builtin_tools(body: dict[str, Any]) -> list[str]:
     return found
 
 
+def refused_tools(service: str, provider: str, body: dict[str, Any]) -> InvalidRequest:
+    """Why a service cannot answer a Responses request: the built-in tools it asks for."""
+    names = ", ".join(f"'{name}'" for name in builtin_tools(body)) or "(none)"
+    return InvalidRequest(
+        f"The built-in tool {names} cannot run on service '{service}' (provider "
+        f"'{provider}'): only OpenAI's and Azure's own Responses API run built-in tools.",
+        param="tools",
+        code="unsupported_tool",
+    )
+
+
 def custom_tools(body: dict[str, Any]) -> frozenset[str]:
     return frozenset(
         str(t.get("name"))
