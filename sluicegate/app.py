@@ -29,6 +29,7 @@ from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.realtime.relay import Realtime
+from sluicegate.responses.api import ResponsesApi
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.ids import ordered_id
@@ -62,6 +63,12 @@ def _model_in(path: str) -> str | None:
 
 def _native(path: str) -> bool:
     return path.startswith("/passthrough/")
+
+
+def _responses(path: str) -> bool:
+    return path in ("/v1/responses", "/responses") or path.startswith(
+        ("/v1/responses/", "/responses/")
+    )
 
 
 def _objects(path: str) -> str | None:
@@ -118,6 +125,7 @@ class App:
         self.native = NativeProxy(self.proxy)
         self.objects = ObjectsApi(self.proxy)
         self.realtime = Realtime(self.proxy)
+        self.responses = ResponsesApi(self.proxy)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
@@ -168,7 +176,7 @@ class App:
         table = self._gateway(scope)
         path: str = scope["path"]
         proxied = (method, path) in _PROXIED or _model_in(path) is not None
-        if not (proxied or _native(path) or _objects(path)):
+        if not (proxied or _native(path) or _objects(path) or _responses(path)):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -198,6 +206,9 @@ class App:
             return
         if _native(path):
             await self.native.handle(scope, receive, send, table)
+            return
+        if _responses(path):
+            await self.responses.handle(scope, receive, send, table)
             return
         family = _objects(path)
         if family is not None:
@@ -287,6 +298,7 @@ class App:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.ui.close()
+                await self.responses.close()
                 await self.proxy.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -445,6 +445,8 @@ class Gateway(Strict):
     budget: Budget | None = None
     estimate_max_tokens: int = Field(default=1024, ge=0)
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)  # the in-process cache's size
+    # How long responses of the Responses API are kept for follow-ups and reads.
+    responses_ttl: Duration = Field(default=30 * 86400.0, gt=0)
     tls: GatewayTls | None = None  # unset: plain HTTP (TLS ends at a proxy in front)
 
     @field_validator("listen")
