@@ -26,6 +26,7 @@ CONFIG_KEYS = {
     "auth",
     "gateways",
     "groups",
+    "mcp_servers",
 }
 
 
@@ -41,7 +42,7 @@ def examples() -> list[tuple[str, str]]:
 def test_example_config_loads(where: str, block: str) -> None:
     data = yaml.safe_load(block)
     assert isinstance(data, dict) and set(data) <= CONFIG_KEYS, where
-    if "rules" not in data:
+    if "rules" not in data and "mcp_servers" not in data:
         return  # a fragment shown for one section only
     loaded = parse_config(data, env={})
     compile_config(loaded.config, loaded.warnings)
