@@ -170,3 +170,84 @@ def test_the_servers_credentials_go_up_never_the_clients_key(gateway: RunningGat
     text = run(go())
     assert text == "authorization=Bearer up-1 key=None"
     assert ALL not in text
+
+
+def test_a_consumer_sees_and_calls_only_what_it_may(gateway: RunningGateway) -> None:
+    async def refused(session: Any, name: str, args: dict[str, Any]) -> str:
+        with pytest.raises(Exception) as caught:
+            await session.call_tool(name, args)
+        return str(caught.value)
+
+    async def go() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with connect(f"{gateway.url}/mcp", READER) as session:
+            out["listed"] = await all_tools(session)
+            out["read"] = (await session.call_tool("tickets__read_status", {})).content[0].text
+            out["write"] = await refused(session, "tickets__write_ticket", {"title": "x"})
+            out["other"] = await refused(session, "counter__increment", {})
+            out["prompts"] = {p.name for p in (await session.list_prompts()).prompts}
+        async with connect(f"{gateway.url}/mcp/tickets", READER) as session:
+            out["single"] = await all_tools(session)
+            out["single_write"] = await refused(session, "write_ticket", {"title": "x"})
+        return out
+
+    out = run(go())
+    assert out["read"] == "all systems nominal"
+    assert "tickets__read_ticket" in out["listed"]
+    assert all(n.startswith("tickets__read_") for n in out["listed"]), out["listed"]
+    assert "Unknown tool: tickets__write_ticket" in out["write"]
+    assert "Unknown tool: counter__increment" in out["other"]
+    assert out["prompts"] == {"tickets__summarize"}  # a server it may not use lists nothing
+    assert "write_ticket" not in out["single"] and "read_status" in out["single"]
+    assert "Unknown tool: write_ticket" in out["single_write"]
+
+
+def test_a_server_the_caller_may_not_use_is_refused_at_the_door(gateway: RunningGateway) -> None:
+    import httpx
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}},
+    }
+    headers = {"accept": "application/json, text/event-stream"}
+    refused = httpx.post(
+        f"{gateway.url}/mcp/counter", json=init, headers={**headers, "x-api-key": READER}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["type"] == "permission_error"
+    nobody = httpx.post(f"{gateway.url}/mcp", json=init, headers=headers)
+    assert nobody.status_code == 401
+    unknown = httpx.post(
+        f"{gateway.url}/mcp/nope", json=init, headers={**headers, "x-api-key": ALL}
+    )
+    assert unknown.status_code == 404
+
+
+def test_a_session_is_its_holders_only(gateway: RunningGateway) -> None:
+    import httpx
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}},
+    }
+    headers = {"accept": "application/json, text/event-stream", "x-api-key": ALL}
+    opened = httpx.post(f"{gateway.url}/mcp", json=init, headers=headers)
+    assert opened.status_code == 200 and opened.json()["result"]["protocolVersion"] == "2025-06-18"
+    sid = opened.headers["mcp-session-id"]
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    mine = httpx.post(f"{gateway.url}/mcp", json=ping, headers={**headers, "mcp-session-id": sid})
+    assert mine.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    theirs = httpx.post(
+        f"{gateway.url}/mcp",
+        json=ping,
+        headers={**headers, "x-api-key": READER, "mcp-session-id": sid},
+    )
+    assert theirs.status_code == 404
+    ended = httpx.delete(f"{gateway.url}/mcp", headers={**headers, "mcp-session-id": sid})
+    assert ended.status_code == 204
+    after = httpx.post(f"{gateway.url}/mcp", json=ping, headers={**headers, "mcp-session-id": sid})
+    assert after.status_code == 404
