@@ -451,6 +451,8 @@ class Gateway(Strict):
     estimate_max_tokens: int = Field(default=1024, ge=0)
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)  # the in-process cache's size
     tls: GatewayTls | None = None  # unset: plain HTTP (TLS ends at a proxy in front)
+    # An MCP client session unused this long is gone (docs/mcp.md).
+    mcp_session_ttl: Duration = Field(default=3600.0, gt=0)
 
     @field_validator("listen")
     @classmethod

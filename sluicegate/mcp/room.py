@@ -80,7 +80,8 @@ class McpRoom:
 
     def _dispatcher(self) -> tuple[Sessions, Dispatcher]:
         if self._sessions is None or self.dispatcher is None:
-            self._sessions = Sessions(self.runtime.table.redis)
+            settings = self.runtime.file.config.gateway
+            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl)
             self.relay = Relay(self.servers, self._sessions)
             self.dispatcher = Dispatcher(self.relay, self.metrics, lambda: self.runtime.audit)
         return self._sessions, self.dispatcher

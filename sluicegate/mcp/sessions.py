@@ -65,6 +65,7 @@ def new_id() -> str:
 class Sessions:
     def __init__(self, redis_url: str | None, idle: float = IDLE) -> None:
         self.idle = idle
+        self._ms = max(1, int(idle * 1000))
         self._url = redis_url
         self._redis: RedisConnection | None = None
         self._local: dict[str, tuple[float, bytes]] = {}  # id → (last use, record)
@@ -83,7 +84,7 @@ class Sessions:
         if not 16 <= len(session_id) <= 64:
             return None
         if self._url is not None:
-            raw = await self._client().getex(_PREFIX + session_id, ex=int(self.idle))
+            raw = await self._client().getex(_PREFIX + session_id, px=self._ms)
             return McpSession.loads(session_id, raw) if raw is not None else None
         now = time.monotonic()
         found = self._local.get(session_id)
@@ -96,7 +97,7 @@ class Sessions:
     async def put(self, session: McpSession) -> None:
         raw = session.dumps()
         if self._url is not None:
-            await self._client().set(_PREFIX + session.id, raw, ex=int(self.idle))
+            await self._client().set(_PREFIX + session.id, raw, px=self._ms)
             return
         now = time.monotonic()
         if len(self._local) > 1024:

@@ -62,6 +62,11 @@ def counter() -> Any:
         return f"model said: {getattr(content, 'text', content)}"
 
     @server.tool()
+    async def session_id(ctx: Context) -> str:
+        """The Mcp-Session-Id this server gave the caller."""
+        return (ctx.headers or {}).get("mcp-session-id", "")
+
+    @server.tool()
     async def whoami(ctx: Context) -> str:
         """The authorization headers this server was sent."""
         headers = ctx.headers or {}

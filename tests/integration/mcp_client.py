@@ -17,10 +17,13 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, key: str | None, **callbacks: Any) -> AsyncIterator[ClientSession]:
+async def connect(
+    url: str, key: str | None, transport: Any = None, **callbacks: Any
+) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    timeout = httpx2.Timeout(30, read=60)
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        httpx2.AsyncClient(headers=headers, timeout=timeout, transport=transport) as http,
         streamable_http_client(url, http_client=http) as (read, write),
         ClientSession(read, write, **callbacks) as session,
     ):
