@@ -26,6 +26,7 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
 from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
+from sluicegate.mcp.room import McpRoom, mcp_path
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.realtime.relay import Realtime
@@ -126,6 +127,7 @@ class App:
         self.objects = ObjectsApi(self.proxy)
         self.realtime = Realtime(self.proxy)
         self.responses = ResponsesApi(self.proxy)
+        self.mcp = McpRoom(self.proxy)
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
@@ -209,6 +211,9 @@ class App:
             return
         if _responses(path):
             await self.responses.handle(scope, receive, send, table)
+            return
+        if mcp_path(path):
+            await self.mcp.handle(scope, receive, send, table)
             return
         family = _objects(path)
         if family is not None:
@@ -299,6 +304,7 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 await self.ui.close()
                 await self.responses.close()
+                await self.mcp.close()
                 await self.proxy.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -98,7 +98,7 @@ def _candidate(
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
-    sections = {"pricing", "telemetry", "audit", "auth"}
+    sections = {"pricing", "telemetry", "audit", "auth", "mcp_servers"}
     data.update(file.config.model_dump(mode="json", include=sections, exclude_unset=True))
     out = _Candidate(data)
     upstream_names = {r.id: r.name for r in records if r.kind == "upstream"}
