@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 
 from tests.conftest import KEY, OTHER_KEY, logged_row
 from tests.fakes.bedrock_server import ACCESS_KEY, REGION, SECRET_KEY, FakeBedrock
-from tests.fakes.gateway import RunningGateway
+from tests.fakes.gateway import RunningGateway, free_port, serve_process
 from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
 from tests.fakes.media_server import (
     AZURE_KEY,
@@ -26,6 +27,7 @@ from tests.fakes.media_server import (
     FakeOpenAIMedia,
     FakeRerank,
 )
+from tests.integration.test_cli import wait_ready
 
 ADMIN_KEY = "adm-media-key-0001"
 DOCS = [
@@ -441,3 +443,60 @@ def test_models_lists_the_media_models(gateway: RunningGateway) -> None:
     listed = {m.id for m in client(gateway).models.list()}
     assert {"draw", "whisper-1", "tts-1", "omni-moderation-latest", "rerank-v3.5"} <= listed
     assert {m.id for m in client(gateway, OTHER_KEY).models.list()} == {"omni-moderation-latest"}
+
+
+def test_an_upload_over_max_body_bytes_is_a_413(gateway: RunningGateway) -> None:
+    with pytest.raises(openai.APIStatusError) as refused:
+        client(gateway).audio.transcriptions.create(
+            model="whisper-1", file=("big.wav", b"\x00" * (11 * 1024 * 1024), "audio/wav")
+        )
+    assert refused.value.status_code == 413
+    assert refused.value.body["code"] == "request_too_large"  # type: ignore[index]
+
+
+def _peak_rss(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_twenty_megabyte_transcription_is_streamed_not_held(
+    fakes: dict[str, Any], tmp_path: Path
+) -> None:
+    """The gateway in a process of its own, whose peak memory shows what the upload made it
+    hold: less than the file."""
+    port = free_port()
+    bearer = {"header_name": "Authorization", "header_value": f"Bearer {OPENAI_KEY}"}
+    document = {
+        "gateway": {"listen": f"127.0.0.1:{port}", "max_body_bytes": 32 * 1024 * 1024},
+        "services": [
+            {"name": "oa", "provider": "openai", **local(fakes["openai"]), "credentials": bearer}
+        ],
+        "rules": [
+            {"name": "audio", "match": {"models": ["whisper-1"]}, "targets": [{"service": "oa"}]}
+        ],
+        "consumers": [{"name": "team-a", "keys": [KEY]}],
+    }
+    proc = serve_process(tmp_path, document)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        sdk = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+        warm = sdk.audio.transcriptions.create(
+            model="whisper-1", file=("small.wav", b"RIFF" + b"\x00" * 1000, "audio/wav")
+        )
+        assert warm.text == "heard 1004 bytes"
+        before = _peak_rss(proc.pid)
+        size = 20 * 1024 * 1024
+        big = sdk.audio.transcriptions.create(
+            model="whisper-1", file=("call.wav", b"RIFF" + b"\x01" * (size - 4), "audio/wav")
+        )
+        grown = _peak_rss(proc.pid) - before
+        assert big.text == f"heard {size} bytes"
+        assert fakes["openai"].uploads[-1]["files"] == {"file": size}
+        assert grown < size // 2, f"the gateway held {grown} bytes more at its peak"
+    finally:
+        proc.terminate()
+        proc.wait(15)
