@@ -24,6 +24,8 @@ class MediaPrice:
     request: float | None = None  # USD per request (0: free, e.g. moderations)
 
     def per_image(self, quality: str | None, size: str | None) -> float | None:
+        if size is None or size == "auto":
+            size = "1024x1024"  # what the providers make when no size is asked for
         for key in (f"{quality} {size}", size, quality):
             if key is not None and key in self.images:
                 return self.images[key]

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import KEY, OTHER_KEY, logged_row
+from tests.conftest import KEY, OTHER_KEY, logged_row, settled
 from tests.fakes.bedrock_server import ACCESS_KEY, REGION, SECRET_KEY, FakeBedrock
 from tests.fakes.gateway import RunningGateway, free_port, serve_process
 from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
@@ -30,6 +30,7 @@ from tests.fakes.media_server import (
 from tests.integration.test_cli import wait_ready
 
 ADMIN_KEY = "adm-media-key-0001"
+BUDGET_KEY = "sk-test-team-c-0003"
 DOCS = [
     "Paris is the capital of France",
     "the cat sat on the mat",
@@ -159,6 +160,13 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
         "consumers": [
             {"name": "team-a", "keys": [KEY]},
             {"name": "team-b", "keys": [OTHER_KEY], "rules": ["moderate"]},
+            {
+                "name": "team-c",
+                "keys": [BUDGET_KEY],
+                "rules": ["draw"],
+                "budget": {"usd": 0.05, "window": "1h"},
+                "limits": {"requests": 100, "window": "1m"},
+            },
         ],
         "pricing": {"bge-reranker-v2-m3": {"search": 0.0005}},
     }
@@ -500,3 +508,15 @@ def test_a_twenty_megabyte_transcription_is_streamed_not_held(
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_the_cost_of_images_counts_against_the_budget(gateway: RunningGateway) -> None:
+    sdk = client(gateway, BUDGET_KEY)
+    first = settled(
+        gateway.url,
+        lambda: sdk.images.with_raw_response.generate(model="draw", prompt="one", quality="hd"),
+    )
+    assert first.headers["x-ratelimit-limit-requests"] == "100"
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.images.generate(model="draw", prompt="two")  # $0.08 spent of $0.05
+    assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
