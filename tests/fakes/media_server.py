@@ -51,6 +51,7 @@ class FakeOpenAIMedia(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}images/generations", self.generations)
         app.router.add_post("/{prefix:.*}images/edits", self.edits)
+        app.router.add_post("/{prefix:.*}images/variations", self.edits)
         app.router.add_post("/{prefix:.*}audio/transcriptions", self.transcriptions)
         app.router.add_post("/{prefix:.*}audio/translations", self.transcriptions)
         app.router.add_post("/{prefix:.*}audio/speech", self.speech)
@@ -133,6 +134,9 @@ class FakeOpenAIMedia(FakeServer):
             return error(401, "Incorrect API key provided.")
         upload = await self.form(request)
         fields, size = upload["fields"], upload["files"].get("file", 0)
+        refused = self.refused(request, fields.get("model"))
+        if refused is not None:
+            return refused
         seconds = round(size / 32000, 3)  # 16 kHz, 16-bit mono
         text = f"heard {size} bytes"
         if fields.get("stream") == "true":

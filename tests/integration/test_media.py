@@ -95,6 +95,14 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
             },
             {"name": "vllm", "provider": "openai-compatible", **local(fakes["rerank"])},
             {"name": "demo", "provider": "mock"},
+            {
+                "name": "dead",
+                "provider": "openai",
+                "protocol": "http",
+                "host": "127.0.0.1",
+                "port": free_port(),  # nothing listens there
+                "retries": 0,
+            },
         ],
         "rules": [
             {
@@ -135,6 +143,18 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "audio",
                 "match": {"models": ["whisper-1", "gpt-4o-transcribe", "tts-1"]},
                 "targets": [{"service": "oa"}],
+            },
+            {
+                "name": "stt-safe",  # the first service cannot be reached: nothing was sent
+                "match": {"models": ["stt-safe"]},
+                "targets": [{"service": "dead", "model": "whisper-1"}],
+                "fallbacks": [{"service": "oa", "model": "whisper-1"}],
+            },
+            {
+                "name": "stt-sent",  # the first service failed once it had the upload
+                "match": {"models": ["stt-sent"]},
+                "targets": [{"service": "oa", "model": "fail-500"}],
+                "fallbacks": [{"service": "oa", "model": "whisper-1"}],
             },
             {
                 "name": "moderate",
@@ -288,6 +308,12 @@ def test_images_edit_streams_the_upload_to_openai_and_azure(
     row = logged_row(admin, "img-edit", 10)
     assert (row["endpoint"], row["status"]) == ("images.edits", 200)
     assert row["cost_usd"] == pytest.approx(0.011)
+
+    variations = client(gateway).images.create_variation(
+        model="dall-e-2", image=("in.png", picture, "image/png"), n=2, size="512x512"
+    )
+    assert len(variations.data or []) == 2
+    assert fakes["openai"].uploads[-1]["path"] == "/v1/images/variations"
 
     client(gateway).images.edit(
         model="az-image", image=("in.png", picture, "image/png"), prompt="add a scarf"
@@ -520,3 +546,20 @@ def test_the_cost_of_images_counts_against_the_budget(gateway: RunningGateway) -
     with pytest.raises(openai.RateLimitError) as refused:
         sdk.images.generate(model="draw", prompt="two")  # $0.08 spent of $0.05
     assert refused.value.body["code"] == "budget_exceeded"  # type: ignore[index]
+
+
+def test_an_upload_falls_back_only_while_none_of_it_was_sent(
+    gateway: RunningGateway, fakes: dict[str, Any]
+) -> None:
+    audio = ("call.wav", b"RIFF" + b"\x02" * 50_000, "audio/wav")
+    sdk = client(gateway)
+    raw = sdk.audio.transcriptions.with_raw_response.create(model="stt-safe", file=audio)
+    assert raw.headers["x-sluicegate-service"] == "oa"
+    assert raw.headers["x-sluicegate-attempts"] == "2"
+    assert raw.parse().text == "heard 50004 bytes"
+    uploads = len(fakes["openai"].uploads)
+    with pytest.raises(openai.APIStatusError) as failed:
+        sdk.audio.transcriptions.with_raw_response.create(model="stt-sent", file=audio)
+    assert failed.value.status_code == 502
+    assert failed.value.response.headers["x-sluicegate-attempts"] == "1"
+    assert len(fakes["openai"].uploads) == uploads + 1  # sent once, never replayed
