@@ -56,13 +56,16 @@ def _headers(call: ObjectCall) -> dict[str, str]:
     return out
 
 
-def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
+async def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
     """The one service the batch goes to; each request's model becomes its rule's target
     model. A rule naming the path takes the batch as it is."""
     table = call.table
     if any(r.paths is not None and PATH in r.paths for r in table.rules):
-        return call.path_rule(PATH).pick(table.rng).service
+        named = call.path_rule(PATH)
+        await call.admit(named)
+        return named.pick(table.rng).service
     steps: dict[str, Step] = {}
+    admitted: set[str] = set()
     service: CompiledService | None = None
     scope = {"path": "/v1/messages"}  # a batch's requests are Messages requests
     for index, item in enumerate(requests):
@@ -75,6 +78,9 @@ def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
         step = steps.get(model)
         if step is None:
             rule = call.api.proxy.match(table, call.consumer, model, scope, call.scope["headers"])
+            if rule.name not in admitted:
+                admitted.add(rule.name)
+                await call.admit(rule)
             step = steps[model] = rule.pick(table.rng)
             call.ex.rule = call.ex.rule or rule.name
         if service is not None and step.service is not service:
@@ -129,7 +135,7 @@ async def create(call: ObjectCall) -> None:
     requests = body.get("requests")
     if not isinstance(requests, list):
         raise InvalidRequest("requests must be a list.", param="requests")
-    service = _route(call, requests)
+    service = await _route(call, requests)
     need(service, ("anthropic",), PATH)
     upstream = call.upstream(service)
     headers = {**_headers(call), "content-type": "application/json"}
