@@ -503,13 +503,27 @@ class Gateway(Strict):
 
 
 class PriceOverride(Strict):
-    """USD per million tokens; cached input and cache writes default to the input price."""
+    """USD per million tokens; cached input and cache writes default to the input price.
+    Media models are priced per unit instead (USD per image, second of audio, character
+    spoken, rerank search, request)."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
     cached_input: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+    image: float | None = Field(default=None, ge=0)
+    audio_second: float | None = Field(default=None, ge=0)
+    character: float | None = Field(default=None, ge=0)
+    search: float | None = Field(default=None, ge=0)
+    request: float | None = Field(default=None, ge=0)
+
+    @property
+    def media(self) -> bool:
+        return bool(self.model_fields_set & MEDIA_PRICE_FIELDS)
+
+
+MEDIA_PRICE_FIELDS = frozenset({"image", "audio_second", "character", "search", "request"})
 
 
 class Telemetry(Strict):

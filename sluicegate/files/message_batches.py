@@ -81,7 +81,7 @@ def _screened(call: ObjectCall, rule: CompiledRule, params: dict[str, Any]) -> d
     return parsed.native
 
 
-def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
+async def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
     """The one service the batch goes to; each request's model becomes its rule's target
     model. A rule naming the path takes the batch as it is."""
     table = call.table
@@ -90,8 +90,10 @@ def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
         for item in requests:
             if isinstance(item, dict) and isinstance(item.get("params"), dict):
                 item["params"] = _screened(call, named, item["params"])
+        await call.admit(named)
         return named.pick(table.rng).service
     steps: dict[str, tuple[CompiledRule, Step]] = {}
+    admitted: set[str] = set()
     service: CompiledService | None = None
     scope = {"path": "/v1/messages"}  # a batch's requests are Messages requests
     for index, item in enumerate(requests):
@@ -104,6 +106,9 @@ def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
         found = steps.get(model)
         if found is None:
             rule = call.api.proxy.match(table, call.consumer, model, scope, call.scope["headers"])
+            if rule.name not in admitted:
+                admitted.add(rule.name)
+                await call.admit(rule)
             found = steps[model] = (rule, rule.pick(table.rng))
             call.ex.rule = call.ex.rule or rule.name
         rule, step = found
@@ -160,7 +165,7 @@ async def create(call: ObjectCall) -> None:
     requests = body.get("requests")
     if not isinstance(requests, list):
         raise InvalidRequest("requests must be a list.", param="requests")
-    service = _route(call, requests)
+    service = await _route(call, requests)
     need(service, ("anthropic",), PATH)
     upstream = call.upstream(service)
     headers = {**_headers(call, service), "content-type": "application/json"}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import (
+    MEDIA_PRICE_FIELDS,
     Budget,
     Config,
     Limits,
@@ -22,6 +23,7 @@ from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
+from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
@@ -392,7 +394,20 @@ def compile_config(
         for i, svc in enumerate(config.services)
     }
     redis = config.gateway.redis
-    prices = PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()})
+    prices = PriceTable(
+        {
+            name: Price(**p.model_dump(exclude=set(MEDIA_PRICE_FIELDS)))
+            for name, p in config.pricing.items()
+            if not p.media or p.model_fields_set & {"input", "output"}
+        }
+    )
+    media_prices = MediaPrices(
+        {
+            name: MediaPrice(**p.model_dump(include=set(MEDIA_PRICE_FIELDS)))
+            for name, p in config.pricing.items()
+            if p.media
+        }
+    )
     catalog = prices.names()
     # In the order requests try them (priority, then as listed): a rule's index is its
     # place, so that candidates() sorts by index alone.
@@ -463,6 +478,7 @@ def compile_config(
         pools=tuple(pools.values()),
         probes=probes,
         prices=prices,
+        media_prices=media_prices,
         access_log=config.gateway.access_log,
         limits=_gateway_limits(config),
         redis=config.gateway.redis,
