@@ -132,7 +132,7 @@ class App:
         self.responses = ResponsesApi(self.proxy)
         self.mcp = McpRoom(self.proxy)
         self.proxy.recorder.audit = runtime.audit
-        self.admin = AdminApi(runtime)
+        self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
 
     @property

@@ -23,6 +23,7 @@ from sluicegate.config.auth import Auth
 from sluicegate.config.base import Duration, Name, Strict, secret
 from sluicegate.config.guardrails import GuardrailsPolicy, TransformPolicy
 from sluicegate.config.mcp import McpServer, check_allow_list
+from sluicegate.config.routing import ModelSpec, Route, RuleTarget, Semantic, Strategy
 from sluicegate.config.tls import GatewayTls, check_upstream_tls
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.stores.redis_client import check_redis_url
@@ -251,12 +252,6 @@ class RuleMatch(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class RuleTarget(Strict):
-    service: str
-    model: str | None = None
-    weight: float = Field(default=1, gt=0)
-
-
 class Fallback(Strict):
     service: str
     model: str | None = None
@@ -312,6 +307,11 @@ class Rule(Strict):
     # its model patterns (PATCH {"match": null}) must say so to become a catch-all.
     catch_all: bool = False
     targets: list[RuleTarget] = Field(min_length=1)
+    # How one of the targets is chosen; routes and semantic routes choose which targets
+    # (docs/routing.md).
+    strategy: Strategy = "weighted"
+    routes: list[Route] = Field(default_factory=list)
+    semantic: Semantic | None = None
     fallbacks: list[Fallback] = Field(default_factory=list)
     hash_on: str | None = None  # sticky splits: "consumer" or "header:<name>"
     fallback_on: list[int | str] = Field(default_factory=lambda: _default_fallback_on())
@@ -610,6 +610,7 @@ class Config(Strict):
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
     pricing: dict[str, PriceOverride] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)  # the catalog, over the built-in
     telemetry: Telemetry = Field(default_factory=Telemetry)
     audit: Audit = Field(default_factory=Audit)
     auth: Auth = Field(default_factory=Auth)
