@@ -58,7 +58,10 @@ class Runtime:
         config_path: str | Path | None = None,
         poll_interval: float = 0.5,
         access_log: bool = False,
+        shared_counters: str | None = None,
     ) -> None:
+        # ``serve --workers N``: the file in which the workers count limits (no Redis).
+        self.shared_counters = shared_counters
         # ``serve --access-log``: kept over the file's setting across reloads too.
         self.force_access_log = access_log
         loaded = self._overridden(loaded)

@@ -102,7 +102,7 @@ def _candidate(
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
-    sections = {"pricing", "models", "telemetry", "audit", "auth"}
+    sections = {"pricing", "models", "telemetry", "audit", "auth", "mcp_servers"}
     data.update(file.config.model_dump(mode="json", include=sections, exclude_unset=True))
     # The catalog's store entries (/admin/models) under the file's: the file's win.
     models = dict(data.get("models") or {})

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from sluicegate.config.auth import shared_token_issues
 from sluicegate.config.ids import entity_id
+from sluicegate.config.mcp import mcp_reference_issues
 from sluicegate.config.model import Config, Consumer, Group
 from sluicegate.config.order import order_issues
 from sluicegate.config.route_checks import group_issues, model_issues
@@ -225,6 +226,7 @@ def _check_entities(data: dict[str, Any]) -> list[str]:
     rules = unique("rules")
     groups = unique("groups")
     unique("consumers")
+    issues += mcp_reference_issues(data)
 
     upstream_ids = {entity_id("upstream", name) for name in upstreams} | upstreams
     for i, svc in _items(data, "services"):

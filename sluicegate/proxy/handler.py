@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from sluicegate.cache.store import MAX_ANSWER_BYTES, Caches, Lookup, read_contro
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
+from sluicegate.dialects.responses_items import refused_tools
 from sluicegate.drain import Drain
 from sluicegate.errors import (
     AuthenticationError,
@@ -52,8 +54,9 @@ from sluicegate.policies.rate_limit import (
     Reservation,
     Who,
 )
+from sluicegate.policies.shared_counters import SharedFileCounters
 from sluicegate.policies.tokens import approximate
-from sluicegate.policies.windows import RedisCounters
+from sluicegate.policies.windows import Counters, RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
 from sluicegate.proxy.routing import embedder, facts_of, learn, plan
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
@@ -141,7 +144,13 @@ def _backoff(service: CompiledService, retry: int, failure: Failure) -> float | 
 _CHAT_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 
 
+# Reads what a dialect needs before parsing (``Proxy.handle``): the endpoint, or None.
+Prepare = Callable[[ConsumerEntry, bytes], Awaitable[str | None]]
+
+
 def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
+    if call.endpoint == "responses":  # only built-in tools make a request need it
+        return refused_tools(service.name, service.provider, call.parsed.native)
     path = f"/v1/{call.endpoint}"
     if call.endpoint == "chat":
         path = _CHAT_PATHS.get(call.dialect.name, path)
@@ -183,7 +192,11 @@ class Proxy:
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
         if self._limiter is None:
-            counters = RedisCounters(table.redis) if table.redis else None
+            counters: Counters | None = None
+            if table.redis:
+                counters = RedisCounters(table.redis)
+            elif self.runtime.shared_counters:  # several workers: one count for them all
+                counters = SharedFileCounters(self.runtime.shared_counters)
             gauge = self.runtime.metrics.limits_backend_up.labels(table.gateway)
             gauge.set(1)
             self._limiter = RateLimiter(
@@ -298,16 +311,26 @@ class Proxy:
         endpoint: str,
         dialect: Dialect,
         table: RoutingTable | None = None,
+        prepare: Prepare | None = None,
+        label: str | None = None,
     ) -> None:
+        """Serve one request of ``dialect`` for ``endpoint``. ``prepare`` reads what the
+        dialect needs before it parses the body (a stored conversation) and may name the
+        endpoint the request needs instead; ``label`` is the endpoint that audit rows,
+        metrics and traces name, when it is not ``endpoint``."""
         # The request finishes on the table it started with, whatever is swapped in meanwhile.
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
-        ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
+        ex = Exchange(incoming.request_id, table.gateway, label or endpoint, dialect.name)
         reservation: Reservation | None = None
         prompt: dict[str, Any] = {}  # the request, to count its prompt when no usage comes
-        span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
+        span = (
+            self.tracing.request_span(headers, label or endpoint)
+            if self.tracing is not None
+            else None
+        )
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
@@ -319,6 +342,8 @@ class Proxy:
             audit = self.recorder.audit
             if audit is not None and audit.log_bodies:  # otherwise no body outlives its answer
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
+            if prepare is not None:
+                endpoint = await prepare(consumer, raw) or endpoint
             parsed = dialect.parse(endpoint, raw)
             prompt = parsed.canonical
             rule = self.match(table, consumer, parsed.model, scope, headers)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import (
+    MEDIA_PRICE_FIELDS,
     Budget,
     Config,
     Limits,
@@ -22,6 +23,7 @@ from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
+from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
@@ -289,7 +291,9 @@ def limits_of(
 def model_catalog(config: Config) -> ModelCatalog:
     """The built-in catalog, then ``pricing:``, then ``models:`` (which supersedes it)."""
     layers = [
-        (name, Override(**p.model_dump(), whole_price=True)) for name, p in config.pricing.items()
+        (name, Override(**p.model_dump(exclude=set(MEDIA_PRICE_FIELDS)), whole_price=True))
+        for name, p in config.pricing.items()
+        if not p.media or p.model_fields_set & {"input", "output"}  # a media price only
     ]
     for name, spec in config.models.items():
         fields = spec.model_dump(exclude={"capabilities", "description"})
@@ -411,6 +415,13 @@ def compile_config(
     redis = config.gateway.redis
     models = model_catalog(config)
     prices = PriceTable(models.prices())
+    media_prices = MediaPrices(
+        {
+            name: MediaPrice(**p.model_dump(include=set(MEDIA_PRICE_FIELDS)))
+            for name, p in config.pricing.items()
+            if p.media
+        }
+    )
     catalog = models.names()
     # In the order requests try them (priority, then as listed): a rule's index is its
     # place, so that candidates() sorts by index alone.
@@ -483,6 +494,7 @@ def compile_config(
         pools=tuple(pools.values()),
         probes=probes,
         prices=prices,
+        media_prices=media_prices,
         models=models,
         access_log=config.gateway.access_log,
         limits=_gateway_limits(config),

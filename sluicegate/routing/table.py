@@ -29,6 +29,7 @@ from sluicegate.config.model import Policies
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import Signer
 from sluicegate.guardrails.policy import Guard
+from sluicegate.media.prices import MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.base import Adapter
 from sluicegate.providers.models import ModelCatalog
@@ -213,6 +214,7 @@ class RoutingTable:
     pools: tuple[Balancer, ...] = ()
     probes: tuple[Probe, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
+    media_prices: MediaPrices = field(default_factory=MediaPrices)  # images, audio, rerank
     models: ModelCatalog = field(default_factory=ModelCatalog)
     body_timeout: float = 30.0
     header_timeout: float = 10.0
