@@ -96,7 +96,7 @@ def _metadata(key: str, pattern: str) -> Test:
     compiled = _globs(pattern)
 
     def check(f: Facts) -> str | None:
-        data = f.field("metadata")
+        data = f.body_value("metadata")
         value = data.get(key) if isinstance(data, dict) else None
         ok = isinstance(value, str | int | float) and compiled.fullmatch(str(value))
         return f"metadata.{key}={value}" if ok else None
@@ -108,7 +108,7 @@ def _user(patterns: str | list[str]) -> Test:
     compiled = _globs(patterns)
 
     def check(f: Facts) -> str | None:
-        value = f.field("user")
+        value = f.body_value("user")
         return f"user {value}" if isinstance(value, str) and compiled.fullmatch(value) else None
 
     return Test(check)
