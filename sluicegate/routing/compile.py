@@ -38,7 +38,7 @@ from sluicegate.routing.health import (
     TargetHealth,
 )
 from sluicegate.routing.probes import Probe
-from sluicegate.routing.smart import compile_router
+from sluicegate.routing.smart import compile_router, embedder_warnings, keep_examples
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -430,6 +430,7 @@ def compile_config(
         compile_rule(rule, i, services, redis, warnings, catalog, models, config.gateway.name)
         for i, rule in enumerate(ordered)
     ]
+    rules = keep_examples(rules, previous)
 
     exact: dict[str, list[int]] = {}
     globs: list[tuple[int, re.Pattern[str]]] = []
@@ -441,6 +442,7 @@ def compile_config(
             else:
                 exact.setdefault(pattern, []).append(rule.index)
 
+    warnings += embedder_warnings(config.rules, exact, globs)
     keys: dict[bytes, ConsumerEntry] = {}
     by_name: dict[str, ConsumerEntry] = {}
     certificates: dict[str, ConsumerEntry] = {}

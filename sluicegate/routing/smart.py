@@ -29,7 +29,7 @@ from sluicegate.routing.conditions import Condition, compile_when, short
 from sluicegate.routing.facts import Facts, last_user_text
 from sluicegate.routing.semantic import Embed, Examples
 from sluicegate.routing.stats import ArmStats, RouteStats
-from sluicegate.routing.table import CompiledService, Step
+from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
 
 log = logging.getLogger("sluicegate")
 
@@ -360,3 +360,53 @@ def compile_router(
         fallbacks,
         any(r.when.budget_used is not None for r in rule.routes),
     )
+
+
+def keep_examples(rules: list[CompiledRule], previous: RoutingTable | None) -> list[CompiledRule]:
+    """``rules`` with the running table's embedded examples where a rule's semantic routes
+    embed the same texts with the same embedder: a config change does not embed again."""
+    if previous is None:
+        return rules
+    running = {
+        r.name: r.router.semantic.examples
+        for r in previous.rules
+        if r.router is not None and r.router.semantic is not None
+    }
+    for rule in rules:
+        semantic = rule.router.semantic if rule.router is not None else None
+        old = running.get(rule.name)
+        if semantic is None or old is None or old.matrix is None:
+            continue
+        new = semantic.examples
+        if (old.embedder, old.texts) == (new.embedder, new.texts):
+            new.matrix = old.matrix
+    return rules
+
+
+def embedder_warnings(
+    rules: Sequence[Rule],
+    exact: dict[str, list[int]],
+    globs: Sequence[tuple[int, re.Pattern[str]]],
+) -> list[str]:
+    """What would leave semantic routes to the rule's own targets: the local model not
+    installed, or an embeddings model no rule serves."""
+    out = []
+    for i, rule in enumerate(rules):
+        if rule.semantic is None:
+            continue
+        name = rule.semantic.embedder
+        where = f"rules[{i}].semantic.embedder"
+        if name == "local":
+            from sluicegate.cache.minilm import INSTALL_HINT, model_dir
+            from sluicegate.errors import ConfigError
+
+            try:
+                model_dir()
+            except ConfigError:
+                out.append(f"{where}: {INSTALL_HINT}; until then its own targets serve it")
+        elif name not in exact and not any(p.fullmatch(name) for _, p in globs):
+            out.append(
+                f"{where}: no rule serves the model '{name}'; until one does, "
+                f"rule '{rule.name}' serves every request with its own targets"
+            )
+    return out
