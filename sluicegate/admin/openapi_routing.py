@@ -32,6 +32,7 @@ def routing_schemas() -> dict[str, Any]:
                 "items": {"type": "string", "enum": list(CAPABILITIES)},
                 "description": "null: unknown (never a reason to skip the model)",
             },
+            "description": {"type": ["string", "null"]},
             "source": {"type": "string", "enum": ["builtin", "file", "store"]},
         },
     }

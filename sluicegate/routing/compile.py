@@ -296,7 +296,7 @@ def model_catalog(config: Config) -> ModelCatalog:
         if not p.media or p.model_fields_set & {"input", "output"}  # a media price only
     ]
     for name, spec in config.models.items():
-        fields = spec.model_dump(exclude={"capabilities", "description"})
+        fields = spec.model_dump(exclude={"capabilities"})
         caps = frozenset(spec.capabilities) if spec.capabilities is not None else None
         layers.append((name, Override(**fields, capabilities=caps)))
     return ModelCatalog(layers)

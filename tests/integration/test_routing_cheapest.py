@@ -176,9 +176,17 @@ def test_a_price_changed_through_the_admin_api_moves_the_choice(
     assert listed["gpt-4o-mini"]["source"] == "builtin"
     assert listed["gpt-4o-mini"]["context_window"] == 128_000
     try:
-        changed = admin.put("/admin/models/gpt-4o-mini", json={"input": 0.001, "output": 0.001})
+        changed = admin.put(
+            "/admin/models/gpt-4o-mini",
+            json={"input": 0.001, "output": 0.001, "description": "negotiated"},
+        )
         assert changed.status_code == 201, changed.text
         assert changed.json()["source"] == "store"
+        assert changed.json()["description"] == "negotiated"
+        assert changed.json()["capabilities"] == ["json_schema", "tools", "vision"]
+        bad = admin.put("/admin/models/gpt-4o-mini", json={"capabilities": ["telepathy"]})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["issues"][0]["path"] == "capabilities[0]", bad.text
         assert changed.json()["context_window"] == 128_000  # kept from the built-in entry
         # gpt-4o-mini is no target of the rule: nothing moves.
         assert ask(gateway).headers["x-sluicegate-service"] == "a"
