@@ -45,6 +45,7 @@ from sluicegate.errors import (
     GatewayError,
     InvalidRequest,
     ModelNotFound,
+    NoAbleTarget,
     PermissionDenied,
     RateLimited,
 )
@@ -547,7 +548,12 @@ class Proxy:
         key = _sticky_key(rule.hash_on, call.consumer, call.headers)
         stats = self.runtime.route_stats
         embed = self.route_embedder(table)
-        decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        try:
+            decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        except NoAbleTarget as exc:
+            ex.route = exc.explain  # the refusal is explained too
+            out.append((b"x-sluicegate-route", header_value(exc.explain)))
+            raise
         ex.route = decision.explain
         out.append((b"x-sluicegate-route", header_value(decision.explain)))
         return decision.steps

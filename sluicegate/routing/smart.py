@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sluicegate.config.model import Rule
 from sluicegate.config.routing import RuleTarget
-from sluicegate.errors import InvalidRequest
+from sluicegate.errors import NoAbleTarget
 from sluicegate.providers.models import ModelCatalog, ModelInfo
 from sluicegate.routing.balancer import unit_hash
 from sluicegate.routing.conditions import Condition, compile_when, short
@@ -240,7 +240,7 @@ async def decide(
     key: str | None,
     embed: Embed | None,
 ) -> Decision:
-    """The plan for one request and the line that explains it; ``InvalidRequest`` when no
+    """The plan for one request and the line that explains it; ``NoAbleTarget`` when no
     target of the chosen set can take the request at all."""
     tset, why = router.default, "default"
     for condition, candidate in router.routes:
@@ -259,22 +259,23 @@ async def decide(
         able = list(tset.arms)
         skipped.append("sent anyway: the only target")
     if not able:
-        raise InvalidRequest(
+        raise NoAbleTarget(
             f"No target of rule '{router.rule}' can serve this request ({why}; "
             + "; ".join(skipped)
             + ").",
-            param="model",
-            code="no_able_target",
+            _clipped("; ".join([f"{why}: no able target", *skipped])),
         )
     ranked, how = chooser.rank(tset, able, rng, key)
     chooser.arm_stats(ranked[0]).pick(now)
     fallbacks = [
         a.step for a in router.fallbacks if _hard_skip(a, facts, models, client_model) is None
     ]
-    explain = "; ".join([f"{why}: {how}", *skipped])
-    if len(explain) > MAX_EXPLAIN:
-        explain = explain[: MAX_EXPLAIN - 3] + "..."
+    explain = _clipped("; ".join([f"{why}: {how}", *skipped]))
     return Decision([a.step for a in ranked] + fallbacks, explain)
+
+
+def _clipped(explain: str) -> str:
+    return explain if len(explain) <= MAX_EXPLAIN else explain[: MAX_EXPLAIN - 3] + "..."
 
 
 async def _semantic(

@@ -153,6 +153,8 @@ def test_no_able_target_is_a_400_that_names_each_reason(gateway: RunningGateway)
     error = response.json()["error"]
     assert error["code"] == "no_able_target"
     assert "skipped c/big-model: context" in error["message"]
+    route = response.headers["x-sluicegate-route"]
+    assert route.startswith("default: no able target; skipped c/big-model: context"), route
 
 
 def test_the_audit_row_keeps_the_explanation(gateway: RunningGateway) -> None:
