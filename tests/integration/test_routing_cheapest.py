@@ -5,6 +5,8 @@ choice in ``x-sluicegate-route`` and the audit row."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.conftest import eventually, logged_row, openai_service
 from tests.fakes.gateway import RunningGateway
@@ -199,7 +202,8 @@ def test_a_price_changed_through_the_admin_api_moves_the_choice(
 
 def test_a_store_price_moves_cheapest(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     # Catalog entries only in the store (none in the file) can be changed at run time.
-    doc = config(fake_openai.port, f"sqlite:///{tmp_path}/sg.db")
+    store = f"sqlite:///{tmp_path}/sg.db"
+    doc = config(fake_openai.port, store)
     doc["models"] = {"big-model": doc["models"]["big-model"]}
     doc["rules"][0]["targets"] = [
         {"service": "a", "model": "gpt-4o-mini"},
@@ -213,6 +217,16 @@ def test_a_store_price_moves_cheapest(fake_openai: FakeOpenAI, tmp_path: Path) -
         moved = admin.put("/admin/models/gemini-2.0-flash", json={"input": 5, "output": 20})
         assert moved.status_code == 201, moved.text
         eventually(lambda: _served_by(running, "a"))
+        # config export writes the store's catalog entries as the file's models: section.
+        exported = subprocess.run(
+            [sys.executable, "-m", "sluicegate", "config", "export", "--store", store],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert exported.returncode == 0, exported.stderr
+        models = yaml.safe_load(exported.stdout)["models"]
+        assert models == {"gemini-2.0-flash": {"input": 5.0, "output": 20.0}}
         back = admin.delete("/admin/models/gemini-2.0-flash")
         assert back.status_code == 204
         eventually(lambda: _served_by(running, "b"))
