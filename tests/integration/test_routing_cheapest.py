@@ -257,3 +257,25 @@ def test_the_anthropic_dialect_is_routed_alike(gateway: RunningGateway) -> None:
         model="chat", max_tokens=50, messages=[{"role": "user", "content": "hello"}]
     )
     assert plain.headers["x-sluicegate-service"] == "a"
+
+
+def test_a_price_written_on_one_instance_moves_cheapest_on_another(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path}/shared.db"
+    doc = config(fake_openai.port, store)
+    doc["models"] = {}
+    doc["rules"][0]["targets"] = [
+        {"service": "a", "model": "gpt-4o-mini"},
+        {"service": "b", "model": "gemini-2.0-flash"},
+    ]
+    one, two = RunningGateway(doc).start(), RunningGateway(doc).start()
+    try:
+        assert ask(two).headers["x-sluicegate-service"] == "b"
+        admin = httpx.Client(base_url=one.url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        moved = admin.put("/admin/models/gemini-2.0-flash", json={"input": 5, "output": 20})
+        assert moved.status_code == 201, moved.text
+        eventually(lambda: _served_by(two, "a"))  # the other instance follows the store
+    finally:
+        one.stop()
+        two.stop()
