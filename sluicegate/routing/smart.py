@@ -74,7 +74,6 @@ class Router:
     routes: tuple[tuple[Condition, TargetSet], ...]
     semantic: SemanticRoutes | None
     fallbacks: tuple[Arm, ...]
-    needs_budget: bool  # a route reads budget_used
 
 
 @dataclass(slots=True)
@@ -359,7 +358,6 @@ def compile_router(
         routes,
         semantic,
         fallbacks,
-        any(r.when.budget_used is not None for r in rule.routes),
     )
 
 
