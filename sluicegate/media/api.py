@@ -43,6 +43,7 @@ from sluicegate.media.usage import MediaUnits, TranscriptEvents
 from sluicegate.media.wires import wire_for
 from sluicegate.policies.rate_limit import Reservation
 from sluicegate.proxy.attempt import Failure
+from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
@@ -68,6 +69,7 @@ class Answer:
     body: bytes | None = None
     document: Any = None  # the whole answer, parsed (for its units)
     response: UpstreamResponse | None = None
+    longest: float = 0.0  # a stream's longest time, the service's stream_timeout
 
 
 def _unsupported(service: CompiledService, endpoint: MediaEndpoint) -> InvalidRequest:
@@ -132,7 +134,7 @@ class MediaApi:
             )
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, incoming.key, {}, out)
-            await self.forward(table, rule, request, consumer.name, tracked, out, ex)
+            await self.forward(table, rule, request, consumer.name, tracked, receive, out, ex)
         except GatewayError as exc:
             error = exc
             if request is not None and request.upload is not None and request.upload.error:
@@ -158,6 +160,7 @@ class MediaApi:
         request: MediaRequest,
         consumer: str,
         send: Send,
+        receive: Receive,
         out: Headers,
         ex: Exchange,
     ) -> None:
@@ -216,7 +219,7 @@ class MediaApi:
                 ex.upstream_model = step.model or request.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(table, request, result, send, out, ex)
+                await self.deliver(table, request, result, send, receive, out, ex)
                 return
             assert failure is not None
             if request.sent or not rule.fallback_on.matches(
@@ -282,7 +285,8 @@ class MediaApi:
         if wire.relayed and not content_type.startswith("application/json"):
             # Audio, an event stream, text: relayed as it comes.
             target.observe(time.monotonic() - started, time.monotonic())
-            return Answer(target, response.status, content_type, response=response)
+            longest = service.timeouts.stream
+            return Answer(target, response.status, content_type, response=response, longest=longest)
         try:
             data = await response.read(service.max_answer_bytes)
         except TransportError as exc:
@@ -328,6 +332,7 @@ class MediaApi:
         request: MediaRequest,
         answer: Answer,
         send: Send,
+        receive: Receive,
         out: Headers,
         ex: Exchange,
     ) -> None:
@@ -343,32 +348,21 @@ class MediaApi:
             await respond(send, answer.status, answer.body, out)
             ex.first_token = time.perf_counter() - ex.started
         else:
-            await self._relay(answer, send, out, ex, units)
+            assert answer.response is not None
+            streamed = answer.content_type.startswith("text/event-stream")
+            events = TranscriptEvents(units) if streamed else None
+            await relay_bytes(
+                answer.response,
+                send,
+                [(b"content-type", answer.content_type.encode("latin-1")), *out],
+                receive,
+                ex,
+                answer.longest,
+                self.proxy.drain.over,
+                events.feed if events is not None else None,
+            )
         ex.ended = time.perf_counter()
         self._price(table, request, units, ex)
-
-    @staticmethod
-    async def _relay(
-        answer: Answer, send: Send, out: Headers, ex: Exchange, units: MediaUnits
-    ) -> None:
-        response = answer.response
-        assert response is not None
-        events = (
-            TranscriptEvents(units) if answer.content_type.startswith("text/event-stream") else None
-        )
-        head = [(b"content-type", answer.content_type.encode("latin-1")), *out]
-        await send({"type": "http.response.start", "status": answer.status, "headers": head})
-        try:
-            async for chunk in response.chunks():
-                if ex.first_token is None:
-                    ex.first_token = time.perf_counter() - ex.started
-                if events is not None:
-                    events.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except TransportError:
-            ex.error_type = "upstream_error"
-            return  # cut short: the connection closes without an end, never a silent truncation
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
     def _price(table: RoutingTable, request: MediaRequest, units: MediaUnits, ex: Exchange) -> None:

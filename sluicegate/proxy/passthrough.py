@@ -16,8 +16,6 @@ provider's own shapes). Each call is an audit row with endpoint ``passthrough``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator
@@ -36,6 +34,7 @@ from sluicegate.errors import (
     UpstreamTimeout,
 )
 from sluicegate.providers.base import UpstreamRequest
+from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upload import Upload
 from sluicegate.proxy.upstream import HttpTransport, NativeResponse
@@ -273,67 +272,15 @@ class NativeProxy:
             target.health.succeeded()
             target.observe(time.monotonic() - now, time.monotonic())
             ex.status = response.status
-            await self.relay(response, send, answer_headers(response, out), receive, service, ex)
+            await relay_bytes(
+                response,
+                send,
+                answer_headers(response, out),
+                receive,
+                ex,
+                service.timeouts.stream,
+                self.proxy.drain.over,
+            )
             return True
         finally:
             target.inflight -= 1
-
-    async def relay(
-        self,
-        response: NativeResponse,
-        send: Send,
-        headers: Headers,
-        receive: Receive,
-        service: CompiledService,
-        ex: Exchange,
-    ) -> None:
-        """The answer as it comes, until it ends, the client leaves or ``stream_timeout``."""
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        first = True
-
-        async def pump() -> bool:
-            nonlocal first
-            async for chunk in response.chunks():
-                if first:
-                    ex.first_token = time.perf_counter() - ex.started
-                    first = False
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            return True
-
-        relaying = asyncio.ensure_future(pump())
-        leaving = asyncio.ensure_future(_left(receive))
-        started = time.monotonic()
-        try:
-            done, _ = await asyncio.wait(
-                {relaying, leaving},
-                timeout=service.timeouts.stream,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if relaying in done:
-                try:
-                    relaying.result()
-                except TransportError:
-                    # The head went out already: the connection is closed without an end,
-                    # so the client sees a cut answer, not a whole one.
-                    ex.error_type = "upstream_error"
-                    return
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            elif leaving in done:
-                ex.error_type = "client_closed"
-            else:
-                ex.error_type = "timeout_error"
-        finally:
-            for task in (relaying, leaving):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relaying
-            response.release()
-            ex.upstream_seconds += time.monotonic() - started
-
-
-async def _left(receive: Receive) -> None:
-    """Returns once the client has gone away (read after its body is done)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
