@@ -249,6 +249,9 @@ class App:
                 body = _OK if ready else orjson.dumps({"status": "starting"})
                 await respond(send, 200 if ready else 503, body, [JSON])
                 return
+        if path.startswith("/v1/") and self.native.routes(table, path):
+            await self.native.handle(scope, receive, send, table, routed=True)
+            return
         error: GatewayError = NotFound(f"Unknown path {method} {path}.", code="unknown_path")
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")

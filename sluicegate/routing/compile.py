@@ -246,6 +246,9 @@ def compile_rule(
         fallbacks=tuple(Step(services[f.service], f.model) for f in rule.fallbacks),
         fallback_on=_fallback_on(rule.fallback_on),
         paths=frozenset(normal_path(p) for p in rule.match.paths) or None,
+        path_patterns=tuple(
+            re.compile(fnmatch.translate(normal_path(p))) for p in rule.match.paths if is_glob(p)
+        ),
         headers=tuple(
             (name.lower(), re.compile(fnmatch.translate(value)))
             for name, value in rule.match.headers.items()
