@@ -303,6 +303,7 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 await self.ui.close()
                 await self.proxy.close()
+                await self.realtime.sessions.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
