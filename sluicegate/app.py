@@ -26,11 +26,13 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
 from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
+from sluicegate.mcp.room import McpRoom, mcp_path
 from sluicegate.media.api import MediaApi
 from sluicegate.media.base import ENDPOINTS as MEDIA_ENDPOINTS
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.realtime.relay import Realtime
+from sluicegate.responses.api import ResponsesApi
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.telemetry.ids import ordered_id
@@ -64,6 +66,12 @@ def _model_in(path: str) -> str | None:
 
 def _native(path: str) -> bool:
     return path.startswith("/passthrough/")
+
+
+def _responses(path: str) -> bool:
+    return path in ("/v1/responses", "/responses") or path.startswith(
+        ("/v1/responses/", "/responses/")
+    )
 
 
 def _objects(path: str) -> str | None:
@@ -121,8 +129,10 @@ class App:
         self.objects = ObjectsApi(self.proxy)
         self.media = MediaApi(self.proxy)
         self.realtime = Realtime(self.proxy)
+        self.responses = ResponsesApi(self.proxy)
+        self.mcp = McpRoom(self.proxy)
         self.proxy.recorder.audit = runtime.audit
-        self.admin = AdminApi(runtime)
+        self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
 
     @property
@@ -171,7 +181,13 @@ class App:
         table = self._gateway(scope)
         path: str = scope["path"]
         proxied = (method, path) in _PROXIED or _model_in(path) is not None
-        if not (proxied or _native(path) or _objects(path) or path in MEDIA_ENDPOINTS):
+        if not (
+            proxied
+            or _native(path)
+            or _objects(path)
+            or _responses(path)
+            or path in MEDIA_ENDPOINTS
+        ):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -210,6 +226,12 @@ class App:
             return
         if _native(path):
             await self.native.handle(scope, receive, send, table)
+            return
+        if _responses(path):
+            await self.responses.handle(scope, receive, send, table)
+            return
+        if mcp_path(path):
+            await self.mcp.handle(scope, receive, send, table)
             return
         family = _objects(path)
         if family is not None:
@@ -302,6 +324,8 @@ class App:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.ui.close()
+                await self.responses.close()
+                await self.mcp.close()
                 await self.proxy.close()
                 await self.realtime.sessions.close()
                 await self.runtime.close()

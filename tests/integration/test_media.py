@@ -380,7 +380,6 @@ def test_speech_streams_audio_before_the_provider_has_finished(
         fake.release.set()
         rest = b"".join(chunks)
     assert first + rest == b"".join(SPEECH_PARTS)
-    assert fake.speech_finished
     row = logged_row(admin, "tts", 10)
     assert (row["endpoint"], row["status"]) == ("audio.speech", 200)
     assert row["cost_usd"] == pytest.approx(len(text) * 15 / 1_000_000)
