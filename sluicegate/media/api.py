@@ -45,8 +45,10 @@ from sluicegate.policies.rate_limit import Reservation
 from sluicegate.proxy.attempt import Failure
 from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
+from sluicegate.proxy.routing import facts_of, learn, plan
 from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
+from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.exchange import Exchange
@@ -134,7 +136,14 @@ class MediaApi:
             )
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, incoming.key, {}, out)
-            await self.forward(table, rule, request, consumer.name, tracked, receive, out, ex)
+            # The rule's strategy and routes decide as for chat (docs/routing.md).
+            facts = facts_of(table, request.body, headers, consumer, reservation)
+            key = consumer.name if rule.hash_on == "consumer" else None
+            stats, embed = proxy.runtime.route_stats, proxy.route_embedder(table)
+            decision = await plan(table, rule, facts, request.model, stats, key, embed)
+            ex.route = decision.explain
+            out.append((b"x-sluicegate-route", header_value(decision.explain)))
+            await self.forward(table, rule, decision.steps, request, tracked, receive, out, ex)
         except GatewayError as exc:
             error = exc
             if request is not None and request.upload is not None and request.upload.error:
@@ -157,8 +166,8 @@ class MediaApi:
         self,
         table: RoutingTable,
         rule: CompiledRule,
+        steps: list[Step],
         request: MediaRequest,
-        consumer: str,
         send: Send,
         receive: Receive,
         out: Headers,
@@ -168,7 +177,6 @@ class MediaApi:
         endpoint = request.endpoint
         attempts = 0
         failure: Failure | None = None
-        steps = rule.plan(table.rng, consumer if rule.hash_on == "consumer" else None)
         for index, step in enumerate(steps):
             service = step.service
             # The in-process mock (a transport of its own) answers chat only.
@@ -201,6 +209,8 @@ class MediaApi:
                     target.inflight -= 1
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
+                failed = result if isinstance(result, Failure) else None
+                learn(self.proxy.runtime.route_stats, table, rule, step, spent, failed)
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(

@@ -109,6 +109,12 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "draw",
                 "match": {"models": ["draw"]},
                 "targets": [{"service": "oa", "model": "dall-e-3"}],
+                "routes": [
+                    {
+                        "when": {"headers": {"x-tier": "cheap"}},
+                        "targets": [{"service": "google", "model": "imagen-4.0-fast-generate-001"}],
+                    }
+                ],
             },
             {
                 "name": "draw-safe",  # the first step fails; its fallback answers
@@ -236,6 +242,13 @@ def test_images_generate_on_openai_renames_the_model_and_prices_each_image(
     assert row["endpoint"] == "images.generations"
     assert (row["rule"], row["service"], row["status"]) == ("draw", "oa", 200)
     assert row["cost_usd"] == pytest.approx(2 * 0.08)  # dall-e-3, hd, 1024x1024
+
+    cheap = client(gateway).images.with_raw_response.generate(
+        model="draw", prompt="a lighthouse", extra_headers={"x-tier": "cheap"}
+    )
+    assert cheap.headers["x-sluicegate-service"] == "google"  # the rule's route for the header
+    assert cheap.headers["x-sluicegate-route"]
+    assert fakes["gemini"].last["path"] == "/v1beta/models/imagen-4.0-fast-generate-001:predict"
 
 
 def test_images_generate_translated_to_imagen_after_a_fallback(
