@@ -136,6 +136,10 @@ class MediaApi:
             )
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, incoming.key, {}, out)
+            if rule.guard is not None:  # the text the client sends, as for chat
+                ex.screen = rule.guard.begin("openai", endpoint.name)
+                if ex.screen.strings(request.body) and not endpoint.form:
+                    request.raw = orjson.dumps(request.body)
             # The rule's strategy and routes decide as for chat (docs/routing.md).
             facts = facts_of(table, request.body, headers, consumer, reservation)
             key = consumer.name if rule.hash_on == "consumer" else None
@@ -279,11 +283,12 @@ class MediaApi:
             if endpoint.form:
                 assert isinstance(transport, HttpTransport)
                 sent = [*upstream.headers.items(), ("content-type", request.content_type)]
-                length = request.form_length(model)
+                head = request.form_head(model)
+                length = request.form_length(head)
                 if length is not None:
                     sent.append(("content-length", str(length)))
                 response: UpstreamResponse = await transport.open_native(
-                    upstream, sent, request.form_bytes(model), service.timeouts, service.tls
+                    upstream, sent, request.form_bytes(head), service.timeouts, service.tls
                 )
             else:
                 response = await transport.open(upstream, service.timeouts, tls=service.tls)

@@ -42,7 +42,7 @@ class FormHead:
         self.done = False
         self.ended = False  # the closing delimiter was read
         self._pos = 0  # where the next part's delimiter is looked for
-        self._model: tuple[int, int] | None = None  # the model value's place in the buffer
+        self._spans: dict[str, tuple[int, int]] = {}  # each plain field's value in the buffer
 
     @property
     def model(self) -> str | None:
@@ -90,14 +90,24 @@ class FormHead:
             self.files.append(name)
         elif end - content <= _MAX_FIELD:
             self.fields[name] = bytes(buffer[content:end]).decode("utf-8", "replace")
-            if name == "model":
-                self._model = (content, end)
+            self._spans[name] = (content, end)
         self._pos = end + 2
         return True
 
-    def head(self, model: str | None = None) -> bytes:
-        """Every byte read so far, with the ``model`` field's value replaced by ``model``."""
-        if model is None or self._model is None or model == self.model:
+    def head(self, values: dict[str, str] | None = None) -> bytes:
+        """Every byte read so far, with the plain fields named in ``values`` given those
+        values (the rule's target model, a prompt the guardrails redacted)."""
+        changes = sorted(
+            (self._spans[name], value)
+            for name, value in (values or {}).items()
+            if name in self._spans and self.fields.get(name) != value
+        )
+        if not changes:
             return bytes(self.buffer)
-        start, end = self._model
-        return bytes(self.buffer[:start]) + model.encode() + bytes(self.buffer[end:])
+        out, at = bytearray(), 0
+        for (start, end), value in changes:
+            out += self.buffer[at:start]
+            out += value.encode()
+            at = end
+        out += self.buffer[at:]
+        return bytes(out)

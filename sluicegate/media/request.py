@@ -37,18 +37,24 @@ class MediaRequest:
     def stream(self) -> bool:
         return self.body.get("stream") in (True, "true", "True")
 
-    def form_length(self, model: str) -> int | None:
-        """The Content-Length of the form as sent with ``model``; None: sent chunked."""
+    def form_head(self, model: str) -> bytes:
+        """The form's head as it goes upstream: ``model``, and the plain fields as the
+        guardrails left them (``body``)."""
+        assert self.head is not None
+        return self.head.head({**self.body, "model": model})
+
+    def form_length(self, head: bytes) -> int | None:
+        """The Content-Length of the form sent with ``head``; None: sent chunked."""
         if self.declared is None or self.head is None:
             return None
-        return self.declared - len(self.head.buffer) + len(self.head.head(model))
+        return self.declared - len(self.head.buffer) + len(head)
 
-    async def form_bytes(self, model: str) -> AsyncGenerator[bytes, None]:
-        """The form as it goes upstream: its head (``model`` in it), then the rest as it
-        arrives from the client, never held whole."""
-        assert self.head is not None and self.rest is not None
+    async def form_bytes(self, head: bytes) -> AsyncGenerator[bytes, None]:
+        """The form as it goes upstream: ``head``, then the rest as it arrives from the
+        client, never held whole."""
+        assert self.rest is not None
         self.sent = True
-        yield self.head.head(model)
+        yield head
         async for chunk in self.rest:
             yield chunk
 

@@ -151,6 +151,12 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "targets": [{"service": "oa"}],
             },
             {
+                "name": "guarded",  # guardrails on the text the client sends
+                "match": {"models": ["guarded-draw", "guarded-stt"]},
+                "targets": [{"service": "oa"}],
+                "policies": {"guardrails": {"pii": {"email": "redact", "credit_card": "block"}}},
+            },
+            {
                 "name": "stt-safe",  # the first service cannot be reached: nothing was sent
                 "match": {"models": ["stt-safe"]},
                 "targets": [{"service": "dead", "model": "whisper-1"}],
@@ -575,3 +581,22 @@ def test_an_upload_falls_back_only_while_none_of_it_was_sent(
     assert failed.value.status_code == 502
     assert failed.value.response.headers["x-sluicegate-attempts"] == "1"
     assert len(fakes["openai"].uploads) == uploads + 1  # sent once, never replayed
+
+
+def test_guardrails_screen_what_media_requests_send(
+    gateway: RunningGateway, fakes: dict[str, Any]
+) -> None:
+    sdk = client(gateway)
+    sdk.images.generate(model="guarded-draw", prompt="a card for jane@example.com")
+    assert fakes["openai"].last["body"]["prompt"] == "a card for [EMAIL_1]"
+    sdk.audio.transcriptions.create(
+        model="guarded-stt",
+        file=("call.wav", b"RIFF" + b"\x00" * 5000, "audio/wav"),
+        prompt="names: jane@example.com",
+    )
+    upload = fakes["openai"].uploads[-1]
+    assert upload["fields"]["prompt"] == "names: [EMAIL_1]"
+    assert upload["files"] == {"file": 5004}
+    with pytest.raises(openai.BadRequestError) as blocked:
+        sdk.images.generate(model="guarded-draw", prompt="card 4111 1111 1111 1111")
+    assert blocked.value.body["code"] == "content_blocked"  # type: ignore[index]

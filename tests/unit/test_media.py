@@ -59,7 +59,7 @@ def test_the_form_head_stops_at_the_first_file_after_model(size: int) -> None:
     assert took < 1000 + size  # the file was not read
     rest = body[took:]
     assert head.head() + rest == body
-    renamed = head.head("whisper-large") + rest
+    renamed = head.head({"model": "whisper-large"}) + rest
     parsed = httpx.Request("POST", "http://x/", content=renamed).read()
     assert b'name="model"\r\n\r\nwhisper-large\r\n' in parsed
     assert len(renamed) == len(body) + len("whisper-large") - len("whisper-1")
