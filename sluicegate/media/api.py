@@ -38,6 +38,7 @@ from sluicegate.credentials.redact import redact_error
 from sluicegate.errors import GatewayError, InvalidRequest, TransportError
 from sluicegate.media import usage
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.multipart import FormFile
 from sluicegate.media.request import MediaRequest, read_request
 from sluicegate.media.usage import MediaUnits, TranscriptEvents
 from sluicegate.media.wires import wire_for
@@ -185,7 +186,7 @@ class MediaApi:
             service = step.service
             # The in-process mock (a transport of its own) answers chat only.
             wire = wire_for(service.adapter, endpoint) if service.transport is None else None
-            if wire is None or (endpoint.form and not wire.relayed):
+            if wire is None:
                 failure = Failure("unsupported", service, cause=_unsupported(service, endpoint))
                 ex.tried.append(Tried(service.name, None, "unsupported"))
                 continue
@@ -260,7 +261,12 @@ class MediaApi:
         model = step.model or request.model
         base = target.url + service.path
         try:
-            upstream = wire.request(adapter, endpoint, request.body, request.raw, model, base)
+            files: tuple[FormFile, ...] = ()
+            if endpoint.form and not wire.relayed:  # its files go inside a JSON body
+                files = tuple((await request.read_whole()).uploads)
+            upstream = wire.request(
+                adapter, endpoint, request.body, request.raw, model, base, files
+            )
         except GatewayError as exc:  # the request cannot be put in this provider's terms
             return Failure("status", service, exc.http_status, cause=exc)
         for name, value in service.headers:
@@ -280,7 +286,7 @@ class MediaApi:
         transport = service.transport or http
         started = time.monotonic()
         try:
-            if endpoint.form:
+            if endpoint.form and wire.relayed:
                 assert isinstance(transport, HttpTransport)
                 sent = [*upstream.headers.items(), ("content-type", request.content_type)]
                 head = request.form_head(model)

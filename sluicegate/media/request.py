@@ -12,7 +12,7 @@ import orjson
 from sluicegate.asgi import Receive, read_body
 from sluicegate.errors import InvalidRequest
 from sluicegate.media.base import MediaEndpoint
-from sluicegate.media.multipart import FormHead, boundary_of
+from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.proxy.upload import Upload
 from sluicegate.routing.table import RoutingTable
 
@@ -32,6 +32,8 @@ class MediaRequest:
     content_type: str = ""
     declared: int | None = None  # the client's Content-Length
     sent: bool = False  # a form's bytes began to go upstream: it cannot be sent again
+    tail: bytes | None = None  # the rest of the form, once read whole (``read_whole``)
+    form: FormHead | None = None  # the whole form, parsed, for a translated provider
 
     @property
     def stream(self) -> bool:
@@ -51,12 +53,27 @@ class MediaRequest:
 
     async def form_bytes(self, head: bytes) -> AsyncGenerator[bytes, None]:
         """The form as it goes upstream: ``head``, then the rest as it arrives from the
-        client, never held whole."""
+        client, never held whole (unless a translated provider had it read whole before)."""
+        yield head
+        if self.tail is not None:
+            yield self.tail
+            return
         assert self.rest is not None
         self.sent = True
-        yield head
         async for chunk in self.rest:
             yield chunk
+
+    async def read_whole(self) -> FormHead:
+        """The whole form, parsed: a provider that takes its files inside JSON needs them.
+        Read within ``max_body_bytes``; it can then be sent again, to any provider."""
+        if self.form is None:
+            assert self.head is not None and self.rest is not None
+            if self.sent:
+                raise InvalidRequest("The upload was sent already and cannot be read again.")
+            self.tail = b"".join([chunk async for chunk in self.rest])
+            boundary = self.head.delimiter.removeprefix(b"--")
+            self.form = read_form(boundary, bytes(self.head.buffer) + self.tail)
+        return self.form
 
 
 async def read_request(

@@ -136,6 +136,17 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "targets": [{"service": "aws"}],
             },
             {
+                "name": "gemini-edit",
+                "match": {"models": ["gemini-edit"]},
+                "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+            },
+            {
+                "name": "edit-fallback",  # Gemini fails after the upload was read whole
+                "match": {"models": ["edit-fallback"]},
+                "targets": [{"service": "google", "model": "fail-500"}],
+                "fallbacks": [{"service": "aws", "model": "amazon.nova-canvas-v1:0"}],
+            },
+            {
                 "name": "edit",
                 "match": {"models": ["gpt-image-1", "dall-e-2"]},
                 "targets": [{"service": "oa"}],
@@ -600,3 +611,53 @@ def test_guardrails_screen_what_media_requests_send(
     with pytest.raises(openai.BadRequestError) as blocked:
         sdk.images.generate(model="guarded-draw", prompt="card 4111 1111 1111 1111")
     assert blocked.value.body["code"] == "content_blocked"  # type: ignore[index]
+
+
+def test_image_edits_and_variations_translated_to_gemini_and_bedrock(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    sdk = client(gateway)
+    picture = PNG + b"\x05" * 10_000
+    edited = sdk.images.with_raw_response.edit(
+        model="gemini-edit",
+        image=("in.png", picture, "image/png"),
+        prompt="add a hat",
+        extra_headers={"x-request-id": "edit-gemini"},
+    )
+    data = edited.parse().data or []
+    assert base64.b64decode(data[0].b64_json or "") == b"\x89PNG gemini 1 add a hat"
+    sent = fakes["gemini"].last
+    assert sent["path"] == "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    inline = sent["body"]["contents"][0]["parts"][0]["inlineData"]
+    assert (inline["mimeType"], base64.b64decode(inline["data"])) == ("image/png", picture)
+    row = logged_row(admin, "edit-gemini", 10)
+    assert (row["endpoint"], row["output_tokens"]) == ("images.edits", 1290)
+    assert row["cost_usd"] == pytest.approx(0.039)
+
+    # Read whole for Gemini (which failed), the same upload then goes to Bedrock.
+    raw = sdk.images.with_raw_response.edit(
+        model="edit-fallback", image=("in.png", picture, "image/png"), prompt="in winter", n=2
+    )
+    assert raw.headers["x-sluicegate-service"] == "aws"
+    assert raw.headers["x-sluicegate-attempts"] == "2"
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [
+        b"\x89PNG variation 1 in winter"
+    ] * 2
+    params = fakes["bedrock"].last["body"]["imageVariationParams"]
+    assert base64.b64decode(params["images"][0]) == picture
+
+    variation = sdk.images.create_variation(
+        model="amazon.nova-canvas-v1:0", image=("in.png", picture, "image/png")
+    )
+    assert base64.b64decode((variation.data or [])[0].b64_json or "") == b"\x89PNG variation 1 "
+    assert "text" not in fakes["bedrock"].last["body"]["imageVariationParams"]
+
+    with pytest.raises(openai.BadRequestError) as masked:
+        sdk.images.edit(
+            model="gemini-edit",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", PNG, "image/png"),
+            prompt="x",
+        )
+    assert masked.value.body["param"] == "mask"  # type: ignore[index]

@@ -13,7 +13,7 @@ from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media.base import ENDPOINTS
 from sluicegate.media.images_bedrock import BedrockImages
 from sluicegate.media.images_gemini import GeminiImages, aspect_ratio
-from sluicegate.media.multipart import FormHead, boundary_of
+from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, scores_of
@@ -93,7 +93,9 @@ def test_wires_follow_the_adapter_class() -> None:
     assert isinstance(wire_for(AzureAdapter(), images), OpenAIWire)
     assert wire_for(AzureAdapter(), moderations) is None
     assert isinstance(wire_for(VertexAdapter("p"), images), GeminiImages)
-    assert wire_for(GeminiAdapter(), edits) is None
+    assert isinstance(wire_for(GeminiAdapter(), edits), GeminiImages)
+    assert wire_for(GeminiAdapter(), ENDPOINTS["/v1/images/variations"]) is None
+    assert isinstance(wire_for(BedrockAdapter(), edits), BedrockImages)
     assert wire_for(OpenAIAdapter("openai"), rerank) is None  # OpenAI has no rerank
     assert isinstance(wire_for(OpenAIAdapter("openai-compatible"), rerank), CompatibleRerank)
     assert isinstance(wire_for(BedrockAdapter(), rerank), BedrockRerank)
@@ -222,3 +224,23 @@ def test_transcript_usage_from_answers_and_events() -> None:
     for i in range(0, len(payload), 5):
         events.feed(payload[i : i + 5])
     assert streamed.tokens is not None and (streamed.tokens.input, streamed.tokens.output) == (9, 2)
+
+
+def test_a_whole_form_keeps_its_files() -> None:
+    request = httpx.Request(
+        "POST",
+        "http://x/",
+        data={"model": "m", "prompt": "p"},
+        files=[
+            ("image[]", ("a.png", b"A" * 10, "image/png")),
+            ("image[]", ("b.webp", b"B", "image/webp")),
+        ],
+    )
+    form = read_form(boundary_of(request.headers["content-type"].encode()), request.read())
+    assert form.fields == {"model": "m", "prompt": "p"}
+    assert [(f.name, f.filename, f.content_type, f.data) for f in form.uploads] == [
+        ("image[]", "a.png", "image/png", b"A" * 10),
+        ("image[]", "b.webp", "image/webp", b"B"),
+    ]
+    with pytest.raises(InvalidRequest):
+        read_form(boundary_of(request.headers["content-type"].encode()), request.read()[:-10])
