@@ -84,6 +84,16 @@ def _unsupported(service: CompiledService, endpoint: MediaEndpoint) -> InvalidRe
     )
 
 
+def _sticky(hash_on: str | None, consumer: str, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """What keeps a caller on one arm of the rule (``hash_on``), as for chat."""
+    if hash_on is None:
+        return None
+    if hash_on == "consumer":
+        return consumer
+    wanted = hash_on.removeprefix("header:").lower().encode()
+    return next((v.decode("latin-1") for k, v in headers if k == wanted), None)
+
+
 def _pause(service: CompiledService, retry: int, failure: Failure) -> float | None:
     base, largest = service.backoff
     if failure.retry_after is not None:
@@ -143,7 +153,7 @@ class MediaApi:
                     request.raw = orjson.dumps(request.body)
             # The rule's strategy and routes decide as for chat (docs/routing.md).
             facts = facts_of(table, request.body, headers, consumer, reservation)
-            key = consumer.name if rule.hash_on == "consumer" else None
+            key = _sticky(rule.hash_on, consumer.name, headers)
             stats, embed = proxy.runtime.route_stats, proxy.route_embedder(table)
             decision = await plan(table, rule, facts, request.model, stats, key, embed)
             ex.route = decision.explain
