@@ -244,3 +244,36 @@ def test_a_whole_form_keeps_its_files() -> None:
     ]
     with pytest.raises(InvalidRequest):
         read_form(boundary_of(request.headers["content-type"].encode()), request.read()[:-10])
+
+
+_COLUMNS = {  # the endpoint table's provider columns, and an adapter of each
+    "OpenAI": OpenAIAdapter("openai"),
+    "Azure": AzureAdapter(),
+    "Anthropic": AnthropicAdapter(),
+    "Bedrock": BedrockAdapter(),
+    "Gemini, Vertex": GeminiAdapter(),
+    "Cohere": CohereAdapter(),
+    "OpenAI-compatible": OpenAIAdapter("openai-compatible"),
+}
+
+
+def test_the_endpoint_table_in_the_docs_says_what_the_wires_serve() -> None:
+    """docs/endpoints.md's rows for the media endpoints, checked against ``wire_for``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "endpoints.md").read_text()
+    table = text[text.index("| endpoint | OpenAI |") :]
+    lines = table[: table.index("\n\n")].splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    checked = 0
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        path = cells[0].split("`")[1].removeprefix("POST ")
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is None:
+            continue  # not a media endpoint
+        for column, cell in zip(header[1:-1], cells[1:-1], strict=True):
+            served = wire_for(_COLUMNS[column], endpoint) is not None
+            assert served == cell.startswith("✓"), (path, column, cell)
+        checked += 1
+    assert checked == 7
