@@ -13,9 +13,14 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.fakes.gateway import free_port, serve_process
 from tests.fakes.media_server import OPENAI_KEY, SPEECH_PARTS, FakeOpenAIMedia
+from tests.fakes.realtime_server import INPUT, OUTPUT, REALTIME_KEY, FakeRealtime
 from tests.integration.test_cli import wait_ready
 from tests.reliability.conftest import AUTH, CLIENT_KEY, audited
 from tests.security.leaks import Leaks
@@ -112,3 +117,67 @@ def test_byte_streams_are_cut_at_the_end_of_the_drain(tmp_path: Path, leaks: Lea
     (speech, _, _), (native, _, _) = results
     assert rows[speech] == ("audio.speech", "shutting_down")
     assert rows[native] == ("passthrough", "shutting_down")
+
+
+def test_a_realtime_session_at_shutdown_is_closed_as_a_restart_and_recorded(
+    tmp_path: Path, leaks: Leaks
+) -> None:
+    """A WebSocket is not drained (its client reconnects to another instance at once): it is
+    closed with 1012 (service restart), its upstream socket too, and its audit row written
+    with the tokens it had used."""
+    fake = FakeRealtime().start()
+    port = free_port()
+    config = audited(
+        tmp_path,
+        {
+            "gateway": {"listen": f"127.0.0.1:{port}", "drain_timeout": "5s"},
+            "services": [
+                {
+                    "name": "rt",
+                    "provider": "openai",
+                    "protocol": "http",
+                    "host": "127.0.0.1",
+                    "port": fake.port,
+                    "credentials": {
+                        "header_name": "Authorization",
+                        "header_value": f"Bearer {REALTIME_KEY}",
+                    },
+                }
+            ],
+            "rules": [
+                {"name": "voice", "match": {"models": ["voice"]}, "targets": [{"service": "rt"}]}
+            ],
+            "consumers": [{"name": "team", "keys": [CLIENT_KEY]}],
+        },
+    )
+    proc = serve_process(tmp_path, config)
+    url = f"ws://127.0.0.1:{port}/v1/realtime?model=voice"
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        headers = {**AUTH, "x-request-id": "rt-at-shutdown"}
+        with connect(url, additional_headers=headers) as socket:
+            assert orjson.loads(socket.recv(timeout=10))["type"] == "session.created"
+            socket.send(orjson.dumps({"type": "response.create"}).decode())
+            while orjson.loads(socket.recv(timeout=10))["type"] != "response.done":
+                pass
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    socket.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        out, err = proc.communicate()
+        leaks.scan("gateway stdout", out)
+        leaks.scan("gateway stderr", err)
+    assert fake.closed == 1  # the upstream socket was closed too
+    fake.stop()
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        row = db.execute(
+            "SELECT endpoint, status, input_tokens, output_tokens FROM sluicegate_audit "
+            "WHERE request_id = 'rt-at-shutdown'"
+        ).fetchone()
+    assert row == ("realtime", 101, INPUT, OUTPUT)
