@@ -270,19 +270,25 @@ class MediaApi:
         endpoint = request.endpoint
         model = step.model or request.model
         base = target.url + service.path
+        signer = service.signer
+        # A form streams on, unless its files go inside JSON, or a signature covers its bytes.
+        streamed = endpoint.form and wire.relayed and not (signer and signer.signs_body)
         try:
             files: tuple[FormFile, ...] = ()
-            if endpoint.form and not wire.relayed:  # its files go inside a JSON body
+            if endpoint.form and not wire.relayed:
                 files = tuple((await request.read_whole()).uploads)
             upstream = wire.request(
                 adapter, endpoint, request.body, request.raw, model, base, files
             )
+            if endpoint.form and wire.relayed and not streamed:
+                await request.read_whole()
+                upstream.body = request.form_head(model) + (request.tail or b"")
+                upstream.headers["content-type"] = request.content_type
         except GatewayError as exc:  # the request cannot be put in this provider's terms
             return Failure("status", service, exc.http_status, cause=exc)
         for name, value in service.headers:
             upstream.headers[name] = value
         http = self.proxy.runtime.http
-        signer = service.signer
         if signer is not None:
             if signer.needs_prepare:
                 try:
@@ -296,7 +302,7 @@ class MediaApi:
         transport = service.transport or http
         started = time.monotonic()
         try:
-            if endpoint.form and wire.relayed:
+            if streamed:
                 assert isinstance(transport, HttpTransport)
                 sent = [*upstream.headers.items(), ("content-type", request.content_type)]
                 head = request.form_head(model)

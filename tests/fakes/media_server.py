@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import BodyPartReader, web
 
+from tests.fakes.bedrock_server import Rejected, check_signature
 from tests.fakes.server import FakeServer
 
 OPENAI_KEY = "sk-fake-media-openai"
@@ -256,3 +257,20 @@ class FakeRerank(FakeServer):
                 "results": results,
             }
         )
+
+
+class FakeSignedMedia(FakeServer):
+    """An OpenAI-compatible transcription server behind SigV4 (as one hosted on AWS is),
+    the signature checked with botocore over the exact bytes of the form."""
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{prefix:.*}audio/transcriptions", self.transcriptions)
+
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            check_signature(request, raw)
+        except Rejected as exc:
+            return web.json_response({"message": exc.message}, status=exc.status)
+        model = raw.split(b'name="model"\r\n\r\n', 1)[1].split(b"\r\n", 1)[0].decode()
+        return web.json_response({"text": f"signed {len(raw)} bytes for {model}"})

@@ -26,6 +26,7 @@ from tests.fakes.media_server import (
     SPEECH_PARTS,
     FakeOpenAIMedia,
     FakeRerank,
+    FakeSignedMedia,
 )
 from tests.integration.test_cli import wait_ready
 
@@ -661,3 +662,38 @@ def test_image_edits_and_variations_translated_to_gemini_and_bedrock(
             prompt="x",
         )
     assert masked.value.body["param"] == "mask"  # type: ignore[index]
+
+
+def test_a_sigv4_service_gets_the_form_signed_whole(tmp_path: Path) -> None:
+    fake = FakeSignedMedia().start()
+    config = {
+        "services": [
+            {
+                "name": "aws-stt",
+                "provider": "openai-compatible",
+                **local(fake),
+                "credentials": {
+                    "aws_access_key_id": ACCESS_KEY,
+                    "aws_secret_access_key": SECRET_KEY,
+                    "aws_region": REGION,
+                },
+            }
+        ],
+        "rules": [
+            {
+                "name": "stt",
+                "match": {"models": ["stt"]},
+                "targets": [{"service": "aws-stt", "model": "whisper-large-v3"}],
+            }
+        ],
+    }
+    running = RunningGateway(config).start()
+    try:
+        sdk = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0)
+        text = sdk.audio.transcriptions.create(
+            model="stt", file=("call.wav", b"RIFF" + b"\x03" * 20_000, "audio/wav")
+        ).text
+        assert text.startswith("signed ") and text.endswith(" bytes for whisper-large-v3")
+    finally:
+        running.stop()
+        fake.stop()
