@@ -40,7 +40,7 @@ from sluicegate.media import usage
 from sluicegate.media.base import MediaEndpoint, Wire
 from sluicegate.media.multipart import FormFile
 from sluicegate.media.request import MediaRequest, read_request
-from sluicegate.media.usage import MediaUnits, TranscriptEvents
+from sluicegate.media.usage import MediaUnits, StreamEvents
 from sluicegate.media.wires import wire_for
 from sluicegate.policies.rate_limit import Reservation
 from sluicegate.proxy.attempt import Failure
@@ -387,7 +387,7 @@ class MediaApi:
         else:
             assert answer.response is not None
             streamed = answer.content_type.startswith("text/event-stream")
-            events = TranscriptEvents(units) if streamed else None
+            events = StreamEvents(units) if streamed else None
             await relay_bytes(
                 answer.response,
                 send,

@@ -88,7 +88,33 @@ class FakeOpenAIMedia(FakeServer):
             return refused
         if not body.get("prompt"):
             return error(400, "prompt is required")
+        if body.get("stream"):
+            return await self.image_events(request, body)
         return web.json_response(self.images(body.get("n") or 1, body.get("response_format")))
+
+    async def image_events(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """gpt-image-1's stream: ``partial_images`` partial images, then the completed one
+        with its usage."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        common = {"created_at": int(time.time()), "size": "1024x1024", "quality": "low"}
+        common |= {"background": "opaque", "output_format": "png"}
+        for index in range(body.get("partial_images") or 0):
+            partial = {"type": "image_generation.partial_image", "b64_json": PNG_B64}
+            partial |= {"partial_image_index": index, **common}
+            await response.write(b"event: image_generation.partial_image\ndata: ")
+            await response.write(orjson.dumps(partial) + b"\n\n")
+        usage = {
+            "input_tokens": 12,
+            "output_tokens": 272,
+            "total_tokens": 284,
+            "input_tokens_details": {"text_tokens": 12, "image_tokens": 0},
+        }
+        done = {"type": "image_generation.completed", "b64_json": PNG_B64, "usage": usage}
+        await response.write(b"event: image_generation.completed\ndata: ")
+        await response.write(orjson.dumps({**done, **common}) + b"\n\n")
+        await response.write_eof()
+        return response
 
     async def form(self, request: web.Request) -> dict[str, Any]:
         """Read a multipart body part by part: plain fields kept, files only counted."""

@@ -697,3 +697,26 @@ def test_a_sigv4_service_gets_the_form_signed_whole(tmp_path: Path) -> None:
     finally:
         running.stop()
         fake.stop()
+
+
+def test_images_generate_streamed_partial_images(
+    gateway: RunningGateway, admin: httpx.Client
+) -> None:
+    events = list(
+        client(gateway).images.generate(
+            model="gpt-image-1",
+            prompt="a fox",
+            stream=True,
+            partial_images=2,
+            quality="low",
+            extra_headers={"x-request-id": "img-stream"},
+        )
+    )
+    assert [e.type for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    row = logged_row(admin, "img-stream", 10)
+    assert (row["endpoint"], row["output_tokens"]) == ("images.generations", 272)
+    assert row["cost_usd"] == pytest.approx(0.011)  # one low-quality 1024x1024 image

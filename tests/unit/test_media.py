@@ -17,7 +17,7 @@ from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, scores_of
-from sluicegate.media.usage import MediaUnits, TranscriptEvents, cost, from_answer
+from sluicegate.media.usage import MediaUnits, StreamEvents, cost, from_answer
 from sluicegate.media.wires import wire_for
 from sluicegate.providers.anthropic import AnthropicAdapter
 from sluicegate.providers.azure import AzureAdapter
@@ -210,7 +210,7 @@ def test_transcript_usage_from_answers_and_events() -> None:
     verbose = from_answer("transcripts", {}, {"text": "hi", "duration": 3.5})
     assert verbose.seconds == 3.5
     streamed = MediaUnits()
-    events = TranscriptEvents(streamed)
+    events = StreamEvents(streamed)
     done = {
         "type": "transcript.text.done",
         "text": "x",
