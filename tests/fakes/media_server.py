@@ -70,7 +70,8 @@ class FakeOpenAIMedia(FakeServer):
             return error(401, "Incorrect API key provided.", "invalid_request_error")
         if model and model.startswith("fail-"):
             status = int(model.removeprefix("fail-"))
-            return error(status, f"fake {status}", "server_error" if status >= 500 else "x")
+            kind = "server_error" if status >= 500 else "invalid_request_error"
+            return error(status, f"fake {status}", kind)
         return None
 
     def images(self, n: int, response_format: str | None) -> dict[str, Any]:
