@@ -65,6 +65,7 @@ from sluicegate.routing.table import (
     Step,
     hash_key,
 )
+from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
@@ -319,7 +320,11 @@ class Proxy:
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse(endpoint, raw)
             prompt = parsed.canonical
-            rule = self.match(table, consumer, parsed.model, scope, headers)
+            try:
+                rule = self.match(table, consumer, parsed.model, scope, headers)
+            except ModelNotFound:
+                events.unknown_model(incoming.request_id, parsed.model, consumer.name)
+                raise
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:  # the rule decides
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -422,7 +427,11 @@ class Proxy:
             if audit is not None and audit.log_bodies:
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse("count_tokens", raw)
-            rule = self.match(table, consumer, parsed.model, scope, headers)
+            try:
+                rule = self.match(table, consumer, parsed.model, scope, headers)
+            except ModelNotFound:
+                events.unknown_model(incoming.request_id, parsed.model, consumer.name)
+                raise
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -532,13 +541,16 @@ class Proxy:
             for retry in range(service.retries + 1):
                 if retry and failure is not None:
                     delay = _backoff(service, retry, failure)
-                    if delay is None:
-                        break  # the provider asked for longer than we would wait
+                    if delay is None:  # the provider asked for longer than we would wait
+                        events.not_retried(ex.request_id, service.name, failure.retry_after)
+                        break
+                    events.retrying(ex.request_id, service.name, retry, service.retries, delay)
                     await asyncio.sleep(delay)
                 now = time.monotonic()
                 target = pool.pick(now, key)
                 if target is None:
                     failure = Failure("unavailable", service, detail=pool.why_unavailable(now))
+                    events.skipped(ex.request_id, service.name, failure.detail)
                     ex.tried.append(Tried(service.name, None, "unavailable"))
                     break
                 attempts += 1
@@ -563,6 +575,15 @@ class Proxy:
                 if isinstance(result, Failure):
                     failure = result
                     target.health.failed(result.kind, result.status, time.monotonic())
+                    events.attempt_failed(
+                        ex.request_id,
+                        attempts,
+                        service.name,
+                        target.url,
+                        result.kind,
+                        result.status,
+                        result.describe(),
+                    )
                     if not result.retryable():
                         break
                     continue
@@ -577,6 +598,9 @@ class Proxy:
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
                 break
+            if index + 1 < len(steps):
+                following = steps[index + 1].service.name
+                events.falling_back(ex.request_id, rule.name, service.name, following)
         assert failure is not None
         ex.attempts, ex.service, ex.provider = (
             attempts,
