@@ -153,7 +153,10 @@ class App:
             log.info("SIGHUP: reloading %s", self.runtime.config_path)
             await self.runtime.reload_file()  # logs "reloaded", or why the edit was refused
 
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+            log.warning("SIGHUP cannot be handled here; the config file is still watched")
 
     @property
     def head_limits(self) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from sluicegate import __version__
 from sluicegate.config.load import Loaded, load_config
 from sluicegate.errors import ConfigError
 from sluicegate.startup import StartupFailed, bind, check_redis, check_store, shown
-from sluicegate.telemetry.logs import LOG_CONFIG, setup
+from sluicegate.telemetry.logs import log_config, setup
 
 log = logging.getLogger("sluicegate")
 
@@ -192,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "access_log": False,  # the gateway writes its own (gateway.access_log / --access-log)
         "log_level": "warning",
-        "log_config": LOG_CONFIG,
+        "log_config": log_config(),
         "server_header": False,
         "proxy_headers": False,  # the gateway reads what it needs from the headers itself
         # Past the drain, streams still running end with an error event (sluicegate/drain.py);

@@ -7,7 +7,7 @@ Every line starts with its time (UTC, ISO 8601, milliseconds) and its level:
 The access log (``sluicegate.access``) is JSON lines, each carrying ``ts`` and
 ``level`` itself, so it is written bare: a log shipper reads each line as one
 JSON object. The server's own loggers (uvicorn's) go through the same format.
-``LOG_CONFIG`` is given to the server too, which applies it in each worker.
+``log_config()`` is given to the server too, which applies it in each worker.
 """
 
 from __future__ import annotations
@@ -37,25 +37,39 @@ class LineFormatter(logging.Formatter):
         return line
 
 
-LOG_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"line": {"()": LineFormatter}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "line",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "root": {"handlers": ["stderr"], "level": "INFO"},
-    # uvicorn's loggers carry no handlers of their own: their lines take the format above.
-    "loggers": {
-        name: {"handlers": [], "propagate": True}
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-    },
-}
+class SaidAlready(logging.Filter):
+    """Drops uvicorn's "Application startup failed. Exiting.": the gateway has just
+    written the one line that says what failed (``App.lifespan``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Application startup failed. Exiting."
+
+
+def log_config() -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` document; a new one for each use, since applying
+    it consumes its factories."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"line": {"()": LineFormatter}},
+        "filters": {"said_already": {"()": SaidAlready}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "filters": ["said_already"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        # uvicorn's loggers carry no handlers of their own: their lines take the format above.
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
 
 
 def setup() -> None:
-    logging.config.dictConfig(LOG_CONFIG)
+    logging.config.dictConfig(log_config())
+    logging.captureWarnings(True)  # a library's warning is a log line like any other
