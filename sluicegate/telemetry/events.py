@@ -1,5 +1,5 @@
 """The log lines about one request's way through the gateway: a failed attempt with what
-the provider said, a retry, a fallback, a model no rule serves.
+the provider said, a retry, a fallback, a stream cut short, a model no rule serves.
 
 Each names the request by its id, so that an operator can join them with the access
 log and the audit row. What a provider or a client wrote is cut short and kept on one
@@ -78,6 +78,15 @@ def falling_back(request_id: str, rule: str, service: str, next_service: str) ->
         rule,
         service,
         next_service,
+    )
+
+
+def stream_cut(request_id: str, service: str | None, what: str) -> None:
+    log.warning(
+        "request %s: the stream from service '%s' ended early: %s",
+        request_id,
+        service or "-",
+        printable(what),
     )
 
 

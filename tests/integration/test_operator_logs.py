@@ -217,3 +217,34 @@ def test_failed_attempts_retries_fallbacks_and_the_circuit_are_logged(
     assert "after 5 failures in a row" in lines[ejected]
     rid3 = answers[2].headers["x-request-id"]
     assert f"request {rid3}: service 'broken' passed over: all 1 targets" in text
+
+
+def test_a_stream_cut_short_is_logged(tmp_path: Path, failing: FailingProvider) -> None:
+    port = free_port()
+    config = _config(port)
+    config["services"] = [
+        {
+            "name": "cut",
+            "provider": "openai",
+            "protocol": "http",
+            "host": "127.0.0.1",
+            "port": failing.port,
+            "path": "/k/stream-break",
+            "credentials": {"header_name": "Authorization", "header_value": f"Bearer {SECRET}"},
+        }
+    ]
+    config["rules"][0]["targets"] = [{"service": "cut"}]
+    proc = serve_process(tmp_path, config)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(url + "/v1/chat/completions", json=body, timeout=20)
+    finally:
+        code, lines = _stop(proc)
+    assert code == 0 and answer.status_code == 200
+    assert '"error"' in answer.text  # the client's stream ends with an error event
+    rid = answer.headers["x-request-id"]
+    cut = _index(lines, f"request {rid}: the stream from service 'cut' ended early: ")
+    assert " WARNING " in lines[cut]
+    assert SECRET not in "\n".join(lines)
