@@ -28,9 +28,13 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
 from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
+from sluicegate.mcp.room import McpRoom, mcp_path
+from sluicegate.media.api import MediaApi
+from sluicegate.media.base import ENDPOINTS as MEDIA_ENDPOINTS
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.realtime.relay import Realtime
+from sluicegate.responses.api import ResponsesApi
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
 from sluicegate.startup import describe_failure
@@ -65,6 +69,12 @@ def _model_in(path: str) -> str | None:
 
 def _native(path: str) -> bool:
     return path.startswith("/passthrough/")
+
+
+def _responses(path: str) -> bool:
+    return path in ("/v1/responses", "/responses") or path.startswith(
+        ("/v1/responses/", "/responses/")
+    )
 
 
 def _objects(path: str) -> str | None:
@@ -122,9 +132,12 @@ class App:
         self.proxy = Proxy(runtime)
         self.native = NativeProxy(self.proxy)
         self.objects = ObjectsApi(self.proxy)
+        self.media = MediaApi(self.proxy)
         self.realtime = Realtime(self.proxy)
+        self.responses = ResponsesApi(self.proxy)
+        self.mcp = McpRoom(self.proxy)
         self.proxy.recorder.audit = runtime.audit
-        self.admin = AdminApi(runtime)
+        self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
 
     @property
@@ -195,7 +208,13 @@ class App:
         table = self._gateway(scope)
         path: str = scope["path"]
         proxied = (method, path) in _PROXIED or _model_in(path) is not None
-        if not (proxied or _native(path) or _objects(path)):
+        if not (
+            proxied
+            or _native(path)
+            or _objects(path)
+            or _responses(path)
+            or path in MEDIA_ENDPOINTS
+        ):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -223,8 +242,23 @@ class App:
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
             return
+        media = MEDIA_ENDPOINTS.get(path)
+        if media is not None:
+            if method == "POST":
+                await self.media.handle(scope, receive, send, table, media)
+                return
+            await respond_error(
+                send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
+            )
+            return
         if _native(path):
             await self.native.handle(scope, receive, send, table)
+            return
+        if _responses(path):
+            await self.responses.handle(scope, receive, send, table)
+            return
+        if mcp_path(path):
+            await self.mcp.handle(scope, receive, send, table)
             return
         family = _objects(path)
         if family is not None:
@@ -318,6 +352,8 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 self._announce_stop()
                 await self.ui.close()
+                await self.responses.close()
+                await self.mcp.close()
                 await self.proxy.close()
                 await self.runtime.close()
                 audited = ", the audit log written" if self.runtime.audit is not None else ""

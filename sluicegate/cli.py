@@ -345,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parsers(sub)  # logs tail, usage
 
+    from sluicegate.cli_route import add_parsers as add_route_parsers
+
+    add_route_parsers(sub)  # route explain
+
     from sluicegate.cli_keys import add_parsers as add_key_parsers
 
     add_key_parsers(sub)  # keys create, list, revoke, rotate

@@ -33,6 +33,7 @@ from sluicegate.errors import ConfigError
 from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
+from sluicegate.routing.stats import RouteStats
 from sluicegate.routing.table import Hosts, RoutingTable
 from sluicegate.startup import StartupFailed, reason, shown
 from sluicegate.stores.base import Change, Record, StaleWrite, Store
@@ -73,6 +74,8 @@ class Runtime:
             name: compile_config(part.config, part.warnings, key_secret=self.key_secret)
             for name, part in self.files.items()
         }
+        # What routing has seen of each target (latency, share): kept across tables.
+        self.route_stats = RouteStats()
         # Minted keys seen since the last flush (key id → unix time); written in batches.
         self.keys_used: dict[str, float] = {}
         self.table: RoutingTable = self.tables[self.gateway]  # the default gateway's

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from sluicegate.cache.store import MAX_ANSWER_BYTES, Caches, Lookup, read_contro
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
+from sluicegate.dialects.responses_items import refused_tools
 from sluicegate.drain import Drain
 from sluicegate.errors import (
     AuthenticationError,
@@ -56,7 +58,10 @@ from sluicegate.policies.shared_counters import SharedFileCounters
 from sluicegate.policies.tokens import approximate
 from sluicegate.policies.windows import Counters, RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
+from sluicegate.proxy.routing import embedder, facts_of, learn, plan
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
+from sluicegate.routing.semantic import Embed
+from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -140,7 +145,13 @@ def _backoff(service: CompiledService, retry: int, failure: Failure) -> float | 
 _CHAT_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 
 
+# Reads what a dialect needs before parsing (``Proxy.handle``): the endpoint, or None.
+Prepare = Callable[[ConsumerEntry, bytes], Awaitable[str | None]]
+
+
 def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
+    if call.endpoint == "responses":  # only built-in tools make a request need it
+        return refused_tools(service.name, service.provider, call.parsed.native)
     path = f"/v1/{call.endpoint}"
     if call.endpoint == "chat":
         path = _CHAT_PATHS.get(call.dialect.name, path)
@@ -149,6 +160,10 @@ def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
         param="model",
         code="unsupported_endpoint",
     )
+
+
+def _failure(result: Success | Failure) -> Failure | None:
+    return result if isinstance(result, Failure) else None
 
 
 def _forwarded(dialect: Dialect, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -297,16 +312,26 @@ class Proxy:
         endpoint: str,
         dialect: Dialect,
         table: RoutingTable | None = None,
+        prepare: Prepare | None = None,
+        label: str | None = None,
     ) -> None:
+        """Serve one request of ``dialect`` for ``endpoint``. ``prepare`` reads what the
+        dialect needs before it parses the body (a stored conversation) and may name the
+        endpoint the request needs instead; ``label`` is the endpoint that audit rows,
+        metrics and traces name, when it is not ``endpoint``."""
         # The request finishes on the table it started with, whatever is swapped in meanwhile.
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
-        ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
+        ex = Exchange(incoming.request_id, table.gateway, label or endpoint, dialect.name)
         reservation: Reservation | None = None
         prompt: dict[str, Any] = {}  # the request, to count its prompt when no usage comes
-        span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
+        span = (
+            self.tracing.request_span(headers, label or endpoint)
+            if self.tracing is not None
+            else None
+        )
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
@@ -318,6 +343,8 @@ class Proxy:
             audit = self.recorder.audit
             if audit is not None and audit.log_bodies:  # otherwise no body outlives its answer
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
+            if prepare is not None:
+                endpoint = await prepare(consumer, raw) or endpoint
             parsed = dialect.parse(endpoint, raw)
             prompt = parsed.canonical
             try:
@@ -344,10 +371,11 @@ class Proxy:
             if span is not None and self.tracing is not None:
                 call.trace = (self.tracing, span)
             call.receive = receive  # a stream stops when its client leaves
+            steps = await self.route(table, rule, call, consumer, reservation, out, ex)
             if rule.cache is None:
-                await self.forward(table, rule, call, send, out, ex)
+                await self.forward(table, rule, call, send, out, ex, steps)
             else:
-                await self.forward_cached(table, rule, rule.cache, call, send, out, ex)
+                await self.forward_cached(table, rule, rule.cache, call, send, out, ex, steps)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.client_type
             await respond_error(send, exc, out, dialect.name)
@@ -512,6 +540,36 @@ class Proxy:
             f"The model '{model}' does not exist or is not served here.", param="model"
         )
 
+    async def route(
+        self,
+        table: RoutingTable,
+        rule: CompiledRule,
+        call: Call,
+        consumer: ConsumerEntry,
+        reservation: Reservation | None,
+        out: Headers,
+        ex: Exchange,
+    ) -> list[Step]:
+        """The rule's decision for this request (docs/routing.md), explained in
+        ``x-sluicegate-route`` and the audit row."""
+        facts = facts_of(table, call.parsed.canonical, call.headers, consumer, reservation)
+        key = _sticky_key(rule.hash_on, call.consumer, call.headers)
+        stats = self.runtime.route_stats
+        embed = self.route_embedder(table)
+        decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        ex.route = decision.explain
+        out.append((b"x-sluicegate-route", header_value(decision.explain)))
+        return decision.steps
+
+    def route_embedder(self, table: RoutingTable) -> Embed:
+        """What semantic routes embed with: the cache's local model, or an embeddings
+        rule of ``table``."""
+
+        async def via_rules(model: str, text: str) -> list[float]:
+            return await self.embedding(table, model, text)
+
+        return embedder(self.caches.local, via_rules)
+
     async def forward(
         self,
         table: RoutingTable,
@@ -564,6 +622,7 @@ class Proxy:
                 finally:
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
+                learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(
@@ -671,6 +730,7 @@ class Proxy:
         send: Send,
         out: Headers,
         ex: Exchange,
+        steps: list[Step] | None = None,
     ) -> None:
         """``forward`` behind the rule's cache (docs/cache.md): a hit is replayed without
         an upstream call; a miss is forwarded and its complete answer kept."""
@@ -678,11 +738,12 @@ class Proxy:
         if call.endpoint != "chat" or (call.screen is not None and call.screen.personal):
             ex.cache = "bypass"
             out.append((b"x-sluicegate-cache", b"bypass"))
-            await self.forward(table, rule, call, send, out, ex)
+            await self.forward(table, rule, call, send, out, ex, steps)
             return
         control = read_control(call.headers)
         # The plan is drawn first: the key names the service and model it resolves to.
-        steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+        if steps is None:
+            steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
         first = steps[0]
         scope = CacheScope(table.gateway, rule.name, call.consumer if plan.per_consumer else None)
         model = first.model or call.parsed.model
