@@ -76,6 +76,7 @@ def app_factory() -> object:
     from sluicegate.policies.shared_counters import COUNTERS_ENV
     from sluicegate.runtime import Runtime
 
+    setup()  # as serve does, whichever server runs it
     path = os.environ[CONFIG_ENV]
     access_log = os.environ.get(ACCESS_LOG_ENV) == "1"
     counters = os.environ.get(COUNTERS_ENV)
