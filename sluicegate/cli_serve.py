@@ -15,11 +15,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -30,6 +27,7 @@ from sluicegate.config.load import Loaded, load_config
 from sluicegate.errors import ConfigError
 from sluicegate.startup import StartupFailed, bind, check_redis, check_store, shown
 from sluicegate.telemetry.logs import log_config, setup
+from sluicegate.workers import counters_path, shared_run
 
 log = logging.getLogger("sluicegate")
 
@@ -73,13 +71,12 @@ def app_factory() -> object:
     """The application of each worker process (``--workers`` above one), and of any ASGI
     server given ``sluicegate.cli:app_factory`` with ``SLUICEGATE_CONFIG`` set."""
     from sluicegate.app import create_app
-    from sluicegate.policies.shared_counters import COUNTERS_ENV
     from sluicegate.runtime import Runtime
 
     setup()  # as serve does, whichever server runs it
     path = os.environ[CONFIG_ENV]
     access_log = os.environ.get(ACCESS_LOG_ENV) == "1"
-    counters = os.environ.get(COUNTERS_ENV)
+    counters = counters_path()
     try:
         loaded = load_config(path)
     except ConfigError as exc:  # an edit between the start and a worker's restart
@@ -87,20 +84,6 @@ def app_factory() -> object:
         raise SystemExit(STARTUP_FAILURE) from None
     runtime = Runtime(loaded, config_path=path, access_log=access_log, shared_counters=counters)
     return create_app(runtime, tune_gc=True, signals=True)
-
-
-@contextlib.contextmanager
-def _shared_counters() -> Iterator[None]:
-    """A file in which the workers count limits and budgets together (docs/limits.md),
-    for as long as they serve; Redis, when configured, counts instead."""
-    from sluicegate.policies.shared_counters import COUNTERS_ENV
-
-    folder = tempfile.mkdtemp(prefix="sluicegate-")
-    os.environ[COUNTERS_ENV] = os.path.join(folder, "limits.db")
-    try:
-        yield
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exit_ok(signum: int, frame: object) -> None:
@@ -211,7 +194,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = uvicorn.Config(
             "sluicegate.cli_serve:app_factory", factory=True, workers=args.workers, **options
         )
-        with _shared_counters():
+        with shared_run():
             log.info("%s", ready)
             supervisor = Workers(config, sockets=[sock])
             supervisor.run()
