@@ -6,7 +6,7 @@ workers in ``SLUICEGATE_RUN_DIR``; in it are the limit counters' file
 must be signed alike by every worker when no secret is configured (file and batch ids,
 dashboard sessions without an admin key): made per process, an id one worker gave would
 be unknown to the next. It is kept in a file only the gateway's user can read, not in
-the environment, which the processes the gateway starts (MCP servers) would inherit.
+an environment variable, which every process started from here would inherit.
 """
 
 from __future__ import annotations
