@@ -2,7 +2,8 @@
 
 The main process makes a private folder at start (removed at stop) and names it to the
 workers in ``SLUICEGATE_RUN_DIR``; in it are the limit counters' file
-(``policies.shared_counters``) and a random secret of this run. The secret signs what
+(``policies.shared_counters``), the MCP sessions' (``mcp.session_file``) and a random
+secret of this run. The secret signs what
 must be signed alike by every worker when no secret is configured (file and batch ids,
 dashboard sessions without an admin key): made per process, an id one worker gave would
 be unknown to the next. It is kept in a file only the gateway's user can read, not in
@@ -43,10 +44,15 @@ def _folder() -> Path | None:
     return Path(value) if value else None
 
 
+def run_path(name: str) -> str | None:
+    """A file of this run's folder; None outside ``serve --workers N``."""
+    folder = _folder()
+    return str(folder / name) if folder is not None else None
+
+
 def counters_path() -> str | None:
     """The limit counters' file of this run; None outside ``serve --workers N``."""
-    folder = _folder()
-    return str(folder / _COUNTERS) if folder is not None else None
+    return run_path(_COUNTERS)
 
 
 def run_secret() -> bytes | None:

@@ -13,7 +13,10 @@ from openai import OpenAI
 
 from tests.fakes.batch_server import OPENAI_KEY, FakeBatches
 from tests.fakes.gateway import free_port, serve_process
+from tests.fakes.mcp_servers import McpProcess
 from tests.integration.test_cli import wait_ready
+
+MCP_KEY = "sk-mcp-workers-1"
 
 
 def _ask(url: str) -> int:
@@ -97,3 +100,40 @@ def test_two_workers_without_a_key_secret_know_each_others_file_ids(
         _, err = proc.communicate(timeout=20)
         fake.stop()
     assert statuses == [200] * 64, err
+
+
+def test_two_workers_without_redis_serve_one_mcp_session(tmp_path: Path) -> None:
+    counter = McpProcess("counter", free_port()).start()
+    port = free_port()
+    config = {
+        "gateway": {"listen": f"127.0.0.1:{port}"},
+        "mcp_servers": [{"name": "counter", "url": counter.url}],
+        "consumers": [{"name": "team", "keys": [MCP_KEY]}],
+    }
+    proc = serve_process(tmp_path, config, keyless=False, args=("--workers", "2"))
+    url = f"http://127.0.0.1:{port}/mcp"
+    headers = {"accept": "application/json, text/event-stream", "x-api-key": MCP_KEY}
+
+    def post(message: dict[str, object]) -> httpx.Response:
+        with httpx.Client(timeout=20) as client:  # a connection of its own, as after a balancer
+            return client.post(url, json=message, headers=headers)
+
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}},
+        }
+        opened = post(init)
+        assert opened.status_code == 200, opened.text
+        headers["mcp-session-id"] = opened.headers["mcp-session-id"]
+        pings = [{"jsonrpc": "2.0", "id": 2 + i, "method": "ping"} for i in range(24)]
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [answer.status_code for answer in pool.map(post, pings)]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+        counter.kill()
+    assert statuses == [200] * 24, err
