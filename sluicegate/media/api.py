@@ -120,7 +120,7 @@ class MediaApi:
             consumer = await proxy.identify(table, incoming.key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             request = await read_request(receive, headers, incoming.content_length, table, endpoint)
-            rule = proxy.match(table, consumer, request.model, scope, headers)
+            rule = proxy.match(table, consumer, request.model, scope, headers, ex.request_id)
             ex.rule, ex.model = rule.name, request.model
             ex.stream = request.stream
             # Media is counted in requests and spend: its tokens, where a provider reports

@@ -347,11 +347,7 @@ class Proxy:
                 endpoint = await prepare(consumer, raw) or endpoint
             parsed = dialect.parse(endpoint, raw)
             prompt = parsed.canonical
-            try:
-                rule = self.match(table, consumer, parsed.model, scope, headers)
-            except ModelNotFound:
-                events.unknown_model(incoming.request_id, parsed.model, consumer.name)
-                raise
+            rule = self.match(table, consumer, parsed.model, scope, headers, incoming.request_id)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:  # the rule decides
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -455,11 +451,7 @@ class Proxy:
             if audit is not None and audit.log_bodies:
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse("count_tokens", raw)
-            try:
-                rule = self.match(table, consumer, parsed.model, scope, headers)
-            except ModelNotFound:
-                events.unknown_model(incoming.request_id, parsed.model, consumer.name)
-                raise
+            rule = self.match(table, consumer, parsed.model, scope, headers, incoming.request_id)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -509,7 +501,10 @@ class Proxy:
         model: str,
         scope: Scope,
         headers: list[tuple[bytes, bytes]],
+        request_id: str | None = None,
     ) -> CompiledRule:
+        """The rule that serves ``model`` for ``consumer``; a model no rule serves is a 404,
+        logged with the model asked for (and ``request_id``)."""
         if consumer.models is not None and model not in consumer.models:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.",
@@ -518,6 +513,7 @@ class Proxy:
             )
         candidates = table.candidates(model)
         if not candidates:
+            events.unknown_model(request_id, model, consumer.name)
             raise ModelNotFound(
                 f"The model '{model}' does not exist or is not served here.", param="model"
             )
@@ -536,6 +532,7 @@ class Proxy:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.", param="model", code="rule_not_allowed"
             )
+        events.unknown_model(request_id, model, consumer.name)
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not served here.", param="model"
         )

@@ -90,10 +90,10 @@ def stream_cut(request_id: str, service: str | None, what: str) -> None:
     )
 
 
-def unknown_model(request_id: str, model: str, consumer: str) -> None:
+def unknown_model(request_id: str | None, model: str, consumer: str) -> None:
     log.info(
-        "request %s: 404 for model '%s' (consumer '%s'): no rule serves it",
-        request_id,
+        "%s404 for model '%s' (consumer '%s'): no rule serves it",
+        f"request {request_id}: " if request_id else "",
         printable(model, 200),
         consumer,
     )
