@@ -34,7 +34,6 @@ from sluicegate.asgi import (
     respond,
     respond_error,
 )
-from sluicegate.credentials.redact import redact_error
 from sluicegate.errors import GatewayError, InvalidRequest, TransportError
 from sluicegate.media import usage
 from sluicegate.media.base import MediaEndpoint, Wire
@@ -42,19 +41,18 @@ from sluicegate.media.request import MediaRequest, read_request
 from sluicegate.media.usage import MediaUnits, TranscriptEvents
 from sluicegate.media.wires import wire_for
 from sluicegate.policies.rate_limit import Reservation
-from sluicegate.proxy.attempt import Failure
+from sluicegate.proxy.attempt import Failure, failed_answer
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
 from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
+from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
     from sluicegate.proxy.handler import Proxy
-
-_MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -180,7 +178,9 @@ class MediaApi:
                 if retry and failure is not None:
                     delay = _pause(service, retry, failure)
                     if delay is None:
+                        events.not_retried(ex.request_id, service.name, failure.retry_after)
                         break
+                    events.retrying(ex.request_id, service.name, retry, service.retries, delay)
                     await asyncio.sleep(delay)
                 now = time.monotonic()
                 target = service.pool.pick(now, None)
@@ -188,6 +188,7 @@ class MediaApi:
                     why = service.pool.why_unavailable(now)
                     failure = Failure("unavailable", service, detail=why)
                     ex.tried.append(Tried(service.name, None, "unavailable"))
+                    events.skipped(ex.request_id, service.name, why)
                     break
                 attempts += 1
                 target.health.begin(now)
@@ -207,6 +208,15 @@ class MediaApi:
                 if isinstance(result, Failure):
                     failure = result
                     target.health.failed(result.kind, result.status, time.monotonic())
+                    events.attempt_failed(
+                        ex.request_id,
+                        attempts,
+                        service.name,
+                        target.url,
+                        result.kind,
+                        result.status,
+                        result.describe(),
+                    )
                     if not result.retryable():
                         break
                     continue
@@ -223,6 +233,9 @@ class MediaApi:
                 failure.kind, failure.status, failure.code
             ):
                 break
+            if index + 1 < len(steps):
+                following = steps[index + 1].service.name
+                events.falling_back(ex.request_id, rule.name, service.name, following)
         assert failure is not None
         ex.attempts, ex.service, ex.provider = (
             attempts,
@@ -277,7 +290,8 @@ class MediaApi:
         except TransportError as exc:
             return Failure(exc.kind, service, detail=str(exc))
         if response.status >= 400:
-            return await self._failed(response, service, upstream)
+            secrets = service.signer.secrets(upstream) if service.signer is not None else []
+            return await failed_answer(response, service, secrets)
         content_type = response.headers.get("content-type", "application/json")
         if wire.relayed and not content_type.startswith("application/json"):
             # Audio, an event stream, text: relayed as it comes.
@@ -297,30 +311,6 @@ class MediaApi:
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             return Failure("invalid", service, detail=type(exc).__name__)
         return Answer(target, 200, "application/json", orjson.dumps(document), document)
-
-    @staticmethod
-    async def _failed(
-        response: UpstreamResponse, service: CompiledService, upstream: Any
-    ) -> Failure:
-        try:
-            body = (await response.read())[:_MAX_ERROR_BODY]
-        except TransportError:
-            body = b""
-        status = response.status
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        cause = None
-        if status < 500 and status not in (401, 403) and service.adapter is not None:
-            cause = service.adapter.error(status, headers, body)
-            if service.signer is not None:
-                redact_error(cause, service.signer.secrets(upstream))
-        retry_after: float | None = None
-        value = headers.get("retry-after")
-        if value is not None:
-            try:
-                retry_after = max(float(value), 0.0)
-            except ValueError:
-                retry_after = None
-        return Failure("status", service, status, cause=cause, retry_after=retry_after)
 
     async def deliver(
         self,

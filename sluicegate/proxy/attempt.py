@@ -294,6 +294,15 @@ async def _send(
 async def _failed(
     response: UpstreamResponse, service: CompiledService, request: UpstreamRequest
 ) -> Failure:
+    secrets = service.signer.secrets(request) if service.signer is not None else []
+    return await failed_answer(response, service, secrets)
+
+
+async def failed_answer(
+    response: UpstreamResponse, service: CompiledService, secrets: list[str]
+) -> Failure:
+    """The ``Failure`` of a provider's error answer: its own 4xx translated for the client,
+    and what it said for the log, with the request's credentials (``secrets``) taken out."""
     try:
         body = (await response.read())[:_MAX_ERROR_BODY]
     except TransportError:
@@ -302,7 +311,6 @@ async def _failed(
     headers = {k.lower(): v for k, v in response.headers.items()}
     cause = None
     said = None
-    secrets = service.signer.secrets(request) if service.signer is not None else []
     if status < 500 and status not in (401, 403) and service.adapter is not None:
         cause = service.adapter.error(status, headers, body)
         # The provider may quote the request's credentials.
