@@ -1,7 +1,8 @@
 """``sluicegate serve``: check what the gateway needs, listen, serve, reload, stop.
 
 The order is what an operator reads in the log: the config is loaded, the port
-is bound, the store opens and Redis answers, and only then "serving on …". A
+is bound, the store opens and Redis answers, and only once the application has
+started (in every worker) "serving on …". A
 start-up failure is one line naming what failed, with exit code 1 (3 when the
 application itself failed to start, as uvicorn reports it). ``SIGHUP`` reloads
 the config file (each worker's, with ``--workers``); ``SIGTERM`` drains and
@@ -34,6 +35,7 @@ log = logging.getLogger("sluicegate")
 CONFIG_ENV = "SLUICEGATE_CONFIG"
 ACCESS_LOG_ENV = "SLUICEGATE_ACCESS_LOG"
 STARTUP_FAILURE = 3  # uvicorn's exit code for an application that failed to start
+WORKER_START = 60.0  # seconds a worker may take to serve before the serving line is skipped
 
 
 def _log_issues(path: str, issues: list[str]) -> None:
@@ -56,8 +58,20 @@ class Serving(uvicorn.Server):
 
 
 class Workers(Multiprocess):
-    """The worker processes; SIGHUP makes each reload its config in place, as one process
-    does (uvicorn's own answer, restarting them all, would cut their streams)."""
+    """The worker processes. The serving line is written once every worker serves; SIGHUP
+    makes each reload its config in place, as one process does (uvicorn's own answer,
+    restarting them all, would cut their streams)."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], ready: str) -> None:
+        super().__init__(config, sockets)
+        self.ready = ready
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        for process in self.processes:
+            if not process.wait_until_ready(WORKER_START, self.should_exit):
+                return  # it died (the supervisor says so and stops) or is slow: no claim
+        log.info("%s", self.ready)
 
     def handle_hup(self) -> None:
         log.info("SIGHUP: each worker reloads the config")
@@ -195,8 +209,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "sluicegate.cli_serve:app_factory", factory=True, workers=args.workers, **options
         )
         with shared_run():
-            log.info("%s", ready)
-            supervisor = Workers(config, sockets=[sock])
+            supervisor = Workers(config, [sock], ready)
             supervisor.run()
         if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
             log.error("start-up failed: a worker could not start (see above)")

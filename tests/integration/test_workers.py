@@ -50,7 +50,12 @@ def test_two_workers_share_a_request_limit(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert sorted(statuses) == [200] * 4 + [429] * 20, err
-    assert "(2 workers)" in err
+    # "serving" is said once both workers have started (each says its config's warning).
+    lines = err.splitlines()
+    started = [i for i, line in enumerate(lines) if "authentication off: auth: none" in line]
+    serving = next(i for i, line in enumerate(lines) if "serving 1 rules" in line)
+    assert len(started) == 3 and serving > started[-1], err  # the main process's, each worker's
+    assert "(2 workers)" in lines[serving]
 
 
 def test_two_workers_without_a_key_secret_know_each_others_file_ids(
