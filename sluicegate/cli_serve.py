@@ -2,11 +2,11 @@
 
 The order is what an operator reads in the log: the config is loaded, the port
 is bound, the store opens and Redis answers, and only once the application has
-started (in every worker) "serving on …". A
-start-up failure is one line naming what failed, with exit code 1 (3 when the
-application itself failed to start, as uvicorn reports it). ``SIGHUP`` reloads
-the config file (each worker's, with ``--workers``); ``SIGTERM`` drains and
-stops, and the log says when it begins and when it is done.
+started (in every worker) "serving on …". A start-up failure is one line naming
+what failed, with exit code 1 (3 when the application itself failed to start, as
+uvicorn reports it). ``SIGHUP`` reloads the config file (each worker's, with
+``--workers``); ``SIGTERM`` drains and stops, and the log says when it begins
+and when it is done.
 """
 
 from __future__ import annotations
