@@ -248,3 +248,24 @@ def test_a_stream_cut_short_is_logged(tmp_path: Path, failing: FailingProvider) 
     cut = _index(lines, f"request {rid}: the stream from service 'cut' ended early: ")
     assert " WARNING " in lines[cut]
     assert SECRET not in "\n".join(lines)
+
+
+def test_sighup_with_a_broken_edit_keeps_the_running_config(tmp_path: Path) -> None:
+    port = free_port()
+    proc = serve_process(tmp_path, _config(port))
+    url = f"http://127.0.0.1:{port}"
+    path = tmp_path / "gateway.yaml"
+    try:
+        wait_ready(url, proc)
+        path.write_text("services: [{name: mock, provider: nope}]\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        assert _chat(url).status_code == 200  # the running config stays
+    finally:
+        code, lines = _stop(proc)
+    assert code == 0
+    assert any(f"SIGHUP: reloading {path}" in line for line in lines), lines
+    # Said by the reload (or by the file watch, had it seen the edit first).
+    refused = f"ERROR {path}: edit refused, the running config stays: "
+    assert any(refused in line for line in lines), lines
