@@ -517,7 +517,7 @@ def test_the_documented_audit_section_loads() -> None:
     from sluicegate.config.load import parse_config
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
-    block = re.findall(r"```\n(audit:\n.*?)```", docs, re.S)[0]
+    block = re.findall(r"```yaml\n(audit:\n.*?)```", docs, re.S)[0]
     audit = parse_config(yaml.safe_load(block), env={}).config.audit
     assert audit.flush_interval == pytest.approx(0.2) and audit.batch_size == 500
     assert audit.spill_path == "sluicegate-audit-spill.jsonl"
