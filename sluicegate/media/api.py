@@ -34,7 +34,6 @@ from sluicegate.asgi import (
     respond,
     respond_error,
 )
-from sluicegate.credentials.redact import redact_error
 from sluicegate.errors import GatewayError, InvalidRequest, TransportError
 from sluicegate.media import usage
 from sluicegate.media.base import MediaEndpoint, Wire
@@ -43,7 +42,7 @@ from sluicegate.media.request import MediaRequest, read_request
 from sluicegate.media.usage import MediaUnits, StreamEvents
 from sluicegate.media.wires import wire_for
 from sluicegate.policies.rate_limit import Reservation
-from sluicegate.proxy.attempt import Failure
+from sluicegate.proxy.attempt import Failure, failed_answer
 from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.routing import facts_of, learn, plan
@@ -51,14 +50,13 @@ from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
 from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
+from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
     from sluicegate.proxy.handler import Proxy
-
-_MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -135,7 +133,7 @@ class MediaApi:
             consumer = await proxy.identify(table, incoming.key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             request = await read_request(receive, headers, incoming.content_length, table, endpoint)
-            rule = proxy.match(table, consumer, request.model, scope, headers)
+            rule = proxy.match(table, consumer, request.model, scope, headers, ex.request_id)
             ex.rule, ex.model = rule.name, request.model
             ex.stream = request.stream
             # Media is counted in requests and spend: its tokens, where a provider reports
@@ -206,7 +204,9 @@ class MediaApi:
                 if retry and failure is not None:
                     delay = _pause(service, retry, failure)
                     if delay is None:
+                        events.not_retried(ex.request_id, service.name, failure.retry_after)
                         break
+                    events.retrying(ex.request_id, service.name, retry, service.retries, delay)
                     await asyncio.sleep(delay)
                 now = time.monotonic()
                 target = service.pool.pick(now, None)
@@ -214,6 +214,7 @@ class MediaApi:
                     why = service.pool.why_unavailable(now)
                     failure = Failure("unavailable", service, detail=why)
                     ex.tried.append(Tried(service.name, None, "unavailable"))
+                    events.skipped(ex.request_id, service.name, why)
                     break
                 attempts += 1
                 target.health.begin(now)
@@ -235,6 +236,15 @@ class MediaApi:
                 if isinstance(result, Failure):
                     failure = result
                     target.health.failed(result.kind, result.status, time.monotonic())
+                    events.attempt_failed(
+                        ex.request_id,
+                        attempts,
+                        service.name,
+                        target.url,
+                        result.kind,
+                        result.status,
+                        result.describe(),
+                    )
                     if not result.retryable():
                         break
                     continue
@@ -251,6 +261,9 @@ class MediaApi:
                 failure.kind, failure.status, failure.code
             ):
                 break
+            if index + 1 < len(steps):
+                following = steps[index + 1].service.name
+                events.falling_back(ex.request_id, rule.name, service.name, following)
         assert failure is not None
         ex.attempts, ex.service, ex.provider = (
             attempts,
@@ -317,7 +330,8 @@ class MediaApi:
         except TransportError as exc:
             return Failure(exc.kind, service, detail=str(exc))
         if response.status >= 400:
-            return await self._failed(response, service, upstream)
+            secrets = service.signer.secrets(upstream) if service.signer is not None else []
+            return await failed_answer(response, service, secrets)
         content_type = response.headers.get("content-type", "application/json")
         if wire.relayed and not content_type.startswith("application/json"):
             # Audio, an event stream, text: relayed as it comes.
@@ -338,30 +352,6 @@ class MediaApi:
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             return Failure("invalid", service, detail=type(exc).__name__)
         return Answer(target, 200, "application/json", orjson.dumps(document), document)
-
-    @staticmethod
-    async def _failed(
-        response: UpstreamResponse, service: CompiledService, upstream: Any
-    ) -> Failure:
-        try:
-            body = (await response.read())[:_MAX_ERROR_BODY]
-        except TransportError:
-            body = b""
-        status = response.status
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        cause = None
-        if status < 500 and status not in (401, 403) and service.adapter is not None:
-            cause = service.adapter.error(status, headers, body)
-            if service.signer is not None:
-                redact_error(cause, service.signer.secrets(upstream))
-        retry_after: float | None = None
-        value = headers.get("retry-after")
-        if value is not None:
-            try:
-                retry_after = max(float(value), 0.0)
-            except ValueError:
-                retry_after = None
-        return Failure("status", service, status, cause=cause, retry_after=retry_after)
 
     async def deliver(
         self,

@@ -116,7 +116,9 @@ class Realtime:
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             if offer.model is None:
                 raise InvalidRequest("Name a model: /v1/realtime?model=<model>.", param="model")
-            rule = proxy.match(table, consumer, offer.model, {"path": "/v1/realtime"}, headers)
+            rule = proxy.match(
+                table, consumer, offer.model, {"path": "/v1/realtime"}, headers, ex.request_id
+            )
             ex.rule, ex.model = rule.name, offer.model
             limits = (*table.limits, *rule.limits, *consumer.limits)
             if limits:
