@@ -42,11 +42,11 @@ ROUTES = [
     route("header", {"headers": {"x-tier": "gold*"}}),
     route("meta", {"metadata": {"project": "apollo"}}),
     route("user", {"user": ["vip-*", "boss"]}),
-    route("closed", {"hours": _window(3, 2)}),  # never now
+    route("closed", {"hours": _window(4, 2)}),  # never now
     route("group", {"group": "research"}),
     route("thrifty", {"budget_used": {"gt": 0.5}}),
     route("consumer", {"consumer": "team-c"}),
-    route("daytime", {"hours": _window(-1, 2), "metadata": {"when": "now"}}),
+    route("daytime", {"hours": _window(-2, 4), "metadata": {"when": "now"}}),
 ]
 
 
