@@ -56,7 +56,7 @@ def test_every_condition_of_a_when_must_hold_and_says_why() -> None:
     tool = {"type": "function", "function": {"name": "f"}}
     assert (
         condition.holds(facts(tools=[tool], user="vip-3"))
-        == "prompt 8 < 100, has tools, user vip-3"
+        == "prompt 8 < 100, has tools, user ~ vip-*"
     )
     assert condition.holds(facts(tools=[tool], user="guest")) is None
     assert compile_when(When()).holds(facts()) == "always"
@@ -86,6 +86,12 @@ def test_the_last_user_text_is_what_semantic_routes_read() -> None:
 
 def test_short_token_counts() -> None:
     assert [short(n) for n in (999, 1000, 2500, 41234)] == ["999", "1k", "2.5k", "41k"]
+
+
+def test_the_words_name_patterns_never_the_clients_values() -> None:
+    when = When.model_validate({"metadata": {"email": "*@example.com"}, "user": "*"})
+    said = compile_when(when).holds(facts(metadata={"email": "ann@example.com"}, user="ann"))
+    assert said == "metadata.email ~ *@example.com, user ~ *"
 
 
 def test_the_route_header_is_printable_ascii() -> None:
