@@ -51,7 +51,7 @@ OLD_MASTER_KEY = generate_key()
 ENV_VAR = "SG_LEAK_TEST_UPSTREAM_SECRET"
 # Path parameters of the Admin API's GET paths, and the field of the parent list's items
 # that fills each; a path whose list is empty is not visited, and the test says so.
-PARAMS = {"id_or_name": "id", "gateway": "name"}
+PARAMS = {"id_or_name": "id", "gateway": "name", "name": "name"}  # name: a catalog model
 MUST_VISIT = {
     f"{prefix}/{kind}/{{{param}}}"
     for prefix in ("/admin", "/admin/gateways/{gateway}")
