@@ -66,11 +66,16 @@ class Facts:
         return self.counted_prompt
 
     @property
-    def output_tokens(self) -> int:
+    def asked_output(self) -> int | None:
+        """The answer's length the client asked for (``max_tokens``), if it asked."""
         wanted = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
         if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > 0:
             return wanted
-        return self.default_max_tokens
+        return None
+
+    @property
+    def output_tokens(self) -> int:
+        return self.asked_output or self.default_max_tokens
 
     @property
     def has_images(self) -> bool:

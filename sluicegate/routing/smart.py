@@ -89,6 +89,9 @@ def _hard_skip(arm: Arm, facts: Facts, models: ModelCatalog, client_model: str) 
     window = info.context_window
     if window is not None and facts.prompt_tokens > window:
         return f"context {short(facts.prompt_tokens)} > {short(window)}"
+    asked, most = facts.asked_output, info.max_output
+    if asked is not None and most is not None and asked > most:
+        return f"max_tokens {short(asked)} > {short(most)}"
     if info.capabilities is None:
         return None
     if not info.able("vision") and facts.has_images:

@@ -34,6 +34,7 @@ def config(port: int, store: str) -> dict[str, Any]:
         "models": {
             "tiny-model": {
                 "context_window": 100_000,
+                "max_output": 4_000,
                 "input": 0.01,
                 "output": 0.02,
                 "capabilities": [],
@@ -138,6 +139,12 @@ def test_a_prompt_longer_than_a_window_skips_that_model(
     assert response.headers["x-sluicegate-service"] == "c"
     route = response.headers["x-sluicegate-route"]
     assert "skipped b/small-model: context 5k > 2k" in route, route
+
+
+def test_asking_for_more_output_than_a_model_gives_skips_it(gateway: RunningGateway) -> None:
+    response = ask(gateway, max_tokens=20_000)  # tiny-model's max_output: 4k
+    assert response.headers["x-sluicegate-service"] == "b"
+    assert "skipped a/tiny-model: max_tokens 20k > 4k" in response.headers["x-sluicegate-route"]
 
 
 def test_a_json_schema_request_goes_to_the_model_that_can(
