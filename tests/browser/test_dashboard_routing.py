@@ -85,4 +85,13 @@ def test_the_rules_page_shows_each_targets_live_routing(
     expect(strong).to_contain_text("0 %")
     expect(strong).to_contain_text("default, fallback")
     expect(live.locator("tr[data-target='auto:down/gpt-4.1']")).to_contain_text("0 in flight")
+    # Traffic that arrives while the page is open shows up without a reload.
+    tools = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "tools": [tools]}
+    answer = httpx.post(f"{gateway.url}/v1/chat/completions", json=body)
+    assert answer.headers["x-sluicegate-service"] == "strong"  # down failed, its fallback
+    expect(live.locator("tr[data-target='auto:down/gpt-4.1']")).to_contain_text("%", timeout=8000)
+    expect(live.locator("tr[data-target='auto:down/gpt-4.1'] td").nth(6)).not_to_have_text(
+        "0 %", timeout=8000
+    )
     screenshot(page, "rules-routing")

@@ -3,6 +3,8 @@
 import {admin, all, get} from "../api.js";
 import {badge, clear, duration, h, ms, num, pct, tags, usd} from "../dom.js";
 
+const REFRESH_MS = 5000;
+
 function match(rule) {
   const m = rule.match || {};
   const parts = [m.models?.length
@@ -109,5 +111,11 @@ export default {
         : h("p", {class: "muted"}, "No rules."));
       clear(liveBox, ...live(stats.data));
     }).catch((e) => { error.textContent = e.message; });
+    // Live routing moves with traffic: refreshed while the page is open.
+    const timer = setInterval(() => {
+      get(admin("/route/stats")).then((stats) => clear(liveBox, ...live(stats.data)))
+        .catch((e) => { error.textContent = e.message; });
+    }, REFRESH_MS);
+    return () => clearInterval(timer);
   },
 };
