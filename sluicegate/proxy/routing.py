@@ -84,6 +84,7 @@ def learn(
     """What one attempt says of its target: how long an answer took, or how it failed."""
     arm = stats.of(table.gateway, rule.name, step.service.name, step.model)
     now = time.monotonic()
+    arm.attempted(now)
     if failure is None:
         arm.observe(seconds, now)
         return arm

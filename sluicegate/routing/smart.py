@@ -268,7 +268,7 @@ async def decide(
             _clipped("; ".join([f"{why}: no able target", *skipped])),
         )
     ranked, how = chooser.rank(tset, able, rng, key)
-    chooser.arm_stats(ranked[0]).pick(now)
+    chooser.arm_stats(ranked[0]).tried = now
     fallbacks = [
         a.step for a in router.fallbacks if _hard_skip(a, facts, models, client_model) is None
     ]

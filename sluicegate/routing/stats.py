@@ -2,8 +2,8 @@
 
 One ``ArmStats`` per gateway, rule and target (service and model): a decaying average of
 its time to an answer (the first chunk of a stream, the whole body otherwise), when it
-was last seen and last tried, a provider's ``Retry-After`` still running, and a decaying
-count of the requests sent to it (its share of the rule's traffic). ``fastest`` reads
+was last seen and last chosen first, a provider's ``Retry-After`` still running, and a
+decaying count of the attempts sent to it (its share of the rule's traffic). ``fastest`` reads
 the average; the dashboard reads all of it. In process only: each instance sees its own
 traffic, as its health checks do.
 """
@@ -25,10 +25,10 @@ SHARE_TAU = 60.0  # the share of traffic is a decaying count over about a minute
 class ArmStats:
     latency: float | None = None  # seconds, decaying average; None: never answered
     seen: float = 0.0  # monotonic time of the last sample
-    tried: float = 0.0  # monotonic time it was last chosen
+    tried: float = 0.0  # monotonic time it was last chosen first
     limited_until: float = 0.0  # a provider's Retry-After, as a monotonic time
-    picks: float = 0.0  # decaying count of requests sent to it
-    picked_at: float = 0.0
+    sent: float = 0.0  # decaying count of the attempts sent to it (retries, fallbacks too)
+    sent_at: float = 0.0
     answers: int = 0
     failures: int = 0
     cost: float = 0.0  # USD of its answers since the process started
@@ -50,12 +50,12 @@ class ArmStats:
         if retry_after is not None:
             self.limited_until = max(self.limited_until, now + retry_after)
 
-    def pick(self, now: float) -> None:
-        self.picks = self.share_weight(now) + 1.0
-        self.picked_at = self.tried = now
+    def attempted(self, now: float) -> None:
+        self.sent = self.share_weight(now) + 1.0
+        self.sent_at = now
 
     def share_weight(self, now: float) -> float:
-        return self.picks * math.exp(-(now - self.picked_at) / SHARE_TAU)
+        return self.sent * math.exp(-(now - self.sent_at) / SHARE_TAU)
 
 
 class RouteStats:

@@ -60,7 +60,7 @@ def test_fastest_leaves_a_slow_upstream_within_seconds_and_returns_after_it_reco
     two: tuple[FakeOpenAI, FakeOpenAI],
 ) -> None:
     a, b = two
-    b.delay = 0.05  # b is steadily a little slower
+    b.delay = 0.15  # b is steadily slower
     gateway = RunningGateway({"services": services(a, b), "rules": [rule("fastest")]}).start()
     try:
         client = httpx.Client(base_url=gateway.url, timeout=10)
@@ -69,7 +69,7 @@ def test_fastest_leaves_a_slow_upstream_within_seconds_and_returns_after_it_reco
         last = ask(client).headers["x-sluicegate-route"]
         assert last.startswith("default: fastest of 2 able targets: a/gpt-4o-mini ("), last
 
-        a.delay = 0.3  # a turns slow
+        a.delay = 0.5  # a turns slower still
         slow = served_for(client, 2.0)
         # One slow answer is enough to leave it; exploration tries it again now and then.
         assert slow[-8:].count("b") >= 7, slow

@@ -63,7 +63,7 @@ function live(stats) {
       h("td", {class: "num"}, price));
   }));
   return [h("h2", {}, "Live routing"),
-    h("p", {class: "muted"}, "Each target as routing sees it on this instance now: latency is a decaying average, the share counts about the last minute, spend is since the gateway started."),
+    h("p", {class: "muted"}, "Each target as routing sees it on this instance now: latency is a decaying average, the share counts the attempts sent to each target (retries and fallbacks too) over about the last minute, spend is since the gateway started."),
     h("div", {class: "table-wrap"}, h("table", {id: "live-routing"}, h("thead", {}, h("tr", {}, head.map((x) => h("th", {scope: "col"}, x)))), h("tbody", {}, rows)))];
 }
 
