@@ -21,6 +21,7 @@ class Parsed:
     canonical: dict[str, Any]
     model: str
     native: dict[str, Any]
+    edited: bool = False  # native is not the raw body (a provider of the dialect gets native)
 
 
 class StreamEncoder(Protocol):

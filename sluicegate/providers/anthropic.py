@@ -330,7 +330,7 @@ def stream_error(error: dict[str, Any]) -> GatewayError:
 class AnthropicAdapter(Adapter):
     name: ClassVar[str] = "anthropic"
     passthrough_dialect: ClassVar[str | None] = "anthropic"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "count_tokens"})
+    endpoints: frozenset[str] = frozenset({"chat", "count_tokens"})
 
     def __init__(self, betas: Iterable[str] = ()) -> None:
         # The anthropic-beta names a client may turn on (globs): a beta is a feature

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from sluicegate.errors import GatewayError, UpstreamStatusError
 from sluicegate.providers.base import Endpoint, UpstreamRequest
-from sluicegate.providers.openai import OpenAIAdapter
+from sluicegate.providers.openai import RESPONSES_PATHS, OpenAIAdapter
 from sluicegate.providers.paths import refuse
 
 if TYPE_CHECKING:
@@ -58,7 +58,10 @@ class AzureAdapter(OpenAIAdapter):
         if self.api_version == V1:
             # A service whose path already ends in /v1 is taken as it is.
             base = base_url if base_url.endswith("/v1") else base_url + "/v1"
-            return base + _PATHS[endpoint]
+            return base + self.path(endpoint)
+        if endpoint in RESPONSES_PATHS:  # not per deployment: the model is in the body
+            version = quote(self.api_version, safe="")
+            return f"{base_url}{RESPONSES_PATHS[endpoint]}?api-version={version}"
         if not _DEPLOYMENT.match(model):
             why = "a deployment name holds letters, digits, '.', '_' and '-' only"
             raise refuse(model, self.name, why)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sluicegate.config.model import Service
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+# OpenAI's own Responses API: only OpenAI and Azure have it (client of the Responses dialect).
+RESPONSES_PATHS = {"responses": "/responses", "input_tokens": "/responses/input_tokens"}
 _STREAMED = frozenset({"chat", "completions"})
 _JSON = "application/json"
 # Canonical fields that other dialects carry and OpenAI's API would refuse.
@@ -42,12 +44,17 @@ _KEEP: Any = object()  # the client's stream_options go as they are
 class OpenAIAdapter(Adapter):
     name: ClassVar[str] = "openai"
     passthrough_dialect: ClassVar[str | None] = "openai"
-    endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
+    endpoints: frozenset[str] = frozenset(_PATHS)
 
     def __init__(self, provider: str = "openai") -> None:
         info = CATALOG.get(provider)
         self.asks_usage = info is None or info.stream_usage == "ask"
         self.compatible = provider not in _OPENAIS_OWN
+        if not self.compatible:
+            self.endpoints = self.endpoints | RESPONSES_PATHS.keys()
+
+    def speaks(self, dialect: str) -> bool:
+        return dialect == "openai" or (dialect == "responses" and not self.compatible)
 
     @classmethod
     def for_service(cls, service: Service) -> OpenAIAdapter:
@@ -76,7 +83,11 @@ class OpenAIAdapter(Adapter):
                 payload["stream_options"] = options
             data = orjson.dumps(payload)
         headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
-        return UpstreamRequest("POST", base_url + _PATHS[endpoint], headers, data, stream)
+        return UpstreamRequest("POST", base_url + self.path(endpoint), headers, data, stream)
+
+    @staticmethod
+    def path(endpoint: Endpoint) -> str:
+        return _PATHS.get(endpoint) or RESPONSES_PATHS[endpoint]
 
     def _stream_options(self, body: dict[str, Any]) -> Any:
         """The ``stream_options`` to send: the client's (``_KEEP``), with usage asked for,
@@ -104,6 +115,8 @@ class OpenAIAdapter(Adapter):
         return OpenAIStream(ToolCallDeltas() if self.compatible else None)
 
     def passthrough_edits(self, endpoint: Endpoint, body: dict[str, Any]) -> EventEdits | None:
+        if endpoint in RESPONSES_PATHS:
+            return None  # the Responses API's events are relayed as they come
         hide_usage = not wants_usage(body)
         tool_calls = ToolCallDeltas() if self.compatible and body.get("tools") else None
         if not hide_usage and tool_calls is None:

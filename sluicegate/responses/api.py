@@ -38,7 +38,9 @@ from sluicegate.dialects.responses import ResponsesDialect
 from sluicegate.dialects.responses_items import builtin_tools
 from sluicegate.errors import GatewayError, InvalidRequest, NotFound, StoreUnavailable
 from sluicegate.proxy.handler import read_headers
+from sluicegate.proxy.streaming import STREAM_HEADERS
 from sluicegate.responses.kept import KeptResponses
+from sluicegate.responses.native import NativeAnswer
 from sluicegate.routing.table import ConsumerEntry, RoutingTable
 from sluicegate.stores.responses import KeptResponse
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluicegate")
 
 _LIST_DEFAULT, _LIST_MOST = 20, 100
+STREAM_TYPE = dict(STREAM_HEADERS)[b"content-type"]
 
 
 class MethodNotAllowed(GatewayError):
@@ -116,15 +119,46 @@ class ResponsesApi:
             # Built-in tools run only where OpenAI's own Responses API answers.
             return "responses" if builtin_tools(body) else None
 
+        native = NativeAnswer(dialect)
+        held: list[Message] = []  # a native whole answer's start, until its body is edited
+        streamed = [False]
+
         async def keeping(message: Message) -> None:
-            if message["type"] == "http.response.body" and dialect.final is not None and keep[0]:
-                keep[0] = False  # once
-                await self._keep(dialect, table.gateway, owner[0])
+            if message["type"] == "http.response.start":
+                if message["status"] == 200 and not dialect.translated:
+                    headers = message.get("headers", [])
+                    streamed[0] = (b"content-type", STREAM_TYPE) in headers
+                    if not streamed[0]:
+                        held.append(message)
+                        return
+                await send(message)
+                return
+            if message["type"] == "http.response.body" and not dialect.translated:
+                if held:
+                    message["body"] = native.whole(message.get("body", b""))
+                    start = held.pop()
+                    length = str(len(message["body"])).encode()
+                    start["headers"] = [
+                        (k, length if k == b"content-length" else v) for k, v in start["headers"]
+                    ]
+                    await self._kept_first(dialect, keep, table.gateway, owner)
+                    await send(start)
+                elif streamed[0]:
+                    message["body"] = native.events(message.get("body", b""))
+            await self._kept_first(dialect, keep, table.gateway, owner)
             await send(message)
 
         await self.proxy.handle(
             scope, receive, keeping, "chat", dialect, table, prepare, label="responses"
         )
+
+    async def _kept_first(
+        self, dialect: ResponsesDialect, keep: list[bool], gateway: str, owner: list[str]
+    ) -> None:
+        """Keep the final response (once) before any of it reaches the client."""
+        if dialect.final is not None and keep[0]:
+            keep[0] = False
+            await self._keep(dialect, gateway, owner[0])
 
     async def _keep(self, dialect: ResponsesDialect, gateway: str, consumer: str) -> None:
         assert dialect.final is not None
