@@ -77,6 +77,8 @@ class OpenAIAdapter(Adapter):
             # second parse. Other dialects' extensions are dropped.
             source = body if raw else {k: v for k, v in body.items() if k not in EXTENSIONS}
             payload = {**source, "model": model}
+            if not raw and any("reasoning_blocks" in m for m in body.get("messages") or ()):
+                payload["messages"] = [_without_blocks(m) for m in body["messages"]]
             if options is None:
                 payload.pop("stream_options", None)
             elif options is not _KEEP:
@@ -122,6 +124,13 @@ class OpenAIAdapter(Adapter):
         if not hide_usage and tool_calls is None:
             return None
         return OpenAIEventEdits(hide_usage, tool_calls)
+
+
+def _without_blocks(message: dict[str, Any]) -> dict[str, Any]:
+    """Another provider's reasoning blocks are for that provider only."""
+    if "reasoning_blocks" not in message:
+        return message
+    return {k: v for k, v in message.items() if k != "reasoning_blocks"}
 
 
 class OpenAIStream(SSEDecoder):

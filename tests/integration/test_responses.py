@@ -356,3 +356,62 @@ def test_the_token_limit_is_incomplete(gateway: RunningGateway, model: str) -> N
             last = event
     assert kinds[-1] == "response.incomplete"
     assert last.response.status == "incomplete"
+
+
+# ---------------------------------------------------------------- reasoning
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_thinking_comes_back_sealed_and_goes_back_to_anthropic(
+    gateway: RunningGateway, fake_anthropic: FakeAnthropic, stream: bool
+) -> None:
+    ask: dict[str, Any] = {
+        "model": "claude-haiku",
+        "input": "what is the weather?",
+        "tools": [WEATHER],
+        "reasoning": {"effort": "low"},
+    }
+    first = streamed(gateway, **ask)[0] if stream else client(gateway).responses.create(**ask)
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "Let me think about it."
+    assert reasoning.encrypted_content
+    assert call.type == "function_call"
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    # By previous_response_id, and as Codex does it: every item handed back, nothing kept.
+    client(gateway).responses.create(
+        model="claude-haiku", previous_response_id=first.id, input=[output], tools=[WEATHER]
+    )
+    by_id = fake_anthropic.requests[-1]["body"]["messages"]
+    again = [i.model_dump(exclude_none=True) for i in first.output]
+    client(gateway).responses.create(
+        model="claude-haiku",
+        input=[{"role": "user", "content": "what is the weather?"}, *again, output],
+        tools=[WEATHER],
+        store=False,
+    )
+    handed = fake_anthropic.requests[-1]["body"]["messages"]
+    signature = "sig" if stream else "sig-fake"
+    for messages in (by_id, handed):
+        assistant = messages[1]
+        assert assistant["role"] == "assistant"
+        thinking = assistant["content"][0]
+        assert thinking == {
+            "type": "thinking",
+            "thinking": "Let me think about it.",
+            "signature": signature,
+        }
+        assert assistant["content"][1]["type"] == "tool_use"
+
+
+def test_reasoning_of_anthropic_never_reaches_another_provider(
+    gateway: RunningGateway, fake_compat: FakeOpenAI
+) -> None:
+    first = client(gateway).responses.create(
+        model="claude-haiku", input="hello", reasoning={"effort": "low"}
+    )
+    assert first.output[0].type == "reasoning"
+    client(gateway).responses.create(
+        model="compat-model", input="more", previous_response_id=first.id
+    )
+    sent = fake_compat.requests[-1]["body"]["messages"]
+    assert all("reasoning_blocks" not in m for m in sent)
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
