@@ -44,15 +44,15 @@ _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 class AzureAdapter(OpenAIAdapter):
     name: ClassVar[str] = "azure"
 
-    def __init__(self, api_version: str = DEFAULT_API_VERSION) -> None:
-        super().__init__("azure")
+    def __init__(self, api_version: str = DEFAULT_API_VERSION, api: str = "chat") -> None:
+        super().__init__("azure", api)
         self.api_version = api_version
         # Versions that refuse stream_options are sent none; their streams are then counted.
         self.asks_usage = api_version == V1 or api_version[:10] >= _STREAM_OPTIONS_SINCE
 
     @classmethod
     def for_service(cls, service: Service) -> AzureAdapter:
-        return cls(service.api_version or DEFAULT_API_VERSION)
+        return cls(service.api_version or DEFAULT_API_VERSION, service.api)
 
     def url(self, endpoint: Endpoint, model: str, base_url: str) -> str:
         if self.api_version == V1:
@@ -72,7 +72,7 @@ class AzureAdapter(OpenAIAdapter):
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
     ) -> UpstreamRequest:
         request = super().build(endpoint, body, raw, model, base_url)
-        request.url = self.url(endpoint, model, base_url)
+        request.url = self.url(self.wire(endpoint), model, base_url)
         return request
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> GatewayError:

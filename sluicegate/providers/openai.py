@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from sluicegate.errors import UpstreamError
+from sluicegate.providers import openai_responses as responses_api
 from sluicegate.providers.base import (
     Adapter,
     Endpoint,
@@ -46,19 +47,27 @@ class OpenAIAdapter(Adapter):
     passthrough_dialect: ClassVar[str | None] = "openai"
     endpoints: frozenset[str] = frozenset(_PATHS)
 
-    def __init__(self, provider: str = "openai") -> None:
+    def __init__(self, provider: str = "openai", api: str = "chat") -> None:
         info = CATALOG.get(provider)
         self.asks_usage = info is None or info.stream_usage == "ask"
         self.compatible = provider not in _OPENAIS_OWN
+        # ``api: responses``: chat requests go to the Responses API (openai_responses).
+        self.responses_api = api == "responses" and not self.compatible
         if not self.compatible:
             self.endpoints = self.endpoints | RESPONSES_PATHS.keys()
 
     def speaks(self, dialect: str) -> bool:
-        return dialect == "openai" or (dialect == "responses" and not self.compatible)
+        if dialect == "responses":
+            return not self.compatible
+        return dialect == "openai" and not self.responses_api
+
+    def wire(self, endpoint: Endpoint) -> Endpoint:
+        """The provider's endpoint that serves ``endpoint``."""
+        return "responses" if endpoint == "chat" and self.responses_api else endpoint
 
     @classmethod
     def for_service(cls, service: Service) -> OpenAIAdapter:
-        return cls(service.provider)
+        return cls(service.provider, service.api)
 
     def build(
         self,
@@ -69,6 +78,10 @@ class OpenAIAdapter(Adapter):
         base_url: str,
     ) -> UpstreamRequest:
         stream = body.get("stream") is True
+        if self.wire(endpoint) != endpoint:
+            data = orjson.dumps(responses_api.to_request(body, model))
+            headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
+            return UpstreamRequest("POST", base_url + self.path("responses"), headers, data, stream)
         options = self._stream_options(body) if stream and endpoint in _STREAMED else _KEEP
         if raw and options is _KEEP:
             data = raw  # an OpenAI client's own bytes
@@ -111,9 +124,13 @@ class OpenAIAdapter(Adapter):
         data = orjson.loads(body)
         if not isinstance(data, dict):
             raise ValueError("the provider's answer is not a JSON object")
+        if self.wire(endpoint) != endpoint:
+            return responses_api.to_completion(data, model)
         return data
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
+        if self.wire(endpoint) != endpoint:
+            return responses_api.ResponsesEvents(model)
         return OpenAIStream(ToolCallDeltas() if self.compatible else None)
 
     def passthrough_edits(self, endpoint: Endpoint, body: dict[str, Any]) -> EventEdits | None:
