@@ -4,12 +4,15 @@ front of a fake Anthropic API and a fake OpenAI-compatible chat server (translat
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.conftest import KEY, OTHER_KEY
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -415,3 +418,17 @@ def test_reasoning_of_anthropic_never_reaches_another_provider(
     sent = fake_compat.requests[-1]["body"]["messages"]
     assert all("reasoning_blocks" not in m for m in sent)
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+
+
+def test_the_guides_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/responses.md's first config and Python example, run as written."""
+    guide = (Path(__file__).parents[2] / "docs" / "responses.md").read_text()
+    config = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", guide, re.S)[0])
+    code = re.findall(r"```python\n(.*?)```", guide, re.S)[0]
+    running = RunningGateway(config, keyless=False).start()
+    try:
+        exec(code.replace("http://127.0.0.1:8080", running.url), {})
+    finally:
+        running.stop()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:4] == ["mock: Hello", "mock: And again", "mock: Stream this", "mock: And again"]
