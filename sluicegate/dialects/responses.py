@@ -114,6 +114,7 @@ class ResponsesDialect:
         self.items: list[dict[str, Any]] = []  # this turn's input, with ids
         self.final: dict[str, Any] | None = None  # the response as the client gets it
         self.translated = False  # the answer is the gateway's translation, not OpenAI's own
+        self.encoded = b""  # a whole translated answer as encoded (guardrails may rewrite it)
         self.sequence = 0  # a native stream's next sequence_number (responses.native)
         self._read: tuple[bytes, dict[str, Any]] | None = None
 
@@ -138,12 +139,12 @@ class ResponsesDialect:
         if body.get("previous_response_id") is None:
             return Parsed(canonical, model, body)
         # OpenAI's own API gets the whole conversation: it knows none of the gateway's ids.
-        native = {k: v for k, v in body.items() if k != "previous_response_id"}
+        wire = {k: v for k, v in body.items() if k != "previous_response_id"}
         given = body.get("input", [])
         if isinstance(given, str):
             given = [{"role": "user", "content": given}]
-        native["input"] = [*native_history(self.history), *given]
-        return Parsed(canonical, model, native, edited=True)
+        wire["input"] = [*native_history(self.history), *given]
+        return Parsed(canonical, model, body, wire)
 
     def shell(self, model: str) -> dict[str, Any]:
         return shell(self.body, self.id, self.created_at, model)
@@ -155,7 +156,8 @@ class ResponsesDialect:
         response["output"] = output_of(choice.get("message") or {}, custom_tools(self.body))
         response["usage"] = to_usage(canonical.get("usage"))
         self.final = finish(response, choice.get("finish_reason"))
-        return orjson.dumps(self.final)
+        self.encoded = orjson.dumps(self.final)
+        return self.encoded
 
     def stream_encoder(self, canonical: dict[str, Any], model: str) -> ResponsesStreamEncoder:
         self.translated = True

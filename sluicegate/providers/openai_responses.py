@@ -163,8 +163,11 @@ def to_completion(response: dict[str, Any], model: str) -> dict[str, Any]:
             texts.extend(
                 str(p.get("text") or p.get("refusal") or "") for p in item.get("content") or []
             )
-        elif kind == "function_call":
-            function = {"name": item.get("name", ""), "arguments": item.get("arguments", "")}
+        elif kind in ("function_call", "custom_tool_call"):
+            arguments = item.get("arguments", "")
+            if kind == "custom_tool_call":  # as a function of one argument (dialects.responses)
+                arguments = orjson.dumps({"input": item.get("input", "")}).decode()
+            function = {"name": item.get("name", ""), "arguments": arguments}
             calls.append({"id": item.get("call_id", ""), "type": "function", "function": function})
         elif kind == "reasoning":
             reasoning.extend(str(s.get("text", "")) for s in item.get("summary") or [])

@@ -159,8 +159,8 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
     if native:
         # The client spoke this provider's own API: its bytes go on as they
         # came, unless the rule renamed the model or the dialect had to edit them.
-        body = call.parsed.native
-        same = body.get("model") == model and not call.parsed.edited
+        body = call.parsed.wire or call.parsed.native
+        same = call.parsed.wire is None and body.get("model") == model
         data = call.raw if same else orjson.dumps({**body, "model": model})
         if call.dialect.name == "responses":
             endpoint = "responses"  # OpenAI's own Responses API, not its chat

@@ -121,21 +121,25 @@ class ResponsesApi:
 
         native = NativeAnswer(dialect)
         held: list[Message] = []  # a native whole answer's start, until its body is edited
-        streamed = [False]
+        mode = [""]  # of a 200: "whole" or "stream"
 
         async def keeping(message: Message) -> None:
             if message["type"] == "http.response.start":
-                if message["status"] == 200 and not dialect.translated:
-                    headers = message.get("headers", [])
-                    streamed[0] = (b"content-type", STREAM_TYPE) in headers
-                    if not streamed[0]:
+                mode[0] = ""
+                if message["status"] == 200:
+                    streamed = (b"content-type", STREAM_TYPE) in message.get("headers", [])
+                    mode[0] = "stream" if streamed else "whole"
+                    if mode[0] == "whole" and not dialect.translated:
                         held.append(message)
                         return
                 await send(message)
                 return
-            if message["type"] == "http.response.body" and not dialect.translated:
-                if held:
-                    message["body"] = native.whole(message.get("body", b""))
+            if message["type"] == "http.response.body" and mode[0]:
+                body = message.get("body", b"")
+                if mode[0] == "stream" and not dialect.translated:
+                    message["body"] = native.events(body)
+                elif mode[0] == "whole" and not dialect.translated:
+                    message["body"] = native.whole(body)
                     start = held.pop()
                     length = str(len(message["body"])).encode()
                     start["headers"] = [
@@ -143,8 +147,8 @@ class ResponsesApi:
                     ]
                     await self._kept_first(dialect, keep, table.gateway, owner)
                     await send(start)
-                elif streamed[0]:
-                    message["body"] = native.events(message.get("body", b""))
+                elif mode[0] == "whole" and body != dialect.encoded:
+                    dialect.final = orjson.loads(body)  # as guardrails(out) rewrote it
             await self._kept_first(dialect, keep, table.gateway, owner)
             await send(message)
 
