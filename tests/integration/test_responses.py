@@ -432,3 +432,18 @@ def test_the_guides_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
         running.stop()
     printed = capsys.readouterr().out.splitlines()
     assert printed[:4] == ["mock: Hello", "mock: And again", "mock: Stream this", "mock: And again"]
+
+
+def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
+    sdk = client(gateway)
+    short = sdk.responses.input_tokens.count(model="claude-haiku", input="hi")
+    first = sdk.responses.create(model="claude-haiku", input="a much longer question " * 20)
+    longer = sdk.responses.input_tokens.count(
+        model="claude-haiku", input="hi", previous_response_id=first.id
+    )
+    assert 0 < short.input_tokens < longer.input_tokens
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.input_tokens.count(
+            model="claude-haiku", input="hi", previous_response_id="resp_unknown"
+        )
+    assert caught.value.code == "previous_response_not_found"

@@ -235,3 +235,17 @@ def test_a_failure_after_the_stream_began(gateway: RunningGateway) -> None:
             numbers.append(event.sequence_number)
     assert kinds[-1] == "response.failed"
     assert numbers == list(range(len(numbers)))
+
+
+def test_input_tokens_are_counted_by_openai(
+    gateway: RunningGateway, fake_openai: FakeOpenAI
+) -> None:
+    sdk = client(gateway)
+    first = sdk.responses.create(model="gpt-4.1", input="one two three")
+    counted = sdk.responses.input_tokens.count(
+        model="gpt-4.1", input="four five", previous_response_id=first.id
+    )
+    sent = fake_openai.requests[-1]
+    assert sent["path"] == "/v1/responses/input_tokens"
+    assert "previous_response_id" not in sent["body"] and len(sent["body"]["input"]) == 3
+    assert counted.input_tokens > 1000  # the fake's count, not an estimate
