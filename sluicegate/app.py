@@ -26,6 +26,9 @@ from sluicegate.dialects.openai import OpenAIDialect
 from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
 from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
+from sluicegate.mcp.room import McpRoom, mcp_path
+from sluicegate.media.api import MediaApi
+from sluicegate.media.base import ENDPOINTS as MEDIA_ENDPOINTS
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.realtime.relay import Realtime
@@ -124,10 +127,12 @@ class App:
         self.proxy = Proxy(runtime)
         self.native = NativeProxy(self.proxy)
         self.objects = ObjectsApi(self.proxy)
+        self.media = MediaApi(self.proxy)
         self.realtime = Realtime(self.proxy)
         self.responses = ResponsesApi(self.proxy)
+        self.mcp = McpRoom(self.proxy)
         self.proxy.recorder.audit = runtime.audit
-        self.admin = AdminApi(runtime)
+        self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
 
     @property
@@ -176,7 +181,13 @@ class App:
         table = self._gateway(scope)
         path: str = scope["path"]
         proxied = (method, path) in _PROXIED or _model_in(path) is not None
-        if not (proxied or _native(path) or _objects(path) or _responses(path)):
+        if not (
+            proxied
+            or _native(path)
+            or _objects(path)
+            or _responses(path)
+            or path in MEDIA_ENDPOINTS
+        ):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -204,11 +215,23 @@ class App:
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
             return
+        media = MEDIA_ENDPOINTS.get(path)
+        if media is not None:
+            if method == "POST":
+                await self.media.handle(scope, receive, send, table, media)
+                return
+            await respond_error(
+                send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
+            )
+            return
         if _native(path):
             await self.native.handle(scope, receive, send, table)
             return
         if _responses(path):
             await self.responses.handle(scope, receive, send, table)
+            return
+        if mcp_path(path):
+            await self.mcp.handle(scope, receive, send, table)
             return
         family = _objects(path)
         if family is not None:
@@ -299,6 +322,7 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 await self.ui.close()
                 await self.responses.close()
+                await self.mcp.close()
                 await self.proxy.close()
                 await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 from sluicegate import __version__
@@ -289,12 +292,30 @@ def _split_listen(listen: str) -> tuple[str, int]:
 def app_factory() -> object:
     """Used by each worker process when ``--workers`` is above one."""
     from sluicegate.app import create_app
+    from sluicegate.policies.shared_counters import COUNTERS_ENV
     from sluicegate.runtime import Runtime
 
     path = os.environ[_CONFIG_ENV]
     access_log = os.environ.get(_ACCESS_LOG_ENV) == "1"
-    runtime = Runtime(load_config(path), config_path=path, access_log=access_log)
+    counters = os.environ.get(COUNTERS_ENV)
+    runtime = Runtime(
+        load_config(path), config_path=path, access_log=access_log, shared_counters=counters
+    )
     return create_app(runtime, tune_gc=True)
+
+
+@contextlib.contextmanager
+def _shared_counters() -> Iterator[None]:
+    """A file in which the workers count limits and budgets together (docs/limits.md),
+    for as long as they serve; Redis, when configured, counts instead."""
+    from sluicegate.policies.shared_counters import COUNTERS_ENV
+
+    folder = tempfile.mkdtemp(prefix="sluicegate-")
+    os.environ[COUNTERS_ENV] = os.path.join(folder, "limits.db")
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exit_ok(signum: int, frame: object) -> None:
@@ -366,7 +387,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_ok)
     if args.workers > 1:
         os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
-        uvicorn.run("sluicegate.cli:app_factory", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
+        with _shared_counters():
+            uvicorn.run("sluicegate.cli:app_factory", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(runtime, tune_gc=True), **options)  # type: ignore[arg-type]
     return 0
@@ -446,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sluicegate.cli_audit import add_parsers as add_audit_parsers
 
     add_audit_parsers(sub)  # logs tail, usage
+
+    from sluicegate.cli_route import add_parsers as add_route_parsers
+
+    add_route_parsers(sub)  # route explain
 
     from sluicegate.cli_keys import add_parsers as add_key_parsers
 

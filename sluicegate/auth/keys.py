@@ -203,5 +203,6 @@ def key_entries(
             models,
             passthrough=native,
             realtime_sessions=base.realtime_sessions,
+            groups=base.groups,
         )
     return out

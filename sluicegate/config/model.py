@@ -22,6 +22,8 @@ from pydantic import (
 from sluicegate.config.auth import Auth
 from sluicegate.config.base import Duration, Name, Strict, secret
 from sluicegate.config.guardrails import GuardrailsPolicy, TransformPolicy
+from sluicegate.config.mcp import McpServer, check_allow_list
+from sluicegate.config.routing import ModelSpec, Route, RuleTarget, Semantic, Strategy
 from sluicegate.config.tls import GatewayTls, check_upstream_tls
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.stores.redis_client import check_redis_url
@@ -256,12 +258,6 @@ class RuleMatch(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class RuleTarget(Strict):
-    service: str
-    model: str | None = None
-    weight: float = Field(default=1, gt=0)
-
-
 class Fallback(Strict):
     service: str
     model: str | None = None
@@ -317,6 +313,11 @@ class Rule(Strict):
     # its model patterns (PATCH {"match": null}) must say so to become a catch-all.
     catch_all: bool = False
     targets: list[RuleTarget] = Field(min_length=1)
+    # How one of the targets is chosen; routes and semantic routes choose which targets
+    # (docs/routing.md).
+    strategy: Strategy = "weighted"
+    routes: list[Route] = Field(default_factory=list)
+    semantic: Semantic | None = None
     fallbacks: list[Fallback] = Field(default_factory=list)
     hash_on: str | None = None  # sticky splits: "consumer" or "header:<name>"
     fallback_on: list[int | str] = Field(default_factory=lambda: _default_fallback_on())
@@ -370,6 +371,8 @@ class Group(Strict):
     rules: list[str] | None = None
     limits: Annotated[list[Limits] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
+    # MCP servers and server/tool globs its consumers may use; unset: every server.
+    mcp: Annotated[list[str] | None, AfterValidator(check_allow_list)] = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 
@@ -388,6 +391,8 @@ class Consumer(Strict):
     passthrough: list[str] = Field(default_factory=list)
     # Realtime sessions (/v1/realtime) it may hold open at once, per instance; unset: any.
     realtime_sessions: int | None = Field(default=None, ge=0)
+    # MCP servers and server/tool globs it may use (docs/mcp.md); unset: every server.
+    mcp: Annotated[list[str] | None, AfterValidator(check_allow_list)] = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 
@@ -454,6 +459,8 @@ class Gateway(Strict):
     # How long responses of the Responses API are kept for follow-ups and reads.
     responses_ttl: Duration = Field(default=30 * 86400.0, gt=0)
     tls: GatewayTls | None = None  # unset: plain HTTP (TLS ends at a proxy in front)
+    # An MCP client session unused this long is gone (docs/mcp.md).
+    mcp_session_ttl: Duration = Field(default=3600.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -502,13 +509,27 @@ class Gateway(Strict):
 
 
 class PriceOverride(Strict):
-    """USD per million tokens; cached input and cache writes default to the input price."""
+    """USD per million tokens; cached input and cache writes default to the input price.
+    Media models are priced per unit instead (USD per image, second of audio, character
+    spoken, rerank search, request)."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
     cached_input: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+    image: float | None = Field(default=None, ge=0)
+    audio_second: float | None = Field(default=None, ge=0)
+    character: float | None = Field(default=None, ge=0)
+    search: float | None = Field(default=None, ge=0)
+    request: float | None = Field(default=None, ge=0)
+
+    @property
+    def media(self) -> bool:
+        return bool(self.model_fields_set & MEDIA_PRICE_FIELDS)
+
+
+MEDIA_PRICE_FIELDS = frozenset({"image", "audio_second", "character", "search", "request"})
 
 
 class Telemetry(Strict):
@@ -566,6 +587,7 @@ class Tenant(Strict):
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     auth: Auth = Field(default_factory=Auth)
+    mcp_servers: list[McpServer] = Field(default_factory=list)
     limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
     upstreams: list[Upstream] = Field(default_factory=list)
@@ -594,6 +616,8 @@ class Config(Strict):
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
     pricing: dict[str, PriceOverride] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)  # the catalog, over the built-in
     telemetry: Telemetry = Field(default_factory=Telemetry)
     audit: Audit = Field(default_factory=Audit)
     auth: Auth = Field(default_factory=Auth)
+    mcp_servers: list[McpServer] = Field(default_factory=list)

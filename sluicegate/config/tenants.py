@@ -27,7 +27,14 @@ def tenant_config(config: Config, tenant: Tenant) -> Config:
     gateway = config.gateway.model_copy(update=update)
     entities = {kind: getattr(tenant, kind) for kind in _ENTITIES}
     return config.model_copy(
-        update={"gateway": gateway, "gateways": [], "auth": tenant.auth, **entities}
+        # MCP servers are the default gateway's (a tenant declares none of its own yet).
+        update={
+            "gateway": gateway,
+            "gateways": [],
+            "auth": tenant.auth,
+            "mcp_servers": [],
+            **entities,
+        }
     )
 
 

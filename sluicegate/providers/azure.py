@@ -34,7 +34,6 @@ V1 = "v1"
 # The first dated version that takes stream_options (older ones refuse the field).
 _STREAM_OPTIONS_SINCE = "2024-09-01"
 
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 # Azure's rule for deployment names; checking it also keeps a client's model
 # name from reaching another path of the resource ("..", "/", "?"): stricter
 # than providers/paths.py, so the name goes into the URL as it is.
@@ -55,18 +54,24 @@ class AzureAdapter(OpenAIAdapter):
         return cls(service.api_version or DEFAULT_API_VERSION, service.api)
 
     def url(self, endpoint: Endpoint, model: str, base_url: str) -> str:
+        if endpoint in RESPONSES_PATHS and self.api_version != V1:
+            # Not per deployment: the model is in the body.
+            version = quote(self.api_version, safe="")
+            return f"{base_url}{RESPONSES_PATHS[endpoint]}?api-version={version}"
+        return self.url_of(self.path(endpoint), model, base_url)
+
+    def url_of(self, path: str, model: str, base_url: str) -> str:
+        """The URL of OpenAI's ``path`` (``/chat/completions``, ``/images/generations``) for
+        deployment ``model``."""
         if self.api_version == V1:
             # A service whose path already ends in /v1 is taken as it is.
             base = base_url if base_url.endswith("/v1") else base_url + "/v1"
-            return base + self.path(endpoint)
-        if endpoint in RESPONSES_PATHS:  # not per deployment: the model is in the body
-            version = quote(self.api_version, safe="")
-            return f"{base_url}{RESPONSES_PATHS[endpoint]}?api-version={version}"
+            return base + path
         if not _DEPLOYMENT.match(model):
             why = "a deployment name holds letters, digits, '.', '_' and '-' only"
             raise refuse(model, self.name, why)
         version = quote(self.api_version, safe="")
-        return f"{base_url}/deployments/{model}{_PATHS[endpoint]}?api-version={version}"
+        return f"{base_url}/deployments/{model}{path}?api-version={version}"
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str

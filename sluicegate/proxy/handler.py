@@ -54,10 +54,14 @@ from sluicegate.policies.rate_limit import (
     Reservation,
     Who,
 )
+from sluicegate.policies.shared_counters import SharedFileCounters
 from sluicegate.policies.tokens import approximate
-from sluicegate.policies.windows import RedisCounters
+from sluicegate.policies.windows import Counters, RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
+from sluicegate.proxy.routing import embedder, facts_of, learn, plan
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
+from sluicegate.routing.semantic import Embed
+from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -157,6 +161,10 @@ def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
     )
 
 
+def _failure(result: Success | Failure) -> Failure | None:
+    return result if isinstance(result, Failure) else None
+
+
 def _forwarded(dialect: Dialect, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Client headers that a provider of the client's own dialect should see."""
     if not dialect.forward_headers:
@@ -184,7 +192,11 @@ class Proxy:
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
         if self._limiter is None:
-            counters = RedisCounters(table.redis) if table.redis else None
+            counters: Counters | None = None
+            if table.redis:
+                counters = RedisCounters(table.redis)
+            elif self.runtime.shared_counters:  # several workers: one count for them all
+                counters = SharedFileCounters(self.runtime.shared_counters)
             gauge = self.runtime.metrics.limits_backend_up.labels(table.gateway)
             gauge.set(1)
             self._limiter = RateLimiter(
@@ -354,10 +366,11 @@ class Proxy:
             if span is not None and self.tracing is not None:
                 call.trace = (self.tracing, span)
             call.receive = receive  # a stream stops when its client leaves
+            steps = await self.route(table, rule, call, consumer, reservation, out, ex)
             if rule.cache is None:
-                await self.forward(table, rule, call, send, out, ex)
+                await self.forward(table, rule, call, send, out, ex, steps)
             else:
-                await self.forward_cached(table, rule, rule.cache, call, send, out, ex)
+                await self.forward_cached(table, rule, rule.cache, call, send, out, ex, steps)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.client_type
             await respond_error(send, exc, out, dialect.name)
@@ -518,6 +531,36 @@ class Proxy:
             f"The model '{model}' does not exist or is not served here.", param="model"
         )
 
+    async def route(
+        self,
+        table: RoutingTable,
+        rule: CompiledRule,
+        call: Call,
+        consumer: ConsumerEntry,
+        reservation: Reservation | None,
+        out: Headers,
+        ex: Exchange,
+    ) -> list[Step]:
+        """The rule's decision for this request (docs/routing.md), explained in
+        ``x-sluicegate-route`` and the audit row."""
+        facts = facts_of(table, call.parsed.canonical, call.headers, consumer, reservation)
+        key = _sticky_key(rule.hash_on, call.consumer, call.headers)
+        stats = self.runtime.route_stats
+        embed = self.route_embedder(table)
+        decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        ex.route = decision.explain
+        out.append((b"x-sluicegate-route", header_value(decision.explain)))
+        return decision.steps
+
+    def route_embedder(self, table: RoutingTable) -> Embed:
+        """What semantic routes embed with: the cache's local model, or an embeddings
+        rule of ``table``."""
+
+        async def via_rules(model: str, text: str) -> list[float]:
+            return await self.embedding(table, model, text)
+
+        return embedder(self.caches.local, via_rules)
+
     async def forward(
         self,
         table: RoutingTable,
@@ -567,6 +610,7 @@ class Proxy:
                 finally:
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
+                learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(
@@ -662,6 +706,7 @@ class Proxy:
         send: Send,
         out: Headers,
         ex: Exchange,
+        steps: list[Step] | None = None,
     ) -> None:
         """``forward`` behind the rule's cache (docs/cache.md): a hit is replayed without
         an upstream call; a miss is forwarded and its complete answer kept."""
@@ -669,11 +714,12 @@ class Proxy:
         if call.endpoint != "chat" or (call.screen is not None and call.screen.personal):
             ex.cache = "bypass"
             out.append((b"x-sluicegate-cache", b"bypass"))
-            await self.forward(table, rule, call, send, out, ex)
+            await self.forward(table, rule, call, send, out, ex, steps)
             return
         control = read_control(call.headers)
         # The plan is drawn first: the key names the service and model it resolves to.
-        steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+        if steps is None:
+            steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
         first = steps[0]
         scope = CacheScope(table.gateway, rule.name, call.consumer if plan.per_consumer else None)
         model = first.model or call.parsed.model

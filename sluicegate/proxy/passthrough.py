@@ -8,8 +8,11 @@ comes back as the provider sent it (status, headers, body left compressed), stre
 ways: neither body is held whole, except a request body a signature covers (SigV4), read
 within ``gateway.max_body_bytes`` first.
 
-The caller needs a gateway key and a rule it may use that targets the service, or the
-service in its consumer's ``passthrough`` list. Request limits and budgets of the gateway
+The caller needs a gateway key and the service in its consumer's ``passthrough`` list, or a
+rule it may use that targets the service and neither screens nor transforms requests
+(``routing.reach``). What the service's modelled routes refuse, its native route refuses
+too (``Adapter.check_native``, ``features``): paths outside a Vertex project, gs:// URIs,
+anthropic-beta names the service does not list. Request limits and budgets of the gateway
 and the consumer apply; nothing is counted as tokens (the gateway does not read the
 provider's own shapes). Each call is an audit row with endpoint ``passthrough``.
 """
@@ -39,7 +42,7 @@ from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upload import Upload
 from sluicegate.proxy.upstream import HttpTransport, NativeResponse
-from sluicegate.routing.reach import may_reach
+from sluicegate.routing.reach import why_not
 from sluicegate.routing.table import CompiledService, RoutingTable
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.tracing import Tracing
@@ -127,6 +130,21 @@ def forwarded_headers(
     return out
 
 
+def features(
+    service: CompiledService, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers with the provider feature headers (``anthropic-beta``) cut to
+    what the service allows, as on its modelled routes: a feature runs as the gateway's
+    account with the provider."""
+    asked = [value.decode("latin-1") for name, value in headers if name == b"anthropic-beta"]
+    if not asked or service.adapter is None:
+        return headers
+    kept = service.adapter.forwarded({"anthropic-beta": ",".join(asked)})
+    out = [(name, value) for name, value in headers if name != b"anthropic-beta"]
+    out.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in kept.items())
+    return out
+
+
 def answer_headers(response: NativeResponse, out: Headers) -> Headers:
     """The provider's headers, minus hop-by-hop ones and any the gateway sets itself."""
     raw = [(k.lower(), v) for k, v in response.raw_headers]
@@ -161,10 +179,10 @@ class NativeProxy:
             service = table.services.get(name)
             if service is None:
                 raise NotFound(f"No service named '{name}'.", code="service_not_found")
-            if not may_reach(table, consumer, name):
+            refused = why_not(table, consumer, name)
+            if refused is not None:
                 raise PermissionDenied(
-                    f"This key may not reach service '{name}': no rule it may use targets it, "
-                    "nor does its consumer's passthrough list name it.",
+                    f"This key may not reach service '{name}': {refused}.",
                     code="service_not_allowed",
                 )
             if service.transport is not None or service.adapter is None:
@@ -226,15 +244,24 @@ class NativeProxy:
         request = UpstreamRequest(scope["method"], url, dict(service.headers), b"")
         declared = read_headers(headers).content_length
         signer = service.signer
+        adapter = service.adapter
         upload: Upload | None = None
         body: bytes | AsyncGenerator[bytes, None] = b""
+        whole = (signer is not None and signer.signs_body) or (
+            adapter is not None and adapter.reads_native_bodies
+        )
         if not any(n == b"content-length" or n == b"transfer-encoding" for n, _ in headers):
-            pass  # a request without a body (HTTP/1.1 says so by these two headers alone)
-        elif signer is not None and signer.signs_body:
+            if adapter is not None:
+                adapter.check_native(path.decode("latin-1"), b"")
+        elif whole:
             request.body = body = await read_body(
                 receive, table.max_body_bytes, declared, table.body_timeout
             )
+            if adapter is not None:
+                adapter.check_native(path.decode("latin-1"), body)
         else:
+            if adapter is not None:
+                adapter.check_native(path.decode("latin-1"), None)
             upload = Upload(receive, table.max_body_bytes, declared, table.body_timeout)
             body = upload.parts()
         if signer is not None:
@@ -256,7 +283,7 @@ class NativeProxy:
             try:
                 response = await transport.open_native(
                     request,
-                    forwarded_headers(headers, request.headers),
+                    forwarded_headers(features(service, headers), request.headers),
                     body,
                     service.timeouts,
                     service.tls,

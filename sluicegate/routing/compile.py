@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import (
+    MEDIA_PRICE_FIELDS,
     Budget,
     Config,
     Limits,
@@ -22,9 +23,11 @@ from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
+from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
+from sluicegate.providers.models import ModelCatalog, Override
 from sluicegate.providers.registry import ADAPTERS
 from sluicegate.proxy.upstream import Timeouts
 from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
@@ -35,6 +38,7 @@ from sluicegate.routing.health import (
     TargetHealth,
 )
 from sluicegate.routing.probes import Probe
+from sluicegate.routing.smart import compile_router
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -47,7 +51,7 @@ from sluicegate.routing.table import (
     models_body,
     narrower,
 )
-from sluicegate.telemetry.pricing import Price, PriceTable
+from sluicegate.telemetry.pricing import PriceTable
 from sluicegate.tls.client import TlsSettings, client_context
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on
@@ -233,6 +237,8 @@ def compile_rule(
     redis: str | None = None,
     warnings: list[str] | None = None,
     catalog: tuple[str, ...] = (),
+    models: ModelCatalog | None = None,
+    gateway: str = "default",
 ) -> CompiledRule:
     targets = tuple(Step(services[t.service], t.model) for t in rule.targets)
     cumulative = tuple(itertools.accumulate(t.weight for t in rule.targets))
@@ -259,6 +265,7 @@ def compile_rule(
             rule.policies.cache, redis, rule.name, warnings if warnings is not None else []
         ),
         guard=compile_guard(rule.policies),
+        router=compile_router(rule, gateway, services, models or ModelCatalog()),
     )
 
 
@@ -279,6 +286,20 @@ def limits_of(
     if budget is not None:
         out += (Limit(owner, per, None, None, budget.window, budget.usd),)
     return out
+
+
+def model_catalog(config: Config) -> ModelCatalog:
+    """The built-in catalog, then ``pricing:``, then ``models:`` (which supersedes it)."""
+    layers = [
+        (name, Override(**p.model_dump(exclude=set(MEDIA_PRICE_FIELDS)), whole_price=True))
+        for name, p in config.pricing.items()
+        if not p.media or p.model_fields_set & {"input", "output"}  # a media price only
+    ]
+    for name, spec in config.models.items():
+        fields = spec.model_dump(exclude={"capabilities", "description"})
+        caps = frozenset(spec.capabilities) if spec.capabilities is not None else None
+        layers.append((name, Override(**fields, capabilities=caps)))
+    return ModelCatalog(layers)
 
 
 def _cors(config: Config) -> CorsPolicy | None:
@@ -392,13 +413,22 @@ def compile_config(
         for i, svc in enumerate(config.services)
     }
     redis = config.gateway.redis
-    prices = PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()})
-    catalog = prices.names()
+    models = model_catalog(config)
+    prices = PriceTable(models.prices())
+    media_prices = MediaPrices(
+        {
+            name: MediaPrice(**p.model_dump(include=set(MEDIA_PRICE_FIELDS)))
+            for name, p in config.pricing.items()
+            if p.media
+        }
+    )
+    catalog = models.names()
     # In the order requests try them (priority, then as listed): a rule's index is its
     # place, so that candidates() sorts by index alone.
     ordered = [config.rules[i] for i in match_order(config.rules)]
     rules = [
-        compile_rule(rule, i, services, redis, warnings, catalog) for i, rule in enumerate(ordered)
+        compile_rule(rule, i, services, redis, warnings, catalog, models, config.gateway.name)
+        for i, rule in enumerate(ordered)
     ]
 
     exact: dict[str, list[int]] = {}
@@ -437,6 +467,7 @@ def compile_config(
             limits,
             passthrough=frozenset(consumer.passthrough),
             realtime_sessions=consumer.realtime_sessions,
+            groups=frozenset(consumer.groups),
         )
         by_name[consumer.name] = entry
         for key in consumer.keys:
@@ -463,6 +494,8 @@ def compile_config(
         pools=tuple(pools.values()),
         probes=probes,
         prices=prices,
+        media_prices=media_prices,
+        models=models,
         access_log=config.gateway.access_log,
         limits=_gateway_limits(config),
         redis=config.gateway.redis,

@@ -82,6 +82,7 @@ AUDIT_COLUMNS = (
     "tags",  # JSON text: {tag: value} from transform.tags
     "endpoint",  # chat, completions, embeddings, count_tokens (NULL in rows before it)
     "attempts_detail",  # JSON text: [{"service", "target", "status", "outcome", "ms"}]
+    "route",  # why these targets: x-sluicegate-route (docs/routing.md)
 )
 # Written with a row when ``audit.log_bodies`` is on (NULL otherwise); read only for one
 # request (``AuditQuery.bodies``), never for a page of rows.

@@ -152,6 +152,10 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX sluicegate_responses_expiry ON sluicegate_responses (expires_at)",
     ),
+    (
+        # 12: why the request went where it went (x-sluicegate-route)
+        "ALTER TABLE sluicegate_audit ADD COLUMN route TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -284,6 +288,10 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX sluicegate_responses_expiry ON sluicegate_responses (expires_at)",
+    ),
+    (
+        # 12: why the request went where it went (x-sluicegate-route)
+        "ALTER TABLE sluicegate_audit ADD COLUMN route TEXT",
     ),
 )
 

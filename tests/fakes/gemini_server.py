@@ -249,6 +249,8 @@ class FakeGemini(FakeServer):
         refused = self.authorize(request)
         if refused is not None:
             return refused
+        if method == "predict" and model.startswith("imagen"):
+            return self.imagen(body)
         if method in ("batchEmbedContents", "predict"):
             return self.embed(body, method)
         if method not in ("generateContent", "streamGenerateContent"):
@@ -291,6 +293,21 @@ class FakeGemini(FakeServer):
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    def imagen(self, body: dict[str, Any]) -> web.Response:
+        """Imagen's ``:predict``: one PNG (as base64) per sample asked for."""
+        instances = body.get("instances") or []
+        if len(instances) != 1 or not instances[0].get("prompt"):
+            return self._error(400, "instances[0].prompt is required")
+        parameters = body.get("parameters") or {}
+        if parameters.get("aspectRatio", "1:1") not in ("1:1", "3:4", "4:3", "9:16", "16:9"):
+            return self._error(400, "Unsupported aspect ratio")
+        count = parameters.get("sampleCount", 4)
+        image = base64.b64encode(b"\x89PNG imagen " + parameters.get("aspectRatio", "").encode())
+        predictions = [
+            {"bytesBase64Encoded": image.decode(), "mimeType": "image/png"} for _ in range(count)
+        ]
+        return web.json_response({"predictions": predictions})
 
     def embed(self, body: dict[str, Any], method: str) -> web.Response:
         if method != "batchEmbedContents":

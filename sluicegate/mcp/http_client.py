@@ -1,0 +1,147 @@
+"""An MCP server over streamable HTTP: POST one message, read JSON or an SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from sluicegate.mcp.table import ServerSpec
+from sluicegate.mcp.upstream import Opened, ServerDown, SessionLost
+from sluicegate.mcp.wire import VERSIONS, Message, is_response
+from sluicegate.schema.sse import EventSplitter, parse_event
+
+_ACCEPT = "application/json, text/event-stream"
+
+
+class HttpUpstream:
+    def __init__(self, spec: ServerSpec, http: aiohttp.ClientSession) -> None:
+        assert spec.url is not None
+        self.spec = spec
+        self.url = spec.url
+        self.http = http
+        wait = spec.timeout
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
+        self._base = {"accept": _ACCEPT, "content-type": "application/json", **dict(spec.headers)}
+
+    def _headers(self, session: str | None, version: str | None) -> dict[str, str]:
+        headers = dict(self._base)
+        if session is not None:
+            headers["mcp-session-id"] = session
+        if version is not None:
+            headers["mcp-protocol-version"] = version
+        return headers
+
+    async def open(self, params: Message) -> Opened:
+        message = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
+        session: str | None = None
+        answer: Message | None = None
+        async with asyncio.timeout(self.spec.timeout):
+            async with self._post(None, None, message) as response:
+                session = response.headers.get("mcp-session-id")
+                async for item in self._read(response, 0):
+                    if is_response(item):
+                        answer = item
+        if answer is None or "result" not in answer:
+            problem = (answer or {}).get("error", {}).get("message", "no answer")
+            raise ServerDown(self.spec.name, f"refused initialize: {problem}", "status")
+        result: Message = answer["result"]
+        version = str(result.get("protocolVersion") or params.get("protocolVersion"))
+        if version not in VERSIONS and version != "2024-11-05":
+            raise ServerDown(self.spec.name, f"speaks protocol version {version}", "status")
+        done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        await self.post(session, version, done)
+        return Opened(session, version, result)
+
+    def _post(self, session: str | None, version: str | None, message: Message) -> _Exchange:
+        return _Exchange(self, session, version, message)
+
+    async def exchange(
+        self, session: str | None, version: str, message: Message
+    ) -> AsyncIterator[Message]:
+        async with self._post(session, version, message) as response:
+            async for item in self._read(response, message.get("id")):
+                yield item
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, wanted: object
+    ) -> AsyncIterator[Message]:
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            body = orjson.loads(await response.read())
+            for item in body if isinstance(body, list) else [body]:
+                if isinstance(item, dict):
+                    yield item
+            return
+        if kind != "text/event-stream":
+            raise ServerDown(self.spec.name, f"answered content type '{kind}'", "status")
+        splitter = EventSplitter()
+        async for chunk in response.content.iter_any():
+            for raw in splitter.feed(chunk):
+                _, data = parse_event(raw)
+                if not data:
+                    continue  # a priming event (an id only) or a comment
+                item = orjson.loads(data)
+                if isinstance(item, dict):
+                    yield item
+                    if is_response(item) and item.get("id") == wanted:
+                        return
+        raise ServerDown(self.spec.name, "closed the stream before answering")
+
+    async def post(self, session: str | None, version: str, message: Message) -> None:
+        async with asyncio.timeout(self.spec.timeout), self._post(session, version, message) as r:
+            await r.read()
+
+    async def end(self, session: str | None) -> None:
+        if session is None:
+            return
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                headers = self._headers(session, None)
+                async with self.http.delete(self.url, headers=headers) as r:
+                    await r.read()
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # it ends the session on its own once idle
+
+    async def close(self) -> None:
+        return None
+
+
+class _Exchange:
+    """One POST: raises ``SessionLost`` on a 404 to a session, ``ServerDown`` on any other
+    failure, and releases the connection when left."""
+
+    def __init__(
+        self, upstream: HttpUpstream, session: str | None, version: str | None, message: Message
+    ) -> None:
+        self.upstream = upstream
+        self.session = session
+        self.headers = upstream._headers(session, version)
+        self.body = orjson.dumps(message)
+        self.response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        name = self.upstream.spec.name
+        try:
+            response = await self.upstream.http.post(
+                self.upstream.url,
+                data=self.body,
+                headers=self.headers,
+                timeout=self.upstream.timeout,
+            )
+        except aiohttp.ClientError as exc:
+            raise ServerDown(name, f"is unreachable ({type(exc).__name__})") from None
+        self.response = response
+        if response.status == 404 and self.session is not None:
+            response.release()
+            raise SessionLost(name, "no longer knows the session", "status")
+        if response.status >= 400:
+            response.release()
+            raise ServerDown(name, f"answered HTTP {response.status}", "status")
+        return response
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.response is not None:
+            self.response.release()

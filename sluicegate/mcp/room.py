@@ -1,0 +1,224 @@
+"""``/mcp`` and ``/mcp/{server}``: the gateway's MCP endpoint (streamable HTTP transport).
+
+A POST carries one JSON-RPC message. ``initialize`` opens a client session (its id in
+``Mcp-Session-Id``); every later message names it. A request is answered with JSON,
+or with an SSE stream when a server sends something before its response (progress,
+a sampling request). DELETE ends the session and its server sessions. There is no
+GET stream: the transport allows a 405, and clients then work without one.
+
+Protocol faults are answered in JSON-RPC's shape (what MCP clients read); the caller's
+key or token is checked first, and its failures have the gateway's error shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import orjson
+
+from sluicegate.asgi import JSON, Receive, Scope, Send, read_body, respond, respond_error
+from sluicegate.errors import GatewayError, NotFound, PermissionDenied
+from sluicegate.mcp.context import Call
+from sluicegate.mcp.dispatch import Dispatcher, unavailable
+from sluicegate.mcp.relay import Relay
+from sluicegate.mcp.servers import Servers
+from sluicegate.mcp.sessions import McpSession, Sessions, new_id
+from sluicegate.mcp.table import McpTable, compile_mcp
+from sluicegate.mcp.telemetry import McpMetrics
+from sluicegate.mcp.upstream import ServerDown
+from sluicegate.mcp.wire import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    Message,
+    error,
+    is_response,
+    sse_event,
+)
+from sluicegate.proxy.handler import read_headers
+from sluicegate.routing.table import RoutingTable
+
+if TYPE_CHECKING:
+    from sluicegate.config.model import Config
+    from sluicegate.proxy.handler import Proxy
+
+log = logging.getLogger("sluicegate.mcp")
+
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_ALLOW = (b"allow", b"POST, DELETE")
+
+
+def mcp_path(path: str) -> bool:
+    return path == "/mcp" or path.startswith("/mcp/")
+
+
+class McpRoom:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.runtime = proxy.runtime
+        self.metrics = McpMetrics(self.runtime.metrics)
+        self.servers = Servers(self.metrics)
+        self._sessions: Sessions | None = None
+        self.relay: Relay | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._config: Config | None = None
+        self._table = McpTable()
+
+    def table(self) -> McpTable:
+        """The running config's servers and allow lists, compiled once per change."""
+        config = self.runtime.loaded.config
+        if config is not self._config:
+            self._table = compile_mcp(config)
+            self._config = config
+            self.servers.sync(self._table.servers)
+        return self._table
+
+    def _dispatcher(self) -> tuple[Sessions, Dispatcher]:
+        if self._sessions is None or self.dispatcher is None:
+            settings = self.runtime.file.config.gateway
+            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl)
+            self.relay = Relay(self.servers, self._sessions)
+            self.dispatcher = Dispatcher(self.relay, self.metrics, lambda: self.runtime.audit)
+        return self._sessions, self.dispatcher
+
+    async def close(self) -> None:
+        await self.servers.close()
+        if self._sessions is not None:
+            await self._sessions.close()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
+        path: str = scope["path"]
+        server = path[5:].strip("/") or None
+        incoming = read_headers(scope["headers"])
+        try:
+            consumer = await self.proxy.identify(table, incoming.key, scope)
+            mcp = self.table()
+            if server is not None and server not in mcp.servers:
+                raise NotFound(f"No MCP server named '{server}'.", code="mcp_server_not_found")
+            allow = mcp.allow(consumer.name)
+            if server is not None and not allow.server(server):
+                raise PermissionDenied(f"MCP server '{server}' is not allowed for this key.")
+        except GatewayError as exc:
+            await respond_error(send, exc, [])
+            return
+        method = scope["method"]
+        if method not in ("POST", "DELETE"):
+            await respond(send, 405, b"", [_ALLOW])
+            return
+        sessions, dispatcher = self._dispatcher()
+        given = _header(scope, b"mcp-session-id")
+        if method == "POST":
+            try:
+                body = await read_body(
+                    receive, table.max_body_bytes, incoming.content_length, table.body_timeout
+                )
+            except GatewayError as exc:
+                await respond_error(send, exc, [])
+                return
+            try:
+                message = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                await _json(send, 400, error(None, PARSE_ERROR, "Parse error"))
+                return
+            if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+                refused = error(None, INVALID_REQUEST, "One JSON-RPC 2.0 message per request")
+                await _json(send, 400, refused)
+                return
+            if message.get("method") == "initialize":
+                session = McpSession(
+                    new_id(),
+                    table.gateway,
+                    consumer.name,
+                    server,
+                    dispatcher.version_for((message.get("params") or {}).get("protocolVersion")),
+                    _params(message),
+                )
+                call = Call(session, mcp, allow, incoming.request_id, consumer.prefix)
+                await self._initialize(send, call, message, sessions, dispatcher)
+                return
+        found = await sessions.get(given) if given else None
+        if found is not None and (
+            found.consumer != consumer.name
+            or found.gateway != table.gateway
+            or found.server != server
+        ):
+            found = None  # another caller's, or another endpoint's: not this one's to use
+        if found is None:
+            status = 400 if not given else 404
+            words = "Missing Mcp-Session-Id" if not given else "Session not found"
+            await _json(send, status, error(None, INVALID_REQUEST, words))
+            return
+        call = Call(found, mcp, allow, incoming.request_id, consumer.prefix)
+        if method == "DELETE":
+            await dispatcher.end(call)
+            await sessions.drop(found.id)
+            await respond(send, 204, b"", [])
+            return
+        if is_response(message):
+            await dispatcher.answer(call, message)
+            await respond(send, 202, b"", [])
+        elif "id" not in message:
+            await dispatcher.notify(call, message)
+            await respond(send, 202, b"", [])
+        else:
+            await self._reply(send, call, message, dispatcher)
+        if call.dirty:
+            await sessions.put(call.session)
+
+    async def _initialize(
+        self, send: Send, call: Call, message: Message, sessions: Sessions, dispatcher: Dispatcher
+    ) -> None:
+        try:
+            answer = await dispatcher.initialize(call, message.get("id"))
+        except ServerDown as down:
+            await _json(send, 200, unavailable(message.get("id"), down))
+            return
+        await sessions.put(call.session)
+        headers = [(b"mcp-session-id", call.session.id.encode())]
+        await _json(send, 200, answer, headers)
+
+    async def _reply(
+        self, send: Send, call: Call, message: Message, dispatcher: Dispatcher
+    ) -> None:
+        reply = dispatcher.request(call, message)
+        try:
+            first = await anext(reply)
+            if is_response(first):
+                await _json(send, 200, first)
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": list(_SSE)})
+            await send({"type": "http.response.body", "body": sse_event(first), "more_body": True})
+            async for item in reply:
+                body = sse_event(item)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            with contextlib.suppress(Exception):
+                await reply.aclose()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _params(message: Message) -> Message:
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return {}
+    keep = ("protocolVersion", "capabilities", "clientInfo")
+    return {k: params[k] for k in keep if k in params}
+
+
+async def _json(
+    send: Send, status: int, message: Message, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    out: list[tuple[bytes, bytes]] = [JSON, *(headers or [])]
+    await respond(send, status, orjson.dumps(message), out)

@@ -1,0 +1,139 @@
+"""The upstream MCP servers of the running config: a client for each, and its health.
+
+A server that fails to open a session or to answer is marked down and left out of
+aggregated answers; it is tried again after a pause that doubles up to
+``MAX_PAUSE`` (so a dead server costs a list nothing most of the time), and is up
+again at its first success. Each change is logged once and shown as
+``sluicegate_mcp_server_up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from sluicegate.mcp.http_client import HttpUpstream
+from sluicegate.mcp.stdio_client import StdioUpstream
+from sluicegate.mcp.table import ServerSpec
+from sluicegate.mcp.telemetry import McpMetrics
+from sluicegate.mcp.upstream import Opened, ServerDown, Upstream
+from sluicegate.mcp.wire import Message
+
+log = logging.getLogger("sluicegate.mcp")
+
+FIRST_PAUSE = 0.5
+MAX_PAUSE = 5.0
+
+
+@dataclass(slots=True)
+class Health:
+    up: bool = True
+    failures: int = 0
+    retry_at: float = 0.0
+    reason: str = ""
+
+
+def as_down(server: str, exc: BaseException) -> ServerDown:
+    """Any failure of a server as the one error callers handle (never with a secret)."""
+    if isinstance(exc, ServerDown):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ServerDown(server, "did not answer in time", "timeout")
+    if isinstance(exc, orjson.JSONDecodeError):
+        return ServerDown(server, "answered something that is not JSON", "status")
+    return ServerDown(server, f"failed ({type(exc).__name__})")
+
+
+FAILURES = (ServerDown, TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError, OSError)
+
+
+class Servers:
+    def __init__(self, metrics: McpMetrics) -> None:
+        self.metrics = metrics
+        self.specs: Mapping[str, ServerSpec] = {}
+        self.clients: dict[str, Upstream] = {}
+        self.health: dict[str, Health] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._retired: list[Upstream] = []
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60)
+            self._http = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._http
+
+    def sync(self, specs: Mapping[str, ServerSpec]) -> None:
+        """Clients for the config's servers; a changed or removed one is closed later."""
+        if specs is self.specs:
+            return
+        for name, client in list(self.clients.items()):
+            if specs.get(name) != client.spec:
+                self._retired.append(self.clients.pop(name))
+        for name, spec in specs.items():
+            if name not in self.clients:
+                self.clients[name] = (
+                    HttpUpstream(spec, self._session()) if spec.url else StdioUpstream(spec)
+                )
+                self.health.setdefault(name, Health())
+                self.metrics.up.labels(name).set(1 if self.health[name].up else 0)
+        for name in list(self.health):
+            if name not in specs:
+                del self.health[name]
+                self.metrics.up.remove(name)
+        self.specs = specs
+        if self._retired:
+            retired, self._retired = self._retired, []
+            for client in retired:
+                asyncio.get_running_loop().create_task(client.close())
+
+    def client(self, name: str) -> Upstream:
+        return self.clients[name]
+
+    def may_try(self, name: str) -> bool:
+        health = self.health.get(name)
+        return health is None or health.up or time.monotonic() >= health.retry_at
+
+    def failed(self, name: str, exc: ServerDown) -> None:
+        health = self.health.setdefault(name, Health())
+        health.failures += 1
+        pause = min(MAX_PAUSE, FIRST_PAUSE * 2 ** (health.failures - 1))
+        health.retry_at = time.monotonic() + pause
+        if health.up or health.reason != str(exc):
+            log.warning("%s; left out of MCP answers, tried again in %.1fs", exc, pause)
+        health.up, health.reason = False, str(exc)
+        self.metrics.up.labels(name).set(0)
+
+    def succeeded(self, name: str) -> None:
+        health = self.health.get(name)
+        if health is not None and not health.up:
+            log.info("MCP server '%s' answers again", name)
+            health.up, health.failures, health.reason = True, 0, ""
+            self.metrics.up.labels(name).set(1)
+
+    async def open(self, name: str, params: Message) -> Opened:
+        client = self.clients[name]
+        try:
+            async with asyncio.timeout(client.spec.timeout):
+                opened = await client.open(params)
+        except FAILURES as exc:
+            down = as_down(name, exc)
+            self.failed(name, down)
+            raise down from None
+        self.succeeded(name)
+        return opened
+
+    async def close(self) -> None:
+        for client in [*self.clients.values(), *self._retired]:
+            await client.close()
+        self.clients.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

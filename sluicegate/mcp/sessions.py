@@ -1,0 +1,115 @@
+"""Client sessions: who holds one, what it agreed, and its session at each server.
+
+Kept in process, or in Redis when ``gateway.redis`` is set, so that any instance serves
+any session: a record is read from Redis on every request (``GETEX``, which also renews
+its idle expiry) and written back when a server session changes. A session idle for
+``IDLE`` seconds is gone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sluicegate.mcp.wire import Message
+from sluicegate.stores.redis_client import RedisConnection, connect_redis
+
+IDLE = 3600.0
+_PREFIX = "sluicegate:mcp:session:"
+
+
+@dataclass(slots=True)
+class McpSession:
+    id: str
+    gateway: str
+    consumer: str
+    server: str | None  # /mcp/{server}; None: the aggregated /mcp
+    version: str  # the protocol version agreed with the client
+    params: Message  # the client's initialize params: each server session is opened with them
+    upstream: dict[str, list[Any]] = field(default_factory=dict)  # server → [session, version]
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {
+                "gateway": self.gateway,
+                "consumer": self.consumer,
+                "server": self.server,
+                "version": self.version,
+                "params": self.params,
+                "upstream": self.upstream,
+            }
+        )
+
+    @classmethod
+    def loads(cls, session_id: str, raw: bytes) -> McpSession:
+        doc = orjson.loads(raw)
+        return cls(
+            session_id,
+            doc["gateway"],
+            doc["consumer"],
+            doc["server"],
+            doc["version"],
+            doc["params"],
+            doc["upstream"],
+        )
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Sessions:
+    def __init__(self, redis_url: str | None, idle: float = IDLE) -> None:
+        self.idle = idle
+        self._ms = max(1, int(idle * 1000))
+        self._url = redis_url
+        self._redis: RedisConnection | None = None
+        self._local: dict[str, tuple[float, bytes]] = {}  # id → (last use, record)
+
+    @property
+    def shared(self) -> bool:
+        return self._url is not None
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            assert self._url is not None
+            self._redis = connect_redis(self._url, socket_timeout=2.0)
+        return self._redis.client
+
+    async def get(self, session_id: str) -> McpSession | None:
+        if not 16 <= len(session_id) <= 64:
+            return None
+        if self._url is not None:
+            raw = await self._client().getex(_PREFIX + session_id, px=self._ms)
+            return McpSession.loads(session_id, raw) if raw is not None else None
+        now = time.monotonic()
+        found = self._local.get(session_id)
+        if found is None or now - found[0] > self.idle:
+            self._local.pop(session_id, None)
+            return None
+        self._local[session_id] = (now, found[1])
+        return McpSession.loads(session_id, found[1])
+
+    async def put(self, session: McpSession) -> None:
+        raw = session.dumps()
+        if self._url is not None:
+            await self._client().set(_PREFIX + session.id, raw, px=self._ms)
+            return
+        now = time.monotonic()
+        if len(self._local) > 1024:
+            self._local = {k: v for k, v in self._local.items() if now - v[0] <= self.idle}
+        self._local[session.id] = (now, raw)
+
+    async def drop(self, session_id: str) -> None:
+        if self._url is not None:
+            await self._client().delete(_PREFIX + session_id)
+        self._local.pop(session_id, None)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.close()
+            self._redis = None

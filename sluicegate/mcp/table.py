@@ -1,0 +1,133 @@
+"""``mcp_servers`` and the ``mcp`` allow lists, compiled once per config."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sluicegate.config.mcp import McpServer, split_allowed
+from sluicegate.config.model import Config
+
+Pattern = re.Pattern[str]
+
+
+def _glob(pattern: str) -> Pattern:
+    return re.compile(fnmatch.translate(pattern))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    name: str
+    url: str | None  # streamable HTTP; the credentials' query parameter included
+    command: tuple[str, ...] | None  # stdio
+    env: Mapping[str, str]
+    cwd: str | None
+    headers: tuple[tuple[str, str], ...]  # its credentials' header and its own headers
+    timeout: float
+    tools: tuple[Pattern, ...] | None  # None: every tool it offers
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def offers(self, tool: str) -> bool:
+        return self.tools is None or any(p.fullmatch(tool) for p in self.tools)
+
+    @property
+    def transport(self) -> str:
+        return "http" if self.url is not None else "stdio"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never appear in a log or an error about this server."""
+        return tuple(v for _, v in self.headers if len(v) >= 4)
+
+
+def compile_server(server: McpServer) -> ServerSpec:
+    headers = dict(server.headers)
+    url = server.url
+    creds = server.credentials
+    if creds is not None and creds.header_name and creds.header_value is not None:
+        headers[creds.header_name] = creds.header_value
+    if url is not None and creds is not None and creds.param_name and creds.param_value:
+        parts = urlsplit(url)
+        query = "&".join(
+            q for q in (parts.query, urlencode({creds.param_name: creds.param_value})) if q
+        )
+        url = urlunsplit(parts._replace(query=query))
+    return ServerSpec(
+        name=server.name,
+        url=url,
+        command=tuple(server.command) if server.command is not None else None,
+        env=dict(server.env),
+        cwd=server.cwd,
+        headers=tuple(headers.items()),
+        timeout=server.timeout,
+        tools=tuple(_glob(t) for t in server.tools) if server.tools is not None else None,
+        description=server.description,
+        tags=tuple(server.tags),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """Which servers and tools a caller may use: every list in ``lists`` must permit it
+    (a consumer's own, and each of its groups'); no lists, everything."""
+
+    lists: tuple[tuple[tuple[Pattern, Pattern | None], ...], ...] = ()
+
+    @classmethod
+    def of(cls, items: list[str] | None) -> Allow:
+        if items is None:
+            return EVERYTHING
+        compiled = []
+        for item in items:
+            server, tool = split_allowed(item)
+            compiled.append((_glob(server), _glob(tool) if tool is not None else None))
+        return cls((tuple(compiled),))
+
+    def narrowed(self, other: Allow) -> Allow:
+        return Allow(self.lists + other.lists)
+
+    def server(self, name: str) -> bool:
+        """Whether some tool of the server may be used (so it is listed at all)."""
+        return all(any(s.fullmatch(name) for s, _ in items) for items in self.lists)
+
+    def tool(self, server: str, tool: str) -> bool:
+        return all(
+            any(s.fullmatch(server) and (t is None or t.fullmatch(tool)) for s, t in items)
+            for items in self.lists
+        )
+
+
+EVERYTHING = Allow()
+
+
+@dataclass(frozen=True, slots=True)
+class McpTable:
+    servers: Mapping[str, ServerSpec] = field(default_factory=dict)
+    allows: Mapping[str, Allow] = field(default_factory=dict)  # by consumer name
+    default: Allow = EVERYTHING  # a token's consumer that the config does not name
+
+    def allow(self, consumer: str) -> Allow:
+        return self.allows.get(consumer, self.default)
+
+
+def compile_mcp(config: Config) -> McpTable:
+    groups = {g.name: Allow.of(g.mcp) for g in config.groups}
+    allows: dict[str, Allow] = {}
+    for consumer in config.consumers:
+        allow = Allow.of(consumer.mcp)
+        for name in consumer.groups:
+            if name in groups:
+                allow = allow.narrowed(groups[name])
+        allows[consumer.name] = allow
+    jwt = config.auth.jwt
+    fallback = jwt.default_consumer if jwt is not None else None
+    default = allows.get(fallback, EVERYTHING) if fallback is not None else EVERYTHING
+    return McpTable(
+        servers={s.name: compile_server(s) for s in config.mcp_servers},
+        allows=allows,
+        default=default,
+    )

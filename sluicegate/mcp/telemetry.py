@@ -1,0 +1,97 @@
+"""MCP metrics and audit rows: every tool call is counted, timed and recorded."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from sluicegate.telemetry.audit import AuditWriter
+from sluicegate.telemetry.exchange import Exchange
+from sluicegate.telemetry.metrics import Metrics
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class McpMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        registry = metrics.registry
+        self.calls = Counter(
+            "sluicegate_mcp_tool_calls",
+            "MCP tool calls by server, tool, consumer and outcome (ok, tool_error, or a failure)",
+            ["server", "tool", "consumer", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "sluicegate_mcp_tool_call_duration_seconds",
+            "Time of an MCP tool call through the gateway, to its answer",
+            ["server", "tool"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.up = Gauge(
+            "sluicegate_mcp_server_up",
+            "1 while an MCP server answers, 0 while it is left out of lists",
+            ["server"],
+            registry=registry,
+        )
+        self.left_out = Counter(
+            "sluicegate_mcp_server_left_out",
+            "Times an MCP server was left out of an aggregated answer (down or slow)",
+            ["server", "reason"],
+            registry=registry,
+        )
+
+
+class CallRecord:
+    """One tool call, from the client's message to its answer."""
+
+    __slots__ = ("consumer", "gateway", "key_prefix", "request_id", "server", "started", "tool")
+
+    def __init__(
+        self,
+        request_id: str,
+        gateway: str,
+        consumer: str,
+        key_prefix: str | None,
+        server: str,
+        tool: str,
+    ) -> None:
+        self.request_id = request_id
+        self.gateway = gateway
+        self.consumer = consumer
+        self.key_prefix = key_prefix
+        self.server = server
+        self.tool = tool
+        self.started = time.perf_counter()
+
+    def finish(
+        self,
+        metrics: McpMetrics,
+        audit: AuditWriter | None,
+        status: int,
+        outcome: str,
+        error_type: str | None = None,
+    ) -> None:
+        ended = time.perf_counter()
+        metrics.calls.labels(self.server, self.tool, self.consumer, outcome).inc()
+        metrics.duration.labels(self.server, self.tool).observe(ended - self.started)
+        if audit is None:
+            return
+        ex = Exchange(
+            self.request_id,
+            self.gateway,
+            "mcp",
+            "mcp",
+            started=self.started,
+            consumer=self.consumer,
+            key_prefix=self.key_prefix,
+            service=self.server,
+            provider="mcp",
+            model=self.tool,
+            status=status,
+            error_type=error_type,
+            attempts=1 if status != 403 else 0,
+            ended=ended,
+        )
+        audit.submit(ex)
