@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -27,7 +28,6 @@ from sluicegate.asgi import (
     JSON,
     NOSNIFF,
     Headers,
-    Message,
     Receive,
     Scope,
     Send,
@@ -40,9 +40,8 @@ from sluicegate.dialects.responses_items import builtin_tools
 from sluicegate.errors import GatewayError, InvalidRequest, NotFound, StoreUnavailable
 from sluicegate.proxy.attempt import Call
 from sluicegate.proxy.handler import read_headers
-from sluicegate.proxy.streaming import STREAM_HEADERS
 from sluicegate.responses.kept import KeptResponses
-from sluicegate.responses.native import NativeAnswer
+from sluicegate.responses.outgoing import Outgoing
 from sluicegate.routing.table import ConsumerEntry, RoutingTable
 from sluicegate.stores.responses import KeptResponse
 from sluicegate.telemetry.exchange import Exchange
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluicegate")
 
 _LIST_DEFAULT, _LIST_MOST = 20, 100
-STREAM_TYPE = dict(STREAM_HEADERS)[b"content-type"]
 
 
 class MethodNotAllowed(GatewayError):
@@ -97,71 +95,33 @@ class ResponsesApi:
     # ------------------------------------------------------------ create
     async def create(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
         dialect = ResponsesDialect()
-        owner: list[str] = []  # the caller's consumer, once known
-        keep = [True]
+
+        async def keep() -> None:
+            await self._keep(dialect, table.gateway, outgoing.owner)
+
+        outgoing = Outgoing(send, dialect, keep)
 
         async def prepare(consumer: ConsumerEntry, raw: bytes) -> str | None:
             body = dialect.read(raw)
             await self._history(dialect, body, table, consumer)
-            keep[0] = body.get("store", True) is not False
-            owner.append(consumer.name)
+            outgoing.keeps = body.get("store", True) is not False
+            outgoing.owner = consumer.name
             # Built-in tools run only where OpenAI's own Responses API answers.
             return "responses" if builtin_tools(body) else None
 
-        native = NativeAnswer(dialect)
-        held: list[Message] = []  # a native whole answer's start, until its body is edited
-        mode = [""]  # of a 200: "whole" or "stream"
-
-        async def keeping(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                mode[0] = ""
-                if message["status"] == 200:
-                    streamed = (b"content-type", STREAM_TYPE) in message.get("headers", [])
-                    mode[0] = "stream" if streamed else "whole"
-                    if mode[0] == "whole" and not dialect.translated:
-                        held.append(message)
-                        return
-                await send(message)
-                return
-            if message["type"] == "http.response.body" and mode[0]:
-                body = message.get("body", b"")
-                if mode[0] == "stream" and not dialect.translated:
-                    message["body"] = native.events(body)
-                elif mode[0] == "whole" and not dialect.translated:
-                    message["body"] = native.whole(body)
-                    start = held.pop()
-                    length = str(len(message["body"])).encode()
-                    start["headers"] = [
-                        (k, length if k == b"content-length" else v) for k, v in start["headers"]
-                    ]
-                    await self._kept_first(dialect, keep, table.gateway, owner)
-                    await send(start)
-                elif mode[0] == "whole" and body != dialect.encoded:
-                    dialect.final = orjson.loads(body)  # as guardrails(out) rewrote it
-            await self._kept_first(dialect, keep, table.gateway, owner)
-            await send(message)
-
         await self.proxy.handle(
-            scope, receive, keeping, "chat", dialect, table, prepare, label="responses"
+            scope, receive, outgoing, "chat", dialect, table, prepare, label="responses"
         )
-
-    async def _kept_first(
-        self, dialect: ResponsesDialect, keep: list[bool], gateway: str, owner: list[str]
-    ) -> None:
-        """Keep the final response (once) before any of it reaches the client."""
-        if dialect.final is not None and keep[0]:
-            keep[0] = False
-            await self._keep(dialect, gateway, owner[0])
 
     async def _keep(self, dialect: ResponsesDialect, gateway: str, consumer: str) -> None:
         assert dialect.final is not None
-        created = float(dialect.created_at)
+        now = time.time()  # created_at is whole seconds: the expiry counts from now
         kept = KeptResponse(
             dialect.id,
             gateway,
             consumer,
-            created,
-            created + self.kept.ttl,
+            float(dialect.created_at),
+            now + self.kept.ttl,
             dialect.final,
             [*dialect.history, *dialect.items],
         )
