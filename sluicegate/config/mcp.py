@@ -8,12 +8,13 @@ of a consumer or a group: server names and ``server/tool`` globs.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from sluicegate.config.base import Duration, Strict, secret
+from sluicegate.config.guardrails import GuardrailsPolicy
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -51,6 +52,19 @@ class McpCredentials(Strict):
         return self
 
 
+class McpRateLimit(Strict):
+    """Tool calls to one server: ``requests`` per ``window``, counted per consumer, per key
+    or for everybody together (``global``)."""
+
+    requests: int = Field(ge=0)
+    window: Duration = Field(default=60.0, gt=0)
+    per: Literal["consumer", "key", "global"] = "consumer"
+
+
+def _one_or_many(value: Any) -> Any:
+    return value if value is None or isinstance(value, list) else [value]
+
+
 class McpServer(Strict):
     name: McpServerName
     url: str | None = None  # streamable HTTP
@@ -61,6 +75,9 @@ class McpServer(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = Field(default=30.0, gt=0)  # one request, initialize included
     tools: list[Annotated[str, Field(min_length=1)]] | None = None  # globs; unset: all
+    rate_limit: Annotated[list[McpRateLimit] | None, BeforeValidator(_one_or_many)] = None
+    # Tool arguments are screened as requests, tool results as answers.
+    guardrails: GuardrailsPolicy | None = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 

@@ -37,7 +37,7 @@ from sluicegate.mcp.wire import (
     sse_event,
 )
 from sluicegate.proxy.handler import read_headers
-from sluicegate.routing.table import RoutingTable
+from sluicegate.routing.table import RoutingTable, hash_key
 
 if TYPE_CHECKING:
     from sluicegate.config.model import Config
@@ -83,7 +83,12 @@ class McpRoom:
             settings = self.runtime.file.config.gateway
             self._sessions = Sessions(settings.redis, settings.mcp_session_ttl)
             self.relay = Relay(self.servers, self._sessions)
-            self.dispatcher = Dispatcher(self.relay, self.metrics, lambda: self.runtime.audit)
+            self.dispatcher = Dispatcher(
+                self.relay,
+                self.metrics,
+                lambda: self.runtime.audit,
+                lambda: self.proxy.limiter(self.runtime.table),
+            )
         return self._sessions, self.dispatcher
 
     async def close(self) -> None:
@@ -106,6 +111,7 @@ class McpRoom:
         except GatewayError as exc:
             await respond_error(send, exc, [])
             return
+        key_id = hash_key(incoming.key, table.key_secret).hex()[:16] if incoming.key else ""
         method = scope["method"]
         if method not in ("POST", "DELETE"):
             await respond(send, 405, b"", [_ALLOW])
@@ -138,7 +144,7 @@ class McpRoom:
                     dispatcher.version_for((message.get("params") or {}).get("protocolVersion")),
                     _params(message),
                 )
-                call = Call(session, mcp, allow, incoming.request_id, consumer.prefix)
+                call = Call(session, mcp, allow, incoming.request_id, consumer.prefix, key_id)
                 await self._initialize(send, call, message, sessions, dispatcher)
                 return
         found = await sessions.get(given) if given else None
@@ -153,7 +159,7 @@ class McpRoom:
             words = "Missing Mcp-Session-Id" if not given else "Session not found"
             await _json(send, status, error(None, INVALID_REQUEST, words))
             return
-        call = Call(found, mcp, allow, incoming.request_id, consumer.prefix)
+        call = Call(found, mcp, allow, incoming.request_id, consumer.prefix, key_id)
         if method == "DELETE":
             await dispatcher.end(call)
             await sessions.drop(found.id)

@@ -75,10 +75,12 @@ class Servers:
         if specs is self.specs:
             return
         for name, client in list(self.clients.items()):
-            if specs.get(name) != client.spec:
+            if not client.spec.same_client(specs.get(name)):
                 self._retired.append(self.clients.pop(name))
         for name, spec in specs.items():
-            if name not in self.clients:
+            if name in self.clients:
+                self.clients[name].spec = spec  # the same server; its policies may be new
+            else:
                 self.clients[name] = (
                     HttpUpstream(spec, self._session()) if spec.url else StdioUpstream(spec)
                 )

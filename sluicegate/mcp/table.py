@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sluicegate.config.mcp import McpServer, split_allowed
-from sluicegate.config.model import Config
+from sluicegate.config.model import Config, Policies
+from sluicegate.guardrails.policy import Guard, compile_guard
+from sluicegate.policies.rate_limit import Limit
 
 Pattern = re.Pattern[str]
 
@@ -30,6 +32,19 @@ class ServerSpec:
     tools: tuple[Pattern, ...] | None  # None: every tool it offers
     description: str | None = None
     tags: tuple[str, ...] = ()
+    limits: tuple[Limit, ...] = ()  # tool calls
+    guard: Guard | None = None  # arguments screened as requests, results as answers
+
+    def same_client(self, other: ServerSpec | None) -> bool:
+        """Whether ``other`` is reached the same way (so its client and sessions stay)."""
+        return other is not None and (
+            self.url,
+            self.command,
+            dict(self.env),
+            self.cwd,
+            self.headers,
+            self.timeout,
+        ) == (other.url, other.command, dict(other.env), other.cwd, other.headers, other.timeout)
 
     def offers(self, tool: str) -> bool:
         return self.tools is None or any(p.fullmatch(tool) for p in self.tools)
@@ -67,6 +82,11 @@ def compile_server(server: McpServer) -> ServerSpec:
         tools=tuple(_glob(t) for t in server.tools) if server.tools is not None else None,
         description=server.description,
         tags=tuple(server.tags),
+        limits=tuple(
+            Limit(f"mcp:{server.name}", limit.per, limit.requests, None, limit.window)
+            for limit in server.rate_limit or ()
+        ),
+        guard=compile_guard(Policies(guardrails=server.guardrails)) if server.guardrails else None,
     )
 
 
