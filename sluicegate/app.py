@@ -204,6 +204,8 @@ class App:
         if mcp_path(path):
             await self.mcp.handle(scope, receive, send, table)
             return
+        if path.startswith("/.well-known/") and await self.mcp.discovery(scope, send):
+            return
         family = _objects(path)
         if family is not None:
             await self.objects.handle(scope, receive, send, table, family)

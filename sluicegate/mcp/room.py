@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from sluicegate.asgi import JSON, Receive, Scope, Send, read_body, respond, respond_error
-from sluicegate.errors import GatewayError, NotFound, PermissionDenied
+from sluicegate.errors import AuthenticationError, GatewayError, NotFound, PermissionDenied
 from sluicegate.mcp.context import Call
+from sluicegate.mcp.discovery import CONTENT, challenge, metadata, resource_of
 from sluicegate.mcp.dispatch import Dispatcher, unavailable
 from sluicegate.mcp.relay import Relay
 from sluicegate.mcp.servers import Servers
@@ -96,6 +97,16 @@ class McpRoom:
         if self._sessions is not None:
             await self._sessions.close()
 
+    async def discovery(self, scope: Scope, send: Send) -> bool:
+        """``/.well-known/oauth-protected-resource[/mcp…]`` with ``auth.jwt`` on: RFC 9728
+        metadata. False: not such a request (the caller answers it)."""
+        jwt = self.runtime.loaded.config.auth.jwt
+        resource = resource_of(scope["path"])
+        if jwt is None or resource is None or scope["method"] not in ("GET", "HEAD"):
+            return False
+        await respond(send, 200, metadata(scope, jwt, resource), list(CONTENT))
+        return True
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
         path: str = scope["path"]
         server = path[5:].strip("/") or None
@@ -109,7 +120,9 @@ class McpRoom:
             if server is not None and not allow.server(server):
                 raise PermissionDenied(f"MCP server '{server}' is not allowed for this key.")
         except GatewayError as exc:
-            await respond_error(send, exc, [])
+            jwt = self.runtime.loaded.config.auth.jwt
+            told = isinstance(exc, AuthenticationError) and jwt is not None
+            await respond_error(send, exc, [challenge(scope)] if told else [])
             return
         key_id = hash_key(incoming.key, table.key_secret).hex()[:16] if incoming.key else ""
         method = scope["method"]

@@ -107,3 +107,35 @@ def test_guardrails_rate_limits_audit_and_metrics(gateway: RunningGateway) -> No
     ) in metrics
     assert 'status="rate_limited",tool="read_status"} 1.0' in metrics
     assert "sluicegate_mcp_tool_call_duration_seconds_bucket" in metrics
+
+
+def test_jwt_clients_discover_the_authorization_server(tickets: McpProcess) -> None:
+    import jwt
+
+    from tests.fakes.jwks_server import AUDIENCE, ISSUER, claims_for
+
+    secret = "hs256-shared-secret-for-the-mcp-tests-01"
+    config = {
+        "mcp_servers": [{"name": "tickets", "url": tickets.url}],
+        "consumers": [{"name": "team-a", "keys": [KEY], "mcp": ["tickets/read_*"]}],
+        "auth": {"jwt": {"secret": secret, "issuer": ISSUER, "audience": AUDIENCE}},
+    }
+    gateway = RunningGateway(config, keyless=False).start()
+    try:
+        refused = httpx.post(f"{gateway.url}/mcp", json={"jsonrpc": "2.0", "id": 1})
+        assert refused.status_code == 401
+        where = f"{gateway.url}/.well-known/oauth-protected-resource/mcp"
+        assert refused.headers["www-authenticate"] == f'Bearer resource_metadata="{where}"'
+        found = httpx.get(where).json()
+        assert found["resource"] == f"{gateway.url}/mcp"
+        assert found["authorization_servers"] == [ISSUER]
+        token = jwt.encode(claims_for(sub="team-a"), secret, algorithm="HS256")
+
+        async def go() -> list[str]:
+            async with connect(f"{gateway.url}/mcp", token) as session:
+                return [t.name for t in (await session.list_tools()).tools]
+
+        names = asyncio.run(go())
+        assert names and all(n.startswith("tickets__read_") for n in names)
+    finally:
+        gateway.stop()
