@@ -123,6 +123,7 @@ class App:
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime)
         self.ui = Dashboard(runtime, self.admin)
+        self.admin.mcp_status = self.mcp.status
 
     @property
     def header_timeout(self) -> float:

@@ -59,6 +59,11 @@ async def one(message: Message) -> Reply:
     yield message
 
 
+def params_cursor(message: Message) -> Any:
+    params = message.get("params")
+    return params.get("cursor") if isinstance(params, dict) else None
+
+
 def unavailable(request_id: Any, down: ServerDown) -> Message:
     return error(request_id, SERVER_UNAVAILABLE, str(down), {"server": down.server})
 
@@ -147,6 +152,8 @@ class Dispatcher:
         async for item in self._relayed(call, server, message):
             found = item.get("result") if is_response(item) else None
             if isinstance(found, dict) and isinstance(found.get("tools"), list):
+                if not found.get("nextCursor") and not params_cursor(message):
+                    self.relay.servers.tool_counts[server] = len(found["tools"])
                 tools = [
                     t
                     for t in found["tools"]

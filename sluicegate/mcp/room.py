@@ -92,6 +92,10 @@ class McpRoom:
             )
         return self._sessions, self.dispatcher
 
+    def status(self) -> list[dict[str, object]]:
+        self.table()  # a server added a moment ago is shown before its first use
+        return self.servers.status()
+
     async def close(self) -> None:
         await self.servers.close()
         if self._sessions is not None:
