@@ -133,6 +133,7 @@ class App:
     def begin_drain(self) -> None:
         """The server is stopping (sluicegate.http_protocol): streams have the drain time."""
         self.proxy.drain.begin()
+        self.mcp.stop_listening()
 
     @property
     def head_limits(self) -> tuple[int, int]:

@@ -94,6 +94,24 @@ class HttpUpstream:
         async with asyncio.timeout(self.spec.timeout), self._post(session, version, message) as r:
             await r.read()
 
+    async def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:
+        headers = {**self._headers(session, version), "accept": "text/event-stream"}
+        wait = aiohttp.ClientTimeout(total=None, sock_connect=self.spec.timeout, sock_read=None)
+        try:
+            async with self.http.get(self.url, headers=headers, timeout=wait) as response:
+                kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if response.status != 200 or kind != "text/event-stream":
+                    return  # 405: the server offers no such stream
+                splitter = EventSplitter()
+                async for chunk in response.content.iter_any():
+                    for raw in splitter.feed(chunk):
+                        _, data = parse_event(raw)
+                        item = orjson.loads(data) if data else None
+                        if isinstance(item, dict):
+                            yield item
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return  # the stream ended; the client opens its own again
+
     async def end(self, session: str | None) -> None:
         if session is None:
             return

@@ -3,8 +3,8 @@
 A POST carries one JSON-RPC message. ``initialize`` opens a client session (its id in
 ``Mcp-Session-Id``); every later message names it. A request is answered with JSON,
 or with an SSE stream when a server sends something before its response (progress,
-a sampling request). DELETE ends the session and its server sessions. There is no
-GET stream: the transport allows a 405, and clients then work without one.
+a sampling request). DELETE ends the session and its server sessions; GET opens the stream of what the
+servers send outside any request (``listen``).
 
 Protocol faults are answered in JSON-RPC's shape (what MCP clients read); the caller's
 key or token is checked first, and its failures have the gateway's error shape.
@@ -12,6 +12,7 @@ key or token is checked first, and its failures have the gateway's error shape.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from sluicegate.errors import AuthenticationError, GatewayError, NotFound, Permi
 from sluicegate.mcp.context import Call
 from sluicegate.mcp.discovery import CONTENT, challenge, metadata, resource_of
 from sluicegate.mcp.dispatch import Dispatcher, unavailable
+from sluicegate.mcp.listen import listen
 from sluicegate.mcp.relay import Relay
 from sluicegate.mcp.servers import Servers
 from sluicegate.mcp.sessions import McpSession, Sessions, new_id
@@ -51,7 +53,7 @@ _SSE = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_ALLOW = (b"allow", b"POST, DELETE")
+_ALLOW = (b"allow", b"GET, POST, DELETE")
 
 
 def mcp_path(path: str) -> bool:
@@ -69,6 +71,7 @@ class McpRoom:
         self.dispatcher: Dispatcher | None = None
         self._config: Config | None = None
         self._table = McpTable()
+        self._stopping: asyncio.Event | None = None  # set: GET streams end (shutdown)
 
     def table(self) -> McpTable:
         """The running config's servers and allow lists, compiled once per change."""
@@ -95,6 +98,16 @@ class McpRoom:
     def status(self) -> list[dict[str, object]]:
         self.table()  # a server added a moment ago is shown before its first use
         return self.servers.status()
+
+    def stop_listening(self) -> None:
+        """The server is stopping: GET streams end now (clients open them again, on another
+        instance), so that they do not hold the shutdown up."""
+        self._stop().set()
+
+    def _stop(self) -> asyncio.Event:
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        return self._stopping
 
     async def close(self) -> None:
         await self.servers.close()
@@ -130,7 +143,7 @@ class McpRoom:
             return
         key_id = hash_key(incoming.key, table.key_secret).hex()[:16] if incoming.key else ""
         method = scope["method"]
-        if method not in ("POST", "DELETE"):
+        if method not in ("GET", "POST", "DELETE"):
             await respond(send, 405, b"", [_ALLOW])
             return
         sessions, dispatcher = self._dispatcher()
@@ -177,6 +190,9 @@ class McpRoom:
             await _json(send, status, error(None, INVALID_REQUEST, words))
             return
         call = Call(found, mcp, allow, incoming.request_id, consumer.prefix, key_id)
+        if method == "GET":
+            await self._listen(receive, send, call)
+            return
         if method == "DELETE":
             await dispatcher.end(call)
             await sessions.drop(found.id)
@@ -204,6 +220,37 @@ class McpRoom:
         await sessions.put(call.session)
         headers = [(b"mcp-session-id", call.session.id.encode())]
         await _json(send, 200, answer, headers)
+
+    async def _listen(self, receive: Receive, send: Send, call: Call) -> None:
+        """The session's GET stream, until the client leaves or the server stops."""
+        await send({"type": "http.response.start", "status": 200, "headers": list(_SSE)})
+        stream = listen(self.servers, call)
+
+        async def relay() -> None:
+            async for item in stream:
+                body = sse_event(item)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = {
+            asyncio.create_task(relay()),
+            asyncio.create_task(gone()),
+            asyncio.create_task(self._stop().wait()),
+        }
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await stream.aclose()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b""})
 
     async def _reply(
         self, send: Send, call: Call, message: Message, dispatcher: Dispatcher

@@ -44,6 +44,10 @@ class Upstream(Protocol):
     async def post(self, session: str | None, version: str, message: Message) -> None:
         """Send a notification, or a response to one of the server's requests."""
 
+    def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:
+        """What the server sends outside any request (list changes, log messages, its own
+        requests), for as long as the caller reads."""
+
     async def end(self, session: str | None) -> None:
         """End the server's session (streamable HTTP: DELETE)."""
 

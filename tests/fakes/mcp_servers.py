@@ -62,6 +62,18 @@ def counter() -> Any:
         return f"model said: {getattr(content, 'text', content)}"
 
     @server.tool()
+    async def grow(name: str, ctx: Context) -> str:
+        """Add a tool called name, and say the list changed (three times: a storm)."""
+
+        def added() -> str:
+            return f"I am {name}"
+
+        server.add_tool(added, name=name, description="added at run time")
+        for _ in range(3):
+            await ctx.session.send_tool_list_changed()
+        return "grown"
+
+    @server.tool()
     async def session_id(ctx: Context) -> str:
         """The Mcp-Session-Id this server gave the caller."""
         return (ctx.headers or {}).get("mcp-session-id", "")

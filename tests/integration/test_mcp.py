@@ -251,3 +251,23 @@ def test_a_session_is_its_holders_only(gateway: RunningGateway) -> None:
     assert ended.status_code == 204
     after = httpx.post(f"{gateway.url}/mcp", json=ping, headers={**headers, "mcp-session-id": sid})
     assert after.status_code == 404
+
+
+def test_list_changes_reach_the_client_once_per_burst(gateway: RunningGateway) -> None:
+    seen: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        method = getattr(getattr(message, "root", message), "method", None)
+        if isinstance(method, str):
+            seen.append(method)
+
+    async def go() -> list[str]:
+        async with connect(f"{gateway.url}/mcp", ALL, message_handler=on_message) as session:
+            await asyncio.sleep(0.5)  # the client's GET stream, and the gateway's to each server
+            await session.call_tool("counter__grow", {"name": "fresh_tool"})
+            await asyncio.sleep(1.0)
+            return await all_tools(session)
+
+    names = run(go())
+    assert "counter__fresh_tool" in names
+    assert seen.count("notifications/tools/list_changed") == 1, seen
