@@ -61,6 +61,23 @@ def counter() -> Any:
         content = answer.content
         return f"model said: {getattr(content, 'text', content)}"
 
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):
+        ok: bool
+
+    @server.tool()
+    async def confirm(question: str, ctx: Context) -> str:
+        """Ask the client's user (elicitation)."""
+        answer = await ctx.elicit(question, Verdict)
+        return f"{answer.action}: {getattr(answer, 'data', None)}"
+
+    @server.tool()
+    async def roots(ctx: Context) -> str:
+        """The client's roots (a request of the server's own, outside this call)."""
+        found = await ctx.session.list_roots()
+        return ", ".join(str(r.uri) for r in found.roots)
+
     @server.tool()
     async def grow(name: str, ctx: Context) -> str:
         """Add a tool called name, and say the list changed (three times: a storm)."""

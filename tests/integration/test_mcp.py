@@ -271,3 +271,31 @@ def test_list_changes_reach_the_client_once_per_burst(gateway: RunningGateway) -
     names = run(go())
     assert "counter__fresh_tool" in names
     assert seen.count("notifications/tools/list_changed") == 1, seen
+
+
+def test_elicitation_and_roots_are_relayed_both_ways(gateway: RunningGateway) -> None:
+    asked: list[str] = []
+
+    async def elicitation(
+        context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    async def roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///srv/project", name="p")])
+
+    async def go(url: str, prefix: str) -> tuple[str, str]:
+        async with connect(
+            url, ALL, elicitation_callback=elicitation, list_roots_callback=roots
+        ) as session:
+            await asyncio.sleep(0.3)  # the GET streams, for the roots request
+            confirmed = await session.call_tool(f"{prefix}confirm", {"question": "Ship it?"})
+            listed = await session.call_tool(f"{prefix}roots", {})
+            return confirmed.content[0].text, listed.content[0].text
+
+    for url, prefix in ((f"{gateway.url}/mcp", "counter__"), (f"{gateway.url}/mcp/counter", "")):
+        confirmed, listed = run(go(url, prefix))
+        assert confirmed == "accept: ok=True"
+        assert listed == "file:///srv/project"
+    assert asked == ["Ship it?", "Ship it?"]
