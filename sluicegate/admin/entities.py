@@ -125,6 +125,7 @@ def present_key(record: Record, last_used: datetime | None, now: float) -> dict[
         "revoked_at": moment(doc.get("revoked_at")),
         "rules": doc.get("rules"),
         "models": doc.get("models"),
+        "mcp": doc.get("mcp"),
         "limits": doc.get("limits"),
         "budget": doc.get("budget"),
         "rotated_from": doc.get("rotated_from"),

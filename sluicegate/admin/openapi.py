@@ -516,6 +516,7 @@ def _key_schemas() -> dict[str, Any]:
             "revoked_at": moment,
             "rules": names,
             "models": names,
+            "mcp": {**names, "description": "MCP servers and server/tool globs it may use"},
             "limits": {"type": ["array", "null"]},
             "budget": {"type": ["object", "null"]},
             "rotated_from": text,

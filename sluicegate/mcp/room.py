@@ -3,8 +3,8 @@
 A POST carries one JSON-RPC message. ``initialize`` opens a client session (its id in
 ``Mcp-Session-Id``); every later message names it. A request is answered with JSON,
 or with an SSE stream when a server sends something before its response (progress,
-a sampling request). DELETE ends the session and its server sessions; GET opens the stream of what the
-servers send outside any request (``listen``).
+a sampling request). DELETE ends the session and its server sessions; GET opens the
+stream of what the servers send outside any request (``listen``).
 
 Protocol faults are answered in JSON-RPC's shape (what MCP clients read); the caller's
 key or token is checked first, and its failures have the gateway's error shape.
@@ -133,7 +133,7 @@ class McpRoom:
             mcp = self.table()
             if server is not None and server not in mcp.servers:
                 raise NotFound(f"No MCP server named '{server}'.", code="mcp_server_not_found")
-            allow = mcp.allow(consumer.name)
+            allow = mcp.allow(consumer.name, consumer.mcp)
             if server is not None and not allow.server(server):
                 raise PermissionDenied(f"MCP server '{server}' is not allowed for this key.")
         except GatewayError as exc:

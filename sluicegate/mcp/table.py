@@ -130,8 +130,19 @@ class McpTable:
     allows: Mapping[str, Allow] = field(default_factory=dict)  # by consumer name
     default: Allow = EVERYTHING  # a token's consumer that the config does not name
 
-    def allow(self, consumer: str) -> Allow:
-        return self.allows.get(consumer, self.default)
+    narrowed: dict[tuple[str, tuple[str, ...]], Allow] = field(default_factory=dict)
+
+    def allow(self, consumer: str, key: tuple[str, ...] | None = None) -> Allow:
+        """A consumer's allow list; a minted key's own list narrows it further."""
+        found = self.allows.get(consumer, self.default)
+        if key is None:
+            return found
+        made = self.narrowed.get((consumer, key))
+        if made is None:
+            made = found.narrowed(Allow.of(list(key)))
+            if len(self.narrowed) < 4096:  # bounded: one per key in use
+                self.narrowed[(consumer, key)] = made
+        return made
 
 
 def compile_mcp(config: Config) -> McpTable:

@@ -99,3 +99,28 @@ def test_mcp_servers_are_managed_through_the_admin_api(
     assert api.delete("/consumers/team-b").status_code == 204
     assert api.delete("/mcp-servers/counter").status_code == 204
     assert [s["name"] for s in api.get("/mcp-servers").json()["data"]] == ["tickets"]
+
+
+def test_a_minted_key_narrows_its_consumers_mcp_list(gateway: RunningGateway) -> None:
+    api = admin(gateway)
+    minted = api.post("/consumers/ops/keys", json={"name": "bot", "mcp": ["tickets/read_status"]})
+    assert minted.status_code == 201, minted.text
+    key = minted.json()["key"]
+    assert minted.json()["mcp"] == ["tickets/read_status"]
+    listed = api.get("/consumers/ops/keys").json()["data"]
+    assert [k["mcp"] for k in listed if k["name"] == "bot"] == [["tickets/read_status"]]
+    bad = api.post("/consumers/ops/keys", json={"mcp": ["tickets/"]})
+    assert bad.status_code == 422
+
+    async def go() -> tuple[list[str], str, str]:
+        async with connect(f"{gateway.url}/mcp", key) as session:
+            names = await all_tools(session)
+            status = (await session.call_tool("tickets__read_status", {})).content[0].text
+            with pytest.raises(Exception) as refused:
+                await session.call_tool("tickets__read_ticket", {"ticket": 1})
+            return names, status, str(refused.value)
+
+    names, status, refused = asyncio.run(go())
+    assert names == ["tickets__read_status"]
+    assert status == "all systems nominal"
+    assert "Unknown tool: tickets__read_ticket" in refused
