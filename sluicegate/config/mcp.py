@@ -43,12 +43,28 @@ class McpCredentials(Strict):
     header_value: str | None = secret()
     param_name: str | None = None
     param_value: str | None = secret()
+    # OAuth 2.0 client credentials: the gateway gets a token at oauth_token_url and sends
+    # it as "Authorization: Bearer …", anew before it expires.
+    oauth_token_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = secret()
+    oauth_scope: str | None = None
+    oauth_audience: str | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> McpCredentials:
         for first, second in (("header_name", "header_value"), ("param_name", "param_value")):
             if (getattr(self, first) is None) != (getattr(self, second) is None):
                 raise ValueError(f"{first} and {second} go together")
+        oauth = (self.oauth_token_url, self.oauth_client_id, self.oauth_client_secret)
+        if any(v is not None for v in oauth) and any(v is None for v in oauth):
+            raise ValueError("oauth_token_url, oauth_client_id and oauth_client_secret go together")
+        if self.oauth_token_url is not None:
+            parts = urlsplit(self.oauth_token_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+                raise ValueError("oauth_token_url: an http(s) URL, with no user or password")
+            if (self.header_name or "").lower() == "authorization":
+                raise ValueError("the OAuth token is the Authorization header; give one or other")
         return self
 
 

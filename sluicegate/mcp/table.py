@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from sluicegate.config.mcp import McpServer, split_allowed
 from sluicegate.config.model import Config, Policies
 from sluicegate.guardrails.policy import Guard, compile_guard
+from sluicegate.mcp.oauth import ClientCredentials
 from sluicegate.policies.rate_limit import Limit
 
 Pattern = re.Pattern[str]
@@ -33,6 +34,7 @@ class ServerSpec:
     description: str | None = None
     tags: tuple[str, ...] = ()
     limits: tuple[Limit, ...] = ()  # tool calls
+    oauth: ClientCredentials | None = None  # a bearer token from an authorization server
     guard: Guard | None = None  # arguments screened as requests, results as answers
 
     def same_client(self, other: ServerSpec | None) -> bool:
@@ -44,7 +46,16 @@ class ServerSpec:
             self.cwd,
             self.headers,
             self.timeout,
-        ) == (other.url, other.command, dict(other.env), other.cwd, other.headers, other.timeout)
+            self.oauth,
+        ) == (
+            other.url,
+            other.command,
+            dict(other.env),
+            other.cwd,
+            other.headers,
+            other.timeout,
+            other.oauth,
+        )
 
     def offers(self, tool: str) -> bool:
         return self.tools is None or any(p.fullmatch(tool) for p in self.tools)
@@ -71,8 +82,18 @@ def compile_server(server: McpServer) -> ServerSpec:
             q for q in (parts.query, urlencode({creds.param_name: creds.param_value})) if q
         )
         url = urlunsplit(parts._replace(query=query))
+    oauth = None
+    if creds is not None and creds.oauth_token_url and creds.oauth_client_id:
+        oauth = ClientCredentials(
+            creds.oauth_token_url,
+            creds.oauth_client_id,
+            creds.oauth_client_secret or "",
+            creds.oauth_scope,
+            creds.oauth_audience,
+        )
     return ServerSpec(
         name=server.name,
+        oauth=oauth,
         url=url,
         command=tuple(server.command) if server.command is not None else None,
         env=dict(server.env),

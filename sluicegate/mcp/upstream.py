@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from sluicegate.mcp.table import ServerSpec
 from sluicegate.mcp.wire import Message
+
+if TYPE_CHECKING:
+    from sluicegate.mcp.table import ServerSpec
 
 
 class ServerDown(Exception):

@@ -4,6 +4,7 @@ and the record of every call (audit rows, metrics), through a running gateway.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.mcp_servers import McpProcess
+from tests.fakes.server import FakeServer
 from tests.integration.mcp_client import connect
 
 KEY = "sk-mcp-policies-1"
@@ -139,3 +142,49 @@ def test_jwt_clients_discover_the_authorization_server(tickets: McpProcess) -> N
         assert names and all(n.startswith("tickets__read_") for n in names)
     finally:
         gateway.stop()
+
+
+class TokenServer(FakeServer):
+    """An OAuth 2.0 token endpoint (client credentials, client authenticated with Basic)."""
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/token", self.token)
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        wanted = "Basic " + base64.b64encode(b"gateway:s3cret-client").decode()
+        if request.headers.get("authorization") != wanted:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        if form.get("grant_type") != "client_credentials" or form.get("scope") != "tools":
+            return web.json_response({"error": "invalid_request"}, status=400)
+        issued = self.count("token")
+        return web.json_response({"access_token": f"tok-{issued}", "expires_in": 3600})
+
+
+def test_oauth_client_credentials_for_a_server() -> None:
+    idp = TokenServer().start()
+    counter = McpProcess("counter", free_port()).start()
+    credentials = {
+        "oauth_token_url": f"{idp.url}/token",
+        "oauth_client_id": "gateway",
+        "oauth_client_secret": "s3cret-client",
+        "oauth_scope": "tools",
+    }
+    config = {
+        "mcp_servers": [{"name": "counter", "url": counter.url, "credentials": credentials}],
+        "consumers": [{"name": "ops", "keys": [KEY]}],
+    }
+    gateway = RunningGateway(config, keyless=False).start()
+    try:
+
+        async def go() -> list[str]:
+            async with connect(f"{gateway.url}/mcp/counter", KEY) as session:
+                return [(await session.call_tool("whoami", {})).content[0].text for _ in range(3)]
+
+        seen = asyncio.run(go())
+        assert seen == ["authorization=Bearer tok-1 key=None"] * 3
+        assert idp.calls["token"] == 1  # kept until it nears its expiry
+    finally:
+        gateway.stop()
+        counter.kill()
+        idp.stop()
