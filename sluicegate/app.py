@@ -172,7 +172,7 @@ class App:
         table = self._gateway(scope)
         path: str = scope["path"]
         proxied = (method, path) in _PROXIED or _model_in(path) is not None
-        if not (proxied or _native(path) or _objects(path)):
+        if not (proxied or _native(path) or _objects(path) or mcp_path(path)):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from sluicegate.asgi import JSON, Receive, Scope, Send, read_body, respond, respond_error
+from sluicegate.asgi import Message as AsgiMessage
 from sluicegate.errors import AuthenticationError, GatewayError, NotFound, PermissionDenied
 from sluicegate.mcp.context import Call
 from sluicegate.mcp.discovery import CONTENT, challenge, metadata, resource_of
@@ -128,7 +129,12 @@ class McpRoom:
         path: str = scope["path"]
         server = path[5:].strip("/") or None
         incoming = read_headers(scope["headers"])
+        send = _tagged(send, incoming.request_id)
         try:
+            if table.gateway != self.runtime.gateway:
+                # Allow lists name the default gateway's consumers: another gateway's
+                # consumer of the same name must not inherit them.
+                raise NotFound("MCP servers are served by the default gateway only.")
             consumer = await self.proxy.identify(table, incoming.key, scope)
             mcp = self.table()
             if server is not None and server not in mcp.servers:
@@ -270,6 +276,18 @@ class McpRoom:
         finally:
             with contextlib.suppress(Exception):
                 await reply.aclose()
+
+
+def _tagged(send: Send, request_id: str) -> Send:
+    """``send`` that gives the answer the request id its audit rows carry."""
+    rid = (b"x-request-id", request_id.encode())
+
+    async def tagged(message: AsgiMessage) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), rid]
+        await send(message)
+
+    return tagged
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

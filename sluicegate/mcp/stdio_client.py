@@ -55,6 +55,12 @@ class StdioUpstream:
         self._started = 0.0
         self._listeners: set[asyncio.Queue[Message]] = set()
 
+    @property
+    def pid(self) -> int | None:
+        """The running process's id (for operators and tests); None before the first use."""
+        process = self._process
+        return process.proc.pid if process is not None and process.alive else None
+
     async def _running(self) -> _Process:
         async with self._lock:
             current = self._process
