@@ -139,6 +139,7 @@ class App:
         self.proxy.recorder.audit = runtime.audit
         self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
+        self.admin.mcp_status = self.mcp.status
 
     @property
     def header_timeout(self) -> float:
@@ -149,6 +150,7 @@ class App:
         """The server is stopping (sluicegate.http_protocol): streams have the drain time."""
         self._announce_stop()
         self.proxy.drain.begin()
+        self.mcp.stop_listening()
 
     def _announce_stop(self) -> None:
         if not self._stopping:
@@ -214,6 +216,7 @@ class App:
             or _objects(path)
             or _responses(path)
             or path in MEDIA_ENDPOINTS
+            or mcp_path(path)
         ):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
@@ -259,6 +262,8 @@ class App:
             return
         if mcp_path(path):
             await self.mcp.handle(scope, receive, send, table)
+            return
+        if path.startswith("/.well-known/") and await self.mcp.discovery(scope, send):
             return
         family = _objects(path)
         if family is not None:

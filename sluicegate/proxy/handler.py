@@ -468,7 +468,7 @@ class Proxy:
                 ex.screen = rule.guard.begin(dialect.name, "count_tokens")
                 parsed, raw = ex.screen.request(dialect, parsed, raw, headers, self.prompt_tokens)
             first = rule.targets[0].service
-            if first.adapter is not None and first.adapter.passthrough_dialect == dialect.name:
+            if first.adapter is not None and first.adapter.speaks(dialect.name):
                 forwarded = _forwarded(dialect, headers)
                 call = Call(
                     dialect, "count_tokens", parsed, raw, False, forwarded, consumer.name, headers
@@ -753,7 +753,7 @@ class Proxy:
         # The client's own headers reach only a provider of its dialect, so they split the
         # key only then: an OpenAI target answers both SDKs alike.
         adapter = first.service.adapter
-        native = adapter is not None and adapter.passthrough_dialect == call.dialect.name
+        native = adapter is not None and adapter.speaks(call.dialect.name)
         headers = call.forwarded if native else {}
 
         async def route(embedder: str, text: str) -> list[float]:

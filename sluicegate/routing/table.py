@@ -162,6 +162,7 @@ class ConsumerEntry:
     passthrough: frozenset[str] = frozenset()  # services named in consumers[].passthrough
     realtime_sessions: int | None = None  # open at once, per instance; None: any
     groups: frozenset[str] = frozenset()  # the consumer groups it is in (routes' ``group``)
+    mcp: tuple[str, ...] | None = None  # a minted key's own MCP allow list; None: none
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules
