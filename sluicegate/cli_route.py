@@ -23,17 +23,31 @@ def _headers(items: list[str]) -> dict[str, str]:
 
 
 def _remote(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | None:
-    import httpx
+    """The running gateway's decision (``POST /admin/route/explain``), through urllib: the
+    CLI needs no HTTP client library."""
+    import urllib.error
+    import urllib.request
 
     scope = f"/gateways/{args.gateway}" if args.gateway else ""
     url = args.url.rstrip("/") + f"/admin{scope}/route/explain"
-    key = args.admin_key or ""
-    response = httpx.post(url, json=payload, headers={"authorization": f"Bearer {key}"})
-    if response.status_code != 200:
-        print(f"{url}: {response.status_code} {response.text}", file=sys.stderr)
-        return None
-    shown: dict[str, Any] = response.json()
-    return shown
+    request = urllib.request.Request(
+        url,
+        data=orjson.dumps(payload),
+        headers={
+            "authorization": f"Bearer {args.admin_key or ''}",
+            "content-type": "application/json",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            shown: dict[str, Any] = orjson.loads(response.read())
+            return shown
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"{url}: {exc}", file=sys.stderr)
+    return None
 
 
 def _local(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any] | None:
