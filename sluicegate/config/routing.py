@@ -115,8 +115,8 @@ class RuleTarget(Strict):
     service: str
     model: str | None = None
     weight: float = Field(default=1, gt=0)
-    # Requests it may have in flight at once from this gateway (least-busy divides by it;
-    # a full target is skipped); None: no limit.
+    # Requests it may have in flight at once, counted by each instance (worker) on its own
+    # (least-busy divides by it; a full target is skipped); None: no limit.
     max_inflight: int | None = Field(default=None, ge=1)
 
 
