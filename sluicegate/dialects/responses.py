@@ -50,6 +50,10 @@ def to_canonical(
 ) -> dict[str, Any]:
     """The canonical chat request for a Responses ``body`` whose ``input`` became ``items``,
     after the ``history`` of the turns before it (their input and output items)."""
+    for name, (kind, what) in _TYPES.items():
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidRequest(f"{name} must be {what}", param=name)
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:
@@ -97,6 +101,17 @@ def to_canonical(
 
 
 _OURS = frozenset({"function", "custom"})
+# Optional fields the gateway type-checks: name -> (accepted types, description).
+_TYPES: dict[str, tuple[type, str]] = {
+    "stream": (bool, "a boolean"),
+    "store": (bool, "a boolean"),
+    "tools": (list, "an array"),
+    "metadata": (dict, "an object"),
+    "reasoning": (dict, "an object"),
+    "user": (str, "a string"),
+    "include": (list, "an array"),
+    "parallel_tool_calls": (bool, "a boolean"),
+}
 
 
 # ---------------------------------------------------------------- the dialect
