@@ -70,6 +70,7 @@ test: dev
 	@scripts/ensure-services.sh
 	@scripts/ensure-chromium.sh
 	@scripts/ensure-redis-vector.sh $(BIN)/python
+	@scripts/ensure-mcp-conformance.sh
 	$(MAKE) --no-print-directory lint
 	@scripts/audit-deps.sh $(BIN)
 	$(BIN)/pytest

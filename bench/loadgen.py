@@ -71,7 +71,7 @@ class Conn(asyncio.Protocol):
         self.chunked = False
         self.pos = 0  # parse position in the body (chunked)
         self.send = now()
-        self.transport.write(self.gen.req)
+        self.transport.write(self.gen.next_request())
 
     def data_received(self, data):
         t = now()
@@ -176,9 +176,20 @@ class Gen:
         self.errors = {}
         self.inflight = 0
         self.closing = False
+        self.id_at = -1  # where the body's JSON-RPC id is (--jsonrpc-ids)
+        self.seq = 0
 
     def _err(self, key):
         self.errors[key] = self.errors.get(key, 0) + 1
+
+    def next_request(self):
+        """The request; with --jsonrpc-ids, its body's 100000000 made unique per request (a
+        JSON-RPC server pairs answers by id, so calls in flight at once must differ)."""
+        if self.id_at < 0:
+            return self.req
+        self.seq += 1
+        unique = str(100000000 + self.seq % 900000000).encode()
+        return self.req[: self.id_at] + unique + self.req[self.id_at + 9 :]
 
     def submit(self, sched):
         self.inflight += 1
@@ -284,6 +295,10 @@ async def main_async(a):
 
     loop = asyncio.get_running_loop()
     gen = Gen(loop, host, port, req, a.max_conns, a.timeout)
+    if a.jsonrpc_ids:
+        gen.id_at = req.find(b"100000000", len(req) - len(body))
+        if gen.id_at < 0:
+            sys.exit("--jsonrpc-ids: the body holds no id 100000000 to vary")
     n_total = int(a.rate * a.duration)
     interval = 1.0 / a.rate
     rng = random.Random(a.seed)
@@ -375,6 +390,9 @@ def main():
     ap.add_argument("--max-conns", type=int, default=512)
     ap.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--jsonrpc-ids", action="store_true", help="vary the body's id 100000000 per request"
+    )
     a = ap.parse_args()
     host = urllib.parse.urlparse(a.url).hostname or ""
     addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None)}

@@ -35,6 +35,7 @@ from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
 from sluicegate.routing.stats import RouteStats
 from sluicegate.routing.table import Hosts, RoutingTable
+from sluicegate.startup import StartupFailed, reason, shown
 from sluicegate.stores.base import Change, Record, StaleWrite, Store
 from sluicegate.stores.follow import follow_store
 from sluicegate.stores.open import open_store
@@ -367,9 +368,23 @@ class Runtime:
         return Loaded(config, loaded.warnings, loaded.source)
 
     async def start(self) -> None:
-        await self.load_store(from_file=True)
+        """Open the stores and start following changes; a store that cannot be opened is a
+        ``StartupFailed`` naming it."""
+        try:
+            await self.load_store(from_file=True)
+        except (ConfigError, StaleWrite):
+            raise
+        except Exception as exc:
+            url = self.file.config.gateway.store or ""
+            raise StartupFailed(
+                f"cannot open the config store {shown(url)}: {reason(exc, url)}"
+            ) from exc
         if self._audit_store is not None:
-            await self._audit_store.open()
+            try:
+                await self._audit_store.open()
+            except Exception as exc:
+                path = self.file.config.audit.path
+                raise StartupFailed(f"cannot open the audit log {path}: {reason(exc)}") from exc
         if self.audit is not None:
             await self.audit.start()
         if self._http is None:

@@ -130,6 +130,8 @@ class AdminApi:
         self.embedder = embedder  # semantic routes' (route explain): the proxy's
         self._spec: bytes | None = None  # built on first request, then served as is
         self.throttle = LoginThrottle()  # failed admin logins, here and at the dashboard
+        # The MCP servers' health, from the MCP endpoint (``app.App`` sets it).
+        self.mcp_status: Callable[[], list[dict[str, object]]] = list
         kind = "{kind:str}"
         gw = "/admin/gateways/{gw:str}"
         keys = KeyEndpoints(self)
@@ -142,6 +144,7 @@ class AdminApi:
                 Route("/admin/docs", explorer.page, methods=["GET"]),
                 Route("/admin/docs/{asset:str}", explorer.asset, methods=["GET"]),
                 Route("/admin/health", self.health, methods=["GET"]),
+                Route("/admin/mcp-health", self.mcp_health, methods=["GET"]),
                 Route("/admin/openapi.json", self.openapi, methods=["GET"]),
                 *logs.routes("/admin"),
                 *keys.routes("/admin"),
@@ -257,8 +260,8 @@ class AdminApi:
     # -- reading ----------------------------------------------------------------
 
     def _kind(self, request: Request) -> str:
-        plural = request.path_params["kind"]
-        if plural not in SINGULAR:
+        plural = str(request.path_params["kind"]).replace("-", "_")
+        if plural not in SINGULAR or "_" in request.path_params["kind"]:
             raise NotFound(
                 f"Unknown path {request.method} {request.url.path}.", code="unknown_path"
             )
@@ -293,6 +296,9 @@ class AdminApi:
 
     async def health(self, request: Request) -> Response:
         return json_response(health_report(self.runtime.tables[self.gw(request)]))
+
+    async def mcp_health(self, request: Request) -> Response:
+        return json_response({"data": self.mcp_status()})
 
     async def openapi(self, request: Request) -> Response:
         if self._spec is None:
@@ -395,6 +401,11 @@ class AdminApi:
             doc = merge_input(kind, body, existing, patch)
             if kind == "rule":
                 refuse_undeclared_catch_all(doc, existing.doc if existing is not None else None)
+            if kind == "mcp_server" and doc.get("command") is not None:
+                # Whoever holds the admin key must not run programs on the gateway's host.
+                raise Unprocessable(
+                    [("command", "stdio MCP servers come from the config file only; give url")]
+                )
             name = doc.get("name")
             if not isinstance(name, str):
                 raise Unprocessable([("name", "required" if name is None else "must be a string")])

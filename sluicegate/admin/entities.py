@@ -24,6 +24,7 @@ from sluicegate.auth.keys import status as key_status
 from sluicegate.config.base import Strict
 from sluicegate.config.ids import entity_id
 from sluicegate.config.load import Loaded, validation_issues
+from sluicegate.config.mcp import McpServer
 from sluicegate.config.model import Consumer, Group, Rule, Service, Upstream
 from sluicegate.errors import InvalidRequest, Unprocessable
 from sluicegate.routing.table import RoutingTable, hash_key
@@ -34,6 +35,7 @@ MODELS: dict[str, type[Strict]] = {
     "upstream": Upstream,
     "service": Service,
     "rule": Rule,
+    "mcp_server": McpServer,
     "group": Group,
     "consumer": Consumer,
 }
@@ -123,6 +125,7 @@ def present_key(record: Record, last_used: datetime | None, now: float) -> dict[
         "revoked_at": moment(doc.get("revoked_at")),
         "rules": doc.get("rules"),
         "models": doc.get("models"),
+        "mcp": doc.get("mcp"),
         "limits": doc.get("limits"),
         "budget": doc.get("budget"),
         "rotated_from": doc.get("rotated_from"),
@@ -309,4 +312,10 @@ def referrers(kind: str, target: Entity, everything: dict[str, list[Entity]]) ->
         for consumer in everything["consumer"]:
             if name in (consumer.doc.get("groups") or []):
                 found.append(f"consumers/{consumer.name}")
+    elif kind == "mcp_server":
+        for plural, holder in (("groups", "group"), ("consumers", "consumer")):
+            for entity in everything[holder]:
+                allowed = entity.doc.get("mcp") or []
+                if any(str(item).partition("/")[0] == name for item in allowed):
+                    found.append(f"{plural}/{entity.name}")
     return found

@@ -40,12 +40,20 @@ PLURAL = {
     "upstream": "upstreams",
     "service": "services",
     "rule": "rules",
+    "mcp_server": "mcp_servers",
     "group": "groups",
     "consumer": "consumers",
 }
 SINGULAR = {plural: singular for singular, plural in PLURAL.items()}
+
+
+def url_plural(plural: str) -> str:
+    """A kind as its Admin API path spells it: ``mcp_servers`` is ``/admin/mcp-servers``."""
+    return plural.replace("_", "-")
+
+
 # ``services[4].upstream``: a place in the candidate document, and what follows it.
-_PLACE = re.compile(r"^(upstreams|services|rules|groups|consumers)\[(\d+)\]\.?(.*)$")
+_PLACE = re.compile(r"^(upstreams|services|rules|mcp_servers|groups|consumers)\[(\d+)\]\.?(.*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,7 @@ def _candidate(
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
-    sections = {"pricing", "models", "telemetry", "audit", "auth", "mcp_servers"}
+    sections = {"pricing", "models", "telemetry", "audit", "auth"}
     data.update(file.config.model_dump(mode="json", include=sections, exclude_unset=True))
     # The catalog's store entries (/admin/models) under the file's: the file's win.
     models = dict(data.get("models") or {})

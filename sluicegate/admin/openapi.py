@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 from sluicegate import __version__
 from sluicegate.admin.entities import MODELS
 from sluicegate.admin.gateways import GatewayDoc
-from sluicegate.admin.layers import PLURAL
+from sluicegate.admin.layers import PLURAL, url_plural
 from sluicegate.auth.keys import NewKey
 from sluicegate.stores.secrets import SECRET_FIELDS
 from sluicegate.telemetry.attempts import OUTCOMES
@@ -67,7 +67,7 @@ def _health() -> dict[str, Any]:
         "properties": {
             "kind": {
                 "type": "string",
-                "enum": ["upstream", "service", "rule", "group", "consumer", "key"],
+                "enum": ["upstream", "service", "rule", "mcp_server", "group", "consumer", "key"],
             },
             "name": {"type": "string", "description": "a minted key's prefix"},
             "id": {"type": "string"},
@@ -117,6 +117,35 @@ def _entity(kind: str) -> dict[str, Any]:
     }
 
 
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_MCP_HEALTH = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "transport", "target", "up", "reason", "tools", "tags"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "transport": {"type": "string", "enum": ["http", "stdio"]},
+                    "target": {"type": "string", "description": "its URL (no query) or command"},
+                    "up": {"type": "boolean"},
+                    "reason": {**_TEXT_OR_NULL, "description": "why it is down"},
+                    "tools": {
+                        "type": ["integer", "null"],
+                        "description": "the tools it last listed; null: not listed yet",
+                    },
+                    "description": _TEXT_OR_NULL,
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        }
+    },
+}
+
+
 def _paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     ref_param = {
@@ -140,7 +169,8 @@ def _paths() -> dict[str, Any]:
                 "next": {"type": ["string", "null"]},
             },
         }
-        paths[f"/admin/{plural}"] = {
+        where = url_plural(plural)
+        paths[f"/admin/{where}"] = {
             "get": {
                 "summary": f"List {plural}",
                 "operationId": f"list_{plural}",
@@ -170,7 +200,7 @@ def _paths() -> dict[str, Any]:
                 "responses": _responses({"201": _entity(kind)}, 400, 409, 422),
             },
         }
-        paths[f"/admin/{plural}/{{id_or_name}}"] = {
+        paths[f"/admin/{where}/{{id_or_name}}"] = {
             "parameters": [ref_param],
             "get": {
                 "summary": f"Get a {kind}",
@@ -201,6 +231,20 @@ def _paths() -> dict[str, Any]:
                 "responses": _responses({"204": {"description": "Deleted"}}, 404, 409, 412),
             },
         }
+    paths["/admin/mcp-health"] = {
+        "get": {
+            "summary": "Each MCP server's health and the tools it last listed",
+            "operationId": "mcp_health",
+            "responses": _responses(
+                {
+                    "200": {
+                        "description": "The MCP servers of the running config",
+                        "content": {"application/json": {"schema": _MCP_HEALTH}},
+                    }
+                }
+            ),
+        }
+    }
     paths["/admin/health"] = {
         "get": {
             "summary": "The state of every target: upstreams' and endpoint services'",
@@ -474,6 +518,7 @@ def _key_schemas() -> dict[str, Any]:
             "revoked_at": moment,
             "rules": names,
             "models": names,
+            "mcp": {**names, "description": "MCP servers and server/tool globs it may use"},
             "limits": {"type": ["array", "null"]},
             "budget": {"type": ["object", "null"]},
             "rotated_from": text,

@@ -41,7 +41,7 @@ from sluicegate.routing.table import hash_key
 from sluicegate.stores.base import Change, Record, Store
 from sluicegate.stores.secrets import MASTER_KEY_ENV, SECRET_FIELDS, Vault, is_encrypted
 
-KINDS = ("upstream", "service", "rule", "group", "consumer")
+KINDS = ("upstream", "service", "rule", "mcp_server", "group", "consumer")
 _SYMBOL = {"create": "+", "update": "~", "delete": "-"}
 _UNSET = re.compile(
     r"^(?:gateways\[\d+\]\.)?(\w+)\[(\d+)\]\.(credentials\.(\w+)|keys\[\d+\]): environment variable"

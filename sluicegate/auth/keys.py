@@ -23,11 +23,12 @@ import logging
 import os
 import secrets
 from collections.abc import Container, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from sluicegate.config.base import Duration, Name, Strict
+from sluicegate.config.mcp import check_allow_list
 from sluicegate.config.model import Budget, Limits
 from sluicegate.routing.compile import limits_of
 from sluicegate.routing.table import ConsumerEntry, RoutingTable, hash_key, models_body, narrower
@@ -46,6 +47,9 @@ class NewKey(Strict):
     expires_in: Duration | None = Field(default=None, gt=0)
     rules: list[str] | None = None
     models: list[str] | None = None
+    # MCP servers and server/tool globs, within its consumer's (docs/mcp.md); None: its
+    # consumer's.
+    mcp: Annotated[list[str] | None, AfterValidator(check_allow_list)] = None
     limits: list[Limits] | None = None
     budget: Budget | None = None
 
@@ -61,6 +65,9 @@ class KeyDoc(Strict):
     revoked_at: float | None = None
     rules: list[str] | None = None
     models: list[str] | None = None
+    # MCP servers and server/tool globs, within its consumer's (docs/mcp.md); None: its
+    # consumer's.
+    mcp: Annotated[list[str] | None, AfterValidator(check_allow_list)] = None
     limits: list[Limits] | None = None
     budget: Budget | None = None
     rotated_from: str | None = None  # the id of the key this one replaced
@@ -97,6 +104,7 @@ def new_doc(
         expires_at=now + asked.expires_in if asked.expires_in is not None else None,
         rules=asked.rules,
         models=asked.models,
+        mcp=asked.mcp,
         limits=asked.limits,
         budget=asked.budget,
         rotated_from=rotated_from,
@@ -204,5 +212,6 @@ def key_entries(
             passthrough=native,
             realtime_sessions=base.realtime_sessions,
             groups=base.groups,
+            mcp=tuple(doc.mcp) if doc.mcp is not None else None,
         )
     return out

@@ -8,12 +8,13 @@ of a consumer or a group: server names and ``server/tool`` globs.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from sluicegate.config.base import Duration, Strict, secret
+from sluicegate.config.guardrails import GuardrailsPolicy
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -42,13 +43,42 @@ class McpCredentials(Strict):
     header_value: str | None = secret()
     param_name: str | None = None
     param_value: str | None = secret()
+    # OAuth 2.0 client credentials: the gateway gets a token at oauth_token_url and sends
+    # it as "Authorization: Bearer …", anew before it expires.
+    oauth_token_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = secret()
+    oauth_scope: str | None = None
+    oauth_audience: str | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> McpCredentials:
         for first, second in (("header_name", "header_value"), ("param_name", "param_value")):
             if (getattr(self, first) is None) != (getattr(self, second) is None):
                 raise ValueError(f"{first} and {second} go together")
+        oauth = (self.oauth_token_url, self.oauth_client_id, self.oauth_client_secret)
+        if any(v is not None for v in oauth) and any(v is None for v in oauth):
+            raise ValueError("oauth_token_url, oauth_client_id and oauth_client_secret go together")
+        if self.oauth_token_url is not None:
+            parts = urlsplit(self.oauth_token_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+                raise ValueError("oauth_token_url: an http(s) URL, with no user or password")
+            if (self.header_name or "").lower() == "authorization":
+                raise ValueError("the OAuth token is the Authorization header; give one or other")
         return self
+
+
+class McpRateLimit(Strict):
+    """Tool calls to one server: ``requests`` per ``window``, counted per consumer, per key
+    or for everybody together (``global``)."""
+
+    requests: int = Field(ge=0)
+    window: Duration = Field(default=60.0, gt=0)
+    per: Literal["consumer", "key", "global"] = "consumer"
+
+
+def _one_or_many(value: Any) -> Any:
+    return value if value is None or isinstance(value, list) else [value]
 
 
 class McpServer(Strict):
@@ -61,6 +91,9 @@ class McpServer(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = Field(default=30.0, gt=0)  # one request, initialize included
     tools: list[Annotated[str, Field(min_length=1)]] | None = None  # globs; unset: all
+    rate_limit: Annotated[list[McpRateLimit] | None, BeforeValidator(_one_or_many)] = None
+    # Tool arguments are screened as requests, tool results as answers.
+    guardrails: GuardrailsPolicy | None = None
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
 

@@ -25,6 +25,7 @@ from pydantic_core import PydanticUndefined
 
 from sluicegate.config.base import Name
 from sluicegate.config.durations import parse_duration
+from sluicegate.config.guardrails import GuardrailsPolicy
 from sluicegate.config.model import Config, Credentials, Limits
 
 # Where a shared model's fields are listed, when its first place (breadth first, in the
@@ -32,6 +33,7 @@ from sluicegate.config.model import Config, Credentials, Limits
 HOMES: dict[type[BaseModel], str] = {
     Credentials: "services[].credentials",
     Limits: "consumers[].limits[]",
+    GuardrailsPolicy: "rules[].policies.guardrails",
 }
 
 

@@ -198,6 +198,13 @@ class Screen:
             ) from None
         return dialect.parse(self.endpoint, raw), raw
 
+    def strings(self, body: dict[str, Any]) -> bool:
+        """PII and content rules on every string of a body no dialect models (the media
+        endpoints' JSON, a form's plain fields); whether any was rewritten. A block raises."""
+        if not self.guard.request:
+            return False
+        return rewrite_strings(body, self._request_text(body))
+
     def _request_text(self, native: dict[str, Any]) -> Callable[[str], str]:
         matcher, screening = self.guard.request, self.screening
         if matcher.recognizer is not None:  # names and places: one model pass for the body

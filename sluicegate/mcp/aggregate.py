@@ -102,6 +102,8 @@ class Aggregator:
                 continue
             if isinstance(found, BaseException):
                 raise found
+            if key == "tools":
+                self.relay.servers.tool_counts[name] = len(found)
             for item in found:
                 self.owners.learn(key, name, item)
                 items.append((name, item))

@@ -15,6 +15,7 @@ class Call:
     allow: Allow
     request_id: str
     key_prefix: str | None = None
+    key_id: str = ""  # counts rate limits per key: a digest, never the key
     dirty: bool = False  # a server session was opened or lost: the record is saved after
 
     @property

@@ -14,15 +14,20 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from sluicegate import __version__
+from sluicegate.errors import ContentBlocked, RateLimited
+from sluicegate.guardrails.scanner import Screening
 from sluicegate.mcp.aggregate import LISTS, Aggregator
 from sluicegate.mcp.context import Call
+from sluicegate.mcp.policy import screen_arguments, screen_result
 from sluicegate.mcp.relay import Relay
 from sluicegate.mcp.telemetry import CallRecord, McpMetrics
 from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
+    BLOCKED,
     INVALID_PARAMS,
     LATEST,
     METHOD_NOT_FOUND,
+    RATE_LIMITED,
     SERVER_UNAVAILABLE,
     VERSIONS,
     Message,
@@ -35,6 +40,7 @@ from sluicegate.mcp.wire import (
     split_name,
     unrelay_id,
 )
+from sluicegate.policies.rate_limit import Estimate, RateLimiter, Who
 from sluicegate.telemetry.audit import AuditWriter
 
 Reply = AsyncGenerator[Message, None]
@@ -53,6 +59,11 @@ async def one(message: Message) -> Reply:
     yield message
 
 
+def params_cursor(message: Message) -> Any:
+    params = message.get("params")
+    return params.get("cursor") if isinstance(params, dict) else None
+
+
 def unavailable(request_id: Any, down: ServerDown) -> Message:
     return error(request_id, SERVER_UNAVAILABLE, str(down), {"server": down.server})
 
@@ -63,8 +74,10 @@ class Dispatcher:
         relay: Relay,
         metrics: McpMetrics,
         audit: Callable[[], AuditWriter | None],
+        limiter: Callable[[], RateLimiter],
         page_size: int = 100,
     ) -> None:
+        self.limiter = limiter
         self.relay = relay
         self.metrics = metrics
         self.audit = audit
@@ -139,6 +152,8 @@ class Dispatcher:
         async for item in self._relayed(call, server, message):
             found = item.get("result") if is_response(item) else None
             if isinstance(found, dict) and isinstance(found.get("tools"), list):
+                if not found.get("nextCursor") and not params_cursor(message):
+                    self.relay.servers.tool_counts[server] = len(found["tools"])
                 tools = [
                     t
                     for t in found["tools"]
@@ -203,14 +218,40 @@ class Dispatcher:
             record.finish(self.metrics, self.audit(), 403, "forbidden", "permission_error")
             yield self._refused_tool(rid, name)
             return
-        forwarded = (
-            message if not call.aggregated else {**message, "params": {**params, "name": tool}}
-        )
+        audit = self.audit()
+        if spec.limits:
+            who = Who(call.session.gateway, call.consumer, call.key_id, server, tool)
+            try:
+                await self.limiter().reserve(spec.limits, who, Estimate(0, 0))
+            except RateLimited as exc:
+                record.finish(self.metrics, audit, 429, "rate_limited", "rate_limit_error")
+                wait = exc.headers.get("retry-after")
+                data = {"server": server, "retry_after": int(wait)} if wait else None
+                yield error(rid, RATE_LIMITED, exc.message, data)
+                return
+        screening = Screening()
+        if spec.guard is not None and "arguments" in params:
+            try:
+                screened = screen_arguments(spec.guard, params["arguments"], screening)
+            except ContentBlocked as exc:
+                record.finish(self.metrics, audit, 400, "blocked", "content_blocked")
+                yield error(rid, BLOCKED, exc.message, {"server": server})
+                return
+            params = {**params, "arguments": screened}
+        forwarded = {**message, "params": {**params, "name": tool}}
         status, outcome, kind = 502, "unavailable", "upstream_error"
         try:
             async for item in self.relay.ask(call, server, forwarded):
                 if call.aggregated and "method" in item and "id" in item:
                     item = {**item, "id": relay_id(server, item["id"])}
+                if is_response(item) and spec.guard is not None and "result" in item:
+                    try:
+                        screened = screen_result(spec.guard, item["result"], screening)
+                    except ContentBlocked as exc:
+                        status, outcome, kind = 400, "blocked", "content_blocked"
+                        yield error(rid, BLOCKED, exc.message, {"server": server})
+                        return
+                    item = {**item, "result": screened}
                 if is_response(item):
                     if "error" in item:
                         status, outcome, kind = 400, "rpc_error", "invalid_request_error"
@@ -224,7 +265,7 @@ class Dispatcher:
                 status, outcome, kind = 504, "timeout", "timeout_error"
             yield unavailable(rid, down)
         finally:
-            record.finish(self.metrics, self.audit(), status, outcome, kind)
+            record.finish(self.metrics, audit, status, outcome, kind)
 
     async def _named(self, call: Call, message: Message, field: str) -> Reply:
         rid = message.get("id")

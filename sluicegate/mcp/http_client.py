@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
+from sluicegate.mcp.oauth import Tokens
 from sluicegate.mcp.table import ServerSpec
 from sluicegate.mcp.upstream import Opened, ServerDown, SessionLost
 from sluicegate.mcp.wire import VERSIONS, Message, is_response
@@ -24,9 +25,15 @@ class HttpUpstream:
         self.http = http
         wait = spec.timeout
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=wait, sock_read=wait)
+        self.tokens = Tokens(spec.name, spec.oauth) if spec.oauth is not None else None
         self._base = {"accept": _ACCEPT, "content-type": "application/json", **dict(spec.headers)}
 
-    def _headers(self, session: str | None, version: str | None) -> dict[str, str]:
+    async def auth(self) -> dict[str, str]:
+        if self.tokens is None:
+            return {}
+        return await self.tokens.header(self.http, self.spec.timeout)
+
+    def headers_for(self, session: str | None, version: str | None) -> dict[str, str]:
         headers = dict(self._base)
         if session is not None:
             headers["mcp-session-id"] = session
@@ -94,15 +101,37 @@ class HttpUpstream:
         async with asyncio.timeout(self.spec.timeout), self._post(session, version, message) as r:
             await r.read()
 
+    async def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:
+        headers = {**self.headers_for(session, version), "accept": "text/event-stream"}
+        try:
+            headers.update(await self.auth())
+        except ServerDown:
+            return
+        wait = aiohttp.ClientTimeout(total=None, sock_connect=self.spec.timeout, sock_read=None)
+        try:
+            async with self.http.get(self.url, headers=headers, timeout=wait) as response:
+                kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if response.status != 200 or kind != "text/event-stream":
+                    return  # 405: the server offers no such stream
+                splitter = EventSplitter()
+                async for chunk in response.content.iter_any():
+                    for raw in splitter.feed(chunk):
+                        _, data = parse_event(raw)
+                        item = orjson.loads(data) if data else None
+                        if isinstance(item, dict):
+                            yield item
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return  # the stream ended; the client opens its own again
+
     async def end(self, session: str | None) -> None:
         if session is None:
             return
         try:
             async with asyncio.timeout(self.spec.timeout):
-                headers = self._headers(session, None)
+                headers = {**self.headers_for(session, None), **(await self.auth())}
                 async with self.http.delete(self.url, headers=headers) as r:
                     await r.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, ServerDown):
             pass  # it ends the session on its own once idle
 
     async def close(self) -> None:
@@ -118,12 +147,13 @@ class _Exchange:
     ) -> None:
         self.upstream = upstream
         self.session = session
-        self.headers = upstream._headers(session, version)
+        self.headers = upstream.headers_for(session, version)
         self.body = orjson.dumps(message)
         self.response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         name = self.upstream.spec.name
+        self.headers.update(await self.upstream.auth())
         try:
             response = await self.upstream.http.post(
                 self.upstream.url,
@@ -137,6 +167,8 @@ class _Exchange:
         if response.status == 404 and self.session is not None:
             response.release()
             raise SessionLost(name, "no longer knows the session", "status")
+        if response.status == 401 and self.upstream.tokens is not None:
+            self.upstream.tokens.forget()  # refused: the next request gets a new token
         if response.status >= 400:
             response.release()
             raise ServerDown(name, f"answered HTTP {response.status}", "status")

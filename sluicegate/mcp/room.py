@@ -3,8 +3,8 @@
 A POST carries one JSON-RPC message. ``initialize`` opens a client session (its id in
 ``Mcp-Session-Id``); every later message names it. A request is answered with JSON,
 or with an SSE stream when a server sends something before its response (progress,
-a sampling request). DELETE ends the session and its server sessions. There is no
-GET stream: the transport allows a 405, and clients then work without one.
+a sampling request). DELETE ends the session and its server sessions; GET opens the
+stream of what the servers send outside any request (``listen``).
 
 Protocol faults are answered in JSON-RPC's shape (what MCP clients read); the caller's
 key or token is checked first, and its failures have the gateway's error shape.
@@ -12,6 +12,7 @@ key or token is checked first, and its failures have the gateway's error shape.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
@@ -19,9 +20,12 @@ from typing import TYPE_CHECKING
 import orjson
 
 from sluicegate.asgi import JSON, Receive, Scope, Send, read_body, respond, respond_error
-from sluicegate.errors import GatewayError, NotFound, PermissionDenied
+from sluicegate.asgi import Message as AsgiMessage
+from sluicegate.errors import AuthenticationError, GatewayError, NotFound, PermissionDenied
 from sluicegate.mcp.context import Call
+from sluicegate.mcp.discovery import CONTENT, challenge, metadata, resource_of
 from sluicegate.mcp.dispatch import Dispatcher, unavailable
+from sluicegate.mcp.listen import listen
 from sluicegate.mcp.relay import Relay
 from sluicegate.mcp.servers import Servers
 from sluicegate.mcp.sessions import McpSession, Sessions, new_id
@@ -37,7 +41,8 @@ from sluicegate.mcp.wire import (
     sse_event,
 )
 from sluicegate.proxy.handler import read_headers
-from sluicegate.routing.table import RoutingTable
+from sluicegate.routing.table import RoutingTable, hash_key
+from sluicegate.workers import run_path
 
 if TYPE_CHECKING:
     from sluicegate.config.model import Config
@@ -50,7 +55,7 @@ _SSE = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_ALLOW = (b"allow", b"POST, DELETE")
+_ALLOW = (b"allow", b"GET, POST, DELETE")
 
 
 def mcp_path(path: str) -> bool:
@@ -68,6 +73,7 @@ class McpRoom:
         self.dispatcher: Dispatcher | None = None
         self._config: Config | None = None
         self._table = McpTable()
+        self._stopping: asyncio.Event | None = None  # set: GET streams end (shutdown)
 
     def table(self) -> McpTable:
         """The running config's servers and allow lists, compiled once per change."""
@@ -81,33 +87,71 @@ class McpRoom:
     def _dispatcher(self) -> tuple[Sessions, Dispatcher]:
         if self._sessions is None or self.dispatcher is None:
             settings = self.runtime.file.config.gateway
-            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl)
+            shared = run_path("mcp-sessions.db")  # serve --workers N: one file for all
+            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl, shared)
             self.relay = Relay(self.servers, self._sessions)
-            self.dispatcher = Dispatcher(self.relay, self.metrics, lambda: self.runtime.audit)
+            self.dispatcher = Dispatcher(
+                self.relay,
+                self.metrics,
+                lambda: self.runtime.audit,
+                lambda: self.proxy.limiter(self.runtime.table),
+            )
         return self._sessions, self.dispatcher
+
+    def status(self) -> list[dict[str, object]]:
+        self.table()  # a server added a moment ago is shown before its first use
+        return self.servers.status()
+
+    def stop_listening(self) -> None:
+        """The server is stopping: GET streams end now (clients open them again, on another
+        instance), so that they do not hold the shutdown up."""
+        self._stop().set()
+
+    def _stop(self) -> asyncio.Event:
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        return self._stopping
 
     async def close(self) -> None:
         await self.servers.close()
         if self._sessions is not None:
             await self._sessions.close()
 
+    async def discovery(self, scope: Scope, send: Send) -> bool:
+        """``/.well-known/oauth-protected-resource[/mcp…]`` with ``auth.jwt`` on: RFC 9728
+        metadata. False: not such a request (the caller answers it)."""
+        jwt = self.runtime.loaded.config.auth.jwt
+        resource = resource_of(scope["path"])
+        if jwt is None or resource is None or scope["method"] not in ("GET", "HEAD"):
+            return False
+        await respond(send, 200, metadata(scope, jwt, resource), list(CONTENT))
+        return True
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
         path: str = scope["path"]
         server = path[5:].strip("/") or None
         incoming = read_headers(scope["headers"])
+        send = _tagged(send, incoming.request_id)
         try:
+            if table.gateway != self.runtime.gateway:
+                # Allow lists name the default gateway's consumers: another gateway's
+                # consumer of the same name must not inherit them.
+                raise NotFound("MCP servers are served by the default gateway only.")
             consumer = await self.proxy.identify(table, incoming.key, scope)
             mcp = self.table()
             if server is not None and server not in mcp.servers:
                 raise NotFound(f"No MCP server named '{server}'.", code="mcp_server_not_found")
-            allow = mcp.allow(consumer.name)
+            allow = mcp.allow(consumer.name, consumer.mcp)
             if server is not None and not allow.server(server):
                 raise PermissionDenied(f"MCP server '{server}' is not allowed for this key.")
         except GatewayError as exc:
-            await respond_error(send, exc, [])
+            jwt = self.runtime.loaded.config.auth.jwt
+            told = isinstance(exc, AuthenticationError) and jwt is not None
+            await respond_error(send, exc, [challenge(scope)] if told else [])
             return
+        key_id = hash_key(incoming.key, table.key_secret).hex()[:16] if incoming.key else ""
         method = scope["method"]
-        if method not in ("POST", "DELETE"):
+        if method not in ("GET", "POST", "DELETE"):
             await respond(send, 405, b"", [_ALLOW])
             return
         sessions, dispatcher = self._dispatcher()
@@ -138,7 +182,7 @@ class McpRoom:
                     dispatcher.version_for((message.get("params") or {}).get("protocolVersion")),
                     _params(message),
                 )
-                call = Call(session, mcp, allow, incoming.request_id, consumer.prefix)
+                call = Call(session, mcp, allow, incoming.request_id, consumer.prefix, key_id)
                 await self._initialize(send, call, message, sessions, dispatcher)
                 return
         found = await sessions.get(given) if given else None
@@ -153,7 +197,10 @@ class McpRoom:
             words = "Missing Mcp-Session-Id" if not given else "Session not found"
             await _json(send, status, error(None, INVALID_REQUEST, words))
             return
-        call = Call(found, mcp, allow, incoming.request_id, consumer.prefix)
+        call = Call(found, mcp, allow, incoming.request_id, consumer.prefix, key_id)
+        if method == "GET":
+            await self._listen(receive, send, call)
+            return
         if method == "DELETE":
             await dispatcher.end(call)
             await sessions.drop(found.id)
@@ -182,6 +229,37 @@ class McpRoom:
         headers = [(b"mcp-session-id", call.session.id.encode())]
         await _json(send, 200, answer, headers)
 
+    async def _listen(self, receive: Receive, send: Send, call: Call) -> None:
+        """The session's GET stream, until the client leaves or the server stops."""
+        await send({"type": "http.response.start", "status": 200, "headers": list(_SSE)})
+        stream = listen(self.servers, call)
+
+        async def relay() -> None:
+            async for item in stream:
+                body = sse_event(item)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = {
+            asyncio.create_task(relay()),
+            asyncio.create_task(gone()),
+            asyncio.create_task(self._stop().wait()),
+        }
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await stream.aclose()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b""})
+
     async def _reply(
         self, send: Send, call: Call, message: Message, dispatcher: Dispatcher
     ) -> None:
@@ -200,6 +278,18 @@ class McpRoom:
         finally:
             with contextlib.suppress(Exception):
                 await reply.aclose()
+
+
+def _tagged(send: Send, request_id: str) -> Send:
+    """``send`` that gives the answer the request id its audit rows carry."""
+    rid = (b"x-request-id", request_id.encode())
+
+    async def tagged(message: AsgiMessage) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), rid]
+        await send(message)
+
+    return tagged
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

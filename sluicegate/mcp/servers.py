@@ -59,6 +59,7 @@ class Servers:
         self.specs: Mapping[str, ServerSpec] = {}
         self.clients: dict[str, Upstream] = {}
         self.health: dict[str, Health] = {}
+        self.tool_counts: dict[str, int] = {}  # the tools each last listed (all its pages)
         self._http: aiohttp.ClientSession | None = None
         self._retired: list[Upstream] = []
 
@@ -75,10 +76,12 @@ class Servers:
         if specs is self.specs:
             return
         for name, client in list(self.clients.items()):
-            if specs.get(name) != client.spec:
+            if not client.spec.same_client(specs.get(name)):
                 self._retired.append(self.clients.pop(name))
         for name, spec in specs.items():
-            if name not in self.clients:
+            if name in self.clients:
+                self.clients[name].spec = spec  # the same server; its policies may be new
+            else:
                 self.clients[name] = (
                     HttpUpstream(spec, self._session()) if spec.url else StdioUpstream(spec)
                 )
@@ -129,6 +132,27 @@ class Servers:
             raise down from None
         self.succeeded(name)
         return opened
+
+    def status(self) -> list[dict[str, object]]:
+        """Each server as the dashboard shows it: how it is reached (never a secret), its
+        health and the tools it last listed."""
+        out: list[dict[str, object]] = []
+        for name, spec in self.specs.items():
+            health = self.health.get(name, Health())
+            where = spec.url.partition("?")[0] if spec.url else " ".join(spec.command or ())
+            out.append(
+                {
+                    "name": name,
+                    "transport": spec.transport,
+                    "target": where,
+                    "up": health.up,
+                    "reason": health.reason or None,
+                    "tools": self.tool_counts.get(name),
+                    "description": spec.description,
+                    "tags": list(spec.tags),
+                }
+            )
+        return out
 
     async def close(self) -> None:
         for client in [*self.clients.values(), *self._retired]:

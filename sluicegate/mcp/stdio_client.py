@@ -53,6 +53,13 @@ class StdioUpstream:
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
         self._started = 0.0
+        self._listeners: set[asyncio.Queue[Message]] = set()
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id (for operators and tests); None before the first use."""
+        process = self._process
+        return process.proc.pid if process is not None and process.alive else None
 
     async def _running(self) -> _Process:
         async with self._lock:
@@ -116,6 +123,11 @@ class StdioUpstream:
             if found is not None:
                 queue, token = found
                 queue.put_nowait({**message, "params": {**params, "progressToken": token}})
+            return
+        if "id" not in message:
+            for listener in self._listeners:  # list changes, log messages
+                if listener.qsize() < 1000:
+                    listener.put_nowait(message)
             return
         if "id" in message:
             # A request of the server's own (sampling, roots): with one process for every
@@ -196,6 +208,15 @@ class StdioUpstream:
         if message.get("method") == "notifications/cancelled":
             return  # its request id is the client's, not the one the process saw
         await self._write(process, message)
+
+    async def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._listeners.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._listeners.discard(queue)
 
     async def end(self, session: str | None) -> None:
         return None  # the process serves other sessions

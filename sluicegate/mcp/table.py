@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sluicegate.config.mcp import McpServer, split_allowed
-from sluicegate.config.model import Config
+from sluicegate.config.model import Config, Policies
+from sluicegate.guardrails.policy import Guard, compile_guard
+from sluicegate.mcp.oauth import ClientCredentials
+from sluicegate.policies.rate_limit import Limit
 
 Pattern = re.Pattern[str]
 
@@ -30,6 +33,29 @@ class ServerSpec:
     tools: tuple[Pattern, ...] | None  # None: every tool it offers
     description: str | None = None
     tags: tuple[str, ...] = ()
+    limits: tuple[Limit, ...] = ()  # tool calls
+    oauth: ClientCredentials | None = None  # a bearer token from an authorization server
+    guard: Guard | None = None  # arguments screened as requests, results as answers
+
+    def same_client(self, other: ServerSpec | None) -> bool:
+        """Whether ``other`` is reached the same way (so its client and sessions stay)."""
+        return other is not None and (
+            self.url,
+            self.command,
+            dict(self.env),
+            self.cwd,
+            self.headers,
+            self.timeout,
+            self.oauth,
+        ) == (
+            other.url,
+            other.command,
+            dict(other.env),
+            other.cwd,
+            other.headers,
+            other.timeout,
+            other.oauth,
+        )
 
     def offers(self, tool: str) -> bool:
         return self.tools is None or any(p.fullmatch(tool) for p in self.tools)
@@ -56,8 +82,18 @@ def compile_server(server: McpServer) -> ServerSpec:
             q for q in (parts.query, urlencode({creds.param_name: creds.param_value})) if q
         )
         url = urlunsplit(parts._replace(query=query))
+    oauth = None
+    if creds is not None and creds.oauth_token_url and creds.oauth_client_id:
+        oauth = ClientCredentials(
+            creds.oauth_token_url,
+            creds.oauth_client_id,
+            creds.oauth_client_secret or "",
+            creds.oauth_scope,
+            creds.oauth_audience,
+        )
     return ServerSpec(
         name=server.name,
+        oauth=oauth,
         url=url,
         command=tuple(server.command) if server.command is not None else None,
         env=dict(server.env),
@@ -67,6 +103,11 @@ def compile_server(server: McpServer) -> ServerSpec:
         tools=tuple(_glob(t) for t in server.tools) if server.tools is not None else None,
         description=server.description,
         tags=tuple(server.tags),
+        limits=tuple(
+            Limit(f"mcp:{server.name}", limit.per, limit.requests, None, limit.window)
+            for limit in server.rate_limit or ()
+        ),
+        guard=compile_guard(Policies(guardrails=server.guardrails)) if server.guardrails else None,
     )
 
 
@@ -110,8 +151,19 @@ class McpTable:
     allows: Mapping[str, Allow] = field(default_factory=dict)  # by consumer name
     default: Allow = EVERYTHING  # a token's consumer that the config does not name
 
-    def allow(self, consumer: str) -> Allow:
-        return self.allows.get(consumer, self.default)
+    narrowed: dict[tuple[str, tuple[str, ...]], Allow] = field(default_factory=dict)
+
+    def allow(self, consumer: str, key: tuple[str, ...] | None = None) -> Allow:
+        """A consumer's allow list; a minted key's own list narrows it further."""
+        found = self.allows.get(consumer, self.default)
+        if key is None:
+            return found
+        made = self.narrowed.get((consumer, key))
+        if made is None:
+            made = found.narrowed(Allow.of(list(key)))
+            if len(self.narrowed) < 4096:  # bounded: one per key in use
+                self.narrowed[(consumer, key)] = made
+        return made
 
 
 def compile_mcp(config: Config) -> McpTable:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from sluicegate.mcp.table import ServerSpec
 from sluicegate.mcp.wire import Message
+
+if TYPE_CHECKING:
+    from sluicegate.mcp.table import ServerSpec
 
 
 class ServerDown(Exception):
@@ -43,6 +45,10 @@ class Upstream(Protocol):
 
     async def post(self, session: str | None, version: str, message: Message) -> None:
         """Send a notification, or a response to one of the server's requests."""
+
+    def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:
+        """What the server sends outside any request (list changes, log messages, its own
+        requests), for as long as the caller reads."""
 
     async def end(self, session: str | None) -> None:
         """End the server's session (streamable HTTP: DELETE)."""

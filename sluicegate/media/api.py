@@ -34,27 +34,29 @@ from sluicegate.asgi import (
     respond,
     respond_error,
 )
-from sluicegate.credentials.redact import redact_error
 from sluicegate.errors import GatewayError, InvalidRequest, TransportError
 from sluicegate.media import usage
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.multipart import FormFile
 from sluicegate.media.request import MediaRequest, read_request
-from sluicegate.media.usage import MediaUnits, TranscriptEvents
+from sluicegate.media.usage import MediaUnits, StreamEvents
 from sluicegate.media.wires import wire_for
 from sluicegate.policies.rate_limit import Reservation
-from sluicegate.proxy.attempt import Failure
+from sluicegate.proxy.attempt import Failure, failed_answer
+from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
+from sluicegate.proxy.routing import facts_of, learn, plan
 from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
+from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
+from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
     from sluicegate.proxy.handler import Proxy
-
-_MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class Answer:
     body: bytes | None = None
     document: Any = None  # the whole answer, parsed (for its units)
     response: UpstreamResponse | None = None
+    longest: float = 0.0  # a stream's longest time, the service's stream_timeout
 
 
 def _unsupported(service: CompiledService, endpoint: MediaEndpoint) -> InvalidRequest:
@@ -77,6 +80,16 @@ def _unsupported(service: CompiledService, endpoint: MediaEndpoint) -> InvalidRe
         param="model",
         code="unsupported_endpoint",
     )
+
+
+def _sticky(hash_on: str | None, consumer: str, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """What keeps a caller on one arm of the rule (``hash_on``), as for chat."""
+    if hash_on is None:
+        return None
+    if hash_on == "consumer":
+        return consumer
+    wanted = hash_on.removeprefix("header:").lower().encode()
+    return next((v.decode("latin-1") for k, v in headers if k == wanted), None)
 
 
 def _pause(service: CompiledService, retry: int, failure: Failure) -> float | None:
@@ -120,7 +133,7 @@ class MediaApi:
             consumer = await proxy.identify(table, incoming.key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             request = await read_request(receive, headers, incoming.content_length, table, endpoint)
-            rule = proxy.match(table, consumer, request.model, scope, headers)
+            rule = proxy.match(table, consumer, request.model, scope, headers, ex.request_id)
             ex.rule, ex.model = rule.name, request.model
             ex.stream = request.stream
             # Media is counted in requests and spend: its tokens, where a provider reports
@@ -132,7 +145,18 @@ class MediaApi:
             )
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, incoming.key, {}, out)
-            await self.forward(table, rule, request, consumer.name, tracked, out, ex)
+            if rule.guard is not None:  # the text the client sends, as for chat
+                ex.screen = rule.guard.begin("openai", endpoint.name)
+                if ex.screen.strings(request.body) and not endpoint.form:
+                    request.raw = orjson.dumps(request.body)
+            # The rule's strategy and routes decide as for chat (docs/routing.md).
+            facts = facts_of(table, request.body, headers, consumer, reservation)
+            key = _sticky(rule.hash_on, consumer.name, headers)
+            stats, embed = proxy.runtime.route_stats, proxy.route_embedder(table)
+            decision = await plan(table, rule, facts, request.model, stats, key, embed)
+            ex.route = decision.explain
+            out.append((b"x-sluicegate-route", header_value(decision.explain)))
+            await self.forward(table, rule, decision.steps, request, tracked, receive, out, ex)
         except GatewayError as exc:
             error = exc
             if request is not None and request.upload is not None and request.upload.error:
@@ -155,9 +179,10 @@ class MediaApi:
         self,
         table: RoutingTable,
         rule: CompiledRule,
+        steps: list[Step],
         request: MediaRequest,
-        consumer: str,
         send: Send,
+        receive: Receive,
         out: Headers,
         ex: Exchange,
     ) -> None:
@@ -165,12 +190,11 @@ class MediaApi:
         endpoint = request.endpoint
         attempts = 0
         failure: Failure | None = None
-        steps = rule.plan(table.rng, consumer if rule.hash_on == "consumer" else None)
         for index, step in enumerate(steps):
             service = step.service
             # The in-process mock (a transport of its own) answers chat only.
             wire = wire_for(service.adapter, endpoint) if service.transport is None else None
-            if wire is None or (endpoint.form and not wire.relayed):
+            if wire is None:
                 failure = Failure("unsupported", service, cause=_unsupported(service, endpoint))
                 ex.tried.append(Tried(service.name, None, "unsupported"))
                 continue
@@ -180,7 +204,9 @@ class MediaApi:
                 if retry and failure is not None:
                     delay = _pause(service, retry, failure)
                     if delay is None:
+                        events.not_retried(ex.request_id, service.name, failure.retry_after)
                         break
+                    events.retrying(ex.request_id, service.name, retry, service.retries, delay)
                     await asyncio.sleep(delay)
                 now = time.monotonic()
                 target = service.pool.pick(now, None)
@@ -188,6 +214,7 @@ class MediaApi:
                     why = service.pool.why_unavailable(now)
                     failure = Failure("unavailable", service, detail=why)
                     ex.tried.append(Tried(service.name, None, "unavailable"))
+                    events.skipped(ex.request_id, service.name, why)
                     break
                 attempts += 1
                 target.health.begin(now)
@@ -198,6 +225,8 @@ class MediaApi:
                     target.inflight -= 1
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
+                failed = result if isinstance(result, Failure) else None
+                learn(self.proxy.runtime.route_stats, table, rule, step, spent, failed)
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(
@@ -207,6 +236,15 @@ class MediaApi:
                 if isinstance(result, Failure):
                     failure = result
                     target.health.failed(result.kind, result.status, time.monotonic())
+                    events.attempt_failed(
+                        ex.request_id,
+                        attempts,
+                        service.name,
+                        target.url,
+                        result.kind,
+                        result.status,
+                        result.describe(),
+                    )
                     if not result.retryable():
                         break
                     continue
@@ -216,13 +254,16 @@ class MediaApi:
                 ex.upstream_model = step.model or request.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
                 out.append((b"x-sluicegate-attempts", str(attempts).encode()))
-                await self.deliver(table, request, result, send, out, ex)
+                await self.deliver(table, request, result, send, receive, out, ex)
                 return
             assert failure is not None
             if request.sent or not rule.fallback_on.matches(
                 failure.kind, failure.status, failure.code
             ):
                 break
+            if index + 1 < len(steps):
+                following = steps[index + 1].service.name
+                events.falling_back(ex.request_id, rule.name, service.name, following)
         assert failure is not None
         ex.attempts, ex.service, ex.provider = (
             attempts,
@@ -242,14 +283,25 @@ class MediaApi:
         endpoint = request.endpoint
         model = step.model or request.model
         base = target.url + service.path
+        signer = service.signer
+        # A form streams on, unless its files go inside JSON, or a signature covers its bytes.
+        streamed = endpoint.form and wire.relayed and not (signer and signer.signs_body)
         try:
-            upstream = wire.request(adapter, endpoint, request.body, request.raw, model, base)
+            files: tuple[FormFile, ...] = ()
+            if endpoint.form and not wire.relayed:
+                files = tuple((await request.read_whole()).uploads)
+            upstream = wire.request(
+                adapter, endpoint, request.body, request.raw, model, base, files
+            )
+            if endpoint.form and wire.relayed and not streamed:
+                await request.read_whole()
+                upstream.body = request.form_head(model) + (request.tail or b"")
+                upstream.headers["content-type"] = request.content_type
         except GatewayError as exc:  # the request cannot be put in this provider's terms
             return Failure("status", service, exc.http_status, cause=exc)
         for name, value in service.headers:
             upstream.headers[name] = value
         http = self.proxy.runtime.http
-        signer = service.signer
         if signer is not None:
             if signer.needs_prepare:
                 try:
@@ -263,26 +315,29 @@ class MediaApi:
         transport = service.transport or http
         started = time.monotonic()
         try:
-            if endpoint.form:
+            if streamed:
                 assert isinstance(transport, HttpTransport)
                 sent = [*upstream.headers.items(), ("content-type", request.content_type)]
-                length = request.form_length(model)
+                head = request.form_head(model)
+                length = request.form_length(head)
                 if length is not None:
                     sent.append(("content-length", str(length)))
                 response: UpstreamResponse = await transport.open_native(
-                    upstream, sent, request.form_bytes(model), service.timeouts, service.tls
+                    upstream, sent, request.form_bytes(head), service.timeouts, service.tls
                 )
             else:
                 response = await transport.open(upstream, service.timeouts, tls=service.tls)
         except TransportError as exc:
             return Failure(exc.kind, service, detail=str(exc))
         if response.status >= 400:
-            return await self._failed(response, service, upstream)
+            secrets = service.signer.secrets(upstream) if service.signer is not None else []
+            return await failed_answer(response, service, secrets)
         content_type = response.headers.get("content-type", "application/json")
         if wire.relayed and not content_type.startswith("application/json"):
             # Audio, an event stream, text: relayed as it comes.
             target.observe(time.monotonic() - started, time.monotonic())
-            return Answer(target, response.status, content_type, response=response)
+            longest = service.timeouts.stream
+            return Answer(target, response.status, content_type, response=response, longest=longest)
         try:
             data = await response.read(service.max_answer_bytes)
         except TransportError as exc:
@@ -298,36 +353,13 @@ class MediaApi:
             return Failure("invalid", service, detail=type(exc).__name__)
         return Answer(target, 200, "application/json", orjson.dumps(document), document)
 
-    @staticmethod
-    async def _failed(
-        response: UpstreamResponse, service: CompiledService, upstream: Any
-    ) -> Failure:
-        try:
-            body = (await response.read())[:_MAX_ERROR_BODY]
-        except TransportError:
-            body = b""
-        status = response.status
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        cause = None
-        if status < 500 and status not in (401, 403) and service.adapter is not None:
-            cause = service.adapter.error(status, headers, body)
-            if service.signer is not None:
-                redact_error(cause, service.signer.secrets(upstream))
-        retry_after: float | None = None
-        value = headers.get("retry-after")
-        if value is not None:
-            try:
-                retry_after = max(float(value), 0.0)
-            except ValueError:
-                retry_after = None
-        return Failure("status", service, status, cause=cause, retry_after=retry_after)
-
     async def deliver(
         self,
         table: RoutingTable,
         request: MediaRequest,
         answer: Answer,
         send: Send,
+        receive: Receive,
         out: Headers,
         ex: Exchange,
     ) -> None:
@@ -343,32 +375,21 @@ class MediaApi:
             await respond(send, answer.status, answer.body, out)
             ex.first_token = time.perf_counter() - ex.started
         else:
-            await self._relay(answer, send, out, ex, units)
+            assert answer.response is not None
+            streamed = answer.content_type.startswith("text/event-stream")
+            events = StreamEvents(units) if streamed else None
+            await relay_bytes(
+                answer.response,
+                send,
+                [(b"content-type", answer.content_type.encode("latin-1")), *out],
+                receive,
+                ex,
+                answer.longest,
+                self.proxy.drain.over,
+                events.feed if events is not None else None,
+            )
         ex.ended = time.perf_counter()
         self._price(table, request, units, ex)
-
-    @staticmethod
-    async def _relay(
-        answer: Answer, send: Send, out: Headers, ex: Exchange, units: MediaUnits
-    ) -> None:
-        response = answer.response
-        assert response is not None
-        events = (
-            TranscriptEvents(units) if answer.content_type.startswith("text/event-stream") else None
-        )
-        head = [(b"content-type", answer.content_type.encode("latin-1")), *out]
-        await send({"type": "http.response.start", "status": answer.status, "headers": head})
-        try:
-            async for chunk in response.chunks():
-                if ex.first_token is None:
-                    ex.first_token = time.perf_counter() - ex.started
-                if events is not None:
-                    events.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except TransportError:
-            ex.error_type = "upstream_error"
-            return  # cut short: the connection closes without an end, never a silent truncation
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
     def _price(table: RoutingTable, request: MediaRequest, units: MediaUnits, ex: Exchange) -> None:

@@ -8,9 +8,11 @@ service's credentials sign the request afterwards).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from sluicegate.media.multipart import FormFile
 from sluicegate.providers.base import Adapter, UpstreamRequest
 
 
@@ -59,9 +61,11 @@ class Wire:
         raw: bytes,
         model: str,
         base_url: str,
+        files: Sequence[FormFile] = (),
     ) -> UpstreamRequest:
         """``body`` is the client's request (a form's plain fields); ``raw`` its JSON bytes
-        (empty for a form, whose bytes the caller streams on)."""
+        (empty for a form, whose bytes the caller streams on). ``files``: a form's files,
+        read whole, for a wire that is not ``relayed``."""
         raise NotImplementedError
 
     def answer(

@@ -7,10 +7,13 @@ gives them as they are, ``url`` as ``data:`` URLs, since the gateway hosts no fi
 
 from __future__ import annotations
 
+import base64
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sluicegate.errors import InvalidRequest
+from sluicegate.media.multipart import FormFile
 
 _DEFAULT_SIZE = (1024, 1024)
 
@@ -60,3 +63,22 @@ def answer(
     if usage is not None:
         out["usage"] = usage
     return out
+
+
+def images_of(files: Sequence[FormFile]) -> list[FormFile]:
+    """The images of an edit or a variation (``image``, or ``image[]`` for several)."""
+    found = [f for f in files if f.name in ("image", "image[]")]
+    if not found:
+        raise InvalidRequest("image is required.", param="image")
+    return found
+
+
+def no_mask(files: Sequence[FormFile], provider: str) -> None:
+    if any(f.name == "mask" for f in files):
+        raise InvalidRequest(
+            f"{provider} edits take no mask: describe the change in the prompt.", param="mask"
+        )
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -12,13 +12,15 @@ Imagen takes an aspect ratio, not a size: the one nearest to the size asked for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from sluicegate.errors import UpstreamError
+from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media import images
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.multipart import FormFile
 from sluicegate.providers.base import Adapter, UpstreamRequest
 from sluicegate.providers.gemini import GeminiAdapter
 
@@ -44,19 +46,33 @@ class GeminiImages(Wire):
         raw: bytes,
         model: str,
         base_url: str,
+        files: Sequence[FormFile] = (),
     ) -> UpstreamRequest:
         assert isinstance(adapter, GeminiAdapter)
         where = f"{base_url}/{adapter.model_path(model)}"
         prompt = images.prompt_of(body)
-        n = images.count_of(body)
+        n = images.count_of(_numbers(body))
         ratio = aspect_ratio(*images.size_of(body))
         images.format_of(body)  # refused now, not after the images were paid for
         if imagen(model):
+            if endpoint.name != "images.generations":
+                raise InvalidRequest(
+                    f"'{model}' does not edit images here; use a Gemini image model.",
+                    param="model",
+                )
             payload: dict[str, Any] = {
                 "instances": [{"prompt": prompt}],
                 "parameters": {"sampleCount": n, "aspectRatio": ratio},
             }
             return UpstreamRequest("POST", f"{where}:predict", dict(_JSON), orjson.dumps(payload))
+        parts: list[dict[str, Any]] = []
+        if endpoint.name == "images.edits":  # the images, then what to change in them
+            images.no_mask(files, "Gemini")
+            parts = [
+                {"inlineData": {"mimeType": f.content_type, "data": images.b64(f.data)}}
+                for f in images.images_of(files)
+            ]
+        parts.append({"text": prompt})
         config: dict[str, Any] = {
             "responseModalities": ["IMAGE"],
             "imageConfig": {"aspectRatio": ratio},
@@ -64,7 +80,7 @@ class GeminiImages(Wire):
         if n > 1:
             config["candidateCount"] = n
         payload = {
-            "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+            "contents": [{"role": "user", "parts": parts}],
             "generationConfig": config,
         }
         return UpstreamRequest(
@@ -98,3 +114,11 @@ class GeminiImages(Wire):
             "total_tokens": meta.get("totalTokenCount", 0),
         }
         return images.answer(body, found, usage)
+
+
+def _numbers(body: dict[str, Any]) -> dict[str, Any]:
+    """A form's ``n`` is text: read as the JSON body's number would be."""
+    n = body.get("n")
+    if isinstance(n, str) and n.isdigit():
+        return {**body, "n": int(n)}
+    return body

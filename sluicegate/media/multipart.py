@@ -11,12 +11,15 @@ its body held until ``model`` is found, which ``max_body_bytes`` bounds.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sluicegate.errors import InvalidRequest
 
 _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.IGNORECASE)
 _NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 _FILENAME = re.compile(rb"\bfilename\*?=", re.IGNORECASE)
+_FILENAME_VALUE = re.compile(rb'\bfilename="([^"]*)"', re.IGNORECASE)
+_CONTENT_TYPE = re.compile(rb"^content-type:[ \t]*([^\r\n;]+)", re.IGNORECASE | re.MULTILINE)
 _MAX_FIELD = 64 * 1024  # a plain field longer than this is not kept (a prompt is far shorter)
 
 
@@ -30,11 +33,23 @@ def boundary_of(content_type: bytes) -> bytes:
     return found.group(1).strip()
 
 
+@dataclass(frozen=True, slots=True)
+class FormFile:
+    name: str  # the field's name: image, image[], mask, file
+    filename: str
+    content_type: str
+    data: bytes
+
+
 class FormHead:
     """Fed the body's bytes in order; ``done`` once ``model`` was read and the next file part
-    (or the end) was reached. ``fields`` holds the plain fields read so far."""
+    (or the end) was reached. ``fields`` holds the plain fields read so far. With ``whole``,
+    it reads on to the end and keeps each file (``uploads``): a provider whose API takes the
+    files inside JSON needs them all."""
 
-    def __init__(self, boundary: bytes) -> None:
+    def __init__(self, boundary: bytes, whole: bool = False) -> None:
+        self.whole = whole
+        self.uploads: list[FormFile] = []
         self.delimiter = b"--" + boundary
         self.buffer = bytearray()
         self.fields: dict[str, str] = {}
@@ -42,7 +57,7 @@ class FormHead:
         self.done = False
         self.ended = False  # the closing delimiter was read
         self._pos = 0  # where the next part's delimiter is looked for
-        self._model: tuple[int, int] | None = None  # the model value's place in the buffer
+        self._spans: dict[str, tuple[int, int]] = {}  # each plain field's value in the buffer
 
     @property
     def model(self) -> str | None:
@@ -78,7 +93,7 @@ class FormHead:
         name_match = _NAME.search(heads)
         name = name_match.group(1).decode("utf-8", "replace") if name_match else ""
         is_file = _FILENAME.search(heads) is not None
-        if is_file and self.model is not None:
+        if is_file and self.model is not None and not self.whole:
             self.done = True
             self._pos = start
             return False
@@ -88,16 +103,48 @@ class FormHead:
             return False
         if is_file:
             self.files.append(name)
+            if self.whole:
+                self.uploads.append(_file(name, heads, bytes(buffer[content:end])))
         elif end - content <= _MAX_FIELD:
             self.fields[name] = bytes(buffer[content:end]).decode("utf-8", "replace")
-            if name == "model":
-                self._model = (content, end)
+            self._spans[name] = (content, end)
         self._pos = end + 2
         return True
 
-    def head(self, model: str | None = None) -> bytes:
-        """Every byte read so far, with the ``model`` field's value replaced by ``model``."""
-        if model is None or self._model is None or model == self.model:
+    def head(self, values: dict[str, str] | None = None) -> bytes:
+        """Every byte read so far, with the plain fields named in ``values`` given those
+        values (the rule's target model, a prompt the guardrails redacted)."""
+        changes = sorted(
+            (self._spans[name], value)
+            for name, value in (values or {}).items()
+            if name in self._spans and self.fields.get(name) != value
+        )
+        if not changes:
             return bytes(self.buffer)
-        start, end = self._model
-        return bytes(self.buffer[:start]) + model.encode() + bytes(self.buffer[end:])
+        out, at = bytearray(), 0
+        for (start, end), value in changes:
+            out += self.buffer[at:start]
+            out += value.encode()
+            at = end
+        out += self.buffer[at:]
+        return bytes(out)
+
+
+def _file(name: str, heads: bytes, data: bytes) -> FormFile:
+    filename = _FILENAME_VALUE.search(heads)
+    kind = _CONTENT_TYPE.search(heads)
+    return FormFile(
+        name,
+        filename.group(1).decode("utf-8", "replace") if filename else "",
+        kind.group(1).decode("latin-1").strip().lower() if kind else "application/octet-stream",
+        data,
+    )
+
+
+def read_form(boundary: bytes, body: bytes) -> FormHead:
+    """A whole form, read: its plain fields and its files."""
+    form = FormHead(boundary, whole=True)
+    form.feed(body)
+    if not form.ended:
+        raise InvalidRequest("The multipart/form-data body has no closing boundary.")
+    return form

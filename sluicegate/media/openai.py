@@ -8,11 +8,13 @@ Azure puts the deployment in the path (``{base}/deployments/{model}/images/gener
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
 
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.multipart import FormFile
 from sluicegate.providers.azure import AzureAdapter
 from sluicegate.providers.base import Adapter, UpstreamRequest
 
@@ -28,6 +30,7 @@ class OpenAIWire(Wire):
         raw: bytes,
         model: str,
         base_url: str,
+        files: Sequence[FormFile] = (),
     ) -> UpstreamRequest:
         if isinstance(adapter, AzureAdapter):
             url = adapter.url_of(endpoint.path, model, base_url)

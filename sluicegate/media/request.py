@@ -12,7 +12,7 @@ import orjson
 from sluicegate.asgi import Receive, read_body
 from sluicegate.errors import InvalidRequest
 from sluicegate.media.base import MediaEndpoint
-from sluicegate.media.multipart import FormHead, boundary_of
+from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.proxy.upload import Upload
 from sluicegate.routing.table import RoutingTable
 
@@ -32,25 +32,48 @@ class MediaRequest:
     content_type: str = ""
     declared: int | None = None  # the client's Content-Length
     sent: bool = False  # a form's bytes began to go upstream: it cannot be sent again
+    tail: bytes | None = None  # the rest of the form, once read whole (``read_whole``)
+    form: FormHead | None = None  # the whole form, parsed, for a translated provider
 
     @property
     def stream(self) -> bool:
         return self.body.get("stream") in (True, "true", "True")
 
-    def form_length(self, model: str) -> int | None:
-        """The Content-Length of the form as sent with ``model``; None: sent chunked."""
+    def form_head(self, model: str) -> bytes:
+        """The form's head as it goes upstream: ``model``, and the plain fields as the
+        guardrails left them (``body``)."""
+        assert self.head is not None
+        return self.head.head({**self.body, "model": model})
+
+    def form_length(self, head: bytes) -> int | None:
+        """The Content-Length of the form sent with ``head``; None: sent chunked."""
         if self.declared is None or self.head is None:
             return None
-        return self.declared - len(self.head.buffer) + len(self.head.head(model))
+        return self.declared - len(self.head.buffer) + len(head)
 
-    async def form_bytes(self, model: str) -> AsyncGenerator[bytes, None]:
-        """The form as it goes upstream: its head (``model`` in it), then the rest as it
-        arrives from the client, never held whole."""
-        assert self.head is not None and self.rest is not None
+    async def form_bytes(self, head: bytes) -> AsyncGenerator[bytes, None]:
+        """The form as it goes upstream: ``head``, then the rest as it arrives from the
+        client, never held whole (unless a translated provider had it read whole before)."""
+        yield head
+        if self.tail is not None:
+            yield self.tail
+            return
+        assert self.rest is not None
         self.sent = True
-        yield self.head.head(model)
         async for chunk in self.rest:
             yield chunk
+
+    async def read_whole(self) -> FormHead:
+        """The whole form, parsed: a provider that takes its files inside JSON needs them.
+        Read within ``max_body_bytes``; it can then be sent again, to any provider."""
+        if self.form is None:
+            assert self.head is not None and self.rest is not None
+            if self.sent:
+                raise InvalidRequest("The upload was sent already and cannot be read again.")
+            self.tail = b"".join([chunk async for chunk in self.rest])
+            boundary = self.head.delimiter.removeprefix(b"--")
+            self.form = read_form(boundary, bytes(self.head.buffer) + self.tail)
+        return self.form
 
 
 async def read_request(

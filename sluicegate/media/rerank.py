@@ -13,12 +13,14 @@ models through ``InvokeModel``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
 
 from sluicegate.errors import InvalidRequest
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.multipart import FormFile
 from sluicegate.providers.base import Adapter, UpstreamRequest
 from sluicegate.providers.bedrock import model_segment
 
@@ -102,6 +104,7 @@ class CohereRerank(Wire):
         raw: bytes,
         model: str,
         base_url: str,
+        files: Sequence[FormFile] = (),
     ) -> UpstreamRequest:
         data = raw if body.get("model") == model else orjson.dumps({**body, "model": model})
         return UpstreamRequest("POST", base_url + "/rerank", dict(_JSON), data)
@@ -116,6 +119,7 @@ class CompatibleRerank(Wire):
         raw: bytes,
         model: str,
         base_url: str,
+        files: Sequence[FormFile] = (),
     ) -> UpstreamRequest:
         payload: dict[str, Any] = {
             "model": model,
@@ -146,6 +150,7 @@ class BedrockRerank(Wire):
         raw: bytes,
         model: str,
         base_url: str,
+        files: Sequence[FormFile] = (),
     ) -> UpstreamRequest:
         payload: dict[str, Any] = {"query": query_of(body), "documents": texts_of(body)}
         top_n = top_n_of(body)

@@ -75,9 +75,13 @@ def _tokens(usage: Any) -> TokenCounts | None:
     return counts if counts is not None and (counts.input or counts.output) else None
 
 
-class TranscriptEvents:
-    """Reads a streamed transcription's events as they pass (``transcript.text.done`` carries
-    the usage); the bytes themselves go on untouched."""
+_IMAGE_DONE = frozenset({"image_generation.completed", "image_edit.completed"})
+
+
+class StreamEvents:
+    """Reads a streamed answer's events as they pass: a transcription's
+    ``transcript.text.done`` (its usage), an image stream's ``image_generation.completed``
+    and ``image_edit.completed`` (one image each, and its usage). The bytes go on untouched."""
 
     def __init__(self, units: MediaUnits) -> None:
         self.units = units
@@ -86,13 +90,23 @@ class TranscriptEvents:
     def feed(self, data: bytes) -> None:
         for raw in self._splitter.feed(data):
             _, payload = parse_event(raw)
-            if b'"usage"' not in payload:
+            if b'"usage"' not in payload:  # partial images are large: not parsed
                 continue
             try:
                 event = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(event, dict):
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") in _IMAGE_DONE:
+                self.units.images += 1
+                tokens = _tokens(event.get("usage"))
+                if tokens is not None:
+                    held = self.units.tokens or TokenCounts()
+                    held.input += tokens.input
+                    held.output += tokens.output
+                    self.units.tokens = held
+            else:
                 read_transcript_usage(event, self.units)
 
 

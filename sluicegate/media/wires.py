@@ -19,14 +19,15 @@ from sluicegate.providers.gemini import GeminiAdapter
 from sluicegate.providers.openai import OpenAIAdapter
 
 _OPENAI = OpenAIWire()
+_GEMINI_IMAGES = GeminiImages()
 _OPENAI_FAMILIES = ("images", "transcripts", "speech", "moderations")
 
 # adapter class -> endpoint name or family -> wire; an endpoint's name is looked up first.
 WIRES: dict[type[Adapter], dict[str, Wire]] = {
     AzureAdapter: {family: _OPENAI for family in ("images", "transcripts", "speech")},
     OpenAIAdapter: {family: _OPENAI for family in _OPENAI_FAMILIES},
-    GeminiAdapter: {"images.generations": GeminiImages()},
-    BedrockAdapter: {"images.generations": BedrockImages(), "rerank": BedrockRerank()},
+    GeminiAdapter: dict.fromkeys(("images.generations", "images.edits"), _GEMINI_IMAGES),
+    BedrockAdapter: {"images": BedrockImages(), "rerank": BedrockRerank()},
     CohereAdapter: {"rerank": CohereRerank()},
 }
 _COMPATIBLE_RERANK = CompatibleRerank()

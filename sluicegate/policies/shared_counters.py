@@ -1,12 +1,12 @@
 """Limit counters shared by the worker processes of one ``sluicegate serve --workers N``.
 
 Without Redis, each worker would count alone and a limit would hold N times over. The
-workers instead count in one SQLite file that the serving process makes for them (and
-removes when it stops): the same sliding windows as ``windows.MemoryCounters``, each
-reservation one local transaction that takes the file's write lock at once, so that
-two workers never both see room for the last request. The calls are synchronous: a
-transaction on a local file takes tens of microseconds, less than a hop to a thread.
-Redis, when configured, is used instead (and is what several hosts need).
+workers instead count in one SQLite file in the folder of their run (``workers``): the
+same sliding windows as ``windows.MemoryCounters``, each reservation one local
+transaction that takes the file's write lock at once, so that two workers never both
+see room for the last request. The calls are synchronous: a transaction on a local file
+takes tens of microseconds, less than a hop to a thread. Redis, when configured, is used
+instead (and is what several hosts need).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import time
 from collections.abc import Sequence
 
 from sluicegate.policies.windows import SLICES, Item, Reading, Verdict
-
-COUNTERS_ENV = "SLUICEGATE_SHARED_COUNTERS"  # the file's path, given to each worker
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS slices (

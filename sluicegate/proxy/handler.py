@@ -70,6 +70,7 @@ from sluicegate.routing.table import (
     Step,
     hash_key,
 )
+from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
@@ -346,7 +347,7 @@ class Proxy:
                 endpoint = await prepare(consumer, raw) or endpoint
             parsed = dialect.parse(endpoint, raw)
             prompt = parsed.canonical
-            rule = self.match(table, consumer, parsed.model, scope, headers)
+            rule = self.match(table, consumer, parsed.model, scope, headers, incoming.request_id)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:  # the rule decides
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -450,7 +451,7 @@ class Proxy:
             if audit is not None and audit.log_bodies:
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse("count_tokens", raw)
-            rule = self.match(table, consumer, parsed.model, scope, headers)
+            rule = self.match(table, consumer, parsed.model, scope, headers, incoming.request_id)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -500,7 +501,10 @@ class Proxy:
         model: str,
         scope: Scope,
         headers: list[tuple[bytes, bytes]],
+        request_id: str | None = None,
     ) -> CompiledRule:
+        """The rule that serves ``model`` for ``consumer``; a model no rule serves is a 404,
+        logged with the model asked for (and ``request_id``)."""
         if consumer.models is not None and model not in consumer.models:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.",
@@ -509,6 +513,7 @@ class Proxy:
             )
         candidates = table.candidates(model)
         if not candidates:
+            events.unknown_model(request_id, model, consumer.name)
             raise ModelNotFound(
                 f"The model '{model}' does not exist or is not served here.", param="model"
             )
@@ -527,6 +532,7 @@ class Proxy:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.", param="model", code="rule_not_allowed"
             )
+        events.unknown_model(request_id, model, consumer.name)
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not served here.", param="model"
         )
@@ -590,13 +596,16 @@ class Proxy:
             for retry in range(service.retries + 1):
                 if retry and failure is not None:
                     delay = _backoff(service, retry, failure)
-                    if delay is None:
-                        break  # the provider asked for longer than we would wait
+                    if delay is None:  # the provider asked for longer than we would wait
+                        events.not_retried(ex.request_id, service.name, failure.retry_after)
+                        break
+                    events.retrying(ex.request_id, service.name, retry, service.retries, delay)
                     await asyncio.sleep(delay)
                 now = time.monotonic()
                 target = pool.pick(now, key)
                 if target is None:
                     failure = Failure("unavailable", service, detail=pool.why_unavailable(now))
+                    events.skipped(ex.request_id, service.name, failure.detail)
                     ex.tried.append(Tried(service.name, None, "unavailable"))
                     break
                 attempts += 1
@@ -622,6 +631,15 @@ class Proxy:
                 if isinstance(result, Failure):
                     failure = result
                     target.health.failed(result.kind, result.status, time.monotonic())
+                    events.attempt_failed(
+                        ex.request_id,
+                        attempts,
+                        service.name,
+                        target.url,
+                        result.kind,
+                        result.status,
+                        result.describe(),
+                    )
                     if not result.retryable():
                         break
                     continue
@@ -636,6 +654,9 @@ class Proxy:
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
                 break
+            if index + 1 < len(steps):
+                following = steps[index + 1].service.name
+                events.falling_back(ex.request_id, rule.name, service.name, following)
         assert failure is not None
         ex.attempts, ex.service, ex.provider = (
             attempts,

@@ -158,7 +158,8 @@ def _endpoint_pool(svc: Service, url: str, previous: Balancer | None) -> Balance
         old = previous.targets[0]
         if old.url == url and old.health.passive == passive:
             return previous
-    return RoundRobin(svc.name, [Target(url, health=TargetHealth(passive))])
+    where = f"service '{svc.name}' target {url}"
+    return RoundRobin(svc.name, [Target(url, health=TargetHealth(passive, where=where))])
 
 
 def _same_pool(pool: Balancer, upstream: Upstream, targets: list[Target]) -> bool:
@@ -196,7 +197,12 @@ def compile_pool(
         active = ActivePolicy(
             a.path, a.interval, a.timeout, a.healthy_successes, a.unhealthy_failures
         )
-    targets = [Target(t.url, t.weight, TargetHealth(passive, active)) for t in upstream.targets]
+    targets = [
+        Target(
+            t.url, t.weight, TargetHealth(passive, active, f"upstream '{upstream.name}' {t.url}")
+        )
+        for t in upstream.targets
+    ]
     if previous is not None and _same_pool(previous, upstream, targets):
         pool = previous
     else:
@@ -250,6 +256,9 @@ def compile_rule(
         fallbacks=tuple(Step(services[f.service], f.model) for f in rule.fallbacks),
         fallback_on=_fallback_on(rule.fallback_on),
         paths=frozenset(normal_path(p) for p in rule.match.paths) or None,
+        path_patterns=tuple(
+            re.compile(fnmatch.translate(normal_path(p))) for p in rule.match.paths if is_glob(p)
+        ),
         headers=tuple(
             (name.lower(), re.compile(fnmatch.translate(value)))
             for name, value in rule.match.headers.items()

@@ -112,6 +112,7 @@ class CompiledRule:
     limits: tuple[Limit, ...] = ()
     cache: CachePlan | None = None  # policies.cache, compiled; None: no cache, no cost
     guard: Guard | None = None  # policies.guardrails and .transform, compiled; None: none
+    path_patterns: tuple[re.Pattern[str], ...] = ()  # the glob patterns of match.paths
     router: Router | None = None  # its targets, routes and strategy (routing/smart.py)
 
     def pick(self, rng: random.Random, key: str | None = None) -> Step:
@@ -131,8 +132,14 @@ class CompiledRule:
         """The weighted pick, then the fallbacks in order."""
         return [self.pick(rng, key), *self.fallbacks]
 
+    def takes_path(self, path: str) -> bool:
+        """``match.paths`` names ``path``, as it is or by a glob pattern."""
+        if self.paths is None:
+            return True
+        return path in self.paths or any(p.fullmatch(path) for p in self.path_patterns)
+
     def accepts(self, path: str, headers: Mapping[str, str]) -> bool:
-        if self.paths is not None and path not in self.paths:
+        if self.paths is not None and not self.takes_path(path):
             return False
         for name, pattern in self.headers:
             value = headers.get(name)
@@ -155,6 +162,7 @@ class ConsumerEntry:
     passthrough: frozenset[str] = frozenset()  # services named in consumers[].passthrough
     realtime_sessions: int | None = None  # open at once, per instance; None: any
     groups: frozenset[str] = frozenset()  # the consumer groups it is in (routes' ``group``)
+    mcp: tuple[str, ...] | None = None  # a minted key's own MCP allow list; None: none
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules

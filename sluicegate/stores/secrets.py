@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sluicegate.config.mcp import McpCredentials
 from sluicegate.config.model import Credentials
 from sluicegate.errors import ConfigError
 from sluicegate.stores.base import Change, Record, StaleWrite, Store
@@ -31,9 +32,13 @@ MASTER_KEY_ENV = "SLUICEGATE_MASTER_KEY"
 PREVIOUS_KEYS_ENV = "SLUICEGATE_MASTER_KEY_PREVIOUS"
 _KEY_FORM = "must be 32 random bytes in urlsafe base64 (`sluicegate secrets generate-key`)"
 
-# The fields declared with ``_secret()`` (repr=False) in the config model.
+# The fields declared with ``secret()`` (repr=False) in the credentials of services,
+# upstreams and MCP servers.
 SECRET_FIELDS: frozenset[str] = frozenset(
-    name for name, info in Credentials.model_fields.items() if not info.repr
+    name
+    for model in (Credentials, McpCredentials)
+    for name, info in model.model_fields.items()
+    if not info.repr
 )
 
 

@@ -396,7 +396,7 @@ def test_the_docs_show_each_page() -> None:
     root = Path(__file__).parents[2]
     text = (root / "docs" / "dashboard.md").read_text()
     shown = re.findall(r"!\[[^\]]*\]\((images/[^)]+)\)", text)
-    pages = ["login", "overview", "services", "rules", "consumers", "logs", "playground"]
+    pages = ["login", "overview", "services", "rules", "consumers", "mcp", "logs", "playground"]
     for page in pages:
         assert f"images/dashboard-{page}.png" in shown, page
     for picture in shown:

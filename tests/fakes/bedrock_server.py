@@ -385,7 +385,15 @@ def cohere_embedding(body: dict[str, Any]) -> dict[str, Any]:
 def canvas_images(body: dict[str, Any]) -> dict[str, Any]:
     """Nova Canvas (and Titan Image) TEXT_IMAGE: one PNG per image asked for."""
     config = body.get("imageGenerationConfig") or {}
-    if body.get("taskType") != "TEXT_IMAGE" or not body.get("textToImageParams", {}).get("text"):
+    task = body.get("taskType")
+    if task == "IMAGE_VARIATION":
+        given = body.get("imageVariationParams", {}).get("images") or []
+        if not given or not all(base64.b64decode(i) for i in given):
+            raise Rejected(400, "ValidationException", "imageVariationParams.images is required")
+        text = body["imageVariationParams"].get("text", "")
+        png = base64.b64encode(b"\x89PNG variation %d %s" % (len(given), text.encode()))
+        return {"images": [png.decode()] * config.get("numberOfImages", 1), "error": None}
+    if task != "TEXT_IMAGE" or not body.get("textToImageParams", {}).get("text"):
         raise Rejected(400, "ValidationException", "taskType TEXT_IMAGE needs textToImageParams")
     width, height = config.get("width", 1024), config.get("height", 1024)
     if (

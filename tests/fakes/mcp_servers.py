@@ -61,6 +61,35 @@ def counter() -> Any:
         content = answer.content
         return f"model said: {getattr(content, 'text', content)}"
 
+    from pydantic import BaseModel
+
+    class Verdict(BaseModel):
+        ok: bool
+
+    @server.tool()
+    async def confirm(question: str, ctx: Context) -> str:
+        """Ask the client's user (elicitation)."""
+        answer = await ctx.elicit(question, Verdict)
+        return f"{answer.action}: {getattr(answer, 'data', None)}"
+
+    @server.tool()
+    async def roots(ctx: Context) -> str:
+        """The client's roots (a request of the server's own, outside this call)."""
+        found = await ctx.session.list_roots()
+        return ", ".join(str(r.uri) for r in found.roots)
+
+    @server.tool()
+    async def grow(name: str, ctx: Context) -> str:
+        """Add a tool called name, and say the list changed (three times: a storm)."""
+
+        def added() -> str:
+            return f"I am {name}"
+
+        server.add_tool(added, name=name, description="added at run time")
+        for _ in range(3):
+            await ctx.session.send_tool_list_changed()
+        return "grown"
+
     @server.tool()
     async def session_id(ctx: Context) -> str:
         """The Mcp-Session-Id this server gave the caller."""

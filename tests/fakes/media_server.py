@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import BodyPartReader, web
 
+from tests.fakes.bedrock_server import Rejected, check_signature
 from tests.fakes.server import FakeServer
 
 OPENAI_KEY = "sk-fake-media-openai"
@@ -69,7 +70,8 @@ class FakeOpenAIMedia(FakeServer):
             return error(401, "Incorrect API key provided.", "invalid_request_error")
         if model and model.startswith("fail-"):
             status = int(model.removeprefix("fail-"))
-            return error(status, f"fake {status}", "server_error" if status >= 500 else "x")
+            kind = "server_error" if status >= 500 else "invalid_request_error"
+            return error(status, f"fake {status}", kind)
         return None
 
     def images(self, n: int, response_format: str | None) -> dict[str, Any]:
@@ -87,7 +89,33 @@ class FakeOpenAIMedia(FakeServer):
             return refused
         if not body.get("prompt"):
             return error(400, "prompt is required")
+        if body.get("stream"):
+            return await self.image_events(request, body)
         return web.json_response(self.images(body.get("n") or 1, body.get("response_format")))
+
+    async def image_events(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """gpt-image-1's stream: ``partial_images`` partial images, then the completed one
+        with its usage."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        common = {"created_at": int(time.time()), "size": "1024x1024", "quality": "low"}
+        common |= {"background": "opaque", "output_format": "png"}
+        for index in range(body.get("partial_images") or 0):
+            partial = {"type": "image_generation.partial_image", "b64_json": PNG_B64}
+            partial |= {"partial_image_index": index, **common}
+            await response.write(b"event: image_generation.partial_image\ndata: ")
+            await response.write(orjson.dumps(partial) + b"\n\n")
+        usage = {
+            "input_tokens": 12,
+            "output_tokens": 272,
+            "total_tokens": 284,
+            "input_tokens_details": {"text_tokens": 12, "image_tokens": 0},
+        }
+        done = {"type": "image_generation.completed", "b64_json": PNG_B64, "usage": usage}
+        await response.write(b"event: image_generation.completed\ndata: ")
+        await response.write(orjson.dumps({**done, **common}) + b"\n\n")
+        await response.write_eof()
+        return response
 
     async def form(self, request: web.Request) -> dict[str, Any]:
         """Read a multipart body part by part: plain fields kept, files only counted."""
@@ -175,7 +203,7 @@ class FakeOpenAIMedia(FakeServer):
         await response.prepare(request)
         for part in SPEECH_PARTS[:-1]:
             await response.write(part)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # the test releases it sooner
         while not self.release.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await response.write(SPEECH_PARTS[-1])
@@ -256,3 +284,20 @@ class FakeRerank(FakeServer):
                 "results": results,
             }
         )
+
+
+class FakeSignedMedia(FakeServer):
+    """An OpenAI-compatible transcription server behind SigV4 (as one hosted on AWS is),
+    the signature checked with botocore over the exact bytes of the form."""
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{prefix:.*}audio/transcriptions", self.transcriptions)
+
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            check_signature(request, raw)
+        except Rejected as exc:
+            return web.json_response({"message": exc.message}, status=exc.status)
+        model = raw.split(b'name="model"\r\n\r\n', 1)[1].split(b"\r\n", 1)[0].decode()
+        return web.json_response({"text": f"signed {len(raw)} bytes for {model}"})

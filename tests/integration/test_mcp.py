@@ -251,3 +251,51 @@ def test_a_session_is_its_holders_only(gateway: RunningGateway) -> None:
     assert ended.status_code == 204
     after = httpx.post(f"{gateway.url}/mcp", json=ping, headers={**headers, "mcp-session-id": sid})
     assert after.status_code == 404
+
+
+def test_list_changes_reach_the_client_once_per_burst(gateway: RunningGateway) -> None:
+    seen: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        method = getattr(getattr(message, "root", message), "method", None)
+        if isinstance(method, str):
+            seen.append(method)
+
+    async def go() -> list[str]:
+        async with connect(f"{gateway.url}/mcp", ALL, message_handler=on_message) as session:
+            await asyncio.sleep(0.5)  # the client's GET stream, and the gateway's to each server
+            await session.call_tool("counter__grow", {"name": "fresh_tool"})
+            await asyncio.sleep(1.0)
+            return await all_tools(session)
+
+    names = run(go())
+    assert "counter__fresh_tool" in names
+    assert seen.count("notifications/tools/list_changed") == 1, seen
+
+
+def test_elicitation_and_roots_are_relayed_both_ways(gateway: RunningGateway) -> None:
+    asked: list[str] = []
+
+    async def elicitation(
+        context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    async def roots(context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///srv/project", name="p")])
+
+    async def go(url: str, prefix: str) -> tuple[str, str]:
+        async with connect(
+            url, ALL, elicitation_callback=elicitation, list_roots_callback=roots
+        ) as session:
+            await asyncio.sleep(0.3)  # the GET streams, for the roots request
+            confirmed = await session.call_tool(f"{prefix}confirm", {"question": "Ship it?"})
+            listed = await session.call_tool(f"{prefix}roots", {})
+            return confirmed.content[0].text, listed.content[0].text
+
+    for url, prefix in ((f"{gateway.url}/mcp", "counter__"), (f"{gateway.url}/mcp/counter", "")):
+        confirmed, listed = run(go(url, prefix))
+        assert confirmed == "accept: ok=True"
+        assert listed == "file:///srv/project"
+    assert asked == ["Ship it?", "Ship it?"]

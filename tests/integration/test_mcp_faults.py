@@ -119,3 +119,45 @@ def test_a_slow_server_is_left_out_within_its_timeout(
     assert "counter__increment" in names
     assert not any(n.startswith("tickets__") for n in names)
     assert took < 8  # its 2s timeout, not a hang
+
+
+def test_a_stdio_server_that_dies_is_started_again(tmp_path: Any) -> None:
+    import os
+    import signal
+
+    from tests.fakes.mcp_servers import ROOT, stdio_command
+
+    config = {
+        "mcp_servers": [{"name": "notes", "command": stdio_command("notes"), "cwd": str(ROOT)}],
+        "consumers": [{"name": "ops", "keys": [KEY]}],
+    }
+    gateway = RunningGateway(config, keyless=False).start()
+    try:
+        app = gateway.server.config.app
+
+        async def go() -> tuple[str, str, str, str | None]:
+            async with connect(f"{gateway.url}/mcp", KEY) as session:
+                await session.call_tool("notes__add_note", {"name": "a", "text": "kept"})
+                first = (await session.call_tool("notes__read_note", {"name": "a"})).content
+                notes = app.mcp.servers.clients["notes"]  # made at the first message
+                pid = notes.pid
+                os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(1.2)  # past the restart pause
+                again = (await session.call_tool("notes__read_note", {"name": "hello"})).content
+                lost = (await session.call_tool("notes__read_note", {"name": "a"})).content
+                new_pid = notes.pid
+                return first[0].text, again[0].text, lost[0].text, str(new_pid != pid)
+
+        first, again, lost, moved = asyncio.run(go())
+        assert first == "kept"
+        assert again == "world"  # answered by a new process
+        assert lost == "no such note"  # its state was the old process's
+        assert moved == "True"
+        rid = httpx.post(
+            f"{gateway.url}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"x-api-key": KEY, "x-request-id": "req-mcp-1"},
+        )
+        assert rid.headers["x-request-id"] == "req-mcp-1"
+    finally:
+        gateway.stop()

@@ -26,6 +26,7 @@ from tests.fakes.media_server import (
     SPEECH_PARTS,
     FakeOpenAIMedia,
     FakeRerank,
+    FakeSignedMedia,
 )
 from tests.integration.test_cli import wait_ready
 
@@ -109,6 +110,12 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "draw",
                 "match": {"models": ["draw"]},
                 "targets": [{"service": "oa", "model": "dall-e-3"}],
+                "routes": [
+                    {
+                        "when": {"headers": {"x-tier": "cheap"}},
+                        "targets": [{"service": "google", "model": "imagen-4.0-fast-generate-001"}],
+                    }
+                ],
             },
             {
                 "name": "draw-safe",  # the first step fails; its fallback answers
@@ -130,6 +137,17 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "targets": [{"service": "aws"}],
             },
             {
+                "name": "gemini-edit",
+                "match": {"models": ["gemini-edit"]},
+                "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+            },
+            {
+                "name": "edit-fallback",  # Gemini fails after the upload was read whole
+                "match": {"models": ["edit-fallback"]},
+                "targets": [{"service": "google", "model": "fail-500"}],
+                "fallbacks": [{"service": "aws", "model": "amazon.nova-canvas-v1:0"}],
+            },
+            {
                 "name": "edit",
                 "match": {"models": ["gpt-image-1", "dall-e-2"]},
                 "targets": [{"service": "oa"}],
@@ -143,6 +161,12 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "audio",
                 "match": {"models": ["whisper-1", "gpt-4o-transcribe", "tts-1"]},
                 "targets": [{"service": "oa"}],
+            },
+            {
+                "name": "guarded",  # guardrails on the text the client sends
+                "match": {"models": ["guarded-draw", "guarded-stt"]},
+                "targets": [{"service": "oa"}],
+                "policies": {"guardrails": {"pii": {"email": "redact", "credit_card": "block"}}},
             },
             {
                 "name": "stt-safe",  # the first service cannot be reached: nothing was sent
@@ -236,6 +260,13 @@ def test_images_generate_on_openai_renames_the_model_and_prices_each_image(
     assert row["endpoint"] == "images.generations"
     assert (row["rule"], row["service"], row["status"]) == ("draw", "oa", 200)
     assert row["cost_usd"] == pytest.approx(2 * 0.08)  # dall-e-3, hd, 1024x1024
+
+    cheap = client(gateway).images.with_raw_response.generate(
+        model="draw", prompt="a lighthouse", extra_headers={"x-tier": "cheap"}
+    )
+    assert cheap.headers["x-sluicegate-service"] == "google"  # the rule's route for the header
+    assert cheap.headers["x-sluicegate-route"]
+    assert fakes["gemini"].last["path"] == "/v1beta/models/imagen-4.0-fast-generate-001:predict"
 
 
 def test_images_generate_translated_to_imagen_after_a_fallback(
@@ -380,7 +411,6 @@ def test_speech_streams_audio_before_the_provider_has_finished(
         fake.release.set()
         rest = b"".join(chunks)
     assert first + rest == b"".join(SPEECH_PARTS)
-    assert fake.speech_finished
     row = logged_row(admin, "tts", 10)
     assert (row["endpoint"], row["status"]) == ("audio.speech", 200)
     assert row["cost_usd"] == pytest.approx(len(text) * 15 / 1_000_000)
@@ -563,3 +593,130 @@ def test_an_upload_falls_back_only_while_none_of_it_was_sent(
     assert failed.value.status_code == 502
     assert failed.value.response.headers["x-sluicegate-attempts"] == "1"
     assert len(fakes["openai"].uploads) == uploads + 1  # sent once, never replayed
+
+
+def test_guardrails_screen_what_media_requests_send(
+    gateway: RunningGateway, fakes: dict[str, Any]
+) -> None:
+    sdk = client(gateway)
+    sdk.images.generate(model="guarded-draw", prompt="a card for jane@example.com")
+    assert fakes["openai"].last["body"]["prompt"] == "a card for [EMAIL_1]"
+    sdk.audio.transcriptions.create(
+        model="guarded-stt",
+        file=("call.wav", b"RIFF" + b"\x00" * 5000, "audio/wav"),
+        prompt="names: jane@example.com",
+    )
+    upload = fakes["openai"].uploads[-1]
+    assert upload["fields"]["prompt"] == "names: [EMAIL_1]"
+    assert upload["files"] == {"file": 5004}
+    with pytest.raises(openai.BadRequestError) as blocked:
+        sdk.images.generate(model="guarded-draw", prompt="card 4111 1111 1111 1111")
+    assert blocked.value.body["code"] == "content_blocked"  # type: ignore[index]
+
+
+def test_image_edits_and_variations_translated_to_gemini_and_bedrock(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    sdk = client(gateway)
+    picture = PNG + b"\x05" * 10_000
+    edited = sdk.images.with_raw_response.edit(
+        model="gemini-edit",
+        image=("in.png", picture, "image/png"),
+        prompt="add a hat",
+        extra_headers={"x-request-id": "edit-gemini"},
+    )
+    data = edited.parse().data or []
+    assert base64.b64decode(data[0].b64_json or "") == b"\x89PNG gemini 1 add a hat"
+    sent = fakes["gemini"].last
+    assert sent["path"] == "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    inline = sent["body"]["contents"][0]["parts"][0]["inlineData"]
+    assert (inline["mimeType"], base64.b64decode(inline["data"])) == ("image/png", picture)
+    row = logged_row(admin, "edit-gemini", 10)
+    assert (row["endpoint"], row["output_tokens"]) == ("images.edits", 1290)
+    assert row["cost_usd"] == pytest.approx(0.039)
+
+    # Read whole for Gemini (which failed), the same upload then goes to Bedrock.
+    raw = sdk.images.with_raw_response.edit(
+        model="edit-fallback", image=("in.png", picture, "image/png"), prompt="in winter", n=2
+    )
+    assert raw.headers["x-sluicegate-service"] == "aws"
+    assert raw.headers["x-sluicegate-attempts"] == "2"
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [
+        b"\x89PNG variation 1 in winter"
+    ] * 2
+    params = fakes["bedrock"].last["body"]["imageVariationParams"]
+    assert base64.b64decode(params["images"][0]) == picture
+
+    variation = sdk.images.create_variation(
+        model="amazon.nova-canvas-v1:0", image=("in.png", picture, "image/png")
+    )
+    assert base64.b64decode((variation.data or [])[0].b64_json or "") == b"\x89PNG variation 1 "
+    assert "text" not in fakes["bedrock"].last["body"]["imageVariationParams"]
+
+    with pytest.raises(openai.BadRequestError) as masked:
+        sdk.images.edit(
+            model="gemini-edit",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", PNG, "image/png"),
+            prompt="x",
+        )
+    assert masked.value.body["param"] == "mask"  # type: ignore[index]
+
+
+def test_a_sigv4_service_gets_the_form_signed_whole(tmp_path: Path) -> None:
+    fake = FakeSignedMedia().start()
+    config = {
+        "services": [
+            {
+                "name": "aws-stt",
+                "provider": "openai-compatible",
+                **local(fake),
+                "credentials": {
+                    "aws_access_key_id": ACCESS_KEY,
+                    "aws_secret_access_key": SECRET_KEY,
+                    "aws_region": REGION,
+                },
+            }
+        ],
+        "rules": [
+            {
+                "name": "stt",
+                "match": {"models": ["stt"]},
+                "targets": [{"service": "aws-stt", "model": "whisper-large-v3"}],
+            }
+        ],
+    }
+    running = RunningGateway(config).start()
+    try:
+        sdk = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0)
+        text = sdk.audio.transcriptions.create(
+            model="stt", file=("call.wav", b"RIFF" + b"\x03" * 20_000, "audio/wav")
+        ).text
+        assert text.startswith("signed ") and text.endswith(" bytes for whisper-large-v3")
+    finally:
+        running.stop()
+        fake.stop()
+
+
+def test_images_generate_streamed_partial_images(
+    gateway: RunningGateway, admin: httpx.Client
+) -> None:
+    events = list(
+        client(gateway).images.generate(
+            model="gpt-image-1",
+            prompt="a fox",
+            stream=True,
+            partial_images=2,
+            quality="low",
+            extra_headers={"x-request-id": "img-stream"},
+        )
+    )
+    assert [e.type for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    row = logged_row(admin, "img-stream", 10)
+    assert (row["endpoint"], row["output_tokens"]) == ("images.generations", 272)
+    assert row["cost_usd"] == pytest.approx(0.011)  # one low-quality 1024x1024 image

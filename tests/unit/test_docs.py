@@ -150,3 +150,20 @@ def test_observability_names_every_audit_column_and_filter() -> None:
     named = set(re.findall(r"`([a-z_]+)`", section))
     missing = [c for c in (*AUDIT_ROW_COLUMNS, *AUDIT_FILTERS) if c not in named]
     assert not missing, f"docs/observability.md's audit log section never names {missing}"
+
+
+def test_every_config_field_the_docs_name_exists() -> None:
+    from sluicegate.config.reference import rows
+
+    paths = {row.path for row in rows()}
+    paths |= {f"{path}[]" for path in paths}  # a list's items
+    known = paths | {path.replace("[]", "") for path in paths}
+    tops = "|".join(sorted(CONFIG_KEYS))
+    named = re.compile(rf"`((?:{tops})(?:\[\])?(?:\.[a-z_]+(?:\[\])?)+)`")
+    unknown = [
+        f"{path.name}: {found}"
+        for path in DOCS
+        for found in named.findall(path.read_text(encoding="utf-8"))
+        if found not in known
+    ]
+    assert not unknown, "fields the config does not have:\n" + "\n".join(unknown)

@@ -13,11 +13,11 @@ from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media.base import ENDPOINTS
 from sluicegate.media.images_bedrock import BedrockImages
 from sluicegate.media.images_gemini import GeminiImages, aspect_ratio
-from sluicegate.media.multipart import FormHead, boundary_of
+from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, scores_of
-from sluicegate.media.usage import MediaUnits, TranscriptEvents, cost, from_answer
+from sluicegate.media.usage import MediaUnits, StreamEvents, cost, from_answer
 from sluicegate.media.wires import wire_for
 from sluicegate.providers.anthropic import AnthropicAdapter
 from sluicegate.providers.azure import AzureAdapter
@@ -59,7 +59,7 @@ def test_the_form_head_stops_at_the_first_file_after_model(size: int) -> None:
     assert took < 1000 + size  # the file was not read
     rest = body[took:]
     assert head.head() + rest == body
-    renamed = head.head("whisper-large") + rest
+    renamed = head.head({"model": "whisper-large"}) + rest
     parsed = httpx.Request("POST", "http://x/", content=renamed).read()
     assert b'name="model"\r\n\r\nwhisper-large\r\n' in parsed
     assert len(renamed) == len(body) + len("whisper-large") - len("whisper-1")
@@ -93,7 +93,9 @@ def test_wires_follow_the_adapter_class() -> None:
     assert isinstance(wire_for(AzureAdapter(), images), OpenAIWire)
     assert wire_for(AzureAdapter(), moderations) is None
     assert isinstance(wire_for(VertexAdapter("p"), images), GeminiImages)
-    assert wire_for(GeminiAdapter(), edits) is None
+    assert isinstance(wire_for(GeminiAdapter(), edits), GeminiImages)
+    assert wire_for(GeminiAdapter(), ENDPOINTS["/v1/images/variations"]) is None
+    assert isinstance(wire_for(BedrockAdapter(), edits), BedrockImages)
     assert wire_for(OpenAIAdapter("openai"), rerank) is None  # OpenAI has no rerank
     assert isinstance(wire_for(OpenAIAdapter("openai-compatible"), rerank), CompatibleRerank)
     assert isinstance(wire_for(BedrockAdapter(), rerank), BedrockRerank)
@@ -208,7 +210,7 @@ def test_transcript_usage_from_answers_and_events() -> None:
     verbose = from_answer("transcripts", {}, {"text": "hi", "duration": 3.5})
     assert verbose.seconds == 3.5
     streamed = MediaUnits()
-    events = TranscriptEvents(streamed)
+    events = StreamEvents(streamed)
     done = {
         "type": "transcript.text.done",
         "text": "x",
@@ -222,3 +224,56 @@ def test_transcript_usage_from_answers_and_events() -> None:
     for i in range(0, len(payload), 5):
         events.feed(payload[i : i + 5])
     assert streamed.tokens is not None and (streamed.tokens.input, streamed.tokens.output) == (9, 2)
+
+
+def test_a_whole_form_keeps_its_files() -> None:
+    request = httpx.Request(
+        "POST",
+        "http://x/",
+        data={"model": "m", "prompt": "p"},
+        files=[
+            ("image[]", ("a.png", b"A" * 10, "image/png")),
+            ("image[]", ("b.webp", b"B", "image/webp")),
+        ],
+    )
+    form = read_form(boundary_of(request.headers["content-type"].encode()), request.read())
+    assert form.fields == {"model": "m", "prompt": "p"}
+    assert [(f.name, f.filename, f.content_type, f.data) for f in form.uploads] == [
+        ("image[]", "a.png", "image/png", b"A" * 10),
+        ("image[]", "b.webp", "image/webp", b"B"),
+    ]
+    with pytest.raises(InvalidRequest):
+        read_form(boundary_of(request.headers["content-type"].encode()), request.read()[:-10])
+
+
+_COLUMNS = {  # the endpoint table's provider columns, and an adapter of each
+    "OpenAI": OpenAIAdapter("openai"),
+    "Azure": AzureAdapter(),
+    "Anthropic": AnthropicAdapter(),
+    "Bedrock": BedrockAdapter(),
+    "Gemini, Vertex": GeminiAdapter(),
+    "Cohere": CohereAdapter(),
+    "OpenAI-compatible": OpenAIAdapter("openai-compatible"),
+}
+
+
+def test_the_endpoint_table_in_the_docs_says_what_the_wires_serve() -> None:
+    """docs/endpoints.md's rows for the media endpoints, checked against ``wire_for``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "endpoints.md").read_text()
+    table = text[text.index("| endpoint | OpenAI |") :]
+    lines = table[: table.index("\n\n")].splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    checked = 0
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        path = cells[0].split("`")[1].removeprefix("POST ")
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is None:
+            continue  # not a media endpoint
+        for column, cell in zip(header[1:-1], cells[1:-1], strict=True):
+            served = wire_for(_COLUMNS[column], endpoint) is not None
+            assert served == cell.startswith("✓"), (path, column, cell)
+        checked += 1
+    assert checked == 7

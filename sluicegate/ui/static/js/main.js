@@ -6,9 +6,10 @@ import services from "./pages/services.js";
 import rules from "./pages/rules.js";
 import consumers from "./pages/consumers.js";
 import logs from "./pages/logs.js";
+import mcp from "./pages/mcp.js";
 import playground from "./pages/playground.js";
 
-const PAGES = {overview, services, rules, consumers, logs, playground};
+const PAGES = {overview, services, rules, consumers, mcp, logs, playground};
 const $ = (id) => document.getElementById(id);
 let leave = null; // the shown page's clean-up (timers)
 
