@@ -54,6 +54,23 @@ def gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 },
             },
             {
+                "name": "oai-out",
+                "match": {"models": ["gpt-out-*"]},
+                "targets": [{"service": "oai"}],
+                "policies": {
+                    "guardrails": {
+                        "deny": [
+                            {
+                                "name": "f",
+                                "words": ["fake"],
+                                "applies_to": "response",
+                                "action": "redact",
+                            }
+                        ]
+                    }
+                },
+            },
+            {
                 "name": "oai-guarded",
                 "match": {"models": ["gpt-*"]},
                 "targets": [{"service": "oai"}],
@@ -123,3 +140,17 @@ def test_guardrails_in_on_a_follow_up_to_openai(gateway: RunningGateway, fake: F
     assert len(sent) == 3  # the earlier turn once, then the new input
     assert "bluebird" not in str(sent).lower()
     assert sent[0]["content"] == [{"type": "input_text", "text": "hello"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_guardrails_out_on_openais_own_answers(gateway: RunningGateway, stream: bool) -> None:
+    sdk = client(gateway)
+    ask: dict[str, Any] = {"model": "gpt-out-1", "input": "hi"}
+    if stream:
+        with sdk.responses.stream(**ask) as events:
+            answer = events.get_final_response()
+    else:
+        answer = sdk.responses.create(**ask)
+    assert "fake" not in answer.output_text and answer.output_text.endswith(": hi")
+    assert answer.id.startswith("resp_") and not answer.id.startswith("resp_fake")
+    assert sdk.responses.retrieve(answer.id).output_text == answer.output_text
