@@ -71,6 +71,12 @@ def gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 },
             },
             {
+                "name": "framed",
+                "match": {"models": ["framed-*"]},
+                "targets": [{"service": "compat"}],
+                "policies": {"transform": {"system_prefix": "You are the support assistant."}},
+            },
+            {
                 "name": "oai-guarded",
                 "match": {"models": ["gpt-*"]},
                 "targets": [{"service": "oai"}],
@@ -154,3 +160,13 @@ def test_guardrails_out_on_openais_own_answers(gateway: RunningGateway, stream: 
     assert "fake" not in answer.output_text and answer.output_text.endswith(": hi")
     assert answer.id.startswith("resp_") and not answer.id.startswith("resp_fake")
     assert sdk.responses.retrieve(answer.id).output_text == answer.output_text
+
+
+def test_a_transforms_system_prefix_frames_the_instructions(
+    gateway: RunningGateway, fake: FakeOpenAI
+) -> None:
+    client(gateway).responses.create(model="framed-1", input="hi", instructions="Be brief.")
+    sent = fake.requests[-1]["body"]["messages"][0]
+    assert sent["role"] == "system"
+    assert sent["content"].startswith("You are the support assistant.")
+    assert sent["content"].endswith("Be brief.")
