@@ -74,7 +74,10 @@ def gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 "name": "framed",
                 "match": {"models": ["framed-*"]},
                 "targets": [{"service": "compat"}],
-                "policies": {"transform": {"system_prefix": "You are the support assistant."}},
+                "policies": {
+                    "transform": {"system_prefix": "You are the support assistant."},
+                    "guardrails": {"params": {"max_tokens": 100}},
+                },
             },
             {
                 "name": "oai-guarded",
@@ -170,3 +173,10 @@ def test_a_transforms_system_prefix_frames_the_instructions(
     assert sent["role"] == "system"
     assert sent["content"].startswith("You are the support assistant.")
     assert sent["content"].endswith("Be brief.")
+
+
+def test_the_params_schema_caps_max_output_tokens(gateway: RunningGateway) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).responses.create(model="framed-1", input="hi", max_output_tokens=500)
+    assert caught.value.param == "max_output_tokens"
+    assert caught.value.code == "parameter_out_of_range"
