@@ -166,6 +166,9 @@ class ResponsesDialect:
 
     def encode_response(self, endpoint: str, canonical: dict[str, Any]) -> bytes:
         self.translated = True
+        if endpoint == "count_tokens":  # a provider's count of the input (input_tokens)
+            tokens = canonical.get("input_tokens")
+            return orjson.dumps({"object": "response.input_tokens", "input_tokens": tokens})
         choice = (canonical.get("choices") or [{}])[0]
         response = self.shell(str(canonical.get("model") or self.body.get("model", "")))
         response["output"] = output_of(choice.get("message") or {}, custom_tools(self.body))

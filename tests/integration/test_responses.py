@@ -434,16 +434,31 @@ def test_the_guides_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed[:4] == ["mock: Hello", "mock: And again", "mock: Stream this", "mock: And again"]
 
 
-def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
+def test_input_tokens_are_counted_by_anthropic(
+    gateway: RunningGateway, fake_anthropic: FakeAnthropic
+) -> None:
     sdk = client(gateway)
-    short = sdk.responses.input_tokens.count(model="claude-haiku", input="hi")
     first = sdk.responses.create(model="claude-haiku", input="a much longer question " * 20)
-    longer = sdk.responses.input_tokens.count(
-        model="claude-haiku", input="hi", previous_response_id=first.id
+    counted = sdk.responses.input_tokens.count(
+        model="claude-haiku", input="hi", previous_response_id=first.id, instructions="brief"
     )
-    assert 0 < short.input_tokens < longer.input_tokens
+    sent = fake_anthropic.requests[-1]
+    assert sent["path"] == "/v1/messages/count_tokens"
+    assert sent["body"]["system"] == "brief" and len(sent["body"]["messages"]) == 3
+    assert "max_tokens" not in sent["body"]
+    assert counted.input_tokens > 1000  # the fake's count, not an estimate
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.responses.input_tokens.count(
             model="claude-haiku", input="hi", previous_response_id="resp_unknown"
         )
     assert caught.value.code == "previous_response_not_found"
+
+
+def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
+    sdk = client(gateway)
+    short = sdk.responses.input_tokens.count(model="compat-model", input="hi")
+    first = sdk.responses.create(model="compat-model", input="a much longer question " * 20)
+    longer = sdk.responses.input_tokens.count(
+        model="compat-model", input="hi", previous_response_id=first.id
+    )
+    assert 0 < short.input_tokens < longer.input_tokens < 1000
