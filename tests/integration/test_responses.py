@@ -462,3 +462,32 @@ def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
         model="compat-model", input="hi", previous_response_id=first.id
     )
     assert 0 < short.input_tokens < longer.input_tokens < 1000
+
+
+HOSTILE: list[Any] = [
+    b"[]",
+    b"{",
+    {"model": "claude-haiku", "input": [1]},
+    {"model": "claude-haiku", "input": [{"type": 5}]},
+    {"model": "claude-haiku", "input": [{"role": "user", "content": [5]}]},
+    {"model": "claude-haiku", "input": "x", "tools": "no"},
+    {"model": "claude-haiku", "input": "x", "text": {"format": {"type": "json_schema"}}},
+    {"model": "claude-haiku", "input": "x", "reasoning": "high"},
+    {"model": "claude-haiku", "input": [{"type": "reasoning", "encrypted_content": "sg1:zz"}]},
+    {"model": "claude-haiku", "input": "x", "previous_response_id": 5},
+    {"model": "claude-haiku", "input": [{"type": "item_reference", "id": "msg_1"}]},
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+def test_a_malformed_request_is_a_400_naming_what_is_wrong(
+    gateway: RunningGateway, body: Any
+) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = httpx.post(
+        f"{gateway.url}/v1/responses",
+        content=raw,
+        headers={"Authorization": f"Bearer {KEY}", "content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
