@@ -22,6 +22,7 @@ import orjson
 from sluicegate.dialects.base import Parsed
 from sluicegate.dialects.openai import parse_json_object
 from sluicegate.dialects.responses_items import (
+    CLIENT_TOOLS,
     chat_tool_choice,
     chat_tools,
     custom_tools,
@@ -79,7 +80,12 @@ def to_canonical(
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise InvalidRequest(f"{name} must be a number", param=name)
             out[name] = value
-    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") in _OURS]
+    # Built-in tools are not the provider's to see: only OpenAI runs them (builtin_tools).
+    tools = [
+        t
+        for t in body.get("tools") or []
+        if not isinstance(t, dict) or t.get("type") in CLIENT_TOOLS
+    ]
     if tools:
         out["tools"] = chat_tools(tools)
         if body.get("tool_choice") is not None:
@@ -100,8 +106,7 @@ def to_canonical(
     return out
 
 
-_OURS = frozenset({"function", "custom"})
-# Optional fields the gateway type-checks: name -> (accepted types, description).
+# Optional fields the gateway type-checks: name -> (accepted type, description).
 _TYPES: dict[str, tuple[type, str]] = {
     "stream": (bool, "a boolean"),
     "store": (bool, "a boolean"),
