@@ -37,12 +37,24 @@ class LineFormatter(logging.Formatter):
         return line
 
 
+# uvicorn's lines that say nothing true: "Application startup failed" follows the one line
+# the gateway wrote about what failed (``App.lifespan``); the handshake line follows every
+# WebSocket the gateway refused with an HTTP answer (realtime's 401, 403, 429: the denial
+# response its WebSocket protocol does not count as a finished handshake), so any client
+# could fill the log with ERROR lines.
+_SAID = frozenset(
+    {
+        "Application startup failed. Exiting.",
+        "ASGI callable returned without completing handshake.",
+    }
+)
+
+
 class SaidAlready(logging.Filter):
-    """Drops uvicorn's "Application startup failed. Exiting.": the gateway has just
-    written the one line that says what failed (``App.lifespan``)."""
+    """Drops uvicorn's lines in ``_SAID``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "Application startup failed. Exiting."
+        return record.getMessage() not in _SAID
 
 
 def log_config() -> dict[str, Any]:

@@ -269,3 +269,25 @@ def test_sighup_with_a_broken_edit_keeps_the_running_config(tmp_path: Path) -> N
     # Said by the reload (or by the file watch, had it seen the edit first).
     refused = f"ERROR {path}: edit refused, the running config stays: "
     assert any(refused in line for line in lines), lines
+
+
+def test_a_refused_realtime_handshake_is_no_error_line(tmp_path: Path) -> None:
+    """Refusing a WebSocket (a wrong key) is an HTTP answer, not a fault of the gateway:
+    nothing at ERROR for a client to fill the log with."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    port = free_port()
+    config = {**_config(port), "consumers": [{"name": "a", "keys": ["sk-operator-logs-01"]}]}
+    proc = serve_process(tmp_path, config)
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    for _ in range(3):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(
+                f"ws://127.0.0.1:{port}/v1/realtime?model=m",
+                additional_headers={"authorization": "Bearer sk-wrong"},
+            ).close()
+        assert refused.value.response.status_code == 401
+    code, lines = _stop(proc)
+    assert code == 0
+    assert not [line for line in lines if " ERROR " in line], lines
