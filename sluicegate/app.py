@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import signal
 
 import orjson
 
@@ -27,11 +29,15 @@ from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest,
 from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.mcp.room import McpRoom, mcp_path
+from sluicegate.media.api import MediaApi
+from sluicegate.media.base import ENDPOINTS as MEDIA_ENDPOINTS
 from sluicegate.proxy.handler import Proxy, read_headers
 from sluicegate.proxy.passthrough import NativeProxy
 from sluicegate.realtime.relay import Realtime
+from sluicegate.responses.api import ResponsesApi
 from sluicegate.routing.table import RoutingTable
 from sluicegate.runtime import Runtime
+from sluicegate.startup import describe_failure
 from sluicegate.telemetry.ids import ordered_id
 from sluicegate.telemetry.metrics import CONTENT_TYPE
 from sluicegate.ui.dashboard import Dashboard
@@ -63,6 +69,12 @@ def _model_in(path: str) -> str | None:
 
 def _native(path: str) -> bool:
     return path.startswith("/passthrough/")
+
+
+def _responses(path: str) -> bool:
+    return path in ("/v1/responses", "/responses") or path.startswith(
+        ("/v1/responses/", "/responses/")
+    )
 
 
 def _objects(path: str) -> str | None:
@@ -112,16 +124,20 @@ class MethodNotAllowed(GatewayError):
 
 
 class App:
-    def __init__(self, runtime: Runtime, *, tune_gc: bool = False) -> None:
+    def __init__(self, runtime: Runtime, *, tune_gc: bool = False, signals: bool = False) -> None:
         self.runtime = runtime
         self.tune_gc = tune_gc  # `sluicegate serve`: gc_tuning once started (not in tests)
+        self.signals = signals  # `sluicegate serve`: SIGHUP reloads the config file
+        self._stopping = False
         self.proxy = Proxy(runtime)
         self.native = NativeProxy(self.proxy)
         self.objects = ObjectsApi(self.proxy)
+        self.media = MediaApi(self.proxy)
         self.realtime = Realtime(self.proxy)
+        self.responses = ResponsesApi(self.proxy)
         self.mcp = McpRoom(self.proxy)
         self.proxy.recorder.audit = runtime.audit
-        self.admin = AdminApi(runtime)
+        self.admin = AdminApi(runtime, self.proxy.route_embedder)
         self.ui = Dashboard(runtime, self.admin)
         self.admin.mcp_status = self.mcp.status
 
@@ -132,8 +148,30 @@ class App:
 
     def begin_drain(self) -> None:
         """The server is stopping (sluicegate.http_protocol): streams have the drain time."""
+        self._announce_stop()
         self.proxy.drain.begin()
         self.mcp.stop_listening()
+
+    def _announce_stop(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            log.info(
+                "stopping: no new connections; draining the requests in flight (up to %gs, "
+                "gateway.drain_timeout)",
+                self.proxy.drain.seconds,
+            )
+
+    def _watch_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def reload() -> None:
+            log.info("SIGHUP: reloading %s", self.runtime.config_path)
+            await self.runtime.reload_file()  # logs "reloaded", or why the edit was refused
+
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+            log.warning("SIGHUP cannot be handled here; the config file is still watched")
 
     @property
     def head_limits(self) -> tuple[int, int]:
@@ -172,7 +210,14 @@ class App:
         table = self._gateway(scope)
         path: str = scope["path"]
         proxied = (method, path) in _PROXIED or _model_in(path) is not None
-        if not (proxied or _native(path) or _objects(path) or mcp_path(path)):
+        if not (
+            proxied
+            or _native(path)
+            or _objects(path)
+            or _responses(path)
+            or path in MEDIA_ENDPOINTS
+            or mcp_path(path)
+        ):
             send = with_request_id(scope["headers"], send)  # the proxy sets its own
         if table is None:
             name = path[4:].partition("/")[0]
@@ -200,8 +245,20 @@ class App:
                 send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
             )
             return
+        media = MEDIA_ENDPOINTS.get(path)
+        if media is not None:
+            if method == "POST":
+                await self.media.handle(scope, receive, send, table, media)
+                return
+            await respond_error(
+                send, MethodNotAllowed(f"Use POST for {path}."), [(b"allow", b"POST")]
+            )
+            return
         if _native(path):
             await self.native.handle(scope, receive, send, table)
+            return
+        if _responses(path):
+            await self.responses.handle(scope, receive, send, table)
             return
         if mcp_path(path):
             await self.mcp.handle(scope, receive, send, table)
@@ -246,6 +303,9 @@ class App:
                 body = _OK if ready else orjson.dumps({"status": "starting"})
                 await respond(send, 200 if ready else 503, body, [JSON])
                 return
+        if path.startswith("/v1/") and self.native.routes(table, path):
+            await self.native.handle(scope, receive, send, table, routed=True)
+            return
         error: GatewayError = NotFound(f"Unknown path {method} {path}.", code="unknown_path")
         if path.startswith("/v1/") and method not in ("GET", "HEAD", "POST"):
             error = InvalidRequest(f"Method {method} is not supported on {path}.")
@@ -288,20 +348,28 @@ class App:
                 try:
                     await self.runtime.start()
                 except Exception as exc:  # report, do not crash the server with a traceback
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    log.error("start-up failed: %s", describe_failure(exc))
+                    await send({"type": "lifespan.startup.failed", "message": ""})
                     return
+                if self.signals and self.runtime.config_path is not None:
+                    self._watch_signals()
                 self.ui.start()
                 if self.tune_gc:
                     tune_for_serving()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self._announce_stop()
                 await self.ui.close()
+                await self.responses.close()
                 await self.mcp.close()
                 await self.proxy.close()
+                await self.realtime.sessions.close()
                 await self.runtime.close()
+                audited = ", the audit log written" if self.runtime.audit is not None else ""
+                log.info("stopped: drained, every request has finished%s", audited)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def create_app(runtime: Runtime, *, tune_gc: bool = False) -> App:
-    return App(runtime, tune_gc=tune_gc)
+def create_app(runtime: Runtime, *, tune_gc: bool = False, signals: bool = False) -> App:
+    return App(runtime, tune_gc=tune_gc, signals=signals)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -13,9 +10,6 @@ from urllib.parse import urlsplit
 from sluicegate import __version__
 from sluicegate.config.load import Loaded, load_config
 from sluicegate.errors import ConfigError
-
-_CONFIG_ENV = "SLUICEGATE_CONFIG"
-_ACCESS_LOG_ENV = "SLUICEGATE_ACCESS_LOG"
 
 
 def _print_issues(path: str, issues: list[str]) -> None:
@@ -39,8 +33,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from sluicegate.routing.compile import compile_config
 
     try:
+        from sluicegate.cli_serve import check_listener_tls
+
         table = compile_config(loaded.config, loaded.warnings)  # reads upstream TLS files
-        _check_listener_tls(loaded)
+        check_listener_tls(loaded)
     except ConfigError as exc:
         _print_issues(args.file, exc.issues)
         return 1
@@ -272,104 +268,12 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _check_listener_tls(loaded: Loaded) -> None:
-    """``gateway.tls``'s files load (a ``ConfigError`` if not), before anything listens."""
-    tls = loaded.config.gateway.tls
-    if tls is not None:
-        from sluicegate.tls.server import ServerTls
-
-        ServerTls.of(tls).build()
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 def app_factory() -> object:
-    """Used by each worker process when ``--workers`` is above one."""
-    from sluicegate.app import create_app
-    from sluicegate.runtime import Runtime
+    """For an ASGI server of one's choice (``sluicegate.cli:app_factory`` with
+    ``SLUICEGATE_CONFIG`` set), as each worker of ``serve --workers N`` makes it."""
+    from sluicegate.cli_serve import app_factory as make
 
-    path = os.environ[_CONFIG_ENV]
-    access_log = os.environ.get(_ACCESS_LOG_ENV) == "1"
-    runtime = Runtime(load_config(path), config_path=path, access_log=access_log)
-    return create_app(runtime, tune_gc=True)
-
-
-def _exit_ok(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
-    if loaded is None:
-        return 1
-    import uvicorn
-
-    from sluicegate.app import create_app
-    from sluicegate.drain import DRAIN_MARGIN
-    from sluicegate.runtime import Runtime
-    from sluicegate.tls.protocol import listener_options
-
-    if args.access_log:
-        os.environ[_ACCESS_LOG_ENV] = "1"  # for the worker processes' app_factory
-    try:
-        runtime = Runtime(loaded, config_path=args.config, access_log=args.access_log)
-        _check_listener_tls(loaded)
-    except ConfigError as exc:
-        _print_issues(args.config, exc.issues)
-        return 1
-    gateway = loaded.config.gateway
-    host, port = _split_listen(gateway.listen)
-    host = args.host or host
-    port = args.port if args.port is not None else port
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log = logging.getLogger("sluicegate")
-    for warning in runtime.table.warnings:
-        log.warning("warning: %s", warning)
-    jwt = loaded.config.auth.jwt
-    if gateway.admin_key is None and (jwt is None or jwt.admin_claim is None):
-        log.info("Admin API and dashboard are off (no gateway.admin_key or auth.jwt.admin_claim)")
-    if gateway.store is not None:
-        log.info("config store: %s (followed for changes)", redact_url(gateway.store))
-    log.info("watching %s for edits", args.config)
-    shown = f"[{host}]" if ":" in host else host
-    log.info(
-        "sluicegate %s serving %d rules on %s://%s:%d (%d worker%s)",
-        __version__,
-        len(runtime.table.rules),
-        "https" if gateway.tls is not None else "http",
-        shown,
-        port,
-        args.workers,
-        "s" if args.workers != 1 else "",
-    )
-    options: dict[str, object] = {
-        "host": host,
-        "port": port,
-        "loop": "uvloop",
-        "lifespan": "on",
-        "access_log": False,  # the gateway writes its own (gateway.access_log / --access-log)
-        "log_level": "warning",
-        "server_header": False,
-        "proxy_headers": False,  # the gateway reads what it needs from the headers itself
-        # Past the drain, streams still running end with an error event (sluicegate/drain.py);
-        # uvicorn cancels what is left a little later.
-        "timeout_graceful_shutdown": gateway.drain_timeout + DRAIN_MARGIN,
-        # httptools with a deadline on the request head; with gateway.tls, HTTPS from an
-        # SSL context that reloads its certificate, and the client's certificate read.
-        **listener_options(gateway.tls),
-    }
-    # uvicorn stops gracefully on SIGTERM, then raises it again, and its default action would
-    # end the process with -15: a graceful stop is a success (exit 0) for supervisors.
-    signal.signal(signal.SIGTERM, _exit_ok)
-    if args.workers > 1:
-        os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
-        uvicorn.run("sluicegate.cli:app_factory", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
-    else:
-        uvicorn.run(create_app(runtime, tune_gc=True), **options)  # type: ignore[arg-type]
-    return 0
+    return make()
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -399,15 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", "-c", required=True, help="the YAML config file")
-    serve.add_argument("--host", help="override gateway.listen's host")
-    serve.add_argument("--port", type=int, help="override gateway.listen's port")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument(
-        "--access-log", action="store_true", help="one JSON line per request (gateway.access_log)"
-    )
-    serve.set_defaults(func=cmd_serve)
+    from sluicegate.cli_serve import add_parsers as add_serve_parser
+
+    add_serve_parser(sub)
 
     config = sub.add_parser("config", help="work with config files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -446,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     from sluicegate.cli_audit import add_parsers as add_audit_parsers
 
     add_audit_parsers(sub)  # logs tail, usage
+
+    from sluicegate.cli_route import add_parsers as add_route_parsers
+
+    add_route_parsers(sub)  # route explain
 
     from sluicegate.cli_keys import add_parsers as add_key_parsers
 

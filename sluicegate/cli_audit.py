@@ -114,6 +114,20 @@ def _filters(args: argparse.Namespace) -> dict[str, str | int | None]:
     }
 
 
+def _window(
+    client: AdminClient, filters: Mapping[str, str | int | None], since: float
+) -> list[dict[str, Any]]:
+    """Every row whose request arrived after ``since``, each page of it."""
+    params: dict[str, str | int | None] = {**filters, "since": f"{since:.3f}", "limit": 1000}
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = client.get("/admin/logs", params)
+        rows.extend(page["data"])
+        if page["next"] is None:
+            return rows
+        params["after"] = page["next"]
+
+
 def tail(
     client: AdminClient,
     args: argparse.Namespace,
@@ -121,35 +135,28 @@ def tail(
     polls: int | None = None,
 ) -> None:
     """Print the last ``args.lines`` rows, oldest first; with ``--follow``, keep polling
-    (``polls`` bounds the polls, for tests)."""
+    and print each row written since, once (``polls`` bounds the polls, for tests)."""
     filters = _filters(args)
-    page = client.get("/admin/logs", {**filters, "limit": args.lines})
-    rows: list[dict[str, Any]] = page["data"]
-    # Row id -> ts, of the rows printed. By the row's id: clients may send the same
+    # Row id -> ts, of the rows not to print. By the row's id: clients may send the same
     # request id (X-Request-Id) in several requests.
     seen: dict[str, str] = {}
+    if args.follow:
+        # What is in the look-back window already is history, shown or not: the polls
+        # print only what is written from now on (-n 1 prints one row, then new ones).
+        since = time.time() - FOLLOW_LOOKBACK
+        seen = {row["id"]: row["ts"] for row in _window(client, filters, since)}
+    page = client.get("/admin/logs", {**filters, "limit": args.lines})
+    rows: list[dict[str, Any]] = page["data"]
     for row in reversed(rows):
         out(format_row(row))
         seen[row["id"]] = row["ts"]
-    if not args.follow:
-        return
-    newest = max((row["ts"] for row in rows), default=None)
     done = 0
-    while polls is None or done < polls:
+    while args.follow and (polls is None or done < polls):
         time.sleep(args.interval)
         done += 1
         since = time.time() - FOLLOW_LOOKBACK
-        params: dict[str, str | int | None] = {**filters, "since": f"{since:.3f}", "limit": 1000}
-        fresh: list[dict[str, Any]] = []
-        while True:
-            page = client.get("/admin/logs", params)
-            fresh.extend(r for r in page["data"] if r["id"] not in seen)
-            if page["next"] is None:
-                break
-            params["after"] = page["next"]
-        for row in sorted(fresh, key=lambda r: str(r["ts"])):
-            if newest is None or row["ts"] > newest:
-                newest = row["ts"]
+        fresh = [r for r in _window(client, filters, since) if r["id"] not in seen]
+        for row in sorted(fresh, key=lambda r: (str(r["ts"]), str(r["id"]))):
             seen[row["id"]] = row["ts"]
             out(format_row(row))
         # Forget what the next poll can no longer see.

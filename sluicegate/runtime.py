@@ -33,7 +33,9 @@ from sluicegate.errors import ConfigError
 from sluicegate.proxy.upstream import HttpTransport, Transport
 from sluicegate.routing.compile import compile_config
 from sluicegate.routing.probes import Prober
+from sluicegate.routing.stats import RouteStats
 from sluicegate.routing.table import Hosts, RoutingTable
+from sluicegate.startup import StartupFailed, reason, shown
 from sluicegate.stores.base import Change, Record, StaleWrite, Store
 from sluicegate.stores.follow import follow_store
 from sluicegate.stores.open import open_store
@@ -57,7 +59,10 @@ class Runtime:
         config_path: str | Path | None = None,
         poll_interval: float = 0.5,
         access_log: bool = False,
+        shared_counters: str | None = None,
     ) -> None:
+        # ``serve --workers N``: the file in which the workers count limits (no Redis).
+        self.shared_counters = shared_counters
         # ``serve --access-log``: kept over the file's setting across reloads too.
         self.force_access_log = access_log
         loaded = self._overridden(loaded)
@@ -69,6 +74,8 @@ class Runtime:
             name: compile_config(part.config, part.warnings, key_secret=self.key_secret)
             for name, part in self.files.items()
         }
+        # What routing has seen of each target (latency, share): kept across tables.
+        self.route_stats = RouteStats()
         # Minted keys seen since the last flush (key id → unix time); written in batches.
         self.keys_used: dict[str, float] = {}
         self.table: RoutingTable = self.tables[self.gateway]  # the default gateway's
@@ -361,9 +368,23 @@ class Runtime:
         return Loaded(config, loaded.warnings, loaded.source)
 
     async def start(self) -> None:
-        await self.load_store(from_file=True)
+        """Open the stores and start following changes; a store that cannot be opened is a
+        ``StartupFailed`` naming it."""
+        try:
+            await self.load_store(from_file=True)
+        except (ConfigError, StaleWrite):
+            raise
+        except Exception as exc:
+            url = self.file.config.gateway.store or ""
+            raise StartupFailed(
+                f"cannot open the config store {shown(url)}: {reason(exc, url)}"
+            ) from exc
         if self._audit_store is not None:
-            await self._audit_store.open()
+            try:
+                await self._audit_store.open()
+            except Exception as exc:
+                path = self.file.config.audit.path
+                raise StartupFailed(f"cannot open the audit log {path}: {reason(exc)}") from exc
         if self.audit is not None:
             await self.audit.start()
         if self._http is None:

@@ -38,11 +38,13 @@ from sluicegate.admin.entities import (
     seal,
     secret_refused,
 )
+from sluicegate.admin.explain import ExplainEndpoint
 from sluicegate.admin.gateways import GatewayEndpoints
 from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
 from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build
 from sluicegate.admin.logs import LogEndpoints
+from sluicegate.admin.models import ModelEndpoints
 from sluicegate.admin.openapi import openapi_spec
 from sluicegate.admin.throttle import LoginThrottle, client_of
 from sluicegate.asgi import Receive, Scope, Send, respond_error
@@ -71,6 +73,8 @@ from sluicegate.stores.base import (
 )
 
 if TYPE_CHECKING:
+    from sluicegate.routing.semantic import Embed
+    from sluicegate.routing.table import RoutingTable
     from sluicegate.runtime import Runtime
 
 log = logging.getLogger("sluicegate")
@@ -119,8 +123,11 @@ def _basic_password(value: str) -> str:
 class AdminApi:
     """An ASGI app for every path under ``/admin``, behind the admin key."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(
+        self, runtime: Runtime, embedder: Callable[[RoutingTable], Embed] | None = None
+    ) -> None:
         self.runtime = runtime
+        self.embedder = embedder  # semantic routes' (route explain): the proxy's
         self._spec: bytes | None = None  # built on first request, then served as is
         self.throttle = LoginThrottle()  # failed admin logins, here and at the dashboard
         # The MCP servers' health, from the MCP endpoint (``app.App`` sets it).
@@ -130,6 +137,8 @@ class AdminApi:
         keys = KeyEndpoints(self)
         gateways = GatewayEndpoints(self)
         logs = LogEndpoints(self)
+        models = ModelEndpoints(self)
+        explain = ExplainEndpoint(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
@@ -141,6 +150,10 @@ class AdminApi:
                 *keys.routes("/admin"),
                 *keys.routes(gw),
                 *gateways.routes(),
+                *models.routes("/admin"),
+                *models.routes(gw),
+                *explain.routes("/admin"),
+                *explain.routes(gw),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
                 *logs.routes(gw),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),

@@ -101,13 +101,23 @@ class _Candidate:
 
 
 def _candidate(
-    file: Loaded, records: Sequence[Record], vault: Vault, key_secret: bytes
+    file: Loaded,
+    records: Sequence[Record],
+    vault: Vault,
+    key_secret: bytes,
+    catalog: Sequence[Record] = (),
 ) -> _Candidate:
     data: dict[str, Any] = dict(file_documents(file))
     data["gateway"] = file.config.gateway.model_dump(mode="json", exclude_unset=True)
     # The file's sections that are not entities stay the file's own.
-    sections = {"pricing", "telemetry", "audit", "auth"}
+    sections = {"pricing", "models", "telemetry", "audit", "auth"}
     data.update(file.config.model_dump(mode="json", include=sections, exclude_unset=True))
+    # The catalog's store entries (/admin/models) under the file's: the file's win.
+    models = dict(data.get("models") or {})
+    for record in catalog:
+        models.setdefault(record.name, record.doc)
+    if models:
+        data["models"] = models
     out = _Candidate(data)
     upstream_names = {r.id: r.name for r in records if r.kind == "upstream"}
     owners: dict[bytes, str] = {
@@ -189,10 +199,11 @@ def build(
     minted keys (records of kind ``key``) join the table under ``key_secret``.
     """
     minted = [r for r in records if r.kind == "key"]
+    catalog = [r for r in records if r.kind == "model"]  # /admin/models: not entities
     records = [r for r in records if r.kind in PLURAL]  # not the gateway's own record
     kept, issues = _shadowed(file, records)
     while True:
-        candidate = _candidate(file, kept, vault, key_secret)
+        candidate = _candidate(file, kept, vault, key_secret, catalog)
         try:
             loaded: Loaded | None = validate_config(
                 candidate.data, file.warnings, file.source, check_order=False

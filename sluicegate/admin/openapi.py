@@ -350,6 +350,8 @@ def _audit_log() -> dict[str, Any]:
             "cost_usd": _NULLABLE_NUMBER,
             "attempts": {"type": "integer", "description": "requests sent upstream"},
             "attempts_detail": _attempts_detail(),
+            # Why the request went where it went: x-sluicegate-route (docs/routing.md).
+            "route": _NULLABLE_TEXT,
             # JSON text (docs/guardrails.md): the guardrails' verdicts, the transform's tags.
             "guardrail": _NULLABLE_TEXT,
             "tags": _NULLABLE_TEXT,

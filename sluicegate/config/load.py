@@ -22,6 +22,7 @@ from sluicegate.config.ids import entity_id
 from sluicegate.config.mcp import mcp_reference_issues
 from sluicegate.config.model import Config, Consumer, Group
 from sluicegate.config.order import order_issues
+from sluicegate.config.route_checks import group_issues, model_issues
 from sluicegate.errors import ConfigError
 
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -162,6 +163,22 @@ def _names(items: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, str]]:
     return [(i, item["name"]) for i, item in items if isinstance(item.get("name"), str)]
 
 
+def _rule_steps(rule: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """Every list of targets a rule holds, by its path: its own, its fallbacks, and those of
+    its routes and semantic routes."""
+
+    def listed(node: Any, key: str) -> list[Any]:
+        value = node.get(key) if isinstance(node, dict) else None
+        return value if isinstance(value, list) else []
+
+    out = [("targets", listed(rule, "targets")), ("fallbacks", listed(rule, "fallbacks"))]
+    for j, route in enumerate(listed(rule, "routes")):
+        out.append((f"routes[{j}].targets", listed(route, "targets")))
+    for j, route in enumerate(listed(rule.get("semantic"), "routes")):
+        out.append((f"semantic.routes[{j}].targets", listed(route, "targets")))
+    return out
+
+
 def check_references(data: dict[str, Any]) -> list[str]:
     """Cross-entity checks that one model alone cannot make.
 
@@ -169,7 +186,7 @@ def check_references(data: dict[str, Any]) -> list[str]:
     the schema errors, whatever else is wrong. Each gateway of ``gateways:``
     is checked on its own: its entities see only each other.
     """
-    issues = _check_entities(data)
+    issues = _check_entities(data) + model_issues(data.get("models"))
     gateway = data.get("gateway")
     default = gateway.get("name", "default") if isinstance(gateway, dict) else "default"
     names = {default}
@@ -220,12 +237,12 @@ def _check_entities(data: dict[str, Any]) -> list[str]:
         if isinstance(uid, str) and uid not in upstream_ids:
             issues.append(f"services[{i}].upstream_id: unknown upstream id '{uid}'")
     for i, rule in _items(data, "rules"):
-        for part in ("targets", "fallbacks"):
-            steps = rule.get(part)
-            for j, step in enumerate(steps if isinstance(steps, list) else []):
+        for part, steps in _rule_steps(rule):
+            for j, step in enumerate(steps):
                 service = step.get("service") if isinstance(step, dict) else None
                 if isinstance(service, str) and service not in services:
                     issues.append(f"rules[{i}].{part}[{j}].service: unknown service '{service}'")
+        issues += [f"rules[{i}].{issue}" for issue in group_issues(rule, groups)]
     for i, group in _items(data, "groups"):
         allowed = group.get("rules")
         for j, rule_name in enumerate(allowed if isinstance(allowed, list) else []):

@@ -23,6 +23,7 @@ from sluicegate.config.auth import Auth
 from sluicegate.config.base import Duration, Name, Strict, secret
 from sluicegate.config.guardrails import GuardrailsPolicy, TransformPolicy
 from sluicegate.config.mcp import McpServer, check_allow_list
+from sluicegate.config.routing import ModelSpec, Route, RuleTarget, Semantic, Strategy
 from sluicegate.config.tls import GatewayTls, check_upstream_tls
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.stores.redis_client import check_redis_url
@@ -251,12 +252,6 @@ class RuleMatch(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class RuleTarget(Strict):
-    service: str
-    model: str | None = None
-    weight: float = Field(default=1, gt=0)
-
-
 class Fallback(Strict):
     service: str
     model: str | None = None
@@ -312,6 +307,11 @@ class Rule(Strict):
     # its model patterns (PATCH {"match": null}) must say so to become a catch-all.
     catch_all: bool = False
     targets: list[RuleTarget] = Field(min_length=1)
+    # How one of the targets is chosen; routes and semantic routes choose which targets
+    # (docs/routing.md).
+    strategy: Strategy = "weighted"
+    routes: list[Route] = Field(default_factory=list)
+    semantic: Semantic | None = None
     fallbacks: list[Fallback] = Field(default_factory=list)
     hash_on: str | None = None  # sticky splits: "consumer" or "header:<name>"
     fallback_on: list[int | str] = Field(default_factory=lambda: _default_fallback_on())
@@ -450,6 +450,8 @@ class Gateway(Strict):
     budget: Budget | None = None
     estimate_max_tokens: int = Field(default=1024, ge=0)
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0)  # the in-process cache's size
+    # How long responses of the Responses API are kept for follow-ups and reads.
+    responses_ttl: Duration = Field(default=30 * 86400.0, gt=0)
     tls: GatewayTls | None = None  # unset: plain HTTP (TLS ends at a proxy in front)
     # An MCP client session unused this long is gone (docs/mcp.md).
     mcp_session_ttl: Duration = Field(default=3600.0, gt=0)
@@ -501,13 +503,27 @@ class Gateway(Strict):
 
 
 class PriceOverride(Strict):
-    """USD per million tokens; cached input and cache writes default to the input price."""
+    """USD per million tokens; cached input and cache writes default to the input price.
+    Media models are priced per unit instead (USD per image, second of audio, character
+    spoken, rerank search, request)."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
     cached_input: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+    image: float | None = Field(default=None, ge=0)
+    audio_second: float | None = Field(default=None, ge=0)
+    character: float | None = Field(default=None, ge=0)
+    search: float | None = Field(default=None, ge=0)
+    request: float | None = Field(default=None, ge=0)
+
+    @property
+    def media(self) -> bool:
+        return bool(self.model_fields_set & MEDIA_PRICE_FIELDS)
+
+
+MEDIA_PRICE_FIELDS = frozenset({"image", "audio_second", "character", "search", "request"})
 
 
 class Telemetry(Strict):
@@ -565,7 +581,6 @@ class Tenant(Strict):
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     auth: Auth = Field(default_factory=Auth)
-    mcp_servers: list[McpServer] = Field(default_factory=list)
     limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
     upstreams: list[Upstream] = Field(default_factory=list)
@@ -594,6 +609,7 @@ class Config(Strict):
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
     pricing: dict[str, PriceOverride] = Field(default_factory=dict)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)  # the catalog, over the built-in
     telemetry: Telemetry = Field(default_factory=Telemetry)
     audit: Audit = Field(default_factory=Audit)
     auth: Auth = Field(default_factory=Auth)

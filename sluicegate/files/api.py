@@ -80,6 +80,8 @@ class ObjectCall:
     ex: Exchange
     parts: list[str]  # the path after its family: ["file-…", "content"]
     query: dict[str, str] = field(default_factory=dict)
+    key: str | None = None  # the client's key, for the rule's limits
+    held: list[Reservation] = field(default_factory=list)  # the rules' limits, to settle
 
     @property
     def method(self) -> str:
@@ -115,6 +117,19 @@ class ObjectCall:
         if not any(name == b"x-sluicegate-service" for name, _ in self.out):
             self.out.append((b"x-sluicegate-service", service.name.encode()))
         return Upstream(self.api.proxy.runtime.http, service, self.ex)
+
+    async def admit(self, rule: CompiledRule) -> None:
+        """Count this call against the request limits and budgets of ``rule`` (once a rule
+        is known: the gateway's and the consumer's were counted on arrival)."""
+        limits = tuple(
+            dataclasses.replace(limit, tokens=None)
+            for limit in rule.limits
+            if limit.requests is not None or limit.usd is not None
+        )
+        if limits:
+            held = await self.api.proxy.reserve(self.table, limits, self.ex, self.key, {}, self.out)
+            if held is not None:
+                self.held.append(held)
 
     def path_rule(self, path: str) -> CompiledRule:
         """The first rule that names ``path`` in ``match.paths`` and that the caller may use."""
@@ -203,6 +218,7 @@ class ObjectsApi:
         inflight = proxy.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         reservation: Reservation | None = None
+        call: ObjectCall | None = None
         started = False
         original_send = send
 
@@ -225,7 +241,7 @@ class ObjectsApi:
             call = ObjectCall(
                 self, table, consumer, scope, receive, tracked, out, ex, _rest(scope, family)
             )
-            call.query = _query(scope)
+            call.query, call.key = _query(scope), incoming.key
             if family == "message_batches":
                 await message_batches.serve(call)
             else:
@@ -236,9 +252,11 @@ class ObjectsApi:
                 await respond_error(send, exc, out, dialect)
         finally:
             inflight.dec()
-            if reservation is not None:
-                answered = 200 <= ex.status < 400
-                await proxy.limiter(table).settle(reservation, TokenCounts(), 0.0, answered)
+            answered = 200 <= ex.status < 400
+            held = [reservation, *(call.held if call is not None else ())]
+            for one in held:
+                if one is not None:
+                    await proxy.limiter(table).settle(one, TokenCounts(), 0.0, answered)
             proxy.recorder.record(ex, table)
             if span is not None:
                 Tracing.finish(span, ex)

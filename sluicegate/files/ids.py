@@ -11,8 +11,8 @@ named again by a later retrieve is the same file.
 
 ``payload`` is the URL-safe base64 of a JSON array; ``mac`` covers the kind's prefix too, so
 a batch's id is no file id. The key is derived from ``SLUICEGATE_KEY_SECRET`` (else
-``SLUICEGATE_MASTER_KEY``), so every instance agrees; with neither, a random one per process
-(logged once): ids then hold for that process only.
+``SLUICEGATE_MASTER_KEY``), so every instance agrees; with neither, a random one of this run
+of the server, shared by its workers (logged once): ids then hold until it stops.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import os
 from dataclasses import dataclass
 
 import orjson
+
+from sluicegate.workers import run_secret
 
 log = logging.getLogger("sluicegate")
 
@@ -56,8 +58,8 @@ class ObjectIds:
     def __init__(self, key_secret: bytes = b"", master_key: str | None = None) -> None:
         material = key_secret or (master_key or "").encode()
         self.ephemeral = not material
-        if self.ephemeral:
-            material = os.urandom(32)
+        if self.ephemeral:  # the workers of one serve share theirs
+            material = run_secret() or os.urandom(32)
         self._key = hmac.new(material, b"sluicegate-object-ids", hashlib.sha256).digest()
         self._warned = False
 
@@ -75,7 +77,7 @@ class ObjectIds:
         if self.ephemeral and not self._warned:
             self._warned = True
             log.warning(
-                "file and batch ids are signed with a key of this process only: they stop "
+                "file and batch ids are signed with a key of this run only: they stop "
                 "working at a restart and on other instances; set SLUICEGATE_KEY_SECRET"
             )
         prefix = PREFIXES[ref.kind]

@@ -16,14 +16,16 @@ from typing import Any
 
 import orjson
 
+from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.errors import InvalidRequest, NotFound
 from sluicegate.files.api import ObjectCall, first_seen, limit_of, page
 from sluicegate.files.upstream import need, segment
 from sluicegate.files.usage import BatchUsage
-from sluicegate.routing.table import CompiledService, Step
+from sluicegate.routing.table import CompiledRule, CompiledService, Step
 from sluicegate.stores.objects import OwnedObject
 
 PATH = "/v1/messages/batches"
+MESSAGES = AnthropicDialect()
 DEFAULT_VERSION = "2023-06-01"
 FINAL = frozenset({"ended"})
 
@@ -47,22 +49,51 @@ async def serve(call: ObjectCall) -> None:
     raise NotFound(f"Unknown path {method} {call.scope['path']}.", code="unknown_path")
 
 
-def _headers(call: ObjectCall) -> dict[str, str]:
-    """Anthropic's version and beta headers as the client sent them."""
+def _headers(call: ObjectCall, service: CompiledService) -> dict[str, str]:
+    """Anthropic's version header as the client sent it, and those of its beta names that
+    the service allows (``anthropic_betas``), as on ``/v1/messages``."""
     out = {"anthropic-version": DEFAULT_VERSION}
+    betas: list[str] = []
     for name, value in call.scope["headers"]:
-        if name in (b"anthropic-version", b"anthropic-beta"):
-            out[name.decode()] = value.decode("latin-1")
+        if name == b"anthropic-version":
+            out["anthropic-version"] = value.decode("latin-1")
+        elif name == b"anthropic-beta":
+            betas.append(value.decode("latin-1"))
+    if betas and service.adapter is not None:
+        out.update(service.adapter.forwarded({"anthropic-beta": ",".join(betas)}))
     return out
 
 
-def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
+def _screened(call: ObjectCall, rule: CompiledRule, params: dict[str, Any]) -> dict[str, Any]:
+    """One request of the batch through its rule's guardrails and transforms, as the same
+    request sent to /v1/messages would be (a denied one refuses the whole batch)."""
+    if rule.guard is None:
+        return params
+    raw = orjson.dumps(params)
+    screen = rule.guard.begin(MESSAGES.name, "chat")
+    parsed, _ = screen.request(
+        MESSAGES,
+        MESSAGES.parse("chat", raw),
+        raw,
+        call.scope["headers"],
+        call.api.proxy.prompt_tokens,
+    )
+    return parsed.native
+
+
+async def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
     """The one service the batch goes to; each request's model becomes its rule's target
     model. A rule naming the path takes the batch as it is."""
     table = call.table
     if any(r.paths is not None and PATH in r.paths for r in table.rules):
-        return call.path_rule(PATH).pick(table.rng).service
-    steps: dict[str, Step] = {}
+        named = call.path_rule(PATH)
+        for item in requests:
+            if isinstance(item, dict) and isinstance(item.get("params"), dict):
+                item["params"] = _screened(call, named, item["params"])
+        await call.admit(named)
+        return named.pick(table.rng).service
+    steps: dict[str, tuple[CompiledRule, Step]] = {}
+    admitted: set[str] = set()
     service: CompiledService | None = None
     scope = {"path": "/v1/messages"}  # a batch's requests are Messages requests
     for index, item in enumerate(requests):
@@ -72,11 +103,16 @@ def _route(call: ObjectCall, requests: list[Any]) -> CompiledService:
             raise InvalidRequest(
                 f"requests[{index}].params.model is required.", param=f"requests.{index}"
             )
-        step = steps.get(model)
-        if step is None:
+        found = steps.get(model)
+        if found is None:
             rule = call.api.proxy.match(table, call.consumer, model, scope, call.scope["headers"])
-            step = steps[model] = rule.pick(table.rng)
+            if rule.name not in admitted:
+                admitted.add(rule.name)
+                await call.admit(rule)
+            found = steps[model] = (rule, rule.pick(table.rng))
             call.ex.rule = call.ex.rule or rule.name
+        rule, step = found
+        item["params"] = params = _screened(call, rule, params)
         if service is not None and step.service is not service:
             raise InvalidRequest(
                 "The requests of a batch must all go to one service; "
@@ -129,10 +165,10 @@ async def create(call: ObjectCall) -> None:
     requests = body.get("requests")
     if not isinstance(requests, list):
         raise InvalidRequest("requests must be a list.", param="requests")
-    service = _route(call, requests)
+    service = await _route(call, requests)
     need(service, ("anthropic",), PATH)
     upstream = call.upstream(service)
-    headers = {**_headers(call), "content-type": "application/json"}
+    headers = {**_headers(call, service), "content-type": "application/json"}
     doc = await upstream.json("POST", "/messages/batches", headers, orjson.dumps(body))
     doc = _doc(call, service, doc)
     await call.api.owned.put_object(_row(call, service, doc))
@@ -143,7 +179,7 @@ async def one(call: ObjectCall, value: str, method: str, tail: str) -> None:
     ref, service = call.resolve("message_batch", value)
     upstream = call.upstream(service)
     path = f"/messages/batches/{segment(ref.upstream)}{tail}"
-    doc = _doc(call, service, await upstream.json(method, path, _headers(call)))
+    doc = _doc(call, service, await upstream.json(method, path, _headers(call, service)))
     await call.api.owned.put_object(_row(call, service, doc))
     await call.answer(doc)
 
@@ -152,7 +188,7 @@ async def delete(call: ObjectCall, value: str) -> None:
     ref, service = call.resolve("message_batch", value)
     upstream = call.upstream(service)
     path = "/messages/batches/" + segment(ref.upstream)
-    doc = await upstream.json("DELETE", path, _headers(call))
+    doc = await upstream.json("DELETE", path, _headers(call, service))
     await call.api.owned.delete_object(value)
     await call.answer({**doc, "id": value})
 
@@ -161,7 +197,7 @@ async def results(call: ObjectCall, value: str) -> None:
     ref, service = call.resolve("message_batch", value)
     upstream = call.upstream(service)
     path = f"/messages/batches/{segment(ref.upstream)}/results"
-    response = await upstream.open("GET", path, _headers(call))
+    response = await upstream.open("GET", path, _headers(call, service))
     await upstream.check(response)
     row = await call.api.owned.owned_object(value)
     usage = BatchUsage("anthropic") if row is not None and not row.recorded else None
@@ -180,7 +216,7 @@ async def listed(call: ObjectCall) -> None:
         ref, service = call.resolve("message_batch", row.id)
         upstream = call.upstream(service)
         path = "/messages/batches/" + segment(ref.upstream)
-        doc = _doc(call, service, await upstream.json("GET", path, _headers(call)))
+        doc = _doc(call, service, await upstream.json("GET", path, _headers(call, service)))
         await call.api.owned.put_object(_row(call, service, doc))
         return doc
 

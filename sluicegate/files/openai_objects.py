@@ -82,6 +82,7 @@ def _row(
 
 async def create_file(call: ObjectCall) -> None:
     rule = call.path_rule("/v1/files")
+    await call.admit(rule)
     service = rule.pick(call.table.rng).service
     need(service, APIS, "/v1/files")
     upstream = call.upstream(service)

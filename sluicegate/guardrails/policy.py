@@ -137,6 +137,19 @@ def _rewrite(matcher: Matcher, screening: Screening, slots: Any, on: str) -> boo
     return changed
 
 
+def _repeats_keys(raw: bytes, native: dict[str, Any]) -> bool:
+    """Whether the client's bytes hold more than the parsed body: an object key written
+    twice, whose earlier value the parse dropped unscreened (it must not go on in the
+    client's bytes). Every string of the body comes back out of orjson with its quotes,
+    and a quote escaped as ``\u0022`` as ``\"``; only a value the parse dropped leaves
+    the client's bytes with more."""
+    written = raw.count(b'"') + raw.count(b"\\u0022")
+    try:
+        return written > orjson.dumps(native).count(b'"')
+    except orjson.JSONEncodeError:
+        return True
+
+
 @dataclass(slots=True)
 class Screen:
     """One request's run through its rule's ``Guard``."""
@@ -174,7 +187,7 @@ class Screen:
             self.tags = guard.transform.tags_of(headers)
             if guard.transform.edits_body:
                 changed = guard.transform.body(self.dialect, self.endpoint, native) or changed
-        if not changed:
+        if not changed and not (guard.request and _repeats_keys(raw, native)):
             return parsed, raw
         try:
             raw = orjson.dumps(native)
@@ -184,6 +197,13 @@ class Screen:
                 code="nested_too_deeply",
             ) from None
         return dialect.parse(self.endpoint, raw), raw
+
+    def strings(self, body: dict[str, Any]) -> bool:
+        """PII and content rules on every string of a body no dialect models (the media
+        endpoints' JSON, a form's plain fields); whether any was rewritten. A block raises."""
+        if not self.guard.request:
+            return False
+        return rewrite_strings(body, self._request_text(body))
 
     def _request_text(self, native: dict[str, Any]) -> Callable[[str], str]:
         matcher, screening = self.guard.request, self.screening

@@ -42,6 +42,7 @@ from sluicegate.mcp.wire import (
 )
 from sluicegate.proxy.handler import read_headers
 from sluicegate.routing.table import RoutingTable, hash_key
+from sluicegate.workers import run_path
 
 if TYPE_CHECKING:
     from sluicegate.config.model import Config
@@ -86,7 +87,8 @@ class McpRoom:
     def _dispatcher(self) -> tuple[Sessions, Dispatcher]:
         if self._sessions is None or self.dispatcher is None:
             settings = self.runtime.file.config.gateway
-            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl)
+            shared = run_path("mcp-sessions.db")  # serve --workers N: one file for all
+            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl, shared)
             self.relay = Relay(self.servers, self._sessions)
             self.dispatcher = Dispatcher(
                 self.relay,

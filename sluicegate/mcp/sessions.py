@@ -2,8 +2,10 @@
 
 Kept in process, or in Redis when ``gateway.redis`` is set, so that any instance serves
 any session: a record is read from Redis on every request (``GETEX``, which also renews
-its idle expiry) and written back when a server session changes. A session idle for
-``IDLE`` seconds is gone.
+its idle expiry) and written back when a server session changes. Without Redis, the
+workers of one ``serve --workers N`` keep them in a file they share (``session_file``),
+so that any worker serves any session of the instance. A session idle for ``IDLE``
+seconds is gone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from sluicegate.mcp.session_file import SessionFile
 from sluicegate.mcp.wire import Message
 from sluicegate.stores.redis_client import RedisConnection, connect_redis
 
@@ -63,16 +66,20 @@ def new_id() -> str:
 
 
 class Sessions:
-    def __init__(self, redis_url: str | None, idle: float = IDLE) -> None:
+    def __init__(
+        self, redis_url: str | None, idle: float = IDLE, workers_file: str | None = None
+    ) -> None:
         self.idle = idle
         self._ms = max(1, int(idle * 1000))
         self._url = redis_url
         self._redis: RedisConnection | None = None
         self._local: dict[str, tuple[float, bytes]] = {}  # id → (last use, record)
+        # ``workers_file``: the file of this run's workers (``sluicegate.workers``).
+        self._file = SessionFile(workers_file, idle) if workers_file and not redis_url else None
 
     @property
     def shared(self) -> bool:
-        return self._url is not None
+        return self._url is not None or self._file is not None
 
     def _client(self) -> Any:
         if self._redis is None:
@@ -85,6 +92,9 @@ class Sessions:
             return None
         if self._url is not None:
             raw = await self._client().getex(_PREFIX + session_id, px=self._ms)
+            return McpSession.loads(session_id, raw) if raw is not None else None
+        if self._file is not None:
+            raw = self._file.get(session_id)
             return McpSession.loads(session_id, raw) if raw is not None else None
         now = time.monotonic()
         found = self._local.get(session_id)
@@ -99,6 +109,9 @@ class Sessions:
         if self._url is not None:
             await self._client().set(_PREFIX + session.id, raw, px=self._ms)
             return
+        if self._file is not None:
+            self._file.put(session.id, raw)
+            return
         now = time.monotonic()
         if len(self._local) > 1024:
             self._local = {k: v for k, v in self._local.items() if now - v[0] <= self.idle}
@@ -107,9 +120,14 @@ class Sessions:
     async def drop(self, session_id: str) -> None:
         if self._url is not None:
             await self._client().delete(_PREFIX + session_id)
+        if self._file is not None:
+            self._file.drop(session_id)
         self._local.pop(session_id, None)
 
     async def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         if self._redis is not None:
             await self._redis.close()
             self._redis = None

@@ -55,15 +55,20 @@ class AzureAdapter(OpenAIAdapter):
         return cls(service.api_version or DEFAULT_API_VERSION)
 
     def url(self, endpoint: Endpoint, model: str, base_url: str) -> str:
+        return self.url_of(_PATHS[endpoint], model, base_url)
+
+    def url_of(self, path: str, model: str, base_url: str) -> str:
+        """The URL of OpenAI's ``path`` (``/chat/completions``, ``/images/generations``) for
+        deployment ``model``."""
         if self.api_version == V1:
             # A service whose path already ends in /v1 is taken as it is.
             base = base_url if base_url.endswith("/v1") else base_url + "/v1"
-            return base + _PATHS[endpoint]
+            return base + path
         if not _DEPLOYMENT.match(model):
             why = "a deployment name holds letters, digits, '.', '_' and '-' only"
             raise refuse(model, self.name, why)
         version = quote(self.api_version, safe="")
-        return f"{base_url}/deployments/{model}{_PATHS[endpoint]}?api-version={version}"
+        return f"{base_url}/deployments/{model}{path}?api-version={version}"
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str

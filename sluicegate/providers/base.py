@@ -120,6 +120,16 @@ class Adapter:
         of this provider's dialect) go on to the provider; override to hold some back."""
         return headers
 
+    # Whether ``check_native`` must see a pass-through request's body (it is then read whole,
+    # within gateway.max_body_bytes, before it goes on untouched).
+    reads_native_bodies: bool = False
+
+    def check_native(self, path: str, body: bytes | None) -> None:
+        """Refuse (``InvalidRequest``) a pass-through request to ``path`` (under the service's
+        base URL) that this service must not send for a client; ``body`` is given when
+        ``reads_native_bodies``. The gateway's own requests are held to the same bounds in
+        ``build``: a native request may not reach what a modelled one may not."""
+
     def decode(
         self,
         endpoint: Endpoint,

@@ -33,6 +33,7 @@ from sluicegate.providers.gemini_request import (
     embedding_inputs,
     encoding_format,
     join_call_id,
+    refuse_native_gs,
     translate_request,
 )
 from sluicegate.providers.paths import refuse, segment
@@ -312,11 +313,17 @@ class GeminiAdapter(Adapter):
 
     def __init__(self, service: str = "", allow_gs_uris: bool = False) -> None:
         # gs:// URIs in messages: refused (a 400 naming ``service``) unless allowed.
+        self.service = service
         self.refuse_gs = None if allow_gs_uris else service
+        self.reads_native_bodies = not allow_gs_uris
 
     @classmethod
     def for_service(cls, service: Service) -> GeminiAdapter:
         return cls(service.name, service.allow_gs_uris)
+
+    def check_native(self, path: str, body: bytes | None) -> None:
+        if body is not None and self.refuse_gs is not None:
+            refuse_native_gs(body, self.refuse_gs)
 
     def model_path(self, model: str) -> str:
         """Where ``model`` lives under the base URL (``models/…`` or ``tunedModels/…``)."""
@@ -418,6 +425,16 @@ class VertexAdapter(GeminiAdapter):
             raise ValueError(f"service '{service.name}': a vertex service needs project")
         location = service.location or "us-central1"
         return cls(service.project, location, service.name, service.allow_gs_uris)
+
+    def check_native(self, path: str, body: bytes | None) -> None:
+        scope = f"/projects/{self.project}/locations/{self.location}/"
+        if not path.startswith(scope):
+            raise InvalidRequest(
+                f"service '{self.service}' reaches {scope[1:-1]} only: a "
+                f"pass-through path begins with {scope}",
+                code="invalid_path",
+            )
+        super().check_native(path, body)
 
     def model_path(self, model: str) -> str:
         """``model`` under this service's project and location, and nowhere else: a name,

@@ -33,7 +33,7 @@ def _url_part(url: str, where: str, default_type: str, refuse_gs: str | None) ->
     match = DATA_URL.match(url)
     if match:
         return {"inlineData": {"mimeType": match["type"], "data": match["data"]}}
-    if url.startswith("gs://") and refuse_gs is not None:
+    if url.lstrip()[:5].lower() == "gs://" and refuse_gs is not None:
         # Google reads a gs:// object with the service's own identity (its key's project,
         # its service account): any bucket that identity may read, whoever the client is.
         raise InvalidRequest(
@@ -48,6 +48,38 @@ def _url_part(url: str, where: str, default_type: str, refuse_gs: str | None) ->
     raise InvalidRequest(
         f"{where} must be an http(s) URL, a gs:// URI or a base64 data: URL", param=where
     )
+
+
+def refuse_native_gs(body: bytes, service: str) -> None:
+    """A 400 when a pass-through body names a gs:// object anywhere: as a JSON string (its
+    escapes decoded, as Google decodes them) or, in a body that is not JSON, as bytes."""
+    try:
+        doc = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        found = b"gs://" in body.lower()
+    else:
+        found = _holds_gs(doc)
+    if found:
+        raise InvalidRequest(
+            f"service '{service}' does not take gs:// URIs (the provider would read them with "
+            "the gateway's Google identity); its allow_gs_uris option is off",
+            code="gs_uris_not_allowed",
+        )
+
+
+def _holds_gs(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item.lstrip()[:5].lower() == "gs://":
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _part(part: Any, where: str, refuse_gs: str | None) -> dict[str, Any]:

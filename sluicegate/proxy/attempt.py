@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from sluicegate.asgi import Receive
-from sluicegate.credentials.redact import redact_error
+from sluicegate.credentials.redact import redact, redact_error
 from sluicegate.dialects.base import Dialect, Parsed
 from sluicegate.errors import (
     GatewayError,
@@ -30,6 +30,7 @@ from sluicegate.errors import (
 from sluicegate.proxy.streaming import Passthrough, Relay, Translated
 from sluicegate.routing.balancer import Target
 from sluicegate.routing.table import CompiledService, Step
+from sluicegate.telemetry.events import printable
 from sluicegate.telemetry.usage import TokenCounts, read_usage
 
 if TYPE_CHECKING:
@@ -70,6 +71,15 @@ class Failure:
     detail: str = ""
     cause: GatewayError | None = None  # the provider's own 4xx, translated
     retry_after: float | None = None
+    said: str | None = None  # the provider's own message, its credentials taken out
+
+    def describe(self) -> str:
+        """For the log: the status and what the provider said, or what went wrong."""
+        if self.kind != "status":
+            return f"{self.kind}: {self.detail}" if self.detail else self.kind
+        if not self.said:
+            return f"status {self.status}"
+        return f"status {self.status}, the provider said: {printable(self.said)}"
 
     @property
     def code(self) -> str | None:
@@ -284,6 +294,15 @@ async def _send(
 async def _failed(
     response: UpstreamResponse, service: CompiledService, request: UpstreamRequest
 ) -> Failure:
+    secrets = service.signer.secrets(request) if service.signer is not None else []
+    return await failed_answer(response, service, secrets)
+
+
+async def failed_answer(
+    response: UpstreamResponse, service: CompiledService, secrets: list[str]
+) -> Failure:
+    """The ``Failure`` of a provider's error answer: its own 4xx translated for the client,
+    and what it said for the log, with the request's credentials (``secrets``) taken out."""
     try:
         body = (await response.read())[:_MAX_ERROR_BODY]
     except TransportError:
@@ -291,8 +310,16 @@ async def _failed(
     status = response.status
     headers = {k.lower(): v for k, v in response.headers.items()}
     cause = None
+    said = None
     if status < 500 and status not in (401, 403) and service.adapter is not None:
         cause = service.adapter.error(status, headers, body)
-        if service.signer is not None:  # the provider may quote the request's credentials
-            redact_error(cause, service.signer.secrets(request))
-    return Failure("status", service, status, cause=cause, retry_after=_retry_after(headers))
+        # The provider may quote the request's credentials.
+        said = redact_error(cause, secrets).message
+    elif service.adapter is not None and body:
+        try:  # a 5xx, or the gateway's own credentials refused: only the log hears it
+            said = redact(service.adapter.error(status, headers, body).message, secrets)
+        except Exception:  # an error body no adapter can read is said as nothing
+            said = None
+    failure = Failure("status", service, status, cause=cause, retry_after=_retry_after(headers))
+    failure.said = said
+    return failure

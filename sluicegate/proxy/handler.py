@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from sluicegate.cache.store import MAX_ANSWER_BYTES, Caches, Lookup, read_contro
 from sluicegate.dialects.anthropic import estimate_tokens
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
+from sluicegate.dialects.responses_items import refused_tools
 from sluicegate.drain import Drain
 from sluicegate.errors import (
     AuthenticationError,
@@ -52,10 +54,14 @@ from sluicegate.policies.rate_limit import (
     Reservation,
     Who,
 )
+from sluicegate.policies.shared_counters import SharedFileCounters
 from sluicegate.policies.tokens import approximate
-from sluicegate.policies.windows import RedisCounters
+from sluicegate.policies.windows import Counters, RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
+from sluicegate.proxy.routing import embedder, facts_of, learn, plan
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
+from sluicegate.routing.semantic import Embed
+from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -64,6 +70,7 @@ from sluicegate.routing.table import (
     Step,
     hash_key,
 )
+from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
 from sluicegate.telemetry.bodies import Bodies
 from sluicegate.telemetry.exchange import Exchange
@@ -138,7 +145,13 @@ def _backoff(service: CompiledService, retry: int, failure: Failure) -> float | 
 _CHAT_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 
 
+# Reads what a dialect needs before parsing (``Proxy.handle``): the endpoint, or None.
+Prepare = Callable[[ConsumerEntry, bytes], Awaitable[str | None]]
+
+
 def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
+    if call.endpoint == "responses":  # only built-in tools make a request need it
+        return refused_tools(service.name, service.provider, call.parsed.native)
     path = f"/v1/{call.endpoint}"
     if call.endpoint == "chat":
         path = _CHAT_PATHS.get(call.dialect.name, path)
@@ -147,6 +160,10 @@ def _unsupported(service: CompiledService, call: Call) -> InvalidRequest:
         param="model",
         code="unsupported_endpoint",
     )
+
+
+def _failure(result: Success | Failure) -> Failure | None:
+    return result if isinstance(result, Failure) else None
 
 
 def _forwarded(dialect: Dialect, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -176,7 +193,11 @@ class Proxy:
     def limiter(self, table: RoutingTable) -> RateLimiter:
         # Made on first use, inside the event loop the Redis client belongs to.
         if self._limiter is None:
-            counters = RedisCounters(table.redis) if table.redis else None
+            counters: Counters | None = None
+            if table.redis:
+                counters = RedisCounters(table.redis)
+            elif self.runtime.shared_counters:  # several workers: one count for them all
+                counters = SharedFileCounters(self.runtime.shared_counters)
             gauge = self.runtime.metrics.limits_backend_up.labels(table.gateway)
             gauge.set(1)
             self._limiter = RateLimiter(
@@ -291,16 +312,26 @@ class Proxy:
         endpoint: str,
         dialect: Dialect,
         table: RoutingTable | None = None,
+        prepare: Prepare | None = None,
+        label: str | None = None,
     ) -> None:
+        """Serve one request of ``dialect`` for ``endpoint``. ``prepare`` reads what the
+        dialect needs before it parses the body (a stored conversation) and may name the
+        endpoint the request needs instead; ``label`` is the endpoint that audit rows,
+        metrics and traces name, when it is not ``endpoint``."""
         # The request finishes on the table it started with, whatever is swapped in meanwhile.
         table = table or self.runtime.table
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
         out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
-        ex = Exchange(incoming.request_id, table.gateway, endpoint, dialect.name)
+        ex = Exchange(incoming.request_id, table.gateway, label or endpoint, dialect.name)
         reservation: Reservation | None = None
         prompt: dict[str, Any] = {}  # the request, to count its prompt when no usage comes
-        span = self.tracing.request_span(headers, endpoint) if self.tracing is not None else None
+        span = (
+            self.tracing.request_span(headers, label or endpoint)
+            if self.tracing is not None
+            else None
+        )
         inflight = self.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         try:
@@ -312,9 +343,11 @@ class Proxy:
             audit = self.recorder.audit
             if audit is not None and audit.log_bodies:  # otherwise no body outlives its answer
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
+            if prepare is not None:
+                endpoint = await prepare(consumer, raw) or endpoint
             parsed = dialect.parse(endpoint, raw)
             prompt = parsed.canonical
-            rule = self.match(table, consumer, parsed.model, scope, headers)
+            rule = self.match(table, consumer, parsed.model, scope, headers, incoming.request_id)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:  # the rule decides
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -334,10 +367,11 @@ class Proxy:
             if span is not None and self.tracing is not None:
                 call.trace = (self.tracing, span)
             call.receive = receive  # a stream stops when its client leaves
+            steps = await self.route(table, rule, call, consumer, reservation, out, ex)
             if rule.cache is None:
-                await self.forward(table, rule, call, send, out, ex)
+                await self.forward(table, rule, call, send, out, ex, steps)
             else:
-                await self.forward_cached(table, rule, rule.cache, call, send, out, ex)
+                await self.forward_cached(table, rule, rule.cache, call, send, out, ex, steps)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.client_type
             await respond_error(send, exc, out, dialect.name)
@@ -417,7 +451,7 @@ class Proxy:
             if audit is not None and audit.log_bodies:
                 ex.bodies = Bodies(raw, audit.max_body_bytes)
             parsed = dialect.parse("count_tokens", raw)
-            rule = self.match(table, consumer, parsed.model, scope, headers)
+            rule = self.match(table, consumer, parsed.model, scope, headers, incoming.request_id)
             ex.rule, ex.model = rule.name, parsed.model
             if audit is not None and rule.policies.log_bodies is not None:
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
@@ -467,7 +501,10 @@ class Proxy:
         model: str,
         scope: Scope,
         headers: list[tuple[bytes, bytes]],
+        request_id: str | None = None,
     ) -> CompiledRule:
+        """The rule that serves ``model`` for ``consumer``; a model no rule serves is a 404,
+        logged with the model asked for (and ``request_id``)."""
         if consumer.models is not None and model not in consumer.models:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.",
@@ -476,6 +513,7 @@ class Proxy:
             )
         candidates = table.candidates(model)
         if not candidates:
+            events.unknown_model(request_id, model, consumer.name)
             raise ModelNotFound(
                 f"The model '{model}' does not exist or is not served here.", param="model"
             )
@@ -494,9 +532,40 @@ class Proxy:
             raise PermissionDenied(
                 f"This key may not use the model '{model}'.", param="model", code="rule_not_allowed"
             )
+        events.unknown_model(request_id, model, consumer.name)
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not served here.", param="model"
         )
+
+    async def route(
+        self,
+        table: RoutingTable,
+        rule: CompiledRule,
+        call: Call,
+        consumer: ConsumerEntry,
+        reservation: Reservation | None,
+        out: Headers,
+        ex: Exchange,
+    ) -> list[Step]:
+        """The rule's decision for this request (docs/routing.md), explained in
+        ``x-sluicegate-route`` and the audit row."""
+        facts = facts_of(table, call.parsed.canonical, call.headers, consumer, reservation)
+        key = _sticky_key(rule.hash_on, call.consumer, call.headers)
+        stats = self.runtime.route_stats
+        embed = self.route_embedder(table)
+        decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        ex.route = decision.explain
+        out.append((b"x-sluicegate-route", header_value(decision.explain)))
+        return decision.steps
+
+    def route_embedder(self, table: RoutingTable) -> Embed:
+        """What semantic routes embed with: the cache's local model, or an embeddings
+        rule of ``table``."""
+
+        async def via_rules(model: str, text: str) -> list[float]:
+            return await self.embedding(table, model, text)
+
+        return embedder(self.caches.local, via_rules)
 
     async def forward(
         self,
@@ -527,13 +596,16 @@ class Proxy:
             for retry in range(service.retries + 1):
                 if retry and failure is not None:
                     delay = _backoff(service, retry, failure)
-                    if delay is None:
-                        break  # the provider asked for longer than we would wait
+                    if delay is None:  # the provider asked for longer than we would wait
+                        events.not_retried(ex.request_id, service.name, failure.retry_after)
+                        break
+                    events.retrying(ex.request_id, service.name, retry, service.retries, delay)
                     await asyncio.sleep(delay)
                 now = time.monotonic()
                 target = pool.pick(now, key)
                 if target is None:
                     failure = Failure("unavailable", service, detail=pool.why_unavailable(now))
+                    events.skipped(ex.request_id, service.name, failure.detail)
                     ex.tried.append(Tried(service.name, None, "unavailable"))
                     break
                 attempts += 1
@@ -547,6 +619,7 @@ class Proxy:
                 finally:
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
+                learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(
@@ -558,6 +631,15 @@ class Proxy:
                 if isinstance(result, Failure):
                     failure = result
                     target.health.failed(result.kind, result.status, time.monotonic())
+                    events.attempt_failed(
+                        ex.request_id,
+                        attempts,
+                        service.name,
+                        target.url,
+                        result.kind,
+                        result.status,
+                        result.describe(),
+                    )
                     if not result.retryable():
                         break
                     continue
@@ -572,6 +654,9 @@ class Proxy:
             assert failure is not None
             if not rule.fallback_on.matches(failure.kind, failure.status, failure.code):
                 break
+            if index + 1 < len(steps):
+                following = steps[index + 1].service.name
+                events.falling_back(ex.request_id, rule.name, service.name, following)
         assert failure is not None
         ex.attempts, ex.service, ex.provider = (
             attempts,
@@ -642,6 +727,7 @@ class Proxy:
         send: Send,
         out: Headers,
         ex: Exchange,
+        steps: list[Step] | None = None,
     ) -> None:
         """``forward`` behind the rule's cache (docs/cache.md): a hit is replayed without
         an upstream call; a miss is forwarded and its complete answer kept."""
@@ -649,11 +735,12 @@ class Proxy:
         if call.endpoint != "chat" or (call.screen is not None and call.screen.personal):
             ex.cache = "bypass"
             out.append((b"x-sluicegate-cache", b"bypass"))
-            await self.forward(table, rule, call, send, out, ex)
+            await self.forward(table, rule, call, send, out, ex, steps)
             return
         control = read_control(call.headers)
         # The plan is drawn first: the key names the service and model it resolves to.
-        steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+        if steps is None:
+            steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
         first = steps[0]
         scope = CacheScope(table.gateway, rule.name, call.consumer if plan.per_consumer else None)
         model = first.model or call.parsed.model

@@ -8,16 +8,17 @@ comes back as the provider sent it (status, headers, body left compressed), stre
 ways: neither body is held whole, except a request body a signature covers (SigV4), read
 within ``gateway.max_body_bytes`` first.
 
-The caller needs a gateway key and a rule it may use that targets the service, or the
-service in its consumer's ``passthrough`` list. Request limits and budgets of the gateway
+The caller needs a gateway key and the service in its consumer's ``passthrough`` list, or a
+rule it may use that targets the service and neither screens nor transforms requests
+(``routing.reach``). What the service's modelled routes refuse, its native route refuses
+too (``Adapter.check_native``, ``features``): paths outside a Vertex project, gs:// URIs,
+anthropic-beta names the service does not list. Request limits and budgets of the gateway
 and the consumer apply; nothing is counted as tokens (the gateway does not read the
 provider's own shapes). Each call is an audit row with endpoint ``passthrough``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator
@@ -36,17 +37,18 @@ from sluicegate.errors import (
     UpstreamTimeout,
 )
 from sluicegate.providers.base import UpstreamRequest
+from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upload import Upload
 from sluicegate.proxy.upstream import HttpTransport, NativeResponse
-from sluicegate.routing.reach import may_reach
-from sluicegate.routing.table import CompiledService, RoutingTable
+from sluicegate.routing.reach import why_not
+from sluicegate.routing.table import CompiledRule, CompiledService, ConsumerEntry, RoutingTable
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.tracing import Tracing
 from sluicegate.telemetry.usage import TokenCounts
 
 if TYPE_CHECKING:
-    from sluicegate.policies.rate_limit import Reservation
+    from sluicegate.policies.rate_limit import Limit, Reservation
     from sluicegate.proxy.handler import Proxy
 
 PREFIX = b"/passthrough/"
@@ -90,15 +92,32 @@ def split_path(scope: Scope) -> tuple[str, bytes]:
     if not name:
         raise NotFound("Name a service: /passthrough/{service}/{path}.", code="service_not_found")
     path = slash + tail
+    check_segments(path)
+    return unquote_to_bytes(name).decode("utf-8", "replace"), path
+
+
+def check_segments(path: bytes) -> None:
+    """Refuse a path that would climb out of the service's base path once decoded, as the
+    provider's server will decode it."""
     for segment in path.split(b"/"):
-        # Decoded as the provider's server will decode it: no climbing out of the base path.
         if unquote_to_bytes(segment).replace(b"\\", b"/").strip(b"/") in (b".", b".."):
             raise InvalidRequest(
                 "A pass-through path may not hold '.' or '..' segments.", code="invalid_path"
             )
         if b"\\" in unquote_to_bytes(segment):
             raise InvalidRequest("A pass-through path may not hold '\\'.", code="invalid_path")
-    return unquote_to_bytes(name).decode("utf-8", "replace"), path
+
+
+def rule_path(scope: Scope) -> tuple[str, bytes]:
+    """A path routed by a rule: the path rules compare (``/v1/…``), and the rest of it after
+    ``/v1`` as the client encoded it, which goes on after the service's base URL (itself
+    ``…/v1`` for most providers)."""
+    path: str = scope["path"]
+    raw: bytes = scope.get("raw_path") or path.encode()
+    tail = raw[raw.find(b"/v1/") + 3 :] if b"/v1/" in raw else raw
+    tail = tail.partition(b"?")[0]
+    check_segments(tail)
+    return (path if path.startswith("/v1/") else "/v1" + path), tail
 
 
 def _dropped(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -127,6 +146,21 @@ def forwarded_headers(
     return out
 
 
+def features(
+    service: CompiledService, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers with the provider feature headers (``anthropic-beta``) cut to
+    what the service allows, as on its modelled routes: a feature runs as the gateway's
+    account with the provider."""
+    asked = [value.decode("latin-1") for name, value in headers if name == b"anthropic-beta"]
+    if not asked or service.adapter is None:
+        return headers
+    kept = service.adapter.forwarded({"anthropic-beta": ",".join(asked)})
+    out = [(name, value) for name, value in headers if name != b"anthropic-beta"]
+    out.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in kept.items())
+    return out
+
+
 def answer_headers(response: NativeResponse, out: Headers) -> Headers:
     """The provider's headers, minus hop-by-hop ones and any the gateway sets itself."""
     raw = [(k.lower(), v) for k, v in response.raw_headers]
@@ -141,7 +175,42 @@ class NativeProxy:
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
+    @staticmethod
+    def routes(table: RoutingTable, path: str) -> bool:
+        """Whether a rule's ``match.paths`` names ``path`` (one the gateway does not model)."""
+        path = path if path.startswith("/v1/") else "/v1" + path
+        return any(r.paths is not None and r.takes_path(path) for r in table.rules)
+
+    def by_rule(
+        self, table: RoutingTable, consumer: ConsumerEntry, scope: Scope
+    ) -> tuple[CompiledRule, CompiledService, bytes]:
+        """The first rule whose ``match.paths`` names the request's path and that the caller
+        may use; the service of its weighted pick; the path to send."""
+        path, tail = rule_path(scope)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        named = [r for r in table.rules if r.paths is not None and r.accepts(path, headers)]
+        for rule in named:
+            if consumer.may_use(rule):
+                if rule.guard is not None:  # a native body is never screened
+                    raise PermissionDenied(
+                        f"Rule '{rule.name}' has guardrails or transforms, which a native "
+                        "body would pass unscreened.",
+                        code="rule_not_allowed",
+                    )
+                return rule, rule.pick(table.rng).service, tail
+        if named:
+            raise PermissionDenied(f"This key may not use {path}.", code="rule_not_allowed")
+        raise NotFound(f"Unknown path {scope['method']} {path}.", code="unknown_path")
+
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        table: RoutingTable,
+        routed: bool = False,
+    ) -> None:
+        """``routed``: the path is one a rule names (``routes``), not ``/passthrough/…``."""
         proxy = self.proxy
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
@@ -157,16 +226,22 @@ class NativeProxy:
         try:
             consumer = await proxy.identify(table, key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
-            name, path = split_path(scope)
-            service = table.services.get(name)
-            if service is None:
-                raise NotFound(f"No service named '{name}'.", code="service_not_found")
-            if not may_reach(table, consumer, name):
-                raise PermissionDenied(
-                    f"This key may not reach service '{name}': no rule it may use targets it, "
-                    "nor does its consumer's passthrough list name it.",
-                    code="service_not_allowed",
-                )
+            rule_limits: tuple[Limit, ...] = ()
+            if routed:
+                rule, service, path = self.by_rule(table, consumer, scope)
+                name, ex.rule, rule_limits = service.name, rule.name, rule.limits
+            else:
+                name, path = split_path(scope)
+                found = table.services.get(name)
+                if found is None:
+                    raise NotFound(f"No service named '{name}'.", code="service_not_found")
+                service = found
+                refused = why_not(table, consumer, name)
+                if refused is not None:
+                    raise PermissionDenied(
+                        f"This key may not reach service '{name}': {refused}.",
+                        code="service_not_allowed",
+                    )
             if service.transport is not None or service.adapter is None:
                 raise InvalidRequest(
                     f"Service '{name}' (provider '{service.provider}') has no HTTP API to pass "
@@ -175,7 +250,7 @@ class NativeProxy:
                 )
             limits = tuple(
                 dataclasses.replace(limit, tokens=None)
-                for limit in (*table.limits, *consumer.limits)
+                for limit in (*table.limits, *rule_limits, *consumer.limits)
                 if limit.requests is not None or limit.usd is not None
             )
             if limits:
@@ -226,15 +301,24 @@ class NativeProxy:
         request = UpstreamRequest(scope["method"], url, dict(service.headers), b"")
         declared = read_headers(headers).content_length
         signer = service.signer
+        adapter = service.adapter
         upload: Upload | None = None
         body: bytes | AsyncGenerator[bytes, None] = b""
+        whole = (signer is not None and signer.signs_body) or (
+            adapter is not None and adapter.reads_native_bodies
+        )
         if not any(n == b"content-length" or n == b"transfer-encoding" for n, _ in headers):
-            pass  # a request without a body (HTTP/1.1 says so by these two headers alone)
-        elif signer is not None and signer.signs_body:
+            if adapter is not None:
+                adapter.check_native(path.decode("latin-1"), b"")
+        elif whole:
             request.body = body = await read_body(
                 receive, table.max_body_bytes, declared, table.body_timeout
             )
+            if adapter is not None:
+                adapter.check_native(path.decode("latin-1"), body)
         else:
+            if adapter is not None:
+                adapter.check_native(path.decode("latin-1"), None)
             upload = Upload(receive, table.max_body_bytes, declared, table.body_timeout)
             body = upload.parts()
         if signer is not None:
@@ -256,7 +340,7 @@ class NativeProxy:
             try:
                 response = await transport.open_native(
                     request,
-                    forwarded_headers(headers, request.headers),
+                    forwarded_headers(features(service, headers), request.headers),
                     body,
                     service.timeouts,
                     service.tls,
@@ -273,67 +357,15 @@ class NativeProxy:
             target.health.succeeded()
             target.observe(time.monotonic() - now, time.monotonic())
             ex.status = response.status
-            await self.relay(response, send, answer_headers(response, out), receive, service, ex)
+            await relay_bytes(
+                response,
+                send,
+                answer_headers(response, out),
+                receive,
+                ex,
+                service.timeouts.stream,
+                self.proxy.drain.over,
+            )
             return True
         finally:
             target.inflight -= 1
-
-    async def relay(
-        self,
-        response: NativeResponse,
-        send: Send,
-        headers: Headers,
-        receive: Receive,
-        service: CompiledService,
-        ex: Exchange,
-    ) -> None:
-        """The answer as it comes, until it ends, the client leaves or ``stream_timeout``."""
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        first = True
-
-        async def pump() -> bool:
-            nonlocal first
-            async for chunk in response.chunks():
-                if first:
-                    ex.first_token = time.perf_counter() - ex.started
-                    first = False
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            return True
-
-        relaying = asyncio.ensure_future(pump())
-        leaving = asyncio.ensure_future(_left(receive))
-        started = time.monotonic()
-        try:
-            done, _ = await asyncio.wait(
-                {relaying, leaving},
-                timeout=service.timeouts.stream,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if relaying in done:
-                try:
-                    relaying.result()
-                except TransportError:
-                    # The head went out already: the connection is closed without an end,
-                    # so the client sees a cut answer, not a whole one.
-                    ex.error_type = "upstream_error"
-                    return
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            elif leaving in done:
-                ex.error_type = "client_closed"
-            else:
-                ex.error_type = "timeout_error"
-        finally:
-            for task in (relaying, leaving):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await relaying
-            response.release()
-            ex.upstream_seconds += time.monotonic() - started
-
-
-async def _left(receive: Receive) -> None:
-    """Returns once the client has gone away (read after its body is done)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return

@@ -41,6 +41,7 @@ from sluicegate.errors import (
     UpstreamTimeout,
 )
 from sluicegate.schema.sse import EventSplitter
+from sluicegate.telemetry import events
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.usage import (
     TokenCounts,
@@ -264,3 +265,5 @@ async def relay_stream(
         ex.status, ex.error_type = error.http_status, error.code
     elif error is not None:  # the upstream's failure: the client has its 200 and the event
         ex.error_type = error.client_type
+    if error is not None:
+        events.stream_cut(ex.request_id, ex.service, error.message)

@@ -35,7 +35,7 @@ from sluicegate.errors import GatewayError, InvalidRequest, RateLimited, Transpo
 from sluicegate.policies.rate_limit import Estimate, Limit, Reservation, Who
 from sluicegate.proxy.attempt import Failure
 from sluicegate.proxy.handler import read_headers
-from sluicegate.realtime.sessions import Sessions
+from sluicegate.realtime.sessions import Seat, Sessions
 from sluicegate.realtime.upstream import handshake, socket_url
 from sluicegate.routing.table import (
     CompiledRule,
@@ -109,20 +109,23 @@ class Realtime:
         inflight = proxy.runtime.metrics.inflight.labels(table.gateway)
         inflight.inc()
         reservation: Reservation | None = None
-        counted: ConsumerEntry | None = None
+        seat: Seat | None = None
         try:
             offer = read_offer(scope)
             consumer = await proxy.identify(table, offer.key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
             if offer.model is None:
                 raise InvalidRequest("Name a model: /v1/realtime?model=<model>.", param="model")
-            rule = proxy.match(table, consumer, offer.model, {"path": "/v1/realtime"}, headers)
+            rule = proxy.match(
+                table, consumer, offer.model, {"path": "/v1/realtime"}, headers, ex.request_id
+            )
             ex.rule, ex.model = rule.name, offer.model
             limits = (*table.limits, *rule.limits, *consumer.limits)
             if limits:
                 reservation = await self.reserve(table, limits, ex, offer.key)
-            self.sessions.begin(table.gateway, consumer.name, consumer.realtime_sessions)
-            counted = consumer
+            seat = await self.sessions.begin(
+                table.gateway, consumer.name, consumer.realtime_sessions, table.redis
+            )
             upstream, step = await self.open(table, rule, consumer, offer, ex)
         except GatewayError as exc:
             ex.status, ex.error_type = exc.http_status, exc.client_type
@@ -142,8 +145,8 @@ class Realtime:
                 await session.run(step.service.timeouts.stream)
         finally:
             inflight.dec()
-            if counted is not None:
-                self.sessions.end(table.gateway, counted.name)
+            if seat is not None:
+                await self.sessions.end(seat)
             if reservation is not None:
                 await proxy.limiter(table).settle(reservation, TokenCounts(), 0.0, True)
             proxy.recorder.record(ex, table)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import (
+    MEDIA_PRICE_FIELDS,
     Budget,
     Config,
     Limits,
@@ -22,9 +23,11 @@ from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
+from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
+from sluicegate.providers.models import ModelCatalog, Override
 from sluicegate.providers.registry import ADAPTERS
 from sluicegate.proxy.upstream import Timeouts
 from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
@@ -35,6 +38,7 @@ from sluicegate.routing.health import (
     TargetHealth,
 )
 from sluicegate.routing.probes import Probe
+from sluicegate.routing.smart import compile_router
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -47,7 +51,7 @@ from sluicegate.routing.table import (
     models_body,
     narrower,
 )
-from sluicegate.telemetry.pricing import Price, PriceTable
+from sluicegate.telemetry.pricing import PriceTable
 from sluicegate.tls.client import TlsSettings, client_context
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on
@@ -154,7 +158,8 @@ def _endpoint_pool(svc: Service, url: str, previous: Balancer | None) -> Balance
         old = previous.targets[0]
         if old.url == url and old.health.passive == passive:
             return previous
-    return RoundRobin(svc.name, [Target(url, health=TargetHealth(passive))])
+    where = f"service '{svc.name}' target {url}"
+    return RoundRobin(svc.name, [Target(url, health=TargetHealth(passive, where=where))])
 
 
 def _same_pool(pool: Balancer, upstream: Upstream, targets: list[Target]) -> bool:
@@ -192,7 +197,12 @@ def compile_pool(
         active = ActivePolicy(
             a.path, a.interval, a.timeout, a.healthy_successes, a.unhealthy_failures
         )
-    targets = [Target(t.url, t.weight, TargetHealth(passive, active)) for t in upstream.targets]
+    targets = [
+        Target(
+            t.url, t.weight, TargetHealth(passive, active, f"upstream '{upstream.name}' {t.url}")
+        )
+        for t in upstream.targets
+    ]
     if previous is not None and _same_pool(previous, upstream, targets):
         pool = previous
     else:
@@ -233,6 +243,8 @@ def compile_rule(
     redis: str | None = None,
     warnings: list[str] | None = None,
     catalog: tuple[str, ...] = (),
+    models: ModelCatalog | None = None,
+    gateway: str = "default",
 ) -> CompiledRule:
     targets = tuple(Step(services[t.service], t.model) for t in rule.targets)
     cumulative = tuple(itertools.accumulate(t.weight for t in rule.targets))
@@ -244,6 +256,9 @@ def compile_rule(
         fallbacks=tuple(Step(services[f.service], f.model) for f in rule.fallbacks),
         fallback_on=_fallback_on(rule.fallback_on),
         paths=frozenset(normal_path(p) for p in rule.match.paths) or None,
+        path_patterns=tuple(
+            re.compile(fnmatch.translate(normal_path(p))) for p in rule.match.paths if is_glob(p)
+        ),
         headers=tuple(
             (name.lower(), re.compile(fnmatch.translate(value)))
             for name, value in rule.match.headers.items()
@@ -259,6 +274,7 @@ def compile_rule(
             rule.policies.cache, redis, rule.name, warnings if warnings is not None else []
         ),
         guard=compile_guard(rule.policies),
+        router=compile_router(rule, gateway, services, models or ModelCatalog()),
     )
 
 
@@ -279,6 +295,20 @@ def limits_of(
     if budget is not None:
         out += (Limit(owner, per, None, None, budget.window, budget.usd),)
     return out
+
+
+def model_catalog(config: Config) -> ModelCatalog:
+    """The built-in catalog, then ``pricing:``, then ``models:`` (which supersedes it)."""
+    layers = [
+        (name, Override(**p.model_dump(exclude=set(MEDIA_PRICE_FIELDS)), whole_price=True))
+        for name, p in config.pricing.items()
+        if not p.media or p.model_fields_set & {"input", "output"}  # a media price only
+    ]
+    for name, spec in config.models.items():
+        fields = spec.model_dump(exclude={"capabilities", "description"})
+        caps = frozenset(spec.capabilities) if spec.capabilities is not None else None
+        layers.append((name, Override(**fields, capabilities=caps)))
+    return ModelCatalog(layers)
 
 
 def _cors(config: Config) -> CorsPolicy | None:
@@ -392,13 +422,22 @@ def compile_config(
         for i, svc in enumerate(config.services)
     }
     redis = config.gateway.redis
-    prices = PriceTable({name: Price(**p.model_dump()) for name, p in config.pricing.items()})
-    catalog = prices.names()
+    models = model_catalog(config)
+    prices = PriceTable(models.prices())
+    media_prices = MediaPrices(
+        {
+            name: MediaPrice(**p.model_dump(include=set(MEDIA_PRICE_FIELDS)))
+            for name, p in config.pricing.items()
+            if p.media
+        }
+    )
+    catalog = models.names()
     # In the order requests try them (priority, then as listed): a rule's index is its
     # place, so that candidates() sorts by index alone.
     ordered = [config.rules[i] for i in match_order(config.rules)]
     rules = [
-        compile_rule(rule, i, services, redis, warnings, catalog) for i, rule in enumerate(ordered)
+        compile_rule(rule, i, services, redis, warnings, catalog, models, config.gateway.name)
+        for i, rule in enumerate(ordered)
     ]
 
     exact: dict[str, list[int]] = {}
@@ -437,6 +476,7 @@ def compile_config(
             limits,
             passthrough=frozenset(consumer.passthrough),
             realtime_sessions=consumer.realtime_sessions,
+            groups=frozenset(consumer.groups),
         )
         by_name[consumer.name] = entry
         for key in consumer.keys:
@@ -463,6 +503,8 @@ def compile_config(
         pools=tuple(pools.values()),
         probes=probes,
         prices=prices,
+        media_prices=media_prices,
+        models=models,
         access_log=config.gateway.access_log,
         limits=_gateway_limits(config),
         redis=config.gateway.redis,

@@ -1,9 +1,11 @@
 """Which services a consumer may reach outside a rule's own request: native pass-through,
 files and batches (whose ids name the service that holds them).
 
-A consumer reaches a service when a rule it may use targets it (or falls back to it), or
-when its ``passthrough`` list names it. The rules that lead to each service are worked out
-once per routing table, on first use.
+A consumer reaches a service when its ``passthrough`` list names it, or when a rule it may
+use targets it (or falls back to it) and that rule has no guardrails or transforms: such
+requests go to the provider as the client wrote them, so a service that the operator put
+behind screening is not opened around it, unless the consumer is granted it by name. The
+rules that lead to each service are worked out once per routing table, on first use.
 """
 
 from __future__ import annotations
@@ -34,6 +36,28 @@ def rules_to(table: RoutingTable, service: str) -> tuple[CompiledRule, ...]:
 
 
 def may_reach(table: RoutingTable, consumer: ConsumerEntry, service: str) -> bool:
+    """Whether ``consumer`` may still use ``service`` through any of its rules (to read back
+    the files and batches it made there)."""
     if service in consumer.passthrough:
         return True
     return any(consumer.may_use(rule) for rule in rules_to(table, service))
+
+
+def why_not(table: RoutingTable, consumer: ConsumerEntry, service: str) -> str | None:
+    """Why ``consumer`` may not send native (unscreened) requests to ``service``; None when
+    it may."""
+    if service in consumer.passthrough:
+        return None
+    usable = [rule for rule in rules_to(table, service) if consumer.may_use(rule)]
+    if any(rule.guard is None for rule in usable):
+        return None
+    if usable:
+        return (
+            f"the rules it may use that target service '{service}' screen or transform "
+            f"requests ({', '.join(rule.name for rule in usable)}), and native requests are "
+            "not screened: list the service in its consumer's passthrough to allow them"
+        )
+    return (
+        f"no rule it may use targets service '{service}', nor does its consumer's "
+        "passthrough list name it"
+    )

@@ -29,8 +29,10 @@ from sluicegate.config.model import Policies
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import Signer
 from sluicegate.guardrails.policy import Guard
+from sluicegate.media.prices import MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.base import Adapter
+from sluicegate.providers.models import ModelCatalog
 from sluicegate.proxy.upstream import Timeouts, Transport
 from sluicegate.routing.balancer import Balancer, unit_hash
 from sluicegate.routing.probes import Probe
@@ -38,6 +40,7 @@ from sluicegate.telemetry.pricing import PriceTable
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only with auth.jwt on (compile.py)
     from sluicegate.auth.jwt import JwtVerifier
+    from sluicegate.routing.smart import Router
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -109,6 +112,8 @@ class CompiledRule:
     limits: tuple[Limit, ...] = ()
     cache: CachePlan | None = None  # policies.cache, compiled; None: no cache, no cost
     guard: Guard | None = None  # policies.guardrails and .transform, compiled; None: none
+    path_patterns: tuple[re.Pattern[str], ...] = ()  # the glob patterns of match.paths
+    router: Router | None = None  # its targets, routes and strategy (routing/smart.py)
 
     def pick(self, rng: random.Random, key: str | None = None) -> Step:
         if len(self.targets) == 1:
@@ -127,8 +132,14 @@ class CompiledRule:
         """The weighted pick, then the fallbacks in order."""
         return [self.pick(rng, key), *self.fallbacks]
 
+    def takes_path(self, path: str) -> bool:
+        """``match.paths`` names ``path``, as it is or by a glob pattern."""
+        if self.paths is None:
+            return True
+        return path in self.paths or any(p.fullmatch(path) for p in self.path_patterns)
+
     def accepts(self, path: str, headers: Mapping[str, str]) -> bool:
-        if self.paths is not None and path not in self.paths:
+        if self.paths is not None and not self.takes_path(path):
             return False
         for name, pattern in self.headers:
             value = headers.get(name)
@@ -151,6 +162,7 @@ class ConsumerEntry:
     passthrough: frozenset[str] = frozenset()  # services named in consumers[].passthrough
     realtime_sessions: int | None = None  # open at once, per instance; None: any
     mcp: tuple[str, ...] | None = None  # a minted key's own MCP allow list; None: none
+    groups: frozenset[str] = frozenset()  # the consumer groups it is in (routes' ``group``)
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules
@@ -210,6 +222,8 @@ class RoutingTable:
     pools: tuple[Balancer, ...] = ()
     probes: tuple[Probe, ...] = ()
     prices: PriceTable = field(default_factory=PriceTable)
+    media_prices: MediaPrices = field(default_factory=MediaPrices)  # images, audio, rerank
+    models: ModelCatalog = field(default_factory=ModelCatalog)
     body_timeout: float = 30.0
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
@@ -267,7 +281,13 @@ class RoutingTable:
             allowed = narrower(allowed, group.rules)
             limits += group.limits
         body = models_body(self.rules, allowed, consumer.models)
-        found = dataclasses.replace(consumer, rules=allowed, models_body=body, limits=limits)
+        found = dataclasses.replace(
+            consumer,
+            rules=allowed,
+            models_body=body,
+            limits=limits,
+            groups=consumer.groups | frozenset(known),
+        )
         if len(self.narrowed) < 4096:  # bounded: names come from tokens
             self.narrowed[cache_key] = found
         return found

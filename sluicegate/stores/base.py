@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from sluicegate.errors import SluicegateError
 from sluicegate.stores.objects import OwnedObject
+from sluicegate.stores.responses import KeptResponse
 
 DEFAULT_GATEWAY = "default"
 # PostgreSQL: every write notifies this channel in its own transaction (payload: the gateway).
@@ -81,6 +82,7 @@ AUDIT_COLUMNS = (
     "tags",  # JSON text: {tag: value} from transform.tags
     "endpoint",  # chat, completions, embeddings, count_tokens (NULL in rows before it)
     "attempts_detail",  # JSON text: [{"service", "target", "status", "outcome", "ms"}]
+    "route",  # why these targets: x-sluicegate-route (docs/routing.md)
 )
 # Written with a row when ``audit.log_bodies`` is on (NULL otherwise); read only for one
 # request (``AuditQuery.bodies``), never for a page of rows.
@@ -325,3 +327,14 @@ class Store(Protocol):
 
     async def claim_object(self, id: str) -> bool:
         """Mark a batch's usage recorded; True for the one caller that marked it."""
+
+    async def put_response(self, kept: KeptResponse) -> None:
+        """Keep a Responses API response (``stores.responses``), replacing one of its id."""
+
+    async def kept_response(self, id: str, now: float) -> KeptResponse | None:
+        """The response of this id unless it expired before ``now`` (unix seconds)."""
+
+    async def delete_response(self, id: str) -> None: ...
+
+    async def purge_responses(self, now: float, limit: int) -> int:
+        """Delete at most ``limit`` responses expired before ``now``; the number deleted."""

@@ -137,6 +137,25 @@ SQLITE: tuple[tuple[str, ...], ...] = (
         # 10: every step of the request's plan (JSON: service, target, status, outcome, ms)
         "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail TEXT",
     ),
+    (
+        # 11: responses of the Responses API kept for follow-ups (stores/responses.py)
+        """
+        CREATE TABLE sluicegate_responses (
+            id TEXT PRIMARY KEY,
+            gateway TEXT NOT NULL,
+            consumer TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            response TEXT NOT NULL,
+            input TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX sluicegate_responses_expiry ON sluicegate_responses (expires_at)",
+    ),
+    (
+        # 12: why the request went where it went (x-sluicegate-route)
+        "ALTER TABLE sluicegate_audit ADD COLUMN route TEXT",
+    ),
 )
 
 POSTGRES: tuple[tuple[str, ...], ...] = (
@@ -254,6 +273,25 @@ POSTGRES: tuple[tuple[str, ...], ...] = (
     (
         # 10: every step of the request's plan (JSON: service, target, status, outcome, ms)
         "ALTER TABLE sluicegate_audit ADD COLUMN attempts_detail JSONB",
+    ),
+    (
+        # 11: responses of the Responses API kept for follow-ups (stores/responses.py)
+        """
+        CREATE TABLE sluicegate_responses (
+            id TEXT PRIMARY KEY,
+            gateway TEXT NOT NULL,
+            consumer TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            response TEXT NOT NULL,
+            input TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX sluicegate_responses_expiry ON sluicegate_responses (expires_at)",
+    ),
+    (
+        # 12: why the request went where it went (x-sluicegate-route)
+        "ALTER TABLE sluicegate_audit ADD COLUMN route TEXT",
     ),
 )
 

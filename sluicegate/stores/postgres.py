@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 
 from sluicegate.stores import objects
+from sluicegate.stores import responses as kept_sql
 from sluicegate.stores.base import (
     AUDIT_ROW_COLUMNS,
     CHANNEL,
@@ -31,6 +32,7 @@ from sluicegate.stores.base import (
 )
 from sluicegate.stores.migrations import ADVISORY_LOCK_KEY, META_TABLE, POSTGRES
 from sluicegate.stores.objects import OwnedObject
+from sluicegate.stores.responses import KeptResponse
 
 _COLUMNS = (
     "id::text AS id, gateway, kind, name, doc::text AS doc, tags::text AS tags, "
@@ -403,6 +405,37 @@ class PostgresStore:
     async def claim_object(self, id: str) -> bool:
         status: str = await self.pool.execute(objects.POSTGRES_CLAIM, id)
         return status.rpartition(" ")[2] == "1"
+
+    @_reached
+    async def put_response(self, kept: KeptResponse) -> None:
+        await self.pool.execute(
+            kept_sql.POSTGRES_PUT,
+            kept.id,
+            kept.gateway,
+            kept.consumer,
+            kept.created_at,
+            kept.expires_at,
+            orjson.dumps(kept.response).decode(),
+            orjson.dumps(kept.input).decode(),
+        )
+
+    @_reached
+    async def kept_response(self, id: str, now: float) -> KeptResponse | None:
+        row = await self.pool.fetchrow(kept_sql.POSTGRES_ONE, id, now)
+        if row is None:
+            return None
+        return KeptResponse(
+            row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), orjson.loads(row[6])
+        )
+
+    @_reached
+    async def delete_response(self, id: str) -> None:
+        await self.pool.execute(kept_sql.POSTGRES_DELETE, id)
+
+    @_reached
+    async def purge_responses(self, now: float, limit: int) -> int:
+        status: str = await self.pool.execute(kept_sql.POSTGRES_PURGE, now, limit)
+        return int(status.rpartition(" ")[2] or 0)
 
 
 def _insert_params(

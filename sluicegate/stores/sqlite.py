@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 
 from sluicegate.stores import objects
+from sluicegate.stores import responses as kept_sql
 from sluicegate.stores.base import (
     AUDIT_ROW_COLUMNS,
     AuditQuery,
@@ -31,6 +32,7 @@ from sluicegate.stores.base import (
 )
 from sluicegate.stores.migrations import META_TABLE, SQLITE
 from sluicegate.stores.objects import OwnedObject
+from sluicegate.stores.responses import KeptResponse
 
 T = TypeVar("T")
 
@@ -464,3 +466,32 @@ class SqliteStore:
     async def claim_object(self, id: str) -> bool:
         claimed = await self._run(lambda conn: conn.execute(objects.SQLITE_CLAIM, (id,)).rowcount)
         return bool(claimed)
+
+    async def put_response(self, kept: KeptResponse) -> None:
+        values = (
+            kept.id,
+            kept.gateway,
+            kept.consumer,
+            kept.created_at,
+            kept.expires_at,
+            orjson.dumps(kept.response).decode(),
+            orjson.dumps(kept.input).decode(),
+        )
+        await self._run(lambda conn: conn.execute(kept_sql.SQLITE_PUT, values))
+
+    async def kept_response(self, id: str, now: float) -> KeptResponse | None:
+        row = await self._run(lambda conn: conn.execute(kept_sql.SQLITE_ONE, (id, now)).fetchone())
+        if row is None:
+            return None
+        return KeptResponse(
+            row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), orjson.loads(row[6])
+        )
+
+    async def delete_response(self, id: str) -> None:
+        await self._run(lambda conn: conn.execute(kept_sql.SQLITE_DELETE, (id,)))
+
+    async def purge_responses(self, now: float, limit: int) -> int:
+        deleted = await self._run(
+            lambda conn: conn.execute(kept_sql.SQLITE_PURGE, (now, limit)).rowcount
+        )
+        return int(deleted)

@@ -153,6 +153,7 @@ def audit_row(ex: Exchange, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Aud
         *(_NO_GUARD if ex.screen is None else _guard_columns(ex)),
         ex.endpoint,
         detail(ex.tried),
+        ex.route,
         *(_NO_BODIES if ex.bodies is None else _bodies(ex, ex.bodies, max_body_bytes)),
     )
 

@@ -43,6 +43,7 @@ class Exchange:
     cache: str | None = None
     bodies: Bodies | None = None  # only with audit.log_bodies: the audit row keeps them
     screen: Screen | None = None  # the rule's guardrails and transforms: verdicts, tags
+    route: str | None = None  # why these targets (x-sluicegate-route, docs/routing.md)
 
     @property
     def seconds(self) -> float:

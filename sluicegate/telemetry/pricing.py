@@ -106,14 +106,16 @@ _REGION_PREFIXES = ("us.", "eu.", "apac.", "global.", "jp.", "au.")
 _VENDOR_PREFIXES = ("anthropic.", "meta.", "mistral.", "cohere.", "openai.")
 
 
-def _normal(model: str) -> str:
+def normal_name(model: str, known: Mapping[str, object] = PRICES) -> str:
+    """``model`` without an ARN's path and Bedrock's region and vendor prefixes (a vendor
+    prefix stays when ``known`` has the name with it)."""
     name = model.rsplit("/", 1)[-1]  # ARNs and "models/x" style names
     for prefix in _REGION_PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix) :]
             break
     for prefix in _VENDOR_PREFIXES:
-        if name.startswith(prefix) and name not in PRICES:
+        if name.startswith(prefix) and name not in known:
             return name[len(prefix) :]
     return name
 
@@ -135,7 +137,7 @@ class PriceTable:
             return self._found[model]
         found = self._prices.get(model)
         if found is None:
-            name = _normal(model)
+            name = normal_name(model, self._prices)
             found = self._prices.get(name)
             if found is None:
                 found = next((self._prices[k] for k in self._keys if name.startswith(k)), None)

@@ -17,10 +17,11 @@ from sluicegate.routing.table import RoutingTable
 from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.labels import LabelNames
+from sluicegate.telemetry.logs import ACCESS, utc_stamp
 from sluicegate.telemetry.metrics import Metrics
 from sluicegate.telemetry.pricing import PriceTable
 
-access = logging.getLogger("sluicegate.access")
+access = logging.getLogger(ACCESS)
 
 _TOKEN_TYPES = ("input", "output", "cached", "cache_write", "reasoning")
 
@@ -101,7 +102,8 @@ class Recorder:
             for (on, kind, action), count in ex.screen.screening.verdicts.items():
                 child(m.guardrails, gateway, rule, on, kind, action).inc(count)
         if table.access_log:
-            access.info(orjson.dumps(self.line(ex)).decode())
+            stamp = {"ts": utc_stamp(time.time()), "level": "INFO"}  # as every log line has
+            access.info(orjson.dumps({**stamp, **self.line(ex)}).decode())
         if self.audit is not None:
             self.audit.submit(ex)
 

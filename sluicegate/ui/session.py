@@ -5,7 +5,8 @@ and a random nonce, signed with HMAC-SHA256. The signing key is derived from the
 admin key, so every instance and worker behind one load balancer accepts the
 same cookie, and changing the admin key ends every session. Without an admin
 key (admin tokens only) the key is ``SLUICEGATE_KEY_SECRET``'s, or else random
-per process, and a session then holds on that process alone. A logout is kept
+per run of the server (shared by its workers), and a session then holds on that
+instance alone, until it stops. A logout is kept
 where every instance sees it (ui/ended.py).
 
 The CSRF token is a second HMAC of the nonce: the page reads it from
@@ -21,6 +22,8 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
+
+from sluicegate.workers import run_secret
 
 COOKIE = "sluicegate_ui"
 LIFETIME = 8 * 3600.0  # a working day; a JWT login ends with its token if that is sooner
@@ -42,7 +45,8 @@ class Sessions:
     """Issues and checks session cookies under one signing key."""
 
     def __init__(self) -> None:
-        self._fallback = os.urandom(32)  # used only when no configured secret exists
+        # Used only when no configured secret exists; the workers of one serve share it.
+        self._fallback = run_secret() or os.urandom(32)
 
     @staticmethod
     def _key(material: bytes) -> bytes:

@@ -401,3 +401,29 @@ def test_the_docs_show_each_page() -> None:
         assert f"images/dashboard-{page}.png" in shown, page
     for picture in shown:
         assert (root / "docs" / picture).read_bytes()[:4] == b"\x89PNG", picture
+
+
+def test_client_text_is_shown_as_text_never_run(
+    gateway: RunningGateway, console_and_page: tuple[Console, Any]
+) -> None:
+    """A client chooses the request id that its audit row keeps: markup in it must show as
+    text on the Logs page and in the log's detail, never become elements or run."""
+    _, page = console_and_page
+    request_id = f"xss-{time.monotonic_ns()}-<img src=x onerror=window.__xss=1><b>bold</b>"
+    answer = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {TEAM_KEY}", "x-request-id": request_id},
+    )
+    assert answer.status_code == 200
+    wait_for_audit(gateway, request_id)
+    log_in(page, gateway)
+    page.click("nav >> text=Logs")
+    page.fill("#log-request-id", request_id)
+    page.click("form[role=search] button[type=submit]")
+    found = page.locator(f"tr[data-request-id='{request_id}']")
+    expect(found).to_contain_text("<img src=x onerror=window.__xss=1><b>bold</b>")
+    found.get_by_role("button", name=request_id).click()
+    expect(page.locator("#log-detail")).to_contain_text("<b>bold</b>")
+    assert page.locator("#main img, #main b").count() == 0
+    assert page.evaluate("window.__xss") is None

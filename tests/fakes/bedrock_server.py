@@ -382,6 +382,44 @@ def cohere_embedding(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def canvas_images(body: dict[str, Any]) -> dict[str, Any]:
+    """Nova Canvas (and Titan Image) TEXT_IMAGE: one PNG per image asked for."""
+    config = body.get("imageGenerationConfig") or {}
+    task = body.get("taskType")
+    if task == "IMAGE_VARIATION":
+        given = body.get("imageVariationParams", {}).get("images") or []
+        if not given or not all(base64.b64decode(i) for i in given):
+            raise Rejected(400, "ValidationException", "imageVariationParams.images is required")
+        text = body["imageVariationParams"].get("text", "")
+        png = base64.b64encode(b"\x89PNG variation %d %s" % (len(given), text.encode()))
+        return {"images": [png.decode()] * config.get("numberOfImages", 1), "error": None}
+    if task != "TEXT_IMAGE" or not body.get("textToImageParams", {}).get("text"):
+        raise Rejected(400, "ValidationException", "taskType TEXT_IMAGE needs textToImageParams")
+    width, height = config.get("width", 1024), config.get("height", 1024)
+    if (
+        width % 16
+        or height % 16
+        or config.get("quality", "standard") not in ("standard", "premium")
+    ):
+        raise Rejected(400, "ValidationException", "invalid imageGenerationConfig")
+    png = base64.b64encode(b"\x89PNG canvas %dx%d" % (width, height)).decode()
+    return {"images": [png] * config.get("numberOfImages", 1), "error": None}
+
+
+def rerank(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """Cohere Rerank (api_version 2) and Amazon Rerank through InvokeModel."""
+    if "cohere." in model and body.get("api_version") != 2:
+        raise Rejected(400, "ValidationException", "api_version 2 is required")
+    query = set(body["query"].lower().split())
+    scored = [
+        (i, sum(w in query for w in doc.lower().split()) / max(len(doc.split()), 1))
+        for i, doc in enumerate(body["documents"])
+    ]
+    scored.sort(key=lambda pair: pair[1], reverse=True)
+    top = scored[: body.get("top_n") or None]
+    return {"results": [{"index": i, "relevance_score": s} for i, s in top]}
+
+
 class FakeBedrock(FakeServer):
     def __init__(self) -> None:
         super().__init__()
@@ -464,6 +502,10 @@ class FakeBedrock(FakeServer):
             elif "cohere.embed" in model:
                 result = cohere_embedding(body)
                 tokens = sum(len(t.split()) for t in body["texts"])
+            elif "amazon.nova-canvas" in model or "amazon.titan-image" in model:
+                result, tokens = canvas_images(body), 0
+            elif "rerank" in model:
+                result, tokens = rerank(body, model), 0
             else:
                 raise Rejected(404, "ResourceNotFoundException", f"no fake for model {model}")
         except Rejected as exc:

@@ -7,7 +7,8 @@ suite can expect the same answer from every provider behind the gateway.
     last turn is tool results      -> text "Tool results: <r1>; <r2>"
     tools offered, choice not none,
       and the user says "weather"
-      (or a tool is forced)        -> one call per offered tool (parallel), args {"city": ...}
+      (or a tool is forced)        -> one call per offered tool (parallel), args {"city": ...};
+                                      "explain" too: the text "Let me check." before them
     json mode                      -> '{"echo": "<user text>"}'
     otherwise                      -> "Hello from the fake: <user text>" (+ " [image: <kind>]")
     stop sequence in the text      -> cut there, finish "stop_sequence"
@@ -88,7 +89,8 @@ def answer(turn: Turn, id_prefix: str = "call") -> Answer:
             for i, name in enumerate(names[:2])
         ]
         completion = sum(len(c.arguments_json) // 4 + 1 for c in calls)
-        return Answer(None, calls, "tool_calls", prompt, completion, cached, thinking)
+        text = "Let me check." if "explain" in turn.user_text else None
+        return Answer(text, calls, "tool_calls", prompt, completion, cached, thinking)
     if turn.json_mode:
         text = orjson.dumps({"echo": turn.user_text}).decode()
     else:

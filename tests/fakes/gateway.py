@@ -97,15 +97,15 @@ class RunningGateway:
 
 
 def serve_process(
-    folder: Path, config: dict[str, Any], keyless: bool = True
+    folder: Path, config: dict[str, Any], keyless: bool = True, args: tuple[str, ...] = ()
 ) -> subprocess.Popen[str]:
     """``sluicegate serve`` as its own process, ``config`` written to folder/gateway.yaml
     (through ``without_keys`` unless ``keyless`` is False); its output is kept (pipes) for
-    the caller to read or scan once it has stopped."""
+    the caller to read or scan once it has stopped; ``args`` are more options of ``serve``."""
     path = folder / "gateway.yaml"
     path.write_text(yaml.safe_dump(without_keys(config) if keyless else config))
     return subprocess.Popen(
-        [sys.executable, "-m", "sluicegate", "serve", "--config", str(path)],
+        [sys.executable, "-m", "sluicegate", "serve", "--config", str(path), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -249,6 +249,8 @@ class FakeGemini(FakeServer):
         refused = self.authorize(request)
         if refused is not None:
             return refused
+        if method == "predict" and model.startswith("imagen"):
+            return self.imagen(body)
         if method in ("batchEmbedContents", "predict"):
             return self.embed(body, method)
         if method not in ("generateContent", "streamGenerateContent"):
@@ -269,6 +271,8 @@ class FakeGemini(FakeServer):
             )
         if not body.get("contents"):
             return self._error(400, "* GenerateContentRequest.contents: contents is not specified")
+        if "image" in model and method == "generateContent":
+            return self.image_content(body)
         if model == "blocked-prompt":
             return web.json_response(
                 {
@@ -291,6 +295,43 @@ class FakeGemini(FakeServer):
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    def image_content(self, body: dict[str, Any]) -> web.Response:
+        """A Gemini image model: PNGs as inlineData parts, one per image it was given (or
+        one), naming how many images and the text it was sent."""
+        config = body.get("generationConfig") or {}
+        if "IMAGE" not in (config.get("responseModalities") or []):
+            return self._error(400, "responseModalities must include IMAGE for this model")
+        parts = body["contents"][0]["parts"]
+        given = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
+        text = " ".join(p["text"] for p in parts if "text" in p)
+        made = b"\x89PNG gemini %d %s" % (len(given), text.encode())
+        image = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(made).decode()}}
+        return web.json_response(
+            {
+                "candidates": [{"content": {"role": "model", "parts": [image]}, "index": 0}],
+                "usageMetadata": {
+                    "promptTokenCount": 10 + 258 * len(given),
+                    "candidatesTokenCount": 1290,
+                    "totalTokenCount": 1300 + 258 * len(given),
+                },
+            }
+        )
+
+    def imagen(self, body: dict[str, Any]) -> web.Response:
+        """Imagen's ``:predict``: one PNG (as base64) per sample asked for."""
+        instances = body.get("instances") or []
+        if len(instances) != 1 or not instances[0].get("prompt"):
+            return self._error(400, "instances[0].prompt is required")
+        parameters = body.get("parameters") or {}
+        if parameters.get("aspectRatio", "1:1") not in ("1:1", "3:4", "4:3", "9:16", "16:9"):
+            return self._error(400, "Unsupported aspect ratio")
+        count = parameters.get("sampleCount", 4)
+        image = base64.b64encode(b"\x89PNG imagen " + parameters.get("aspectRatio", "").encode())
+        predictions = [
+            {"bytesBase64Encoded": image.decode(), "mimeType": "image/png"} for _ in range(count)
+        ]
+        return web.json_response({"predictions": predictions})
 
     def embed(self, body: dict[str, Any], method: str) -> web.Response:
         if method != "batchEmbedContents":

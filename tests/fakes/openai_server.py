@@ -136,6 +136,7 @@ class FakeOpenAI(FakeServer):
         self.sent: list[bytes] = []  # each stream's bytes, as written
         self.gate = threading.Event()
         self.cut: list[float] = []  # seconds into a trickle-stream when the client went away
+        self.delay = 0.0  # seconds every chat answer waits before it starts (a slow provider)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{prefix:.*}chat/completions", self.chat)
@@ -188,6 +189,8 @@ class FakeOpenAI(FakeServer):
             )
         if model == "slow":
             await asyncio.sleep(2)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         ans = answer(read_turn(body))
         if model == "trickle-stream":
             return await self._trickle(request, model)

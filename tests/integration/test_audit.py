@@ -218,8 +218,8 @@ def test_rows_say_where_their_usage_came_from_and_older_spilled_rows_replay(
         assert counted.usage is not None
         counted.usage.estimated = True
         none.usage, none.status = None, 502
-        # A row spilled before the audit log had usage_source (nor attempts_detail).
-        later = ("usage_source", "attempts_detail")
+        # A row spilled before the audit log had usage_source (nor attempts_detail, route).
+        later = ("usage_source", "attempts_detail", "route")
         row = audit_row(exchange(4))
         older = [v for c, v in zip(AUDIT_ROW_COLUMNS, row, strict=True) if c not in later]
         (tmp_path / "spill.jsonl").write_bytes(orjson.dumps(older) + b"\n")
@@ -260,7 +260,7 @@ def test_spilled_rows_are_kept_by_column_name_and_replayed_with_their_attempts(
         audit._spill([audit_row(tried)])
         line = (tmp_path / "spill.jsonl").read_bytes().splitlines()[0]
         assert orjson.loads(line)["request_id"] == "req-00001"
-        previous = [c for c in AUDIT_ROW_COLUMNS if c != "attempts_detail"]
+        previous = [c for c in AUDIT_ROW_COLUMNS if c not in ("attempts_detail", "route")]
         named = dict(zip(AUDIT_ROW_COLUMNS, audit_row(exchange(2)), strict=True))
         named["endpoint"] = "chat"
         with (tmp_path / "spill.jsonl").open("ab") as f:
@@ -517,7 +517,7 @@ def test_the_documented_audit_section_loads() -> None:
     from sluicegate.config.load import parse_config
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
-    block = re.findall(r"```\n(audit:\n.*?)```", docs, re.S)[0]
+    block = re.findall(r"```yaml\n(audit:\n.*?)```", docs, re.S)[0]
     audit = parse_config(yaml.safe_load(block), env={}).config.audit
     assert audit.flush_interval == pytest.approx(0.2) and audit.batch_size == 500
     assert audit.spill_path == "sluicegate-audit-spill.jsonl"

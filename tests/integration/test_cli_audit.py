@@ -67,6 +67,52 @@ def test_logs_tail_prints_recent_rows_oldest_first(gateway: RunningGateway) -> N
     assert [line.split("  ")[2] for line in only_b.stdout.splitlines()] == ["team-b"]
 
 
+def _follow(gateway: RunningGateway, *more: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "SLUICEGATE_ADMIN_KEY": ADMIN_KEY}
+    command = ["logs", "tail", "-f", "--interval", "0.2", "--url", gateway.url, *more]
+    return subprocess.Popen(
+        [sys.executable, "-m", "sluicegate", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _lines_of(proc: subprocess.Popen[str]) -> list[str]:
+    """The lines ``proc`` prints, as they come: a thread reads them (select() on a buffered
+    pipe misses lines already buffered)."""
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(line.strip() for line in proc.stdout or ()), daemon=True
+    )
+    reader.start()
+    return lines
+
+
+def test_logs_tail_one_line_then_only_new_ones_in_order(gateway: RunningGateway) -> None:
+    older = [chat(gateway, KEY, "mock-chat", f"older {i}") for i in range(3)]
+    wait_rows(gateway, 3)
+    proc = _follow(gateway, "-n", "1")
+    try:
+        lines = _lines_of(proc)
+        deadline = time.monotonic() + 15
+        while not lines:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.05)
+        time.sleep(1.0)  # several polls: the rows before the last one are not printed
+        assert [line.split()[-1] for line in lines] == [older[-1]]
+        later = [chat(gateway, KEY, "mock-chat", f"later {i}") for i in range(3)]
+        while len(lines) < 4:
+            assert time.monotonic() < deadline + 15, lines
+            time.sleep(0.05)
+        time.sleep(0.8)
+        assert [line.split()[-1] for line in lines] == [older[-1], *later]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_logs_tail_follow_prints_new_rows(gateway: RunningGateway) -> None:
     first = chat(gateway, KEY, "mock-chat", "before")
     wait_rows(gateway, 1)

@@ -32,6 +32,7 @@ from tests.fakes.stores import store_url
 ADMIN_KEY = "adm-files-batches-key1"
 AZURE_CLIENT_KEY = "sk-test-team-z-0009"
 LIMITED_KEY = "sk-test-team-t-0007"
+FEW_FILES_KEY = "sk-test-team-f-0011"
 LINES = [
     {
         "custom_id": f"r{i}",
@@ -100,11 +101,18 @@ def config(fake: FakeBatches, store: str | None) -> dict[str, Any]:
                 "targets": [{"service": "ant", "model": "claude-haiku-real"}],
             },
             {"name": "chat", "match": {"models": ["demo"]}, "targets": [{"service": "demo"}]},
+            {
+                "name": "few-files",
+                "match": {"paths": ["/v1/files"]},
+                "targets": [{"service": "oa"}],
+                "policies": {"rate_limit": {"requests": 1, "window": "1m", "per": "consumer"}},
+            },
         ],
         "consumers": [
             {"name": "team-a", "keys": [KEY], "rules": ["files", "claude", "chat"]},
             {"name": "team-b", "keys": [OTHER_KEY], "rules": ["files", "claude"]},
             {"name": "team-z", "keys": [AZURE_CLIENT_KEY], "rules": ["azure-files"]},
+            {"name": "team-f", "keys": [FEW_FILES_KEY], "rules": ["few-files"]},
             {
                 "name": "team-t",
                 "keys": [LIMITED_KEY],
@@ -415,3 +423,11 @@ def test_an_upload_is_streamed_to_the_provider(gateway: RunningGateway, fake: Fa
     assert answer.status_code == 200, answer.text
     assert answer.json()["bytes"] == len(JSONL) * 4000
     assert reached.is_set()
+
+
+def test_a_rule_s_request_limit_counts_file_uploads(gateway: RunningGateway) -> None:
+    sdk = client(gateway, FEW_FILES_KEY)
+    settled(gateway.url, lambda: sdk.files.create(file=("a.jsonl", JSONL), purpose="batch"))
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.files.create(file=("b.jsonl", JSONL), purpose="batch")
+    assert "few-files" in refused.value.message

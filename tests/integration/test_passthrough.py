@@ -52,6 +52,8 @@ def config(native: FakeNative, bedrock: FakeBedrock, store: Path | None = None) 
                 "host": "127.0.0.1",
                 "port": native.port,
                 "credentials": {"header_name": "x-goog-api-key", "header_value": NATIVE_KEY},
+                # Else the gateway reads each body whole to refuse gs:// URIs in it.
+                "allow_gs_uris": True,
             },
             {
                 "name": "br",

@@ -300,3 +300,25 @@ def test_nothing_found_keeps_the_clients_bytes(
     response = httpx.post(gateway.url + "/v1/chat/completions", content=raw, headers=headers)
     assert response.status_code == 200
     assert fake_openai.last["raw"] == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model":"fake-pii-as-sent","user":"jane.doe@example.com","user":"u-1",'
+        b'"messages":[{"role":"user","content":"plain words"}]}',
+        # Quotes written as \u0022 elsewhere do not hide the repeated key.
+        b'{"model":"fake-pii-as-sent","user":"jane.doe@example.com","user":"u-1",'
+        b'"messages":[{"role":"user","content":"say \\u0022a\\u0022 and \\u0022b\\u0022"}]}',
+    ],
+    ids=["plain", "escaped-quotes"],
+)
+def test_a_repeated_key_does_not_carry_an_address_past_screening(
+    gateway: RunningGateway, fake_openai: FakeOpenAI, raw: bytes
+) -> None:
+    headers = {"Authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    response = httpx.post(gateway.url + "/v1/chat/completions", content=raw, headers=headers)
+    assert response.status_code == 200, response.text
+    sent = fake_openai.last["raw"]
+    assert b"jane.doe" not in sent  # in the bytes, not only in what a parser keeps
+    assert json.loads(sent)["user"] == "u-1"  # the value the provider reads, as before

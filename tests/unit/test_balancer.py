@@ -185,3 +185,46 @@ def test_every_algorithm_compiles_from_config(algorithm: str) -> None:
         "Latency",
     }
     assert pool.pick(0.0) is not None
+
+
+def test_each_change_of_a_circuit_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    from sluicegate.routing.health import ActivePolicy
+
+    where = "service 's' target http://t0"
+    passive = PassivePolicy(frozenset({503}), failures=2, timeouts=1, cooldown=5.0)
+    health = TargetHealth(passive, ActivePolicy("/h", 1.0, 1.0, 2, 2), where)
+    caplog.set_level("INFO", logger="sluicegate")
+
+    def said() -> list[tuple[str, str]]:
+        found = [(r.levelname, r.getMessage()) for r in caplog.records]
+        caplog.clear()
+        return found
+
+    health.failed("status", 503, 0.0)
+    assert said() == []  # one failure of two: no change
+    health.failed("status", 503, 0.0)
+    assert said() == [
+        ("WARNING", f"circuit open: {where} ejected for 5s after 2 failures in a row")
+    ]
+    health.begin(6.0)
+    assert said() == [("INFO", f"circuit half-open: {where} gets one trial request")]
+    health.failed("timeout", None, 6.0)
+    assert said() == [
+        ("WARNING", f"circuit open: {where} failed its trial request; ejected for another 5s")
+    ]
+    health.begin(12.0)
+    health.succeeded()
+    assert said()[-1] == (
+        "INFO",
+        f"circuit closed: {where} answered its trial request; back in use",
+    )
+    health.succeeded()
+    assert said() == []  # already closed
+    health.probed(False)
+    health.probed(False)
+    assert said() == [
+        ("WARNING", f"{where} is down: 2 health checks failed; not used until they pass")
+    ]
+    health.probed(True)
+    health.probed(True)
+    assert said() == [("INFO", f"{where} is up: 2 health checks passed; back in use")]

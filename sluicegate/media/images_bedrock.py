@@ -1,0 +1,81 @@
+"""Images on Bedrock (``InvokeModel``), to and from OpenAI's ``/v1/images/generations``,
+``/edits`` and ``/variations``: Amazon Nova Canvas and Titan Image Generator share a body.
+
+    {"taskType": "TEXT_IMAGE", "textToImageParams": {"text"},
+     "imageGenerationConfig": {"numberOfImages", "width", "height", "quality"}}
+    -> {"images": ["<base64 PNG>", ...], "error": null}
+
+An edit or a variation is ``IMAGE_VARIATION`` (``imageVariationParams``: the images, and
+an edit's prompt as ``text``); a mask is refused, as Amazon's masks mean something else.
+
+OpenAI's ``hd`` and ``high`` quality are Amazon's ``premium``, anything else ``standard``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from sluicegate.errors import UpstreamError
+from sluicegate.media import images
+from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.multipart import FormFile
+from sluicegate.providers.base import Adapter, UpstreamRequest
+from sluicegate.providers.bedrock import model_segment
+
+_PREMIUM = frozenset({"hd", "high"})
+
+
+class BedrockImages(Wire):
+    def request(
+        self,
+        adapter: Adapter,
+        endpoint: MediaEndpoint,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        base_url: str,
+        files: Sequence[FormFile] = (),
+    ) -> UpstreamRequest:
+        width, height = images.size_of(body)
+        images.format_of(body)
+        n = body.get("n")
+        count = images.count_of({"n": int(n)} if isinstance(n, str) and n.isdigit() else body)
+        payload: dict[str, Any] = {
+            "imageGenerationConfig": {
+                "numberOfImages": count,
+                "width": width,
+                "height": height,
+                "quality": "premium" if body.get("quality") in _PREMIUM else "standard",
+            },
+        }
+        if endpoint.name == "images.generations":
+            payload["taskType"] = "TEXT_IMAGE"
+            payload["textToImageParams"] = {"text": images.prompt_of(body)}
+        else:
+            # An edit (no mask: the prompt says what changes) or a variation: Amazon's
+            # IMAGE_VARIATION, guided by the prompt when there is one.
+            images.no_mask(files, "Bedrock")
+            params: dict[str, Any] = {
+                "images": [images.b64(f.data) for f in images.images_of(files)]
+            }
+            if endpoint.name == "images.edits":
+                params["text"] = images.prompt_of(body)
+            payload["taskType"] = "IMAGE_VARIATION"
+            payload["imageVariationParams"] = params
+        url = f"{base_url}/model/{model_segment(model)}/invoke"
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+
+    def answer(
+        self, endpoint: MediaEndpoint, data: bytes, body: dict[str, Any], model: str
+    ) -> dict[str, Any]:
+        document = orjson.loads(data)
+        if document.get("error"):
+            raise UpstreamError(f"the provider generated no image: {document['error']}")
+        found = [(b64, "image/png") for b64 in document.get("images") or [] if isinstance(b64, str)]
+        if not found:
+            raise UpstreamError("the provider generated no image")
+        return images.answer(body, found)

@@ -1,0 +1,244 @@
+"""``/v1/responses…``: the Responses API in front of any provider, its state kept here.
+
+``POST /v1/responses`` goes the one request path (``Proxy.handle``) with a dialect of
+its own per request (``dialects.responses``): keys, rules, limits, budgets, cache,
+guardrails, fallbacks, audit rows (endpoint ``responses``) and metrics as for chat.
+Before the body is parsed, the response a follow-up names (``previous_response_id``)
+is read, so that its turns come before the new input; the caller's own only (gateway
+and consumer), otherwise 400 ``previous_response_not_found`` as OpenAI answers.
+The answer is kept (unless ``store: false``) before the client is sent it complete:
+the whole body, or the stream's ``response.completed`` event.
+
+``GET`` and ``DELETE /v1/responses/{id}`` and ``GET …/input_items`` answer the
+caller's own kept responses (404 for any other); ``POST /v1/responses/input_tokens``
+counts a request's input as the rate limits count it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from sluicegate.asgi import (
+    JSON,
+    NOSNIFF,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    respond,
+    respond_error,
+)
+from sluicegate.dialects.responses import ResponsesDialect
+from sluicegate.dialects.responses_items import builtin_tools
+from sluicegate.errors import GatewayError, InvalidRequest, NotFound, StoreUnavailable
+from sluicegate.proxy.handler import read_headers
+from sluicegate.responses.kept import KeptResponses
+from sluicegate.routing.table import ConsumerEntry, RoutingTable
+from sluicegate.stores.responses import KeptResponse
+
+if TYPE_CHECKING:
+    from sluicegate.proxy.handler import Proxy
+
+log = logging.getLogger("sluicegate")
+
+_LIST_DEFAULT, _LIST_MOST = 20, 100
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class ResponsesApi:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        runtime = proxy.runtime
+        self.kept = KeptResponses(runtime.store, runtime.loaded.config.gateway.responses_ttl)
+
+    async def close(self) -> None:
+        await self.kept.close()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
+        method: str = scope["method"]
+        rest = scope["path"].partition("/responses")[2]
+        if rest == "" and method == "POST":
+            await self.create(scope, receive, send, table)
+            return
+        if rest == "/input_tokens" and method == "POST":
+            await self.answer(scope, receive, send, table, self.input_tokens)
+            return
+        id, _, tail = rest.removeprefix("/").partition("/")
+        if rest and id and tail == "" and method in ("GET", "DELETE"):
+            await self.answer(scope, receive, send, table, self.one, id)
+            return
+        if rest and id and tail == "input_items" and method == "GET":
+            await self.answer(scope, receive, send, table, self.input_items, id)
+            return
+        path = scope["path"]
+        error: GatewayError = NotFound(f"Unknown path {method} {path}.", code="unknown_path")
+        if rest == "" or tail in ("", "input_items") or rest == "/input_tokens":
+            error = MethodNotAllowed(f"Method {method} is not supported on {path}.")
+        incoming = read_headers(scope["headers"])
+        await respond_error(send, error, [(b"x-request-id", incoming.request_id.encode())])
+
+    # ------------------------------------------------------------ create
+    async def create(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
+        dialect = ResponsesDialect()
+        owner: list[str] = []  # the caller's consumer, once known
+        keep = [True]
+
+        async def prepare(consumer: ConsumerEntry, raw: bytes) -> str | None:
+            body = dialect.read(raw)
+            previous = body.get("previous_response_id")
+            if previous is not None:
+                if not isinstance(previous, str) or not previous:
+                    raise InvalidRequest(
+                        "previous_response_id must be a response id",
+                        param="previous_response_id",
+                    )
+                kept = await self.kept.get(previous, table.gateway, consumer.name)
+                if kept is None:
+                    raise InvalidRequest(
+                        f"Previous response with id '{previous}' not found.",
+                        param="previous_response_id",
+                        code="previous_response_not_found",
+                    )
+                dialect.history = [*kept.input, *kept.output]
+            keep[0] = body.get("store", True) is not False
+            owner.append(consumer.name)
+            # Built-in tools run only where OpenAI's own Responses API answers.
+            return "responses" if builtin_tools(body) else None
+
+        async def keeping(message: Message) -> None:
+            if message["type"] == "http.response.body" and dialect.final is not None and keep[0]:
+                keep[0] = False  # once
+                await self._keep(dialect, table.gateway, owner[0])
+            await send(message)
+
+        await self.proxy.handle(
+            scope, receive, keeping, "chat", dialect, table, prepare, label="responses"
+        )
+
+    async def _keep(self, dialect: ResponsesDialect, gateway: str, consumer: str) -> None:
+        assert dialect.final is not None
+        created = float(dialect.created_at)
+        kept = KeptResponse(
+            dialect.id,
+            gateway,
+            consumer,
+            created,
+            created + self.kept.ttl,
+            dialect.final,
+            [*dialect.history, *dialect.items],
+        )
+        try:
+            await self.kept.put(kept)
+        except StoreUnavailable:
+            # The answer was paid for: the client gets it. This instance still has it.
+            log.warning("response %s could not be written to the store", dialect.id)
+
+    # ------------------------------------------------------------ reads
+    async def answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        table: RoutingTable,
+        serve: Any,
+        *args: str,
+    ) -> None:
+        """Authenticate, then ``serve``: its answer (a JSON document) or its error."""
+        incoming = read_headers(scope["headers"])
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
+        try:
+            consumer = await self.proxy.identify(table, incoming.key, scope)
+            document = await serve(scope, receive, table, consumer, *args)
+        except GatewayError as exc:
+            await respond_error(send, exc, out)
+            return
+        out.append(JSON)
+        await respond(send, 200, orjson.dumps(document), out)
+
+    async def _mine(self, table: RoutingTable, consumer: ConsumerEntry, id: str) -> KeptResponse:
+        kept = await self.kept.get(id, table.gateway, consumer.name, cached=False)
+        if kept is None:
+            raise NotFound(f"Response with id '{id}' not found.", code="response_not_found")
+        return kept
+
+    async def one(
+        self, scope: Scope, receive: Receive, table: RoutingTable, consumer: ConsumerEntry, id: str
+    ) -> dict[str, Any]:
+        kept = await self._mine(table, consumer, id)
+        if scope["method"] == "DELETE":
+            await self.kept.delete(kept)
+            return {"id": id, "object": "response", "deleted": True}
+        return kept.response
+
+    async def input_items(
+        self, scope: Scope, receive: Receive, table: RoutingTable, consumer: ConsumerEntry, id: str
+    ) -> dict[str, Any]:
+        kept = await self._mine(table, consumer, id)
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        return page(kept.input, query)
+
+    async def input_tokens(
+        self, scope: Scope, receive: Receive, table: RoutingTable, consumer: ConsumerEntry
+    ) -> dict[str, Any]:
+        """Counted as the rate limits count a prompt (docs/limits.md), the turns a
+        ``previous_response_id`` names included."""
+        incoming = read_headers(scope["headers"])
+        raw = await read_body(
+            receive, table.max_body_bytes, incoming.content_length, table.body_timeout
+        )
+        dialect = ResponsesDialect()
+        body = dialect.read(raw)
+        previous = body.get("previous_response_id")
+        if isinstance(previous, str) and previous:
+            kept = await self.kept.get(previous, table.gateway, consumer.name)
+            if kept is None:
+                raise InvalidRequest(
+                    f"Previous response with id '{previous}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            dialect.history = [*kept.input, *kept.output]
+        parsed = dialect.parse("chat", raw)
+        self.proxy.match(table, consumer, parsed.model, scope, scope["headers"])
+        tokens = self.proxy.prompt_tokens(parsed.canonical)
+        return {"object": "response.input_tokens", "input_tokens": tokens}
+
+
+def page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+    """OpenAI's list shape over ``items`` (oldest first): ``order`` (default desc),
+    ``after`` (an item id), ``limit`` (1 to 100, default 20)."""
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be asc or desc", param="order")
+    try:
+        limit = int(query.get("limit", _LIST_DEFAULT))
+    except ValueError:
+        raise InvalidRequest("limit must be an integer", param="limit") from None
+    if not 1 <= limit <= _LIST_MOST:
+        raise InvalidRequest(f"limit must be between 1 and {_LIST_MOST}", param="limit")
+    ordered = items if order == "asc" else items[::-1]
+    after = query.get("after")
+    if after:
+        ids = [item.get("id") for item in ordered]
+        if after not in ids:
+            raise InvalidRequest(f"No input item with id '{after}'.", param="after")
+        ordered = ordered[ids.index(after) + 1 :]
+    data = ordered[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0].get("id") if data else None,
+        "last_id": data[-1].get("id") if data else None,
+        "has_more": len(ordered) > limit,
+    }

@@ -1,0 +1,110 @@
+"""Where the gateway keeps responses for follow-ups: the store when there is one, with a
+cache in this process in front of it; in this process only without a store.
+
+A response is written before its client sees it complete, so a follow-up sent the
+moment it arrived finds it, on this instance (the cache) or on any other (the store).
+The cache spares a follow-up the store's round trip; a response deleted through
+another instance may still be followed up here while this instance's copy lasts
+(``CACHE_SECONDS``). GET, DELETE and the input items always read the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+
+from sluicegate.errors import StoreUnavailable
+from sluicegate.stores.base import Store, StoreUnreachable
+from sluicegate.stores.responses import KeptResponse
+
+log = logging.getLogger("sluicegate")
+
+CACHE_ENTRIES = 2048
+CACHE_SECONDS = 300.0
+MEMORY_ENTRIES = 10_000  # without a store, the oldest responses beyond this are forgotten
+PURGE_EVERY = 256  # writes between two deletions of expired rows
+PURGE_BATCH = 1000
+
+
+class KeptResponses:
+    def __init__(self, store: Store | None, ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+        # id -> (the response, until when this copy may answer a follow-up; monotonic)
+        self._cache: OrderedDict[str, tuple[KeptResponse, float]] = OrderedDict()
+        self._limit = CACHE_ENTRIES if store is not None else MEMORY_ENTRIES
+        self._writes = 0
+        self._purging: asyncio.Task[None] | None = None
+
+    def _remember(self, kept: KeptResponse) -> None:
+        lasts = time.monotonic() + CACHE_SECONDS if self.store is not None else float("inf")
+        self._cache[kept.id] = (kept, lasts)
+        self._cache.move_to_end(kept.id)
+        while len(self._cache) > self._limit:
+            self._cache.popitem(last=False)
+
+    async def put(self, kept: KeptResponse) -> None:
+        self._remember(kept)
+        if self.store is None:
+            return
+        try:
+            await self.store.put_response(kept)
+        except StoreUnreachable:
+            raise StoreUnavailable(
+                "The store that keeps responses does not answer.", code="store_unavailable"
+            ) from None
+        self._writes += 1
+        if self._writes % PURGE_EVERY == 0 and self._purging is None:
+            self._purging = asyncio.create_task(self._purge())
+
+    async def _purge(self) -> None:
+        assert self.store is not None
+        try:
+            await self.store.purge_responses(time.time(), PURGE_BATCH)
+        except StoreUnreachable:
+            pass  # the next round tries again; expired rows are never read meanwhile
+        finally:
+            self._purging = None
+
+    async def get(
+        self, id: str, gateway: str, consumer: str, cached: bool = True
+    ) -> KeptResponse | None:
+        """The response of this id if it is the caller's and has not expired; ``cached``:
+        this process's copy may answer (a follow-up), else the store is read."""
+        now = time.time()
+        kept: KeptResponse | None = None
+        held = self._cache.get(id)
+        if held is not None and (self.store is None or (cached and held[1] > time.monotonic())):
+            kept = held[0]
+        elif self.store is not None:
+            try:
+                kept = await self.store.kept_response(id, now)
+            except StoreUnreachable:
+                raise StoreUnavailable(
+                    "The store that keeps responses does not answer; retry.",
+                    code="store_unavailable",
+                ) from None
+            if kept is None:
+                self._cache.pop(id, None)
+        if kept is None or kept.expires_at <= now:
+            return None
+        if (kept.gateway, kept.consumer) != (gateway, consumer):
+            return None  # another's: as unknown as one that never was
+        return kept
+
+    async def delete(self, kept: KeptResponse) -> None:
+        self._cache.pop(kept.id, None)
+        if self.store is None:
+            return
+        try:
+            await self.store.delete_response(kept.id)
+        except StoreUnreachable:
+            raise StoreUnavailable(
+                "The store that keeps responses does not answer; retry.", code="store_unavailable"
+            ) from None
+
+    async def close(self) -> None:
+        if self._purging is not None:
+            await asyncio.gather(self._purging, return_exceptions=True)
