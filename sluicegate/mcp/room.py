@@ -35,6 +35,7 @@ from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
     INVALID_REQUEST,
     PARSE_ERROR,
+    VERSIONS,
     Message,
     error,
     is_response,
@@ -185,6 +186,11 @@ class McpRoom:
                 call = Call(session, mcp, allow, incoming.request_id, consumer.prefix, key_id)
                 await self._initialize(send, call, message, sessions, dispatcher)
                 return
+        version = _header(scope, b"mcp-protocol-version")
+        if version is not None and version not in VERSIONS and version != "2024-11-05":
+            refused = error(None, INVALID_REQUEST, f"Unsupported protocol version: {version}")
+            await _json(send, 400, refused)
+            return
         found = await sessions.get(given) if given else None
         if found is not None and (
             found.consumer != consumer.name

@@ -247,6 +247,10 @@ def test_a_session_is_its_holders_only(gateway: RunningGateway) -> None:
         headers={**headers, "x-api-key": READER, "mcp-session-id": sid},
     )
     assert theirs.status_code == 404
+    odd = {**headers, "mcp-session-id": sid, "mcp-protocol-version": "1999-01-01"}
+    unsupported = httpx.post(f"{gateway.url}/mcp", json=ping, headers=odd)
+    assert unsupported.status_code == 400
+    assert "Unsupported protocol version" in unsupported.json()["error"]["message"]
     ended = httpx.delete(f"{gateway.url}/mcp", headers={**headers, "mcp-session-id": sid})
     assert ended.status_code == 204
     after = httpx.post(f"{gateway.url}/mcp", json=ping, headers={**headers, "mcp-session-id": sid})
