@@ -303,3 +303,23 @@ def test_elicitation_and_roots_are_relayed_both_ways(gateway: RunningGateway) ->
         assert confirmed == "accept: ok=True"
         assert listed == "file:///srv/project"
     assert asked == ["Ship it?", "Ship it?"]
+
+
+def test_the_sdks_default_client_falls_back_from_its_stateless_probe(
+    servers: dict[str, McpProcess],
+) -> None:
+    from mcp import Client
+
+    open_gateway = RunningGateway(
+        {"mcp_servers": [{"name": "tickets", "url": servers["tickets"].url}]}  # auth: none
+    ).start()
+
+    async def go() -> tuple[str, str]:
+        async with Client(f"{open_gateway.url}/mcp") as client:  # mode="auto": discover first
+            answer = await client.call_tool("tickets__read_status", {})
+            return client.protocol_version, answer.content[0].text
+
+    try:
+        assert run(go()) == ("2025-11-25", "all systems nominal")
+    finally:
+        open_gateway.stop()
