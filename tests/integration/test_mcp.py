@@ -323,3 +323,15 @@ def test_the_sdks_default_client_falls_back_from_its_stateless_probe(
         assert run(go()) == ("2025-11-25", "all systems nominal")
     finally:
         open_gateway.stop()
+
+
+def test_lists_at_once_in_one_session_get_their_own_answers(gateway: RunningGateway) -> None:
+    async def go() -> list[int]:
+        async with connect(f"{gateway.url}/mcp", ALL) as session:
+            pages = await asyncio.gather(*(session.list_tools() for _ in range(8)))
+            prompts = await asyncio.gather(*(session.list_prompts() for _ in range(4)))
+            assert all(len(p.prompts) == len(prompts[0].prompts) for p in prompts)
+            return [len(p.tools) for p in pages]
+
+    sizes = run(go())
+    assert len(set(sizes)) == 1 and sizes[0] == 100  # each the first page, in full
