@@ -98,7 +98,10 @@ class Servers:
                 asyncio.get_running_loop().create_task(client.close())
 
     def client(self, name: str) -> Upstream:
-        return self.clients[name]
+        found = self.clients.get(name)
+        if found is None:  # taken out of the config while a session still names it
+            raise ServerDown(name, "is not configured any more")
+        return found
 
     def may_try(self, name: str) -> bool:
         health = self.health.get(name)
@@ -122,7 +125,7 @@ class Servers:
             self.metrics.up.labels(name).set(1)
 
     async def open(self, name: str, params: Message) -> Opened:
-        client = self.clients[name]
+        client = self.client(name)
         try:
             async with asyncio.timeout(client.spec.timeout):
                 opened = await client.open(params)

@@ -124,3 +124,26 @@ def test_a_minted_key_narrows_its_consumers_mcp_list(gateway: RunningGateway) ->
     assert names == ["tickets__read_status"]
     assert status == "all systems nominal"
     assert "Unknown tool: tickets__read_ticket" in refused
+
+
+def test_a_server_removed_under_an_open_session(
+    gateway: RunningGateway, servers: dict[str, McpProcess]
+) -> None:
+    api = admin(gateway)
+    created = api.post("/mcp-servers", json={"name": "counter", "url": servers["counter"].url})
+    assert created.status_code == 201, created.text
+
+    async def go() -> tuple[list[str], list[str], str]:
+        async with connect(f"{gateway.url}/mcp", KEY) as session:
+            before = await all_tools(session)
+            assert api.delete("/mcp-servers/counter").status_code == 204
+            after = await all_tools(session)
+            with pytest.raises(Exception) as gone:
+                await session.call_tool("counter__increment", {})
+            await session.send_ping()
+            return before, after, str(gone.value)
+
+    before, after, gone = asyncio.run(go())
+    assert "counter__increment" in before
+    assert not any(n.startswith("counter__") for n in after)
+    assert "Unknown tool: counter__increment" in gone
