@@ -107,7 +107,7 @@ class Aggregator:
             if isinstance(found, BaseException):
                 raise found
             if key == "tools":
-                self.relay.servers.tool_counts[name] = len(found)
+                self.relay.servers.listed(name, [str(t.get("name")) for t in found], True)
             for item in found:
                 self.owners.learn(key, name, item)
                 items.append((name, item))

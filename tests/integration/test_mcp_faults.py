@@ -98,6 +98,10 @@ def test_down_and_killed_servers_are_left_out_and_come_back(
     assert out["late"][0].text == "world"
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'sluicegate_mcp_server_up{server="counter"} 1.0' in metrics
+    # A tool name is a label only once the server has shown it exists: the call while
+    # "late" was down counts as tool "other"; once it answered, as read_note.
+    assert 'server="late",status="unavailable",tool="other"} 1.0' in metrics
+    assert 'server="late",status="ok",tool="read_note"} 1.0' in metrics
     assert 'sluicegate_mcp_server_left_out_total{reason="down",server="late"}' in metrics
 
 
