@@ -69,6 +69,29 @@ def check_chat(url: str, body: dict[str, Any], api_key: str) -> dict[str, Any]:
     }
 
 
+def check_response(url: str, body: dict[str, Any], api_key: str) -> dict[str, Any]:
+    """A Responses API answer: a completed response with text."""
+    status, _, data, secs = post(url, body, api_key)
+    obj = json.loads(data)
+    texts = [
+        part.get("text", "")
+        for item in obj.get("output") or []
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+    ]
+    content = "".join(texts)
+    assert status == 200 and obj.get("status") == "completed" and content, (
+        f"bad response {status}: {data[:300]!r}"
+    )
+    return {
+        "status": status,
+        "bytes": len(data),
+        "secs": round(secs, 4),
+        "content_chars": len(content),
+        "usage": (obj.get("usage") or {}).get("total_tokens"),
+    }
+
+
 def check_stream(url: str, body: dict[str, Any], api_key: str) -> dict[str, Any]:
     status, headers, data, secs = post(url, body, api_key)
     text = data.decode()

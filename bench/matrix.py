@@ -37,7 +37,7 @@ import urllib.request
 from typing import Any
 
 import gateways
-from load import check_chat, check_stream, loadgen, tool_versions, wrk
+from load import check_chat, check_response, check_stream, loadgen, tool_versions, wrk
 from procs import Sampler, log, process_tree, settle, wait_quiet
 from scenarios import SCENARIOS, Scenario
 
@@ -88,7 +88,7 @@ def measure(
     def note_rss(proc: dict[str, Any]) -> None:
         target.peak_rss_mb = max(target.peak_rss_mb, proc.get("peak_rss_mb") or 0.0)
 
-    check = check_stream if sc.stream else check_chat
+    check = check_stream if sc.stream else check_response if sc.api == "responses" else check_chat
     res["sanity"] = check(url, body, a.api_key)
     if sc.name == "cached":  # the second answer is the hit
         res["sanity"] = check(url, body, a.api_key)
@@ -247,7 +247,7 @@ def main() -> None:
                 try:
                     for sc in scenarios:
                         if name in sc.gateways:
-                            r = measure(sc, target, "/v1/chat/completions", a, tmp)
+                            r = measure(sc, target, sc.path, a, tmp)
                             out["scenarios"][sc.name]["targets"][name] = r
                 finally:
                     _, rss, _ = Sampler(pids).snapshot()

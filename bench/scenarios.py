@@ -1,4 +1,4 @@
-"""The five scenarios of `make bench` (bench/matrix.py): what each sends, and where.
+"""The six scenarios of `make bench` (bench/matrix.py): what each sends, and where.
 
 A scenario is one request, sent over and over: its body, the path and model on
 each target, and the direct request it is compared with (the same answer
@@ -50,8 +50,18 @@ class Scenario:
     # why a gateway is absent from this scenario (recorded in the results)
     absent: dict[str, str] = field(default_factory=dict)
     direct: bool = True  # False: the direct figures are another scenario's (same mock answer)
+    path: str = CHAT  # where the gateways are sent it
+    api: str = "chat"  # chat | responses: the body's shape
 
     def body(self, target: str) -> dict[str, Any]:
+        if self.api == "responses":
+            return {
+                "model": self.model,
+                "instructions": MESSAGES[0]["content"],
+                "input": MESSAGES[1]["content"],
+                "max_output_tokens": 128,
+                "temperature": 0,
+            }
         messages = large_messages() if self.large else MESSAGES
         body: dict[str, Any] = {
             "model": self.model,
@@ -101,6 +111,16 @@ SCENARIOS = [
         "gpt-4o-mini",
         CHAT,
         large=True,
+    ),
+    Scenario(
+        "responses",
+        "6. Responses API, translated to chat, response kept",
+        "gpt-4o-mini",
+        CHAT,
+        path="/v1/responses",
+        api="responses",
+        gateways=("sluicegate",),  # compared with sluicegate's own chat path (scenario 1)
+        direct=False,
     ),
     Scenario(
         "cached",

@@ -25,7 +25,8 @@ def _headers(items: list[str]) -> dict[str, str]:
 def _remote(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | None:
     import httpx
 
-    url = args.url.rstrip("/") + "/admin/route/explain"
+    scope = f"/gateways/{args.gateway}" if args.gateway else ""
+    url = args.url.rstrip("/") + f"/admin{scope}/route/explain"
     key = args.admin_key or ""
     response = httpx.post(url, json=payload, headers={"authorization": f"Bearer {key}"})
     if response.status_code != 200:
@@ -45,7 +46,14 @@ def _local(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any] | N
     if not args.config:
         print("give --config FILE (decided offline) or --url of a running gateway", file=sys.stderr)
         return None
-    loaded = load_config(args.config)
+    from sluicegate.config.tenants import split
+
+    gateways = split(load_config(args.config))
+    name = args.gateway or next(iter(gateways))
+    if name not in gateways:
+        print(f"no gateway named '{name}' in {args.config}", file=sys.stderr)
+        return None
+    loaded = gateways[name]
     table = compile_config(loaded.config, loaded.warnings)
     local = LocalEmbedder()
 
@@ -124,6 +132,9 @@ def add_parsers(sub: Any) -> None:
         "--url", help="a running gateway to ask instead (live latency, health, load)"
     )
     explain.add_argument("--admin-key", help="the gateway's admin key (with --url)")
+    explain.add_argument(
+        "--gateway", help="one of the config's gateways, by name (default: the default)"
+    )
     explain.add_argument("--consumer", help="whose request it is (rules, groups)")
     explain.add_argument(
         "--header", "-H", action="append", default=[], help="a request header, name:value"

@@ -12,7 +12,8 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
      │    └── CredentialsRefused     a token endpoint refused the gateway's credentials
      └── GatewayError                answered to a client
           ├── InvalidRequest         400 invalid_request_error
-          │    └── ContentBlocked    400 code content_blocked (guardrails)
+          │    ├── ContentBlocked    400 code content_blocked (guardrails)
+          │    └── NoAbleTarget      400 code no_able_target (smart routing: no target can serve it)
           ├── AuthenticationError    401 authentication_error
           ├── PermissionDenied       403 permission_error
           ├── NotFound               404 not_found_error
@@ -151,6 +152,17 @@ class GatewayError(SluicegateError):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
+
+
+class NoAbleTarget(InvalidRequest):
+    """No target of the set a rule chose can serve the request (docs/routing.md);
+    ``explain`` is the line the audit row and ``x-sluicegate-route`` keep."""
+
+    default_code = "no_able_target"
+
+    def __init__(self, message: str, explain: str) -> None:
+        super().__init__(message, param="model")
+        self.explain = explain
 
 
 class ContentBlocked(InvalidRequest):

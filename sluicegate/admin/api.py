@@ -38,7 +38,6 @@ from sluicegate.admin.entities import (
     seal,
     secret_refused,
 )
-from sluicegate.admin.explain import ExplainEndpoint
 from sluicegate.admin.gateways import GatewayEndpoints
 from sluicegate.admin.health import health_report
 from sluicegate.admin.keys import KeyEndpoints, keys_of
@@ -46,6 +45,7 @@ from sluicegate.admin.layers import PLURAL, SINGULAR, Built, build
 from sluicegate.admin.logs import LogEndpoints
 from sluicegate.admin.models import ModelEndpoints
 from sluicegate.admin.openapi import openapi_spec
+from sluicegate.admin.route import RouteEndpoints
 from sluicegate.admin.throttle import LoginThrottle, client_of
 from sluicegate.asgi import Receive, Scope, Send, respond_error
 from sluicegate.auth.tokens import looks_like_jwt
@@ -138,7 +138,7 @@ class AdminApi:
         gateways = GatewayEndpoints(self)
         logs = LogEndpoints(self)
         models = ModelEndpoints(self)
-        explain = ExplainEndpoint(self)
+        route = RouteEndpoints(self)
         self.app = Starlette(
             routes=[
                 Route("/admin/docs", explorer.page, methods=["GET"]),
@@ -152,8 +152,8 @@ class AdminApi:
                 *gateways.routes(),
                 *models.routes("/admin"),
                 *models.routes(gw),
-                *explain.routes("/admin"),
-                *explain.routes(gw),
+                *route.routes("/admin"),
+                *route.routes(gw),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
                 *logs.routes(gw),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),

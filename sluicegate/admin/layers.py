@@ -146,9 +146,8 @@ def _candidate(
             hashes = [bytes.fromhex(h) for h in doc.pop("key_hashes", [])]
             doc.pop("key_templates", None)  # the ${VAR} references of applied keys, for export
             plain = doc.get("keys")
-            hashes += (
-                [hash_key(k, key_secret) for k in plain if isinstance(k, str)] if plain else []
-            )
+            if isinstance(plain, list):  # anything else is the schema's to refuse (422)
+                hashes += [hash_key(k, key_secret) for k in plain if isinstance(k, str)]
             for digest in hashes:
                 other = owners.setdefault(digest, record.name)
                 if other != record.name:

@@ -43,6 +43,7 @@ def shown(name: str, info: ModelInfo, source: str) -> dict[str, Any]:
         "cache_write": price.cache_write if price else None,
         "reasoning": price.reasoning if price else None,
         "capabilities": sorted(info.capabilities) if info.capabilities is not None else None,
+        "description": info.description,
         "source": source,
     }
 

@@ -17,6 +17,7 @@ from sluicegate import __version__
 from sluicegate.admin.entities import MODELS
 from sluicegate.admin.gateways import GatewayDoc
 from sluicegate.admin.layers import PLURAL, url_plural
+from sluicegate.admin.openapi_routing import routing_paths, routing_schemas
 from sluicegate.auth.keys import NewKey
 from sluicegate.stores.secrets import SECRET_FIELDS
 from sluicegate.telemetry.attempts import OUTCOMES
@@ -800,11 +801,14 @@ def openapi_spec() -> dict[str, Any]:
     schemas["AuditLog"] = _audit_log()
     schemas["TargetHealth"] = _target_health()
     schemas["Usage"] = _usage()
+    schemas.update(routing_schemas())
     return {
         "openapi": "3.1.0",
         "info": {"title": "sluicegate Admin API", "version": __version__},
         "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": _with_control_errors(_with_gateways({**_paths(), **_key_paths()})),
+        "paths": _with_control_errors(
+            _with_gateways({**_paths(), **_key_paths(), **routing_paths()})
+        ),
         "components": {
             "schemas": schemas,
             "securitySchemes": {

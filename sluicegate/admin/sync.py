@@ -472,6 +472,10 @@ def export_documents(records: list[Record]) -> tuple[dict[str, Any], list[str]]:
             items.append(doc)
         if items:
             data[PLURAL[kind]] = items
+    # The model catalog's store entries (/admin/models), as the file's models: section.
+    catalog = {r.name: dict(r.doc) for r in records if r.kind == "model"}
+    if catalog:
+        data["models"] = catalog
     return data, notes
 
 
@@ -489,6 +493,8 @@ def export_yaml(
         if own.tags:
             doc["tags"] = list(own.tags)
         entities, more = export_documents(held)
+        if entities.pop("models", None):  # a gateway of gateways: has no catalog of its own
+            more.append("its /admin/models entries are left out (set them under models:)")
         others.append({**doc, **entities})
         notes += [f"{note} (gateway {own.name})" for note in more]
     header = [

@@ -211,7 +211,7 @@ def key_entries(
             models,
             passthrough=native,
             realtime_sessions=base.realtime_sessions,
-            mcp=tuple(doc.mcp) if doc.mcp is not None else None,
             groups=base.groups,
+            mcp=tuple(doc.mcp) if doc.mcp is not None else None,
         )
     return out

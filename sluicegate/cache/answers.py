@@ -20,6 +20,7 @@ import orjson
 from sluicegate.asgi import Message, Send
 from sluicegate.dialects.base import Dialect
 from sluicegate.providers.anthropic import AnthropicStream, translate_response
+from sluicegate.providers.openai_responses import to_completion
 from sluicegate.schema.sse import DONE, EventSplitter, parse_event
 from sluicegate.telemetry.usage import TokenCounts, read_usage
 
@@ -86,7 +87,11 @@ def answer_of(dialect: str, stream: bool, data: bytes) -> dict[str, Any] | None:
                 return None
             if dialect == "anthropic":
                 return translate_response(body) if body.get("type") == "message" else None
+            if dialect == "responses":
+                return _response(body)
             return body if body.get("object") == "chat.completion" else None
+        if dialect == "responses":
+            return _responses_stream(data)
         if dialect == "anthropic":
             decoder = AnthropicStream("")
             chunks = decoder.feed(data)
@@ -96,6 +101,22 @@ def answer_of(dialect: str, stream: bool, data: bytes) -> dict[str, Any] | None:
         return _openai_stream(data)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None
+
+
+def _response(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A Responses API response, when it is complete, as a canonical completion."""
+    if body.get("object") != "response" or body.get("status") != "completed":
+        return None
+    return to_completion(body, str(body.get("model", "")))
+
+
+def _responses_stream(data: bytes) -> dict[str, Any] | None:
+    for raw in reversed(EventSplitter().feed(data)):
+        name, payload = parse_event(raw)
+        if name == "response.completed":
+            response = orjson.loads(payload).get("response")
+            return _response(response) if isinstance(response, dict) else None
+    return None
 
 
 def _openai_stream(data: bytes) -> dict[str, Any] | None:

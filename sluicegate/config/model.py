@@ -171,6 +171,8 @@ class Service(Strict):
     # single target; {} turns them off. A service of type upstream has its upstream's.
     healthchecks: Healthchecks | None = None
     api_version: str | None = None  # azure: the api-version query parameter
+    # openai, azure: "responses" sends chat-completions requests to the Responses API.
+    api: Literal["chat", "responses"] = "chat"
     project: str | None = None  # vertex: the Google Cloud project
     location: str | None = None  # vertex: the region, e.g. us-central1
     allow_gs_uris: bool = False  # gemini, vertex: forward gs:// URIs (read with our identity)
@@ -232,6 +234,10 @@ class Service(Strict):
                 raise ValueError(
                     "healthchecks: an upstream service is checked by its upstream's healthchecks"
                 )
+        if self.api == "responses" and self.provider not in ("openai", "azure"):
+            raise ValueError(
+                "api: responses is for providers openai and azure, which have a Responses API"
+            )
         if self.provider == "vertex" and not self.project:
             raise ValueError(
                 "a vertex service needs project (the Google Cloud project id; "

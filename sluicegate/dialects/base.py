@@ -21,6 +21,9 @@ class Parsed:
     canonical: dict[str, Any]
     model: str
     native: dict[str, Any]
+    # What a provider of the client's own dialect is sent when it is not the client's body
+    # (a Responses follow-up, sent as the whole conversation); None: the body as it came.
+    wire: dict[str, Any] | None = None
 
 
 class StreamEncoder(Protocol):

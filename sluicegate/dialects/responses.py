@@ -26,6 +26,7 @@ from sluicegate.dialects.responses_items import (
     chat_tools,
     custom_tools,
     input_items,
+    native_history,
     new_id,
     response_format,
     to_messages,
@@ -112,6 +113,9 @@ class ResponsesDialect:
         self.body: dict[str, Any] = {}
         self.items: list[dict[str, Any]] = []  # this turn's input, with ids
         self.final: dict[str, Any] | None = None  # the response as the client gets it
+        self.translated = False  # the answer is the gateway's translation, not OpenAI's own
+        self.encoded = b""  # a whole translated answer as encoded (guardrails may rewrite it)
+        self.sequence = 0  # a native stream's next sequence_number (responses.native)
         self._read: tuple[bytes, dict[str, Any]] | None = None
 
     def read(self, raw: bytes) -> dict[str, Any]:
@@ -132,20 +136,31 @@ class ResponsesDialect:
         self.body = body
         self.items = input_items(body.get("input", []))
         canonical = to_canonical(body, self.history, self.items)
-        return Parsed(canonical, model, body)
+        if body.get("previous_response_id") is None:
+            return Parsed(canonical, model, body)
+        # OpenAI's own API gets the whole conversation: it knows none of the gateway's ids.
+        wire = {k: v for k, v in body.items() if k != "previous_response_id"}
+        given = body.get("input", [])
+        if isinstance(given, str):
+            given = [{"role": "user", "content": given}]
+        wire["input"] = [*native_history(self.history), *given]
+        return Parsed(canonical, model, body, wire)
 
     def shell(self, model: str) -> dict[str, Any]:
         return shell(self.body, self.id, self.created_at, model)
 
     def encode_response(self, endpoint: str, canonical: dict[str, Any]) -> bytes:
+        self.translated = True
         choice = (canonical.get("choices") or [{}])[0]
         response = self.shell(str(canonical.get("model") or self.body.get("model", "")))
         response["output"] = output_of(choice.get("message") or {}, custom_tools(self.body))
         response["usage"] = to_usage(canonical.get("usage"))
         self.final = finish(response, choice.get("finish_reason"))
-        return orjson.dumps(self.final)
+        self.encoded = orjson.dumps(self.final)
+        return self.encoded
 
     def stream_encoder(self, canonical: dict[str, Any], model: str) -> ResponsesStreamEncoder:
+        self.translated = True
         return ResponsesStreamEncoder(self.shell(model), custom_tools(self.body), self._done)
 
     def _done(self, response: dict[str, Any]) -> None:
@@ -155,7 +170,7 @@ class ResponsesDialect:
         return event.startswith(_LAST_EVENTS)
 
     def error_event(self, error: GatewayError) -> bytes:
-        return failed_event(self.shell(str(self.body.get("model", ""))), error, 0)
+        return failed_event(self.shell(str(self.body.get("model", ""))), error, self.sequence)
 
 
 _LAST_EVENTS = (

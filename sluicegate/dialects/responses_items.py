@@ -162,6 +162,8 @@ def to_messages(items: list[dict[str, Any]], where: str = "input") -> list[dict[
             )
         elif kind == "reasoning":
             reasoning.append(item)
+        elif where == "previous_response" and str(kind).endswith("_call"):
+            continue  # a built-in tool's call (OpenAI ran it): its answer follows as text
         elif kind == "item_reference":
             raise InvalidRequest(
                 f"{here}: item_reference is not supported; send the item itself or use "
@@ -173,6 +175,24 @@ def to_messages(items: list[dict[str, Any]], where: str = "input") -> list[dict[
                 f"{here}: items of type {kind!r} are not supported by this gateway", param=here
             )
     return messages
+
+
+def native_history(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kept items as input for OpenAI's own Responses API, which knows none of the
+    gateway's ids: messages and calls go without theirs; reasoning goes only as OpenAI
+    sealed it (``encrypted_content``), never another provider's."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.get("type")
+        if kind == "reasoning":
+            sealed = item.get("encrypted_content")
+            if isinstance(sealed, str) and not sealed.startswith(SEAL):
+                out.append(item)
+        elif kind in ("message", "function_call", "custom_tool_call"):
+            out.append({k: v for k, v in item.items() if k != "id"})
+        else:
+            out.append(item)
+    return out
 
 
 def _with_reasoning(message: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:

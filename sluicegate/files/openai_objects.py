@@ -25,6 +25,7 @@ from sluicegate.files.upstream import Upstream, need, segment
 from sluicegate.files.usage import BatchUsage
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upload import Upload
+from sluicegate.routing.reach import refuse_unscreened
 from sluicegate.routing.table import CompiledService
 from sluicegate.stores.objects import OwnedObject
 
@@ -82,6 +83,7 @@ def _row(
 
 async def create_file(call: ObjectCall) -> None:
     rule = call.path_rule("/v1/files")
+    refuse_unscreened(rule, call.consumer, "a file upload")
     await call.admit(rule)
     service = rule.pick(call.table.rng).service
     need(service, APIS, "/v1/files")

@@ -275,6 +275,12 @@ class Screen:
 
     def _refuse(self, data: dict[str, Any]) -> None:
         refusal = self.guard.refusal
+        if self.dialect == "responses":
+            part = {"type": "output_text", "text": refusal, "annotations": []}
+            message = {"type": "message", "role": "assistant", "status": "completed"}
+            data["output"] = [{**message, "id": "msg_refused", "content": [part]}]
+            data["status"], data["incomplete_details"] = "incomplete", {"reason": "content_filter"}
+            return
         if self.dialect == "anthropic":
             data["content"] = [{"type": "text", "text": refusal}]
             data["stop_reason"] = "refusal"

@@ -50,6 +50,20 @@ def _openai_content(message: dict[str, Any]) -> Iterator[Slot]:
         yield function_call, "arguments"
 
 
+def _response_output(body: dict[str, Any]) -> Iterator[Slot]:
+    """A Responses API response's text: its messages' parts, its calls' arguments."""
+    for item in body.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        for part in item.get("content") or () if item.get("type") == "message" else ():
+            for key in ("text", "refusal"):
+                if isinstance(part, dict) and isinstance(part.get(key), str):
+                    yield part, key
+        for key in ("arguments", "input"):
+            if item.get("type") != "message" and isinstance(item.get(key), str):
+                yield item, key
+
+
 def _anthropic_blocks(owner: Any, key: Any) -> Iterator[Slot]:
     content = owner[key]
     if isinstance(content, str):
@@ -139,6 +153,9 @@ def answer_slots(dialect: str, endpoint: str, body: dict[str, Any]) -> Iterator[
     if dialect == "anthropic":
         if "content" in body:
             yield from _anthropic_blocks(body, "content")
+        return
+    if dialect == "responses":
+        yield from _response_output(body)
         return
     for choice in body.get("choices") or ():
         if not isinstance(choice, dict):

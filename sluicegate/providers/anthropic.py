@@ -80,6 +80,8 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
             blocks.append({"type": "text", "text": str(part.get("text", ""))})
         elif kind == "image_url":
             blocks.append(_image_block(part, here))
+        elif kind in _THINKING_BLOCKS and (part.get("signature") or part.get("data")):
+            blocks.append(part)  # an earlier answer's reasoning, handed back (reasoning_blocks)
         else:
             raise InvalidRequest(
                 f"{here}: content parts of type {kind!r} are not supported by Anthropic",
@@ -104,12 +106,27 @@ def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "tool_result", "tool_use_id": tool_id, "content": result}
 
 
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def _with_thinking(message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant turn with its reasoning blocks first, as Anthropic wants them back."""
+    blocks = message.get("reasoning_blocks")
+    if message.get("role") != "assistant" or not isinstance(blocks, list) or not blocks:
+        return message
+    content = message.get("content")
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+    if isinstance(content, list):
+        parts = content
+    return {**message, "content": [*blocks, *parts]}
+
+
 def translate_messages(
     messages: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (Anthropic system blocks, alternating Anthropic turns)."""
     texts, turns = split_messages(
-        messages,
+        [_with_thinking(m) for m in messages],
         content=_content_blocks,
         tool_calls=_tool_use_blocks,
         tool_result=lambda all_messages, i, where: _tool_result_block(all_messages[i], where),
@@ -215,13 +232,15 @@ def translate_usage(usage: dict[str, Any]) -> Usage:
 def translate_response(data: dict[str, Any]) -> dict[str, Any]:
     texts: list[str] = []
     thinking: list[str] = []
+    sealed: list[dict[str, Any]] = []
     tool_calls: list[dict[str, Any]] = []
     for block in data.get("content") or []:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text", ""))
-        elif kind == "thinking":
+        elif kind in _THINKING_BLOCKS:
             thinking.append(block.get("thinking", ""))
+            sealed.append(block)
         elif kind == "tool_use":
             tool_calls.append(
                 {
@@ -236,8 +255,10 @@ def translate_response(data: dict[str, Any]) -> dict[str, Any]:
     message: ChatMessage = {"role": "assistant", "content": "".join(texts) if texts else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    if thinking:
+    if any(thinking):
         message["reasoning_content"] = "".join(thinking)
+    if sealed:
+        message["reasoning_blocks"] = sealed
     finish = FINISH_REASONS.get(data.get("stop_reason") or "", "stop")
     usage = translate_usage(data.get("usage") or {})
     response = make_completion(
@@ -261,6 +282,7 @@ class AnthropicStream(SSEDecoder):
         self.created = int(time.time())
         self.usage: dict[str, Any] = {}
         self.tool_index: dict[int, int] = {}  # content block index -> tool_calls index
+        self.thinking: dict[int, dict[str, Any]] = {}  # block index -> the block, as it grows
 
     def _chunk(self, delta: ChatMessage, finish: str | None = None) -> dict[str, Any]:
         return dict(make_chunk(self.id, self.model, self.created, delta, finish))
@@ -279,8 +301,19 @@ class AnthropicStream(SSEDecoder):
                     return []
                 call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
                 return [self._chunk({"tool_calls": [call]})]
+            block = self.thinking.get(event.get("index", -1))
             if dtype == "thinking_delta":
+                if block is not None:
+                    block["thinking"] += delta.get("thinking", "")
                 return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+            if dtype == "signature_delta" and block is not None:
+                block["signature"] = block.get("signature", "") + delta.get("signature", "")
+            return []
+        if kind == "content_block_stop":
+            # A thinking block is whole (its signature came last): handed on for a next turn.
+            done = self.thinking.pop(event.get("index", -1), None)
+            if done is not None and (done.get("signature") or done.get("data")):
+                return [self._chunk({"reasoning_blocks": [done]})]
             return []
         if kind == "content_block_start":
             block = event.get("content_block") or {}
@@ -296,6 +329,9 @@ class AnthropicStream(SSEDecoder):
                 return [self._chunk({"tool_calls": [call]})]
             if block.get("type") == "text" and block.get("text"):
                 return [self._chunk({"content": block["text"]})]
+            if block.get("type") in _THINKING_BLOCKS:
+                start = {"thinking": "", **block} if block["type"] == "thinking" else block
+                self.thinking[event.get("index", -1)] = dict(start)
             return []
         if kind == "message_start":
             message = event.get("message") or {}
@@ -315,7 +351,7 @@ class AnthropicStream(SSEDecoder):
             return [dict(make_usage_chunk(self.id, self.model, self.created, usage))]
         if kind == "error":
             raise stream_error(event.get("error") or {})
-        return []  # ping, content_block_stop, and event types added later
+        return []  # ping, and event types added later
 
 
 def stream_error(error: dict[str, Any]) -> GatewayError:
@@ -330,7 +366,7 @@ def stream_error(error: dict[str, Any]) -> GatewayError:
 class AnthropicAdapter(Adapter):
     name: ClassVar[str] = "anthropic"
     passthrough_dialect: ClassVar[str | None] = "anthropic"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "count_tokens"})
+    endpoints: frozenset[str] = frozenset({"chat", "count_tokens"})
 
     def __init__(self, betas: Iterable[str] = ()) -> None:
         # The anthropic-beta names a client may turn on (globs): a beta is a feature

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from sluicegate.errors import GatewayError, UpstreamStatusError
 from sluicegate.providers.base import Endpoint, UpstreamRequest
-from sluicegate.providers.openai import OpenAIAdapter
+from sluicegate.providers.openai import RESPONSES_PATHS, OpenAIAdapter
 from sluicegate.providers.paths import refuse
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ V1 = "v1"
 # The first dated version that takes stream_options (older ones refuse the field).
 _STREAM_OPTIONS_SINCE = "2024-09-01"
 
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 # Azure's rule for deployment names; checking it also keeps a client's model
 # name from reaching another path of the resource ("..", "/", "?"): stricter
 # than providers/paths.py, so the name goes into the URL as it is.
@@ -44,18 +43,22 @@ _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 class AzureAdapter(OpenAIAdapter):
     name: ClassVar[str] = "azure"
 
-    def __init__(self, api_version: str = DEFAULT_API_VERSION) -> None:
-        super().__init__("azure")
+    def __init__(self, api_version: str = DEFAULT_API_VERSION, api: str = "chat") -> None:
+        super().__init__("azure", api)
         self.api_version = api_version
         # Versions that refuse stream_options are sent none; their streams are then counted.
         self.asks_usage = api_version == V1 or api_version[:10] >= _STREAM_OPTIONS_SINCE
 
     @classmethod
     def for_service(cls, service: Service) -> AzureAdapter:
-        return cls(service.api_version or DEFAULT_API_VERSION)
+        return cls(service.api_version or DEFAULT_API_VERSION, service.api)
 
     def url(self, endpoint: Endpoint, model: str, base_url: str) -> str:
-        return self.url_of(_PATHS[endpoint], model, base_url)
+        if endpoint in RESPONSES_PATHS and self.api_version != V1:
+            # Not per deployment: the model is in the body.
+            version = quote(self.api_version, safe="")
+            return f"{base_url}{RESPONSES_PATHS[endpoint]}?api-version={version}"
+        return self.url_of(self.path(endpoint), model, base_url)
 
     def url_of(self, path: str, model: str, base_url: str) -> str:
         """The URL of OpenAI's ``path`` (``/chat/completions``, ``/images/generations``) for
@@ -74,7 +77,7 @@ class AzureAdapter(OpenAIAdapter):
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
     ) -> UpstreamRequest:
         request = super().build(endpoint, body, raw, model, base_url)
-        request.url = self.url(endpoint, model, base_url)
+        request.url = self.url(self.wire(endpoint), model, base_url)
         return request
 
     def error(self, status: int, headers: dict[str, str], body: bytes) -> GatewayError:

@@ -92,7 +92,12 @@ class Adapter:
     # The client dialect whose requests and answers this provider takes and
     # gives as they are; for such clients, bytes pass through untouched.
     passthrough_dialect: ClassVar[str | None] = None
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+    endpoints: frozenset[str] = frozenset({"chat"})  # per class, or per service (__init__)
+
+    def speaks(self, dialect: str) -> bool:
+        """Whether this provider takes and gives a client of ``dialect`` in the client's
+        own wire format: its bytes then pass through."""
+        return dialect == self.passthrough_dialect
 
     @classmethod
     def for_service(cls, service: Service) -> Adapter:

@@ -270,7 +270,7 @@ def model_segment(model: str) -> str:
 
 class BedrockAdapter(Adapter):
     name: ClassVar[str] = "bedrock"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
+    endpoints: frozenset[str] = frozenset({"chat", "embeddings"})
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str

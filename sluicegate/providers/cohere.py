@@ -414,7 +414,7 @@ def stream_error(delta: dict[str, Any]) -> GatewayError:
 
 class CohereAdapter(Adapter):
     name: ClassVar[str] = "cohere"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
+    endpoints: frozenset[str] = frozenset({"chat", "embeddings"})
 
     def __init__(self, service_name: str = "cohere") -> None:
         self.service_name = service_name

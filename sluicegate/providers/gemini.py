@@ -309,7 +309,7 @@ def _name(part: str, model: str, provider: str) -> str:
 
 class GeminiAdapter(Adapter):
     name: ClassVar[str] = "gemini"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
+    endpoints: frozenset[str] = frozenset({"chat", "embeddings"})
 
     def __init__(self, service: str = "", allow_gs_uris: bool = False) -> None:
         # gs:// URIs in messages: refused (a 400 naming ``service``) unless allowed.

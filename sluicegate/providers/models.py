@@ -25,6 +25,7 @@ class ModelInfo:
     price: Price | None = None
     capabilities: frozenset[str] | None = None  # None: unknown, assumed able
     source: str = "builtin"  # builtin | file | store
+    description: str | None = None
 
     def able(self, capability: str) -> bool:
         return self.capabilities is None or capability in self.capabilities
@@ -106,6 +107,7 @@ class Override:
     reasoning: float | None = None
     capabilities: frozenset[str] | None = None
     source: str = "file"
+    description: str | None = None
     whole_price: bool = False  # pricing:'s entries: a price of its own, nothing inherited
 
     def over(self, base: ModelInfo | None) -> ModelInfo:
@@ -127,6 +129,7 @@ class Override:
             price,
             self.capabilities if self.capabilities is not None else base.capabilities,
             self.source,
+            self.description or base.description,
         )
 
 

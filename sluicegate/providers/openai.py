@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from sluicegate.errors import UpstreamError
+from sluicegate.providers import openai_responses as responses_api
 from sluicegate.providers.base import (
     Adapter,
     Endpoint,
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from sluicegate.config.model import Service
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+# OpenAI's own Responses API: only OpenAI and Azure have it (client of the Responses dialect).
+RESPONSES_PATHS = {"responses": "/responses", "input_tokens": "/responses/input_tokens"}
 _STREAMED = frozenset({"chat", "completions"})
 _JSON = "application/json"
 # Canonical fields that other dialects carry and OpenAI's API would refuse.
@@ -42,16 +45,29 @@ _KEEP: Any = object()  # the client's stream_options go as they are
 class OpenAIAdapter(Adapter):
     name: ClassVar[str] = "openai"
     passthrough_dialect: ClassVar[str | None] = "openai"
-    endpoints: ClassVar[frozenset[str]] = frozenset(_PATHS)
+    endpoints: frozenset[str] = frozenset(_PATHS)
 
-    def __init__(self, provider: str = "openai") -> None:
+    def __init__(self, provider: str = "openai", api: str = "chat") -> None:
         info = CATALOG.get(provider)
         self.asks_usage = info is None or info.stream_usage == "ask"
         self.compatible = provider not in _OPENAIS_OWN
+        # ``api: responses``: chat requests go to the Responses API (openai_responses).
+        self.responses_api = api == "responses" and not self.compatible
+        if not self.compatible:
+            self.endpoints = self.endpoints | RESPONSES_PATHS.keys()
+
+    def speaks(self, dialect: str) -> bool:
+        if dialect == "responses":
+            return not self.compatible
+        return dialect == "openai" and not self.responses_api
+
+    def wire(self, endpoint: Endpoint) -> Endpoint:
+        """The provider's endpoint that serves ``endpoint``."""
+        return "responses" if endpoint == "chat" and self.responses_api else endpoint
 
     @classmethod
     def for_service(cls, service: Service) -> OpenAIAdapter:
-        return cls(service.provider)
+        return cls(service.provider, service.api)
 
     def build(
         self,
@@ -62,6 +78,10 @@ class OpenAIAdapter(Adapter):
         base_url: str,
     ) -> UpstreamRequest:
         stream = body.get("stream") is True
+        if self.wire(endpoint) != endpoint:
+            data = orjson.dumps(responses_api.to_request(body, model))
+            headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
+            return UpstreamRequest("POST", base_url + self.path("responses"), headers, data, stream)
         options = self._stream_options(body) if stream and endpoint in _STREAMED else _KEEP
         if raw and options is _KEEP:
             data = raw  # an OpenAI client's own bytes
@@ -70,13 +90,19 @@ class OpenAIAdapter(Adapter):
             # second parse. Other dialects' extensions are dropped.
             source = body if raw else {k: v for k, v in body.items() if k not in EXTENSIONS}
             payload = {**source, "model": model}
+            if not raw and any("reasoning_blocks" in m for m in body.get("messages") or ()):
+                payload["messages"] = [_without_blocks(m) for m in body["messages"]]
             if options is None:
                 payload.pop("stream_options", None)
             elif options is not _KEEP:
                 payload["stream_options"] = options
             data = orjson.dumps(payload)
         headers = {"content-type": _JSON, "accept": "text/event-stream" if stream else _JSON}
-        return UpstreamRequest("POST", base_url + _PATHS[endpoint], headers, data, stream)
+        return UpstreamRequest("POST", base_url + self.path(endpoint), headers, data, stream)
+
+    @staticmethod
+    def path(endpoint: Endpoint) -> str:
+        return _PATHS.get(endpoint) or RESPONSES_PATHS[endpoint]
 
     def _stream_options(self, body: dict[str, Any]) -> Any:
         """The ``stream_options`` to send: the client's (``_KEEP``), with usage asked for,
@@ -98,17 +124,30 @@ class OpenAIAdapter(Adapter):
         data = orjson.loads(body)
         if not isinstance(data, dict):
             raise ValueError("the provider's answer is not a JSON object")
+        if self.wire(endpoint) != endpoint:
+            return responses_api.to_completion(data, model)
         return data
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
+        if self.wire(endpoint) != endpoint:
+            return responses_api.ResponsesEvents(model)
         return OpenAIStream(ToolCallDeltas() if self.compatible else None)
 
     def passthrough_edits(self, endpoint: Endpoint, body: dict[str, Any]) -> EventEdits | None:
+        if endpoint in RESPONSES_PATHS:
+            return None  # the Responses API's events are relayed as they come
         hide_usage = not wants_usage(body)
         tool_calls = ToolCallDeltas() if self.compatible and body.get("tools") else None
         if not hide_usage and tool_calls is None:
             return None
         return OpenAIEventEdits(hide_usage, tool_calls)
+
+
+def _without_blocks(message: dict[str, Any]) -> dict[str, Any]:
+    """Another provider's reasoning blocks are for that provider only."""
+    if "reasoning_blocks" not in message:
+        return message
+    return {k: v for k, v in message.items() if k != "reasoning_blocks"}
 
 
 class OpenAIStream(SSEDecoder):

@@ -164,13 +164,16 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
         what = f"provider '{service.provider}'"
         return Failure("connect", service, detail=f"{what} does not serve /{endpoint}")
     model = step.model or call.parsed.model
-    native = adapter.passthrough_dialect == call.dialect.name
+    native = adapter.speaks(call.dialect.name)
     data = b""
     if native:
         # The client spoke this provider's own API: its bytes go on as they
-        # came, unless the rule renamed the model.
-        body = call.parsed.native
-        data = call.raw if body.get("model") == model else orjson.dumps({**body, "model": model})
+        # came, unless the rule renamed the model or the dialect had to edit them.
+        body = call.parsed.wire or call.parsed.native
+        same = call.parsed.wire is None and body.get("model") == model
+        data = call.raw if same else orjson.dumps({**body, "model": model})
+        if call.dialect.name == "responses" and endpoint == "chat":
+            endpoint = "responses"  # OpenAI's own Responses API, not its chat
     request = adapter.build(endpoint, call.parsed.canonical, data, model, target.url + service.path)
     if native and call.forwarded:
         request.headers.update(adapter.forwarded(call.forwarded))
@@ -179,11 +182,11 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
     if call.screen is not None:
         call.screen.upstream_headers(request.headers, call.headers)
     if call.trace is None:
-        return await _send(step, call, target, http, request, model, native)
+        return await _send(step, call, target, http, request, model, native, endpoint)
     tracing, parent = call.trace
     span = tracing.attempt_span(parent, service.name, service.provider, model)
     tracing.inject(span, request.headers)
-    result = await _send(step, call, target, http, request, model, native)
+    result = await _send(step, call, target, http, request, model, native, endpoint)
     if isinstance(result, Failure):
         span.set_attribute("error.type", result.kind)
         if result.status is not None:
@@ -206,11 +209,11 @@ async def _send(
     request: UpstreamRequest,
     model: str,
     native: bool,
+    endpoint: str,
 ) -> Success | Failure:
     service = step.service
     adapter = service.adapter
     assert adapter is not None
-    endpoint = call.endpoint
     signer = service.signer
     if signer is not None:
         if signer.needs_prepare:

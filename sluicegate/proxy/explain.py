@@ -13,7 +13,7 @@ import orjson
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
-from sluicegate.errors import ModelNotFound, PermissionDenied
+from sluicegate.errors import ModelNotFound, NotFound
 from sluicegate.routing.facts import Facts
 from sluicegate.routing.semantic import Embed
 from sluicegate.routing.smart import decide
@@ -90,5 +90,5 @@ def _consumer(table: RoutingTable, name: str | None) -> ConsumerEntry | None:
         return table.anonymous
     entry = table.consumers.get(name)
     if entry is None:
-        raise PermissionDenied(f"No consumer named '{name}'.", code="consumer_not_found")
+        raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
     return entry

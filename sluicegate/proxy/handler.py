@@ -45,6 +45,7 @@ from sluicegate.errors import (
     GatewayError,
     InvalidRequest,
     ModelNotFound,
+    NoAbleTarget,
     PermissionDenied,
     RateLimited,
 )
@@ -467,7 +468,7 @@ class Proxy:
                 ex.screen = rule.guard.begin(dialect.name, "count_tokens")
                 parsed, raw = ex.screen.request(dialect, parsed, raw, headers, self.prompt_tokens)
             first = rule.targets[0].service
-            if first.adapter is not None and first.adapter.passthrough_dialect == dialect.name:
+            if first.adapter is not None and first.adapter.speaks(dialect.name):
                 forwarded = _forwarded(dialect, headers)
                 call = Call(
                     dialect, "count_tokens", parsed, raw, False, forwarded, consumer.name, headers
@@ -553,7 +554,12 @@ class Proxy:
         key = _sticky_key(rule.hash_on, call.consumer, call.headers)
         stats = self.runtime.route_stats
         embed = self.route_embedder(table)
-        decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        try:
+            decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+        except NoAbleTarget as exc:
+            ex.route = exc.explain  # the refusal is explained too
+            out.append((b"x-sluicegate-route", header_value(exc.explain)))
+            raise
         ex.route = decision.explain
         out.append((b"x-sluicegate-route", header_value(decision.explain)))
         return decision.steps
@@ -619,7 +625,7 @@ class Proxy:
                 finally:
                     spent = time.monotonic() - now
                     ex.upstream_seconds += spent
-                learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
+                arm = learn(self.runtime.route_stats, table, rule, step, spent, _failure(result))
                 kind = result.kind if isinstance(result, Failure) else "status"
                 ex.tried.append(
                     Tried(
@@ -644,7 +650,7 @@ class Proxy:
                         break
                     continue
                 target.health.succeeded()
-                ex.attempts, ex.fallbacks = attempts, index
+                ex.attempts, ex.fallbacks, ex.arm = attempts, index, arm
                 ex.service, ex.provider = service.name, service.provider
                 ex.upstream_model = step.model or call.parsed.model
                 out.append((b"x-sluicegate-service", service.name.encode()))
@@ -747,7 +753,7 @@ class Proxy:
         # The client's own headers reach only a provider of its dialect, so they split the
         # key only then: an OpenAI target answers both SDKs alike.
         adapter = first.service.adapter
-        native = adapter is not None and adapter.passthrough_dialect == call.dialect.name
+        native = adapter is not None and adapter.speaks(call.dialect.name)
         headers = call.forwarded if native else {}
 
         async def route(embedder: str, text: str) -> list[float]:

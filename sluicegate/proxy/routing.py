@@ -11,7 +11,7 @@ from sluicegate.policies.rate_limit import Reservation
 from sluicegate.routing.facts import Facts
 from sluicegate.routing.semantic import Embed
 from sluicegate.routing.smart import Decision, decide
-from sluicegate.routing.stats import RouteStats
+from sluicegate.routing.stats import ArmStats, RouteStats
 from sluicegate.routing.table import CompiledRule, ConsumerEntry, RoutingTable, Step
 
 if TYPE_CHECKING:
@@ -80,14 +80,15 @@ def learn(
     step: Step,
     seconds: float,
     failure: Failure | None,
-) -> None:
+) -> ArmStats:
     """What one attempt says of its target: how long an answer took, or how it failed."""
     arm = stats.of(table.gateway, rule.name, step.service.name, step.model)
     now = time.monotonic()
     if failure is None:
         arm.observe(seconds, now)
-        return
+        return arm
     retry_after = None
     if failure.status == 429:
         retry_after = failure.retry_after if failure.retry_after is not None else 1.0
     arm.failed(seconds, now, failure.kind == "timeout", retry_after)
+    return arm

@@ -37,6 +37,7 @@ from sluicegate.proxy.attempt import Failure
 from sluicegate.proxy.handler import read_headers
 from sluicegate.realtime.sessions import Seat, Sessions
 from sluicegate.realtime.upstream import handshake, socket_url
+from sluicegate.routing.reach import refuse_unscreened
 from sluicegate.routing.table import (
     CompiledRule,
     ConsumerEntry,
@@ -120,6 +121,7 @@ class Realtime:
                 table, consumer, offer.model, {"path": "/v1/realtime"}, headers, ex.request_id
             )
             ex.rule, ex.model = rule.name, offer.model
+            refuse_unscreened(rule, consumer, "a realtime session's frames")
             limits = (*table.limits, *rule.limits, *consumer.limits)
             if limits:
                 reservation = await self.reserve(table, limits, ex, offer.key)

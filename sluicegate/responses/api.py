@@ -16,7 +16,9 @@ counts a request's input as the rate limits count it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -26,7 +28,6 @@ from sluicegate.asgi import (
     JSON,
     NOSNIFF,
     Headers,
-    Message,
     Receive,
     Scope,
     Send,
@@ -37,10 +38,13 @@ from sluicegate.asgi import (
 from sluicegate.dialects.responses import ResponsesDialect
 from sluicegate.dialects.responses_items import builtin_tools
 from sluicegate.errors import GatewayError, InvalidRequest, NotFound, StoreUnavailable
+from sluicegate.proxy.attempt import Call
 from sluicegate.proxy.handler import read_headers
 from sluicegate.responses.kept import KeptResponses
+from sluicegate.responses.outgoing import Outgoing
 from sluicegate.routing.table import ConsumerEntry, RoutingTable
 from sluicegate.stores.responses import KeptResponse
+from sluicegate.telemetry.exchange import Exchange
 
 if TYPE_CHECKING:
     from sluicegate.proxy.handler import Proxy
@@ -72,7 +76,7 @@ class ResponsesApi:
             await self.create(scope, receive, send, table)
             return
         if rest == "/input_tokens" and method == "POST":
-            await self.answer(scope, receive, send, table, self.input_tokens)
+            await self.input_tokens(scope, receive, send, table)
             return
         id, _, tail = rest.removeprefix("/").partition("/")
         if rest and id and tail == "" and method in ("GET", "DELETE"):
@@ -91,50 +95,33 @@ class ResponsesApi:
     # ------------------------------------------------------------ create
     async def create(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
         dialect = ResponsesDialect()
-        owner: list[str] = []  # the caller's consumer, once known
-        keep = [True]
+
+        async def keep() -> None:
+            await self._keep(dialect, table.gateway, outgoing.owner)
+
+        outgoing = Outgoing(send, dialect, keep)
 
         async def prepare(consumer: ConsumerEntry, raw: bytes) -> str | None:
             body = dialect.read(raw)
-            previous = body.get("previous_response_id")
-            if previous is not None:
-                if not isinstance(previous, str) or not previous:
-                    raise InvalidRequest(
-                        "previous_response_id must be a response id",
-                        param="previous_response_id",
-                    )
-                kept = await self.kept.get(previous, table.gateway, consumer.name)
-                if kept is None:
-                    raise InvalidRequest(
-                        f"Previous response with id '{previous}' not found.",
-                        param="previous_response_id",
-                        code="previous_response_not_found",
-                    )
-                dialect.history = [*kept.input, *kept.output]
-            keep[0] = body.get("store", True) is not False
-            owner.append(consumer.name)
+            await self._history(dialect, body, table, consumer)
+            outgoing.keeps = body.get("store", True) is not False
+            outgoing.owner = consumer.name
             # Built-in tools run only where OpenAI's own Responses API answers.
             return "responses" if builtin_tools(body) else None
 
-        async def keeping(message: Message) -> None:
-            if message["type"] == "http.response.body" and dialect.final is not None and keep[0]:
-                keep[0] = False  # once
-                await self._keep(dialect, table.gateway, owner[0])
-            await send(message)
-
         await self.proxy.handle(
-            scope, receive, keeping, "chat", dialect, table, prepare, label="responses"
+            scope, receive, outgoing, "chat", dialect, table, prepare, label="responses"
         )
 
     async def _keep(self, dialect: ResponsesDialect, gateway: str, consumer: str) -> None:
         assert dialect.final is not None
-        created = float(dialect.created_at)
+        now = time.time()  # created_at is whole seconds: the expiry counts from now
         kept = KeptResponse(
             dialect.id,
             gateway,
             consumer,
-            created,
-            created + self.kept.ttl,
+            float(dialect.created_at),
+            now + self.kept.ttl,
             dialect.final,
             [*dialect.history, *dialect.items],
         )
@@ -189,30 +176,76 @@ class ResponsesApi:
         return page(kept.input, query)
 
     async def input_tokens(
-        self, scope: Scope, receive: Receive, table: RoutingTable, consumer: ConsumerEntry
-    ) -> dict[str, Any]:
-        """Counted as the rate limits count a prompt (docs/limits.md), the turns a
-        ``previous_response_id`` names included."""
-        incoming = read_headers(scope["headers"])
-        raw = await read_body(
-            receive, table.max_body_bytes, incoming.content_length, table.body_timeout
-        )
-        dialect = ResponsesDialect()
-        body = dialect.read(raw)
+        self, scope: Scope, receive: Receive, send: Send, table: RoutingTable
+    ) -> None:
+        """Asked of the rule's first target when it is OpenAI's or Azure's own Responses
+        API; otherwise counted as the rate limits count a prompt (docs/limits.md). The
+        turns a ``previous_response_id`` names count too. Recorded like any request."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        incoming = read_headers(headers)
+        out: Headers = [(b"x-request-id", incoming.request_id.encode()), NOSNIFF]
+        ex = Exchange(incoming.request_id, table.gateway, "input_tokens", "responses")
+        try:
+            consumer = await self.proxy.identify(table, incoming.key, scope)
+            ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
+            raw = await read_body(
+                receive, table.max_body_bytes, incoming.content_length, table.body_timeout
+            )
+            dialect = ResponsesDialect()
+            await self._history(dialect, dialect.read(raw), table, consumer)
+            parsed = dialect.parse("chat", raw)
+            rule = self.proxy.match(table, consumer, parsed.model, scope, headers)
+            ex.rule, ex.model = rule.name, parsed.model
+            # Requests only: no token or spend item is reserved, so nothing needs settling.
+            limits = tuple(
+                dataclasses.replace(limit, tokens=None, usd=None)
+                for limit in (*table.limits, *rule.limits, *consumer.limits)
+                if limit.requests is not None
+            )
+            if limits:
+                await self.proxy.reserve(table, limits, ex, incoming.key, parsed.canonical, out)
+            first = rule.targets[0].service.adapter
+            if first is not None and "input_tokens" in first.endpoints:
+                call = Call(dialect, "input_tokens", parsed, raw, False, {}, consumer.name, headers)
+                try:
+                    await self.proxy.forward(table, rule, call, send, out, ex)
+                finally:
+                    ex.usage, ex.text_size = None, None  # a count, not tokens used
+                return
+            tokens = self.proxy.prompt_tokens(parsed.canonical)
+            ex.status = 200
+            out.append(JSON)
+            document = {"object": "response.input_tokens", "input_tokens": tokens}
+            await respond(send, 200, orjson.dumps(document), out)
+        except GatewayError as exc:
+            ex.status, ex.error_type = exc.http_status, exc.client_type
+            await respond_error(send, exc, out)
+        finally:
+            self.proxy.recorder.record(ex, table)
+
+    async def _history(
+        self,
+        dialect: ResponsesDialect,
+        body: dict[str, Any],
+        table: RoutingTable,
+        consumer: ConsumerEntry,
+    ) -> None:
+        """The turns the request's ``previous_response_id`` names, before its input."""
         previous = body.get("previous_response_id")
-        if isinstance(previous, str) and previous:
-            kept = await self.kept.get(previous, table.gateway, consumer.name)
-            if kept is None:
-                raise InvalidRequest(
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            dialect.history = [*kept.input, *kept.output]
-        parsed = dialect.parse("chat", raw)
-        self.proxy.match(table, consumer, parsed.model, scope, scope["headers"])
-        tokens = self.proxy.prompt_tokens(parsed.canonical)
-        return {"object": "response.input_tokens", "input_tokens": tokens}
+        if previous is None:
+            return
+        if not isinstance(previous, str) or not previous:
+            raise InvalidRequest(
+                "previous_response_id must be a response id", param="previous_response_id"
+            )
+        kept = await self.kept.get(previous, table.gateway, consumer.name)
+        if kept is None:
+            raise InvalidRequest(
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        dialect.history = [*kept.input, *kept.output]
 
 
 def page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:

@@ -15,15 +15,17 @@ import logging
 import time
 from collections import OrderedDict
 
+import orjson
+
 from sluicegate.errors import StoreUnavailable
 from sluicegate.stores.base import Store, StoreUnreachable
 from sluicegate.stores.responses import KeptResponse
 
 log = logging.getLogger("sluicegate")
 
-CACHE_ENTRIES = 2048
+CACHE_BYTES = 64 * 1024 * 1024  # a response holds its whole conversation: bounded by size
 CACHE_SECONDS = 300.0
-MEMORY_ENTRIES = 10_000  # without a store, the oldest responses beyond this are forgotten
+MEMORY_BYTES = 256 * 1024 * 1024  # without a store, the oldest responses beyond are forgotten
 PURGE_EVERY = 256  # writes between two deletions of expired rows
 PURGE_BATCH = 1000
 
@@ -32,18 +34,26 @@ class KeptResponses:
     def __init__(self, store: Store | None, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
-        # id -> (the response, until when this copy may answer a follow-up; monotonic)
-        self._cache: OrderedDict[str, tuple[KeptResponse, float]] = OrderedDict()
-        self._limit = CACHE_ENTRIES if store is not None else MEMORY_ENTRIES
+        # id -> (the response, until when this copy may answer a follow-up (monotonic), size)
+        self._cache: OrderedDict[str, tuple[KeptResponse, float, int]] = OrderedDict()
+        self._limit = CACHE_BYTES if store is not None else MEMORY_BYTES
+        self._bytes = 0
         self._writes = 0
         self._purging: asyncio.Task[None] | None = None
 
     def _remember(self, kept: KeptResponse) -> None:
         lasts = time.monotonic() + CACHE_SECONDS if self.store is not None else float("inf")
-        self._cache[kept.id] = (kept, lasts)
-        self._cache.move_to_end(kept.id)
-        while len(self._cache) > self._limit:
-            self._cache.popitem(last=False)
+        size = _size(kept)
+        self._forget(kept.id)
+        self._cache[kept.id] = (kept, lasts, size)
+        self._bytes += size
+        while self._bytes > self._limit and len(self._cache) > 1:
+            self._forget(next(iter(self._cache)))
+
+    def _forget(self, id: str) -> None:
+        held = self._cache.pop(id, None)
+        if held is not None:
+            self._bytes -= held[2]
 
     async def put(self, kept: KeptResponse) -> None:
         self._remember(kept)
@@ -78,6 +88,7 @@ class KeptResponses:
         held = self._cache.get(id)
         if held is not None and (self.store is None or (cached and held[1] > time.monotonic())):
             kept = held[0]
+            self._cache.move_to_end(id)  # the least recently used go first
         elif self.store is not None:
             try:
                 kept = await self.store.kept_response(id, now)
@@ -87,7 +98,7 @@ class KeptResponses:
                     code="store_unavailable",
                 ) from None
             if kept is None:
-                self._cache.pop(id, None)
+                self._forget(id)
         if kept is None or kept.expires_at <= now:
             return None
         if (kept.gateway, kept.consumer) != (gateway, consumer):
@@ -95,7 +106,7 @@ class KeptResponses:
         return kept
 
     async def delete(self, kept: KeptResponse) -> None:
-        self._cache.pop(kept.id, None)
+        self._forget(kept.id)
         if self.store is None:
             return
         try:
@@ -108,3 +119,8 @@ class KeptResponses:
     async def close(self) -> None:
         if self._purging is not None:
             await asyncio.gather(self._purging, return_exceptions=True)
+
+
+def _size(kept: KeptResponse) -> int:
+    """About what a kept response holds in memory: its JSON's size."""
+    return len(orjson.dumps(kept.response)) + len(orjson.dumps(kept.input))

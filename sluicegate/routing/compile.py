@@ -38,7 +38,7 @@ from sluicegate.routing.health import (
     TargetHealth,
 )
 from sluicegate.routing.probes import Probe
-from sluicegate.routing.smart import compile_router
+from sluicegate.routing.smart import compile_router, embedder_warnings, keep_examples
 from sluicegate.routing.table import (
     CompiledRule,
     CompiledService,
@@ -305,7 +305,7 @@ def model_catalog(config: Config) -> ModelCatalog:
         if not p.media or p.model_fields_set & {"input", "output"}  # a media price only
     ]
     for name, spec in config.models.items():
-        fields = spec.model_dump(exclude={"capabilities", "description"})
+        fields = spec.model_dump(exclude={"capabilities"})
         caps = frozenset(spec.capabilities) if spec.capabilities is not None else None
         layers.append((name, Override(**fields, capabilities=caps)))
     return ModelCatalog(layers)
@@ -439,6 +439,7 @@ def compile_config(
         compile_rule(rule, i, services, redis, warnings, catalog, models, config.gateway.name)
         for i, rule in enumerate(ordered)
     ]
+    rules = keep_examples(rules, previous)
 
     exact: dict[str, list[int]] = {}
     globs: list[tuple[int, re.Pattern[str]]] = []
@@ -450,6 +451,7 @@ def compile_config(
             else:
                 exact.setdefault(pattern, []).append(rule.index)
 
+    warnings += embedder_warnings(config.rules, exact, globs)
     keys: dict[bytes, ConsumerEntry] = {}
     by_name: dict[str, ConsumerEntry] = {}
     certificates: dict[str, ConsumerEntry] = {}

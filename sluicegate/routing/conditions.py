@@ -92,24 +92,30 @@ def _header(name: str, pattern: str) -> Test:
     return Test(check)
 
 
+# The words name the config's pattern, never the client's value: a user id or a metadata
+# value may be personal data, and the words go into a header and the audit row.
 def _metadata(key: str, pattern: str) -> Test:
     compiled = _globs(pattern)
+    words = f"metadata.{key} ~ {pattern}"
 
     def check(f: Facts) -> str | None:
-        data = f.field("metadata")
+        data = f.body_value("metadata")
         value = data.get(key) if isinstance(data, dict) else None
         ok = isinstance(value, str | int | float) and compiled.fullmatch(str(value))
-        return f"metadata.{key}={value}" if ok else None
+        return words if ok else None
 
     return Test(check)
 
 
 def _user(patterns: str | list[str]) -> Test:
-    compiled = _globs(patterns)
+    listed = [patterns] if isinstance(patterns, str) else patterns
+    each = [(p, _globs(p)) for p in listed]
 
     def check(f: Facts) -> str | None:
-        value = f.field("user")
-        return f"user {value}" if isinstance(value, str) and compiled.fullmatch(value) else None
+        value = f.body_value("user")
+        if not isinstance(value, str):
+            return None
+        return next((f"user ~ {p}" for p, glob in each if glob.fullmatch(value)), None)
 
     return Test(check)
 

@@ -99,5 +99,5 @@ class Facts:
             self._named = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
         return self._named.get(name)
 
-    def field(self, name: str) -> Any:
+    def body_value(self, name: str) -> Any:
         return self.body.get(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sluicegate.errors import PermissionDenied
 from sluicegate.routing.table import CompiledRule, ConsumerEntry, RoutingTable
 
 # Tables replaced by config changes drop out; the table is kept beside its entry so that its
@@ -60,4 +61,21 @@ def why_not(table: RoutingTable, consumer: ConsumerEntry, service: str) -> str |
     return (
         f"no rule it may use targets service '{service}', nor does its consumer's "
         "passthrough list name it"
+    )
+
+
+def refuse_unscreened(rule: CompiledRule, consumer: ConsumerEntry, what: str) -> None:
+    """A 403 when ``rule`` screens or transforms requests and ``what`` (a realtime session,
+    a file upload) cannot be: its bytes would reach the provider unscreened. An explicit
+    ``passthrough`` grant of every service the rule reaches allows it."""
+    if rule.guard is None:
+        return
+    services = {step.service.name for step in (*rule.targets, *rule.fallbacks)}
+    if services <= consumer.passthrough:
+        return
+    raise PermissionDenied(
+        f"Rule '{rule.name}' screens or transforms requests, and {what} cannot be screened: "
+        "serve it through a rule without guardrails or transforms, or list the rule's "
+        "services in the consumer's passthrough.",
+        code="unscreened_endpoint",
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import math
 import random
 import re
@@ -21,14 +22,16 @@ from dataclasses import dataclass
 
 from sluicegate.config.model import Rule
 from sluicegate.config.routing import RuleTarget
-from sluicegate.errors import InvalidRequest
+from sluicegate.errors import NoAbleTarget
 from sluicegate.providers.models import ModelCatalog, ModelInfo
 from sluicegate.routing.balancer import unit_hash
 from sluicegate.routing.conditions import Condition, compile_when, short
 from sluicegate.routing.facts import Facts, last_user_text
 from sluicegate.routing.semantic import Embed, Examples
 from sluicegate.routing.stats import ArmStats, RouteStats
-from sluicegate.routing.table import CompiledService, Step
+from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
+
+log = logging.getLogger("sluicegate")
 
 EXPLORE_AFTER = 2.0  # seconds: ``fastest`` tries a target it has not heard from for this long
 MAX_EXPLAIN = 480  # characters of x-sluicegate-route
@@ -71,7 +74,6 @@ class Router:
     routes: tuple[tuple[Condition, TargetSet], ...]
     semantic: SemanticRoutes | None
     fallbacks: tuple[Arm, ...]
-    needs_budget: bool  # a route reads budget_used
 
 
 @dataclass(slots=True)
@@ -237,7 +239,7 @@ async def decide(
     key: str | None,
     embed: Embed | None,
 ) -> Decision:
-    """The plan for one request and the line that explains it; ``InvalidRequest`` when no
+    """The plan for one request and the line that explains it; ``NoAbleTarget`` when no
     target of the chosen set can take the request at all."""
     tset, why = router.default, "default"
     for condition, candidate in router.routes:
@@ -256,29 +258,34 @@ async def decide(
         able = list(tset.arms)
         skipped.append("sent anyway: the only target")
     if not able:
-        raise InvalidRequest(
+        raise NoAbleTarget(
             f"No target of rule '{router.rule}' can serve this request ({why}; "
             + "; ".join(skipped)
             + ").",
-            param="model",
-            code="no_able_target",
+            _clipped("; ".join([f"{why}: no able target", *skipped])),
         )
     ranked, how = chooser.rank(tset, able, rng, key)
     chooser.arm_stats(ranked[0]).pick(now)
     fallbacks = [
         a.step for a in router.fallbacks if _hard_skip(a, facts, models, client_model) is None
     ]
-    explain = "; ".join([f"{why}: {how}", *skipped])
-    if len(explain) > MAX_EXPLAIN:
-        explain = explain[: MAX_EXPLAIN - 3] + "..."
+    explain = _clipped("; ".join([f"{why}: {how}", *skipped]))
     return Decision([a.step for a in ranked] + fallbacks, explain)
+
+
+def _clipped(explain: str) -> str:
+    return explain if len(explain) <= MAX_EXPLAIN else explain[: MAX_EXPLAIN - 3] + "..."
 
 
 async def _semantic(
     semantic: SemanticRoutes, facts: Facts, embed: Embed, default: TargetSet
 ) -> tuple[TargetSet, str]:
     text = last_user_text(facts.body)
-    nearest = await semantic.examples.nearest(text, embed)
+    try:
+        nearest = await semantic.examples.nearest(text, embed)
+    except Exception as exc:  # a broken embedder must not fail requests the default can serve
+        log.warning("semantic routes: the embedder failed (%s); using the default", exc)
+        return default, f"default (semantic routes: the embedder failed: {type(exc).__name__})"
     if nearest is None:
         return default, "default (no text for semantic routes)"
     tset = semantic.sets[nearest.route]
@@ -351,5 +358,54 @@ def compile_router(
         routes,
         semantic,
         fallbacks,
-        any(r.when.budget_used is not None for r in rule.routes),
     )
+
+
+def keep_examples(rules: list[CompiledRule], previous: RoutingTable | None) -> list[CompiledRule]:
+    """``rules`` with the running table's embedded examples where a rule's semantic routes
+    embed the same texts with the same embedder: a config change does not embed again."""
+    if previous is None:
+        return rules
+    running = {
+        r.name: r.router.semantic.examples
+        for r in previous.rules
+        if r.router is not None and r.router.semantic is not None
+    }
+    for rule in rules:
+        semantic = rule.router.semantic if rule.router is not None else None
+        old = running.get(rule.name)
+        if semantic is None or old is None or old.matrix is None:
+            continue
+        new = semantic.examples
+        if (old.embedder, old.texts) == (new.embedder, new.texts):
+            new.matrix = old.matrix
+    return rules
+
+
+def embedder_warnings(
+    rules: Sequence[Rule],
+    exact: dict[str, list[int]],
+    globs: Sequence[tuple[int, re.Pattern[str]]],
+) -> list[str]:
+    """What would leave semantic routes to the rule's own targets: the local model not
+    installed, or an embeddings model no rule serves."""
+    out = []
+    for i, rule in enumerate(rules):
+        if rule.semantic is None:
+            continue
+        name = rule.semantic.embedder
+        where = f"rules[{i}].semantic.embedder"
+        if name == "local":
+            from sluicegate.cache.minilm import INSTALL_HINT, model_dir
+            from sluicegate.errors import ConfigError
+
+            try:
+                model_dir()
+            except ConfigError:
+                out.append(f"{where}: {INSTALL_HINT}; until then its own targets serve it")
+        elif name not in exact and not any(p.fullmatch(name) for _, p in globs):
+            out.append(
+                f"{where}: no rule serves the model '{name}'; until one does, "
+                f"rule '{rule.name}' serves every request with its own targets"
+            )
+    return out

@@ -161,8 +161,8 @@ class ConsumerEntry:
     models: frozenset[str] | None = None  # the models it may ask for; None: any
     passthrough: frozenset[str] = frozenset()  # services named in consumers[].passthrough
     realtime_sessions: int | None = None  # open at once, per instance; None: any
-    mcp: tuple[str, ...] | None = None  # a minted key's own MCP allow list; None: none
     groups: frozenset[str] = frozenset()  # the consumer groups it is in (routes' ``group``)
+    mcp: tuple[str, ...] | None = None  # a minted key's own MCP allow list; None: none
 
     def may_use(self, rule: CompiledRule) -> bool:
         return self.rules is None or rule.name in self.rules

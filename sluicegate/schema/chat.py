@@ -19,6 +19,9 @@ class ChatMessage(TypedDict, total=False):
     tool_calls: list[dict[str, Any]]
     tool_call_id: str
     reasoning_content: str
+    # A provider's own reasoning blocks (Anthropic's thinking with its signature), to be
+    # handed back to the same provider with the turn they belong to.
+    reasoning_blocks: list[dict[str, Any]]
 
 
 class StreamOptions(TypedDict, total=False):

@@ -12,6 +12,7 @@ from sluicegate.telemetry.usage import TokenCounts
 
 if TYPE_CHECKING:
     from sluicegate.guardrails.policy import Screen
+    from sluicegate.routing.stats import ArmStats
 
 
 @dataclass(slots=True)
@@ -44,6 +45,7 @@ class Exchange:
     bodies: Bodies | None = None  # only with audit.log_bodies: the audit row keeps them
     screen: Screen | None = None  # the rule's guardrails and transforms: verdicts, tags
     route: str | None = None  # why these targets (x-sluicegate-route, docs/routing.md)
+    arm: ArmStats | None = None  # the statistics of the target that answered: its cost
 
     @property
     def seconds(self) -> float:

@@ -64,6 +64,8 @@ class Recorder:
         prices = table.prices
         if ex.usage is not None and ex.cost is None:
             ex.cost = prices.cost(ex.upstream_model or ex.model, ex.usage)
+        if ex.arm is not None and ex.cost:
+            ex.arm.cost += ex.cost
         m, child, names = self.metrics, self._child, self.names(table)
         gateway, rule, service = ex.gateway, ex.rule or "", ex.service or ""
         provider, model, consumer = ex.provider or "", names.model(ex), names.consumer(ex.consumer)

@@ -31,6 +31,7 @@ CHARS_PER_TOKEN = 4
 _TEXT_FIELDS = {
     "openai": (b"content", b"reasoning_content", b"refusal", b"arguments", b"text"),
     "anthropic": (b"text", b"thinking", b"partial_json"),
+    "responses": (b"delta",),  # each text and arguments delta of the semantic events
 }
 _BACKSLASH = 0x5C
 # An event whose "usage" holds an object (OpenAI's chunks say "usage":null until the last).
@@ -69,6 +70,15 @@ def read_usage(usage: Any, into: TokenCounts | None = None) -> TokenCounts | Non
         counts.cached = _int(details.get("cached_tokens")) or counts.cached
         counts.cache_write = _int(details.get("cache_write_tokens")) or counts.cache_write
         counts.reasoning = _int(completion.get("reasoning_tokens")) or counts.reasoning
+        return counts
+    if "input_tokens_details" in usage or "output_tokens_details" in usage:
+        # The Responses API's: input_tokens include the cached ones, as OpenAI's chat does.
+        counts.input = _int(usage.get("input_tokens")) or counts.input
+        counts.output = _int(usage.get("output_tokens")) or counts.output
+        details = usage.get("input_tokens_details") or {}
+        counts.cached = _int(details.get("cached_tokens")) or counts.cached
+        reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
+        counts.reasoning = _int(reasoning) or counts.reasoning
         return counts
     if "input_tokens" in usage or "output_tokens" in usage:
         read = _int(usage.get("cache_read_input_tokens"))
@@ -113,6 +123,8 @@ def _usage_of_event(event: bytes, into: TokenCounts | None) -> TokenCounts | Non
     usage = data.get("usage")
     if usage is None and isinstance(data.get("message"), dict):
         usage = data["message"].get("usage")  # Anthropic's message_start
+    if usage is None and isinstance(data.get("response"), dict):
+        usage = data["response"].get("usage")  # the Responses API's response.completed
     return read_usage(usage, into)
 
 

@@ -59,6 +59,8 @@ class FakeAzure(FakeOpenAI):
             app.router.add_post(style + "/chat/completions", self.azure_chat)
             app.router.add_post(style + "/completions", self.azure_completions)
             app.router.add_post(style + "/embeddings", self.azure_embeddings)
+        for path in ("/openai/responses", "/openai/v1/responses"):  # the model is in the body
+            app.router.add_post(path, self.azure_responses)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token)
 
     # ------------------------------------------------------------ errors
@@ -119,6 +121,13 @@ class FakeAzure(FakeOpenAI):
         )
 
     # ------------------------------------------------------------ inference
+    async def azure_responses(self, request: web.Request) -> web.StreamResponse:
+        await self.record(request)
+        refused = self._refused(request)
+        if refused is None and "api-version" not in request.query and "/v1/" not in request.path:
+            refused = self._azure_error(404, "404", "Resource not found")
+        return refused or await self.responses(request)
+
     async def azure_chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         refused = self._refused(request)

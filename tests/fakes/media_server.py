@@ -203,7 +203,7 @@ class FakeOpenAIMedia(FakeServer):
         await response.prepare(request)
         for part in SPEECH_PARTS[:-1]:
             await response.write(part)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # the test releases it sooner
         while not self.release.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await response.write(SPEECH_PARTS[-1])

@@ -14,6 +14,8 @@ Answers come from ``brain.answer``. The model name picks special behaviours
     trickle-stream       streams 100 words, one every 0.1 s; a cut connection is noted in ``cut``
     no-usage*            never reports usage, in whole answers or streams (include_usage or not)
 
+``/v1/responses`` speaks OpenAI's Responses API (``openai_responses``).
+
 ``style`` makes it stream the way an OpenAI-compatible server does:
 
     openai      OpenAI's own: a tool call's id, type and name in its first chunk only;
@@ -36,6 +38,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import openai_responses
 from tests.fakes.brain import Answer, Turn, answer, split_json
 from tests.fakes.server import FakeServer
 
@@ -139,6 +142,8 @@ class FakeOpenAI(FakeServer):
         self.delay = 0.0  # seconds every chat answer waits before it starts (a slow provider)
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{prefix:.*}responses/input_tokens", self.input_tokens)
+        app.router.add_post("/{prefix:.*}responses", self.responses)
         app.router.add_post("/{prefix:.*}chat/completions", self.chat)
         app.router.add_post("/{prefix:.*}embeddings", self.embeddings)
         app.router.add_get("/{prefix:.*}models", self.models)
@@ -157,6 +162,12 @@ class FakeOpenAI(FakeServer):
         }
         headers = {"Retry-After": "7"} if status == 429 else {}
         return web.json_response(error, status=status, headers=headers)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await openai_responses.responses(self, request)
+
+    async def input_tokens(self, request: web.Request) -> web.Response:
+        return await openai_responses.input_tokens(self, request)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)

@@ -83,6 +83,9 @@ def test_what_schemathesis_found_once(gateway: RunningGateway) -> None:
     # An upstream_id that is not a string is a validation error.
     odd = {"name": "odd", "type": "upstream", "provider": "openai", "upstream_id": {}}
     assert admin.post("/services", json=odd).status_code == 422
+    # Keys that are not a list are a validation error, not a crash.
+    odd_keys = {"name": "f", "keys": 1.5, "limits": [{"window": 60}]}
+    assert admin.post("/consumers", json=odd_keys).status_code == 422
     # Durations are taken as written in the config file, and shown in seconds.
     made = admin.post("/services", json={"name": "slow", "provider": "mock", "timeout": "1m30s"})
     assert made.status_code == 201 and made.json()["timeout"] == 90.0

@@ -4,12 +4,15 @@ front of a fake Anthropic API and a fake OpenAI-compatible chat server (translat
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.conftest import KEY, OTHER_KEY
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -356,3 +359,91 @@ def test_the_token_limit_is_incomplete(gateway: RunningGateway, model: str) -> N
             last = event
     assert kinds[-1] == "response.incomplete"
     assert last.response.status == "incomplete"
+
+
+# ---------------------------------------------------------------- reasoning
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_thinking_comes_back_sealed_and_goes_back_to_anthropic(
+    gateway: RunningGateway, fake_anthropic: FakeAnthropic, stream: bool
+) -> None:
+    ask: dict[str, Any] = {
+        "model": "claude-haiku",
+        "input": "what is the weather?",
+        "tools": [WEATHER],
+        "reasoning": {"effort": "low"},
+    }
+    first = streamed(gateway, **ask)[0] if stream else client(gateway).responses.create(**ask)
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].text == "Let me think about it."
+    assert reasoning.encrypted_content
+    assert call.type == "function_call"
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    # By previous_response_id, and as Codex does it: every item handed back, nothing kept.
+    client(gateway).responses.create(
+        model="claude-haiku", previous_response_id=first.id, input=[output], tools=[WEATHER]
+    )
+    by_id = fake_anthropic.requests[-1]["body"]["messages"]
+    again = [i.model_dump(exclude_none=True) for i in first.output]
+    client(gateway).responses.create(
+        model="claude-haiku",
+        input=[{"role": "user", "content": "what is the weather?"}, *again, output],
+        tools=[WEATHER],
+        store=False,
+    )
+    handed = fake_anthropic.requests[-1]["body"]["messages"]
+    signature = "sig" if stream else "sig-fake"
+    for messages in (by_id, handed):
+        assistant = messages[1]
+        assert assistant["role"] == "assistant"
+        thinking = assistant["content"][0]
+        assert thinking == {
+            "type": "thinking",
+            "thinking": "Let me think about it.",
+            "signature": signature,
+        }
+        assert assistant["content"][1]["type"] == "tool_use"
+
+
+def test_reasoning_of_anthropic_never_reaches_another_provider(
+    gateway: RunningGateway, fake_compat: FakeOpenAI
+) -> None:
+    first = client(gateway).responses.create(
+        model="claude-haiku", input="hello", reasoning={"effort": "low"}
+    )
+    assert first.output[0].type == "reasoning"
+    client(gateway).responses.create(
+        model="compat-model", input="more", previous_response_id=first.id
+    )
+    sent = fake_compat.requests[-1]["body"]["messages"]
+    assert all("reasoning_blocks" not in m for m in sent)
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+
+
+def test_the_guides_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/responses.md's first config and Python example, run as written."""
+    guide = (Path(__file__).parents[2] / "docs" / "responses.md").read_text()
+    config = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", guide, re.S)[0])
+    code = re.findall(r"```python\n(.*?)```", guide, re.S)[0]
+    running = RunningGateway(config, keyless=False).start()
+    try:
+        exec(code.replace("http://127.0.0.1:8080", running.url), {})
+    finally:
+        running.stop()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:4] == ["mock: Hello", "mock: And again", "mock: Stream this", "mock: And again"]
+
+
+def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
+    sdk = client(gateway)
+    short = sdk.responses.input_tokens.count(model="claude-haiku", input="hi")
+    first = sdk.responses.create(model="claude-haiku", input="a much longer question " * 20)
+    longer = sdk.responses.input_tokens.count(
+        model="claude-haiku", input="hi", previous_response_id=first.id
+    )
+    assert 0 < short.input_tokens < longer.input_tokens
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.input_tokens.count(
+            model="claude-haiku", input="hi", previous_response_id="resp_unknown"
+        )
+    assert caught.value.code == "previous_response_not_found"

@@ -89,11 +89,11 @@ def _audit_rows(gateway: RunningGateway, count: int) -> list[dict[str, Any]]:
 
 def test_kept_responses_expire(fakes: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'sluicegate.db'}"
-    gateway = RunningGateway(config(fakes, store, responses_ttl="1s"), keyless=False).start()
+    gateway = RunningGateway(config(fakes, store, responses_ttl="2s"), keyless=False).start()
     try:
         answer = sdk(gateway).responses.create(model="claude-haiku", input="soon gone")
         assert sdk(gateway).responses.retrieve(answer.id).id == answer.id
-        time.sleep(1.2)
+        time.sleep(2.2)
         with pytest.raises(openai.NotFoundError):
             sdk(gateway).responses.retrieve(answer.id)
         with pytest.raises(openai.BadRequestError) as caught:

@@ -5,6 +5,8 @@ choice in ``x-sluicegate-route`` and the audit row."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from tests.conftest import eventually, logged_row, openai_service
 from tests.fakes.gateway import RunningGateway
@@ -153,6 +156,8 @@ def test_no_able_target_is_a_400_that_names_each_reason(gateway: RunningGateway)
     error = response.json()["error"]
     assert error["code"] == "no_able_target"
     assert "skipped c/big-model: context" in error["message"]
+    route = response.headers["x-sluicegate-route"]
+    assert route.startswith("default: no able target; skipped c/big-model: context"), route
 
 
 def test_the_audit_row_keeps_the_explanation(gateway: RunningGateway) -> None:
@@ -176,9 +181,17 @@ def test_a_price_changed_through_the_admin_api_moves_the_choice(
     assert listed["gpt-4o-mini"]["source"] == "builtin"
     assert listed["gpt-4o-mini"]["context_window"] == 128_000
     try:
-        changed = admin.put("/admin/models/gpt-4o-mini", json={"input": 0.001, "output": 0.001})
+        changed = admin.put(
+            "/admin/models/gpt-4o-mini",
+            json={"input": 0.001, "output": 0.001, "description": "negotiated"},
+        )
         assert changed.status_code == 201, changed.text
         assert changed.json()["source"] == "store"
+        assert changed.json()["description"] == "negotiated"
+        assert changed.json()["capabilities"] == ["json_schema", "tools", "vision"]
+        bad = admin.put("/admin/models/gpt-4o-mini", json={"capabilities": ["telepathy"]})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["issues"][0]["path"] == "capabilities[0]", bad.text
         assert changed.json()["context_window"] == 128_000  # kept from the built-in entry
         # gpt-4o-mini is no target of the rule: nothing moves.
         assert ask(gateway).headers["x-sluicegate-service"] == "a"
@@ -189,7 +202,8 @@ def test_a_price_changed_through_the_admin_api_moves_the_choice(
 
 def test_a_store_price_moves_cheapest(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     # Catalog entries only in the store (none in the file) can be changed at run time.
-    doc = config(fake_openai.port, f"sqlite:///{tmp_path}/sg.db")
+    store = f"sqlite:///{tmp_path}/sg.db"
+    doc = config(fake_openai.port, store)
     doc["models"] = {"big-model": doc["models"]["big-model"]}
     doc["rules"][0]["targets"] = [
         {"service": "a", "model": "gpt-4o-mini"},
@@ -203,6 +217,16 @@ def test_a_store_price_moves_cheapest(fake_openai: FakeOpenAI, tmp_path: Path) -
         moved = admin.put("/admin/models/gemini-2.0-flash", json={"input": 5, "output": 20})
         assert moved.status_code == 201, moved.text
         eventually(lambda: _served_by(running, "a"))
+        # config export writes the store's catalog entries as the file's models: section.
+        exported = subprocess.run(
+            [sys.executable, "-m", "sluicegate", "config", "export", "--store", store],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert exported.returncode == 0, exported.stderr
+        models = yaml.safe_load(exported.stdout)["models"]
+        assert models == {"gemini-2.0-flash": {"input": 5.0, "output": 20.0}}
         back = admin.delete("/admin/models/gemini-2.0-flash")
         assert back.status_code == 204
         eventually(lambda: _served_by(running, "b"))
@@ -212,3 +236,46 @@ def test_a_store_price_moves_cheapest(fake_openai: FakeOpenAI, tmp_path: Path) -
 
 def _served_by(gateway: RunningGateway, service: str) -> None:
     assert ask(gateway).headers["x-sluicegate-service"] == service
+
+
+def test_the_anthropic_dialect_is_routed_alike(gateway: RunningGateway) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="unused")
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+    }
+    raw = client.messages.with_raw_response.create(
+        model="chat",
+        max_tokens=50,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}],
+    )
+    assert raw.headers["x-sluicegate-service"] == "c"
+    assert "skipped a/tiny-model: images, no vision" in raw.headers["x-sluicegate-route"]
+    plain = client.messages.with_raw_response.create(
+        model="chat", max_tokens=50, messages=[{"role": "user", "content": "hello"}]
+    )
+    assert plain.headers["x-sluicegate-service"] == "a"
+
+
+def test_a_price_written_on_one_instance_moves_cheapest_on_another(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path}/shared.db"
+    doc = config(fake_openai.port, store)
+    doc["models"] = {}
+    doc["rules"][0]["targets"] = [
+        {"service": "a", "model": "gpt-4o-mini"},
+        {"service": "b", "model": "gemini-2.0-flash"},
+    ]
+    one, two = RunningGateway(doc).start(), RunningGateway(doc).start()
+    try:
+        assert ask(two).headers["x-sluicegate-service"] == "b"
+        admin = httpx.Client(base_url=one.url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        moved = admin.put("/admin/models/gemini-2.0-flash", json={"input": 5, "output": 20})
+        assert moved.status_code == 201, moved.text
+        eventually(lambda: _served_by(two, "a"))  # the other instance follows the store
+    finally:
+        one.stop()
+        two.stop()

@@ -153,3 +153,39 @@ def test_explain_of_an_unknown_model_fails_clearly(setup: tuple[RunningGateway, 
     done = cli("--config", str(folder / "gateway.yaml"), "-m", "nope", "-f", str(request))
     assert done.returncode == 1
     assert "No rule serves the model 'nope'" in done.stderr
+
+
+def test_explain_in_one_of_the_files_gateways(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    doc = {
+        "auth": "none",
+        "services": [openai_service("a", fake_openai.port)],
+        "rules": [
+            {"name": "main-chat", "match": {"models": ["chat"]}, "targets": [{"service": "a"}]}
+        ],
+        "gateways": [
+            {
+                "name": "team-x",
+                "auth": "none",
+                "services": [openai_service("x1", fake_openai.port), openai_service("x2", 1)],
+                "rules": [
+                    {
+                        "name": "x-chat",
+                        "match": {"models": ["chat"]},
+                        "strategy": "ordered",
+                        "targets": [{"service": "x2"}, {"service": "x1"}],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    request = tmp_path / "r.json"
+    request.write_text(
+        json.dumps({"model": "chat", "messages": [{"role": "user", "content": "x"}]})
+    )
+    shown = printed(cli("--config", str(path), "--gateway", "team-x", "-f", str(request)))
+    assert (shown["rule"], shown["plan"]) == ("x-chat", "x2 -> x1")
+    assert printed(cli("--config", str(path), "-f", str(request)))["rule"] == "main-chat"
+    done = cli("--config", str(path), "--gateway", "nope", "-f", str(request))
+    assert done.returncode == 1 and "no gateway named 'nope'" in done.stderr

@@ -42,11 +42,11 @@ ROUTES = [
     route("header", {"headers": {"x-tier": "gold*"}}),
     route("meta", {"metadata": {"project": "apollo"}}),
     route("user", {"user": ["vip-*", "boss"]}),
-    route("closed", {"hours": _window(3, 2)}),  # never now
+    route("closed", {"hours": _window(4, 2)}),  # never now
     route("group", {"group": "research"}),
     route("thrifty", {"budget_used": {"gt": 0.5}}),
     route("consumer", {"consumer": "team-c"}),
-    route("daytime", {"hours": _window(-1, 2), "metadata": {"when": "now"}}),
+    route("daytime", {"hours": _window(-2, 4), "metadata": {"when": "now"}}),
 ]
 
 
@@ -110,10 +110,10 @@ def chosen(response: httpx.Response) -> tuple[str, str]:
         ({"tools": [TOOL]}, {}, "tools", "has tools"),
         ({"response_format": {"type": "json_object"}}, {}, "json", "json mode"),
         ({}, {"x-tier": "gold-plus"}, "header", "header x-tier"),
-        ({"metadata": {"project": "apollo"}}, {}, "meta", "metadata.project=apollo"),
-        ({"user": "vip-17"}, {}, "user", "user vip-17"),
-        ({"user": "boss"}, {}, "user", "user boss"),
-        ({"metadata": {"when": "now"}}, {}, "daytime", "metadata.when=now, hours"),
+        ({"metadata": {"project": "apollo"}}, {}, "meta", "metadata.project ~ apollo"),
+        ({"user": "vip-17"}, {}, "user", "user ~ vip-*"),
+        ({"user": "boss"}, {}, "user", "user ~ boss"),
+        ({"metadata": {"when": "now"}}, {}, "daytime", "metadata.when ~ now, hours"),
         ({}, {"x-tier": "silver"}, "default", "default"),
         ({"metadata": {"project": "gemini"}}, {}, "default", "default"),
     ],

@@ -4,6 +4,7 @@ first healthy target, and the fewest requests in flight."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -153,5 +154,38 @@ def test_least_busy_sends_to_the_target_with_fewest_in_flight_and_skips_a_full_o
         assert "skipped a/gpt-4o-mini: busy 1/1" in route, route
         worker.join()
         assert held[0].headers["x-sluicegate-service"] == "a"
+    finally:
+        gateway.stop()
+
+
+def test_a_target_whose_provider_said_retry_after_is_skipped_until_then(
+    fake_openai: FakeOpenAI,
+) -> None:
+    config = {
+        "models": {"fail-429": {"input": 0.01, "output": 0.01}},  # the cheapest, and full
+        "services": [
+            openai_service("a", fake_openai.port, healthchecks={}),
+            openai_service("b", fake_openai.port, healthchecks={}),
+        ],
+        "rules": [
+            {
+                **rule("cheapest"),
+                "targets": [
+                    {"service": "a", "model": "fail-429"},  # the fake: 429, Retry-After: 7
+                    {"service": "b", "model": "gpt-4o"},
+                ],
+            }
+        ],
+    }
+    gateway = RunningGateway(config).start()
+    try:
+        client = httpx.Client(base_url=gateway.url, timeout=10)
+        first = ask(client)
+        assert first.headers["x-sluicegate-service"] == "b"  # the next cheapest, same request
+        assert first.headers["x-sluicegate-attempts"] == "2"
+        second = ask(client)
+        assert second.headers["x-sluicegate-attempts"] == "1"
+        route = second.headers["x-sluicegate-route"]
+        assert re.search(r"skipped a/fail-429: rate-limited [5-7]s", route), route
     finally:
         gateway.stop()

@@ -69,3 +69,20 @@ def test_an_event_that_is_not_json_is_skipped() -> None:
     broken = b'data: {"usage":{"prompt_tokens": 1\n\n'
     good = event({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}})
     assert usage_of_events(broken + good, None) == TokenCounts(input=2, output=3)
+
+
+def test_the_responses_apis_usage_in_its_completed_event() -> None:
+    usage = {
+        "input_tokens": 40,
+        "input_tokens_details": {"cached_tokens": 30},
+        "output_tokens": 12,
+        "output_tokens_details": {"reasoning_tokens": 5},
+        "total_tokens": 52,
+    }
+    delta = event(
+        {"type": "response.output_text.delta", "delta": "hi"}, "response.output_text.delta"
+    )
+    done = event({"type": "response.completed", "response": {"usage": usage}}, "response.completed")
+    counts = usage_of_events(delta + done, None)
+    assert counts is not None
+    assert (counts.input, counts.cached, counts.output, counts.reasoning) == (40, 30, 12, 5)
