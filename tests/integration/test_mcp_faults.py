@@ -146,7 +146,9 @@ def test_a_stdio_server_that_dies_is_started_again(tmp_path: Any) -> None:
                 notes = app.mcp.servers.clients["notes"]  # made at the first message
                 pid = notes.pid
                 os.kill(pid, signal.SIGKILL)
-                await asyncio.sleep(1.2)  # past the restart pause
+                await asyncio.sleep(1.5)  # past the restart pause
+                restarted = notes.pid  # started again by the gateway, before any use
+                assert restarted is not None and restarted != pid
                 again = (await session.call_tool("notes__read_note", {"name": "hello"})).content
                 lost = (await session.call_tool("notes__read_note", {"name": "a"})).content
                 new_pid = notes.pid
