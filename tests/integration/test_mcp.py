@@ -5,6 +5,7 @@ two streamable HTTP servers (one stateful) and one stdio server behind ``/mcp`` 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -335,3 +336,23 @@ def test_lists_at_once_in_one_session_get_their_own_answers(gateway: RunningGate
 
     sizes = run(go())
     assert len(set(sizes)) == 1 and sizes[0] == 100  # each the first page, in full
+
+
+def test_a_cancelled_call_is_cancelled_at_the_server(gateway: RunningGateway) -> None:
+    import anyio
+
+    async def go() -> tuple[str, float]:
+        async with connect(f"{gateway.url}/mcp/counter", ALL) as session:
+            before = (await session.call_tool("was_cancelled", {})).content[0].text
+            started = time.monotonic()
+            with anyio.move_on_after(0.5):
+                await session.call_tool("wait_long", {})
+            took = time.monotonic() - started
+            await asyncio.sleep(0.5)
+            after = (await session.call_tool("was_cancelled", {})).content[0].text
+            return f"{before}->{after}", took
+
+    counts, took = run(go())
+    assert took < 2
+    first, second = (int(n) for n in counts.split("->"))
+    assert second == first + 1  # the server's own handler was cancelled
