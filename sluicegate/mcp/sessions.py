@@ -74,6 +74,7 @@ class Sessions:
         self._url = redis_url
         self._redis: RedisConnection | None = None
         self._local: dict[str, tuple[float, bytes]] = {}  # id → (last use, record)
+        self._pruned = 0.0  # when expired sessions were last dropped from _local
         # ``workers_file``: the file of this run's workers (``sluicegate.workers``).
         self._file = SessionFile(workers_file, idle) if workers_file and not redis_url else None
 
@@ -113,7 +114,9 @@ class Sessions:
             self._file.put(session.id, raw)
             return
         now = time.monotonic()
-        if len(self._local) > 1024:
+        # Expired sessions go in one sweep now and then, not one per new session.
+        if len(self._local) > 1024 and now - self._pruned > min(self.idle, 10.0):
+            self._pruned = now
             self._local = {k: v for k, v in self._local.items() if now - v[0] <= self.idle}
         self._local[session.id] = (now, raw)
 
