@@ -20,6 +20,7 @@ import orjson
 from sluicegate.mcp.session_file import SessionFile
 from sluicegate.mcp.wire import Message
 from sluicegate.stores.redis_client import RedisConnection, connect_redis
+from sluicegate.stores.resp import Resp, lean_target
 
 IDLE = 3600.0
 _PREFIX = "sluicegate:mcp:session:"
@@ -73,6 +74,9 @@ class Sessions:
         self._ms = max(1, int(idle * 1000))
         self._url = redis_url
         self._redis: RedisConnection | None = None
+        # A plain redis:// server is asked through the lean client (one pipelined
+        # connection, as the rate limiter does); TLS, Sentinel and Cluster through redis-py.
+        self._lean = Resp(redis_url, timeout=2.0) if redis_url and lean_target(redis_url) else None
         self._local: dict[str, tuple[float, bytes]] = {}  # id → (last use, record)
         self._pruned = 0.0  # when expired sessions were last dropped from _local
         # ``workers_file``: the file of this run's workers (``sluicegate.workers``).
@@ -91,6 +95,11 @@ class Sessions:
     async def get(self, session_id: str) -> McpSession | None:
         if not 16 <= len(session_id) <= 64:
             return None
+        if self._lean is not None:
+            answer = await self._lean.call("GETEX", _PREFIX + session_id, "PX", self._ms)
+            if isinstance(answer, Exception):
+                raise answer
+            return McpSession.loads(session_id, answer) if isinstance(answer, bytes) else None
         if self._url is not None:
             raw = await self._client().getex(_PREFIX + session_id, px=self._ms)
             return McpSession.loads(session_id, raw) if raw is not None else None
@@ -107,6 +116,11 @@ class Sessions:
 
     async def put(self, session: McpSession) -> None:
         raw = session.dumps()
+        if self._lean is not None:
+            answer = await self._lean.call("SET", _PREFIX + session.id, raw, "PX", self._ms)
+            if isinstance(answer, Exception):
+                raise answer
+            return
         if self._url is not None:
             await self._client().set(_PREFIX + session.id, raw, px=self._ms)
             return
@@ -121,13 +135,17 @@ class Sessions:
         self._local[session.id] = (now, raw)
 
     async def drop(self, session_id: str) -> None:
-        if self._url is not None:
+        if self._lean is not None:
+            await self._lean.call("DEL", _PREFIX + session_id)
+        elif self._url is not None:
             await self._client().delete(_PREFIX + session_id)
         if self._file is not None:
             self._file.drop(session_id)
         self._local.pop(session_id, None)
 
     async def close(self) -> None:
+        if self._lean is not None:
+            await self._lean.close()
         if self._file is not None:
             self._file.close()
             self._file = None
