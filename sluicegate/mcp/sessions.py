@@ -17,12 +17,27 @@ from typing import Any
 
 import orjson
 
+from sluicegate.errors import RedisCallFailed
 from sluicegate.mcp.session_file import SessionFile
 from sluicegate.mcp.wire import Message
 from sluicegate.stores.redis_client import RedisConnection, connect_redis
 from sluicegate.stores.resp import Resp, lean_target
 
 IDLE = 3600.0
+
+
+class SessionsUnavailable(Exception):
+    """Where sessions are kept (Redis, the workers' file) did not answer."""
+
+
+def _out_of_reach(exc: Exception) -> bool:
+    """A failure of the sessions' store (redis-py's errors named by module: importing
+    redis-py for its exception types alone would load all of it)."""
+    if isinstance(exc, RedisCallFailed | OSError | TimeoutError):
+        return True
+    return type(exc).__module__.startswith("redis.")
+
+
 _PREFIX = "sluicegate:mcp:session:"
 
 
@@ -92,7 +107,7 @@ class Sessions:
             self._redis = connect_redis(self._url, socket_timeout=2.0)
         return self._redis.client
 
-    async def get(self, session_id: str) -> McpSession | None:
+    async def _get(self, session_id: str) -> McpSession | None:
         if not 16 <= len(session_id) <= 64:
             return None
         if self._lean is not None:
@@ -114,7 +129,7 @@ class Sessions:
         self._local[session_id] = (now, found[1])
         return McpSession.loads(session_id, found[1])
 
-    async def put(self, session: McpSession) -> None:
+    async def _put(self, session: McpSession) -> None:
         raw = session.dumps()
         if self._lean is not None:
             answer = await self._lean.call("SET", _PREFIX + session.id, raw, "PX", self._ms)
@@ -134,7 +149,7 @@ class Sessions:
             self._local = {k: v for k, v in self._local.items() if now - v[0] <= self.idle}
         self._local[session.id] = (now, raw)
 
-    async def drop(self, session_id: str) -> None:
+    async def _drop(self, session_id: str) -> None:
         if self._lean is not None:
             await self._lean.call("DEL", _PREFIX + session_id)
         elif self._url is not None:
@@ -142,6 +157,30 @@ class Sessions:
         if self._file is not None:
             self._file.drop(session_id)
         self._local.pop(session_id, None)
+
+    async def get(self, session_id: str) -> McpSession | None:
+        try:
+            return await self._get(session_id)
+        except Exception as exc:
+            if _out_of_reach(exc):
+                raise SessionsUnavailable(type(exc).__name__) from None
+            raise
+
+    async def put(self, session: McpSession) -> None:
+        try:
+            await self._put(session)
+        except Exception as exc:
+            if _out_of_reach(exc):
+                raise SessionsUnavailable(type(exc).__name__) from None
+            raise
+
+    async def drop(self, session_id: str) -> None:
+        try:
+            await self._drop(session_id)
+        except Exception as exc:
+            if _out_of_reach(exc):
+                raise SessionsUnavailable(type(exc).__name__) from None
+            raise
 
     async def close(self) -> None:
         if self._lean is not None:
