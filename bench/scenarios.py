@@ -113,6 +113,14 @@ SCENARIOS = [
         large=True,
     ),
     Scenario(
+        "cached",
+        "5. exact-cache hit",
+        "gpt-4o-mini-cached",
+        CHAT,
+        direct=False,
+        extra={"litellm": {"cache": {"use-cache": True}}},
+    ),
+    Scenario(
         "responses",
         "6. Responses API, translated to chat, response kept",
         "gpt-4o-mini",
@@ -121,13 +129,5 @@ SCENARIOS = [
         api="responses",
         gateways=("sluicegate",),  # compared with sluicegate's own chat path (scenario 1)
         direct=False,
-    ),
-    Scenario(
-        "cached",
-        "5. exact-cache hit",
-        "gpt-4o-mini-cached",
-        CHAT,
-        direct=False,
-        extra={"litellm": {"cache": {"use-cache": True}}},
     ),
 ]

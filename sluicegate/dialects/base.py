@@ -2,7 +2,7 @@
 
 A dialect parses its API's request into the canonical (OpenAI chat) form once,
 and writes canonical answers and chunks back in its API's shape. When the
-chosen provider speaks the same dialect (``Adapter.passthrough_dialect``),
+chosen provider speaks the same dialect (``Adapter.speaks``),
 the request path skips both translations and relays bytes.
 """
 

@@ -22,6 +22,7 @@ import orjson
 from sluicegate.dialects.base import Parsed
 from sluicegate.dialects.openai import parse_json_object
 from sluicegate.dialects.responses_items import (
+    CLIENT_TOOLS,
     chat_tool_choice,
     chat_tools,
     custom_tools,
@@ -50,6 +51,10 @@ def to_canonical(
 ) -> dict[str, Any]:
     """The canonical chat request for a Responses ``body`` whose ``input`` became ``items``,
     after the ``history`` of the turns before it (their input and output items)."""
+    for name, (kind, what) in _TYPES.items():
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidRequest(f"{name} must be {what}", param=name)
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:
@@ -75,7 +80,12 @@ def to_canonical(
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise InvalidRequest(f"{name} must be a number", param=name)
             out[name] = value
-    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") in _OURS]
+    # Built-in tools are not the provider's to see: only OpenAI runs them (builtin_tools).
+    tools = [
+        t
+        for t in body.get("tools") or []
+        if not isinstance(t, dict) or t.get("type") in CLIENT_TOOLS
+    ]
     if tools:
         out["tools"] = chat_tools(tools)
         if body.get("tool_choice") is not None:
@@ -96,7 +106,17 @@ def to_canonical(
     return out
 
 
-_OURS = frozenset({"function", "custom"})
+# Optional fields the gateway type-checks: name -> (accepted type, description).
+_TYPES: dict[str, tuple[type, str]] = {
+    "stream": (bool, "a boolean"),
+    "store": (bool, "a boolean"),
+    "tools": (list, "an array"),
+    "metadata": (dict, "an object"),
+    "reasoning": (dict, "an object"),
+    "user": (str, "a string"),
+    "include": (list, "an array"),
+    "parallel_tool_calls": (bool, "a boolean"),
+}
 
 
 # ---------------------------------------------------------------- the dialect
@@ -151,6 +171,9 @@ class ResponsesDialect:
 
     def encode_response(self, endpoint: str, canonical: dict[str, Any]) -> bytes:
         self.translated = True
+        if endpoint == "count_tokens":  # a provider's count of the input (input_tokens)
+            tokens = canonical.get("input_tokens")
+            return orjson.dumps({"object": "response.input_tokens", "input_tokens": tokens})
         choice = (canonical.get("choices") or [{}])[0]
         response = self.shell(str(canonical.get("model") or self.body.get("model", "")))
         response["output"] = output_of(choice.get("message") or {}, custom_tools(self.body))

@@ -108,6 +108,8 @@ def _call(item: dict[str, Any]) -> dict[str, Any]:
     arguments = item.get("arguments")
     if item["type"] == "custom_tool_call":
         arguments = orjson.dumps({"input": str(item.get("input", ""))}).decode()
+    elif not isinstance(arguments, str):
+        arguments = orjson.dumps(arguments or {}).decode()
     return {
         "id": str(item.get("call_id", "")),
         "type": "function",

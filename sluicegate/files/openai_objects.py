@@ -98,7 +98,7 @@ async def create_file(call: ObjectCall) -> None:
     declared = read_headers(headers).content_length
     upload = Upload(call.receive, table.max_body_bytes, declared, table.body_timeout)
     try:
-        doc = await upstream.json("POST", "/files", sent, upload.parts())
+        doc = await upstream.json("POST", "/files", sent, upload.parts(), upload=upload)
     except GatewayError:
         if upload.error is not None:
             raise upload.error from None  # the client's fault, not the provider's

@@ -30,6 +30,7 @@ from sluicegate.errors import (
 from sluicegate.providers.azure import V1, AzureAdapter
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.attempt import Failure
+from sluicegate.proxy.upload import Upload
 from sluicegate.proxy.upstream import HttpTransport, NativeResponse, Transport
 from sluicegate.routing.table import CompiledService
 from sluicegate.telemetry.exchange import Exchange
@@ -88,8 +89,11 @@ class Upstream:
         headers: Mapping[str, str] | None = None,
         body: bytes | AsyncIterable[bytes] = b"",
         query: Mapping[str, str] | None = None,
+        upload: Upload | None = None,
     ) -> NativeResponse:
-        """Send one request; an answer of any status comes back (``check`` it)."""
+        """Send one request; an answer of any status comes back (``check`` it). ``upload``
+        is where ``body`` comes from, when it is the client's: its failure is the client's
+        fault, not the provider's."""
         service = self.service
         transport = service.transport or self.http
         if not isinstance(transport, HttpTransport):
@@ -126,6 +130,8 @@ class Upstream:
                 request, list(sent.items()), body, service.timeouts, service.tls
             )
         except TransportError as exc:
+            if upload is not None and upload.error is not None:
+                raise upload.error from None
             target.health.failed(exc.kind, None, time.monotonic())
             if exc.kind == "timeout":
                 raise UpstreamTimeout(f"service '{service.name}' timed out: {exc}") from None
@@ -162,9 +168,10 @@ class Upstream:
         headers: Mapping[str, str] | None = None,
         body: bytes | AsyncIterable[bytes] = b"",
         query: Mapping[str, str] | None = None,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
         """A call whose answer is one JSON object."""
-        response = await self.open(method, path, headers, body, query)
+        response = await self.open(method, path, headers, body, query, upload)
         await self.check(response)
         try:
             answer = await response.read(self.service.max_answer_bytes)

@@ -12,7 +12,7 @@ from sluicegate.config.guardrails import GuardrailsPolicy
 from sluicegate.errors import InvalidRequest
 
 # The client may name the completion cap either way (OpenAI's newer name first).
-_MAX_TOKENS = ("max_completion_tokens", "max_tokens")
+_MAX_TOKENS = ("max_completion_tokens", "max_tokens", "max_output_tokens")  # the last: Responses
 
 
 def _number(value: Any) -> float | None:

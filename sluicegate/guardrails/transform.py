@@ -120,9 +120,14 @@ class Transform:
         if isinstance(model, str) and model in self.models:
             native["model"] = self.models[model]
             changed = True
-        if (self.system_prefix or self.system_suffix) and endpoint == "chat":
+        if (self.system_prefix or self.system_suffix) and endpoint in ("chat", "responses"):
             if dialect == "anthropic":
                 _anthropic_system(native, self.system_prefix, self.system_suffix)
+            elif dialect == "responses":  # its system prompt is the instructions
+                text = native.get("instructions")
+                native["instructions"] = _joined(
+                    self.system_prefix, text if isinstance(text, str) else "", self.system_suffix
+                )
             else:
                 _openai_system(native, self.system_prefix, self.system_suffix)
             changed = True

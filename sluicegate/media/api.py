@@ -235,6 +235,10 @@ class MediaApi:
                 )
                 if isinstance(result, Failure):
                     failure = result
+                    if request.upload is not None and request.upload.error is not None:
+                        # The client's fault (too large, too slow, gone): not the provider's
+                        # health, and nothing to retry.
+                        raise request.upload.error
                     target.health.failed(result.kind, result.status, time.monotonic())
                     events.attempt_failed(
                         ex.request_id,

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from sluicegate.errors import InvalidRequest
 
 _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.IGNORECASE)
-_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
-_FILENAME = re.compile(rb"\bfilename\*?=", re.IGNORECASE)
-_FILENAME_VALUE = re.compile(rb'\bfilename="([^"]*)"', re.IGNORECASE)
+_DISPOSITION = re.compile(rb"^content-disposition:([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_NAME = re.compile(rb'(?:^|;)\s*name="([^"]*)"', re.IGNORECASE)
+_FILENAME = re.compile(rb"(?:^|;)\s*filename\*?=", re.IGNORECASE)
+_FILENAME_VALUE = re.compile(rb'(?:^|;)\s*filename="([^"]*)"', re.IGNORECASE)
+# The values an array field (``timestamp_granularities[]``, ``include[]``) may repeat: the
+# words of an enumeration, nothing a guardrail would need to read.
+_LISTED_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _CONTENT_TYPE = re.compile(rb"^content-type:[ \t]*([^\r\n;]+)", re.IGNORECASE | re.MULTILINE)
 _MAX_FIELD = 64 * 1024  # a plain field longer than this is not kept (a prompt is far shorter)
 
@@ -63,6 +67,12 @@ class FormHead:
     def model(self) -> str | None:
         return self.fields.get("model")
 
+    @property
+    def unread(self) -> bytes:
+        """The bytes held past the last part read (from the line break before its
+        delimiter): they go on with the head, unread, so ``FormTail`` must see them."""
+        return bytes(self.buffer[max(0, self._pos - 2) :]) if not self.ended else b""
+
     def feed(self, data: bytes) -> bool:
         self.buffer += data
         while not self.done and self._part():
@@ -90,9 +100,7 @@ class FormHead:
                 )
             return False
         heads = bytes(buffer[after:heads_end])
-        name_match = _NAME.search(heads)
-        name = name_match.group(1).decode("utf-8", "replace") if name_match else ""
-        is_file = _FILENAME.search(heads) is not None
+        name, is_file = part_name(heads)
         if is_file and self.model is not None and not self.whole:
             self.done = True
             self._pos = start
@@ -105,11 +113,32 @@ class FormHead:
             self.files.append(name)
             if self.whole:
                 self.uploads.append(_file(name, heads, bytes(buffer[content:end])))
-        elif end - content <= _MAX_FIELD:
-            self.fields[name] = bytes(buffer[content:end]).decode("utf-8", "replace")
-            self._spans[name] = (content, end)
+        else:
+            self._field(name, content, end)
         self._pos = end + 2
         return True
+
+    def _field(self, name: str, content: int, end: int) -> None:
+        """A plain field: kept once, whole, so that what routes, prices and is screened is
+        every value the provider will read (a form parser may take the first of two)."""
+        if end - content > _MAX_FIELD:
+            raise InvalidRequest(
+                f"The form field '{name}' is longer than {_MAX_FIELD} bytes.", param=name
+            )
+        value = bytes(self.buffer[content:end]).decode("utf-8", "replace")
+        if name in self.fields:
+            if not name.endswith("[]"):
+                raise InvalidRequest(f"The form repeats the field '{name}'.", param=name)
+            for each in (self.fields[name], value):
+                if not _LISTED_VALUE.fullmatch(each):
+                    raise InvalidRequest(
+                        f"The repeated form field '{name}' takes words such as 'word' or "
+                        "'segment'.",
+                        param=name,
+                    )
+            return
+        self.fields[name] = value
+        self._spans[name] = (content, end)
 
     def head(self, values: dict[str, str] | None = None) -> bytes:
         """Every byte read so far, with the plain fields named in ``values`` given those
@@ -130,8 +159,58 @@ class FormHead:
         return bytes(out)
 
 
+def part_name(heads: bytes) -> tuple[str, bool]:
+    """A part's field name and whether it is a file, from its Content-Disposition alone."""
+    found = _DISPOSITION.search(heads)
+    disposition = found.group(1) if found else b""
+    name = _NAME.search(disposition)
+    return (
+        name.group(1).decode("utf-8", "replace") if name else "",
+        _FILENAME.search(disposition) is not None,
+    )
+
+
+class FormTail:
+    """Watches the bytes after a form's head as they stream on: they may hold only file
+    parts. A plain field there was never routed, priced or screened (a second ``model``, a
+    prompt), so it ends the upload with a 400 rather than reach the provider."""
+
+    def __init__(self, delimiter: bytes) -> None:
+        self.marker = b"\r\n" + delimiter
+        self.carry = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.carry + chunk
+        at = 0
+        while True:
+            found = data.find(self.marker, at)
+            if found < 0:
+                break
+            heads_end = data.find(b"\r\n\r\n", found + len(self.marker))
+            if heads_end < 0:
+                if len(data) - found > 16 * 1024:
+                    raise InvalidRequest(
+                        "A part of the multipart/form-data body has no end of headers."
+                    )
+                data, at = data[found:], 0
+                self.carry = data
+                return
+            heads = data[found + len(self.marker) : heads_end]
+            if not heads.startswith(b"--"):  # the closing delimiter ends the form
+                name, is_file = part_name(heads)
+                if not is_file:
+                    raise InvalidRequest(
+                        f"The form field '{name}' comes after a file: write every plain "
+                        "field before the files (as the SDKs do).",
+                        param=name or None,
+                    )
+            at = heads_end + 4
+        self.carry = data[max(at, len(data) - len(self.marker) - 4) :]
+
+
 def _file(name: str, heads: bytes, data: bytes) -> FormFile:
-    filename = _FILENAME_VALUE.search(heads)
+    disposition = _DISPOSITION.search(heads)
+    filename = _FILENAME_VALUE.search(disposition.group(1)) if disposition else None
     kind = _CONTENT_TYPE.search(heads)
     return FormFile(
         name,

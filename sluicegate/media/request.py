@@ -12,7 +12,7 @@ import orjson
 from sluicegate.asgi import Receive, read_body
 from sluicegate.errors import InvalidRequest
 from sluicegate.media.base import MediaEndpoint
-from sluicegate.media.multipart import FormHead, boundary_of, read_form
+from sluicegate.media.multipart import FormHead, FormTail, boundary_of, read_form
 from sluicegate.proxy.upload import Upload
 from sluicegate.routing.table import RoutingTable
 
@@ -118,6 +118,13 @@ async def _read_form(
     if not model:
         await parts.aclose()
         raise InvalidRequest("model is required.", param="model")
+    tail = FormTail(head.delimiter)
+    try:
+        tail.feed(head.unread)
+    except InvalidRequest:
+        await parts.aclose()
+        raise
+    upload.check = tail.feed
     request = MediaRequest(endpoint, dict(head.fields), b"", model, head)
     request.rest, request.upload = parts, upload
     request.content_type, request.declared = content_type.decode("latin-1"), declared

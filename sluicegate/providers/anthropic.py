@@ -107,6 +107,8 @@ def _tool_result_block(message: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 _THINKING_BLOCKS = ("thinking", "redacted_thinking")
+# What /v1/messages/count_tokens takes of a Messages request.
+_COUNTED = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
 
 
 def _with_thinking(message: dict[str, Any]) -> dict[str, Any]:
@@ -394,8 +396,10 @@ class AnthropicAdapter(Adapter):
     ) -> UpstreamRequest:
         if raw:
             data, stream = raw, body.get("stream") is True
-        elif endpoint == "count_tokens":
-            raise InvalidRequest("count_tokens is answered by Anthropic services only")
+        elif endpoint == "count_tokens":  # another dialect's request, counted (Responses)
+            payload = translate_request(body, model)
+            counted = {k: v for k, v in payload.items() if k in _COUNTED}
+            data, stream = orjson.dumps(counted), False
         else:
             payload = translate_request(body, model)
             data, stream = orjson.dumps(payload), payload.get("stream") is True
@@ -414,7 +418,10 @@ class AnthropicAdapter(Adapter):
         model: str = "",
         request: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return translate_response(orjson.loads(body))
+        data = orjson.loads(body)
+        if endpoint == "count_tokens":
+            return {"input_tokens": int(data["input_tokens"]), "model": model}
+        return translate_response(data)
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
         return AnthropicStream(model)

@@ -129,7 +129,8 @@ class OpenAIAdapter(Adapter):
         return data
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
-        if self.wire(endpoint) != endpoint:
+        # Also OpenAI's own Responses stream that output guardrails must read as chunks.
+        if endpoint == "responses" or self.wire(endpoint) != endpoint:
             return responses_api.ResponsesEvents(model)
         return OpenAIStream(ToolCallDeltas() if self.compatible else None)
 

@@ -23,7 +23,7 @@ import dataclasses
 import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from sluicegate.asgi import NOSNIFF, Headers, Receive, Scope, Send, read_body, respond_error
 from sluicegate.errors import (
@@ -118,6 +118,20 @@ def rule_path(scope: Scope) -> tuple[str, bytes]:
     tail = tail.partition(b"?")[0]
     check_segments(tail)
     return (path if path.startswith("/v1/") else "/v1" + path), tail
+
+
+def without_key(query: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The query string less any parameter that carries the gateway key the client sent
+    (``?key=`` as Google's clients write it): never forwarded, like the key's headers."""
+    keys = {k for k in (read_headers(headers).key, native_key(headers)) if k}
+    if not query or not keys:
+        return query
+    kept = [
+        pair
+        for pair in query.split(b"&")
+        if unquote_plus(pair.partition(b"=")[2].decode("latin-1")) not in keys
+    ]
+    return b"&".join(kept)
 
 
 def _dropped(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -295,7 +309,7 @@ class NativeProxy:
                 f"service '{service.name}': {service.pool.why_unavailable(now)}"
             )
         url = target.url + service.path + path.decode("latin-1")
-        query: bytes = scope.get("query_string", b"")
+        query = without_key(scope.get("query_string", b""), headers)
         if query:
             url += "?" + query.decode("latin-1")
         request = UpstreamRequest(scope["method"], url, dict(service.headers), b"")

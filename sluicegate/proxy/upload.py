@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from sluicegate.asgi import Receive
 from sluicegate.errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge
@@ -21,6 +21,9 @@ class Upload:
             )
         self.receive, self.limit, self.timeout = receive, limit, timeout
         self.error: GatewayError | None = None
+        # Sees each part before it goes on, and may refuse it (a GatewayError): the
+        # client's fault, kept in ``error`` like the others.
+        self.check: Callable[[bytes], None] | None = None
 
     async def parts(self) -> AsyncGenerator[bytes, None]:
         try:
@@ -47,6 +50,8 @@ class Upload:
             if size > self.limit:
                 raise RequestTooLarge(f"The request body is over the limit of {self.limit} bytes.")
             if chunk:
+                if self.check is not None:
+                    self.check(chunk)
                 yield chunk
             if not message.get("more_body"):
                 return

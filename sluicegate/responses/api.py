@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluicegate")
 
 _LIST_DEFAULT, _LIST_MOST = 20, 100
+_COUNTERS = ("input_tokens", "count_tokens")  # the endpoints a provider counts input with
 
 
 class MethodNotAllowed(GatewayError):
@@ -178,8 +179,9 @@ class ResponsesApi:
     async def input_tokens(
         self, scope: Scope, receive: Receive, send: Send, table: RoutingTable
     ) -> None:
-        """Asked of the rule's first target when it is OpenAI's or Azure's own Responses
-        API; otherwise counted as the rate limits count a prompt (docs/limits.md). The
+        """Asked of the rule's first target when it can count (OpenAI's and Azure's own
+        Responses API, Anthropic); otherwise counted as the rate limits count a prompt
+        (docs/limits.md). The
         turns a ``previous_response_id`` names count too. Recorded like any request."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         incoming = read_headers(headers)
@@ -205,8 +207,9 @@ class ResponsesApi:
             if limits:
                 await self.proxy.reserve(table, limits, ex, incoming.key, parsed.canonical, out)
             first = rule.targets[0].service.adapter
-            if first is not None and "input_tokens" in first.endpoints:
-                call = Call(dialect, "input_tokens", parsed, raw, False, {}, consumer.name, headers)
+            counts = [e for e in _COUNTERS if first is not None and e in first.endpoints]
+            if counts:  # OpenAI's input_tokens, or Anthropic's count_tokens
+                call = Call(dialect, counts[0], parsed, raw, False, {}, consumer.name, headers)
                 try:
                     await self.proxy.forward(table, rule, call, send, out, ex)
                 finally:

@@ -280,7 +280,10 @@ def compile_rule(
 
 def _listed(rule: Rule, catalog: tuple[str, ...]) -> tuple[str, ...]:
     """What ``/v1/models`` lists for a rule: its exact names, then the catalog's models its
-    glob patterns match (a glob itself is no model a client could send)."""
+    glob patterns match (a glob itself is no model a client could send). A rule that names
+    paths and no models (files, batches, pass-through) serves no model by name."""
+    if not rule.match.models and rule.match.paths:
+        return ()
     exact = [m for m in rule.match.models if not is_glob(m)]
     globs = [re.compile(fnmatch.translate(m)) for m in rule.match.models or ["*"] if is_glob(m)]
     found = [name for name in catalog if any(g.fullmatch(name) for g in globs)]

@@ -11,6 +11,8 @@ good, so no value may come from what a client chooses. The sources, label by lab
   rule names it literally, else ``other`` (``""`` when no rule matched);
 - ``consumer``: a configured consumer's name; a token subject that only
   ``auth.jwt.default_consumer`` admits is counted under that consumer's name;
+- ``endpoint``: the route's own name in the code (``chat``, ``images.generations``, …),
+  never the path a client sent;
 - ``status``, ``type``, ``result``, ``on``, ``action``, ``state``, ``outcome``: small
   fixed sets (``outcome``: ``telemetry.attempts``)
   (a guardrail ``type`` is a built-in entity type or ``deny:<rule name>``).

@@ -61,8 +61,8 @@ class Metrics:
         route = ["gateway", "rule", "service", "provider", "model", "consumer"]
         self.requests = Counter(
             "sluicegate_requests",
-            "Requests answered, by route and status class",
-            [*route, "status"],
+            "Requests answered, by route, endpoint and status class",
+            [*route, "endpoint", "status"],
             registry=registry,
         )
         self.duration = Histogram(

@@ -70,7 +70,8 @@ class Recorder:
         gateway, rule, service = ex.gateway, ex.rule or "", ex.service or ""
         provider, model, consumer = ex.provider or "", names.model(ex), names.consumer(ex.consumer)
         status = status_class(ex.status)
-        child(m.requests, gateway, rule, service, provider, model, consumer, status).inc()
+        answered = (gateway, rule, service, provider, model, consumer, ex.endpoint, status)
+        child(m.requests, *answered).inc()
         seconds = ex.ended - ex.started
         child(m.duration, gateway, rule, service).observe(seconds)
         if ex.attempts:

@@ -4,11 +4,13 @@ previous_response_id, JSON, the token limit; streamed and not, alike."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
 
 import openai
+import pytest
 
 Needs = Callable[[str], None]
 
@@ -93,3 +95,23 @@ def test_the_token_limit(client: openai.OpenAI, needs: Needs) -> None:
     assert answer.status == "incomplete"
     assert answer.incomplete_details is not None
     assert answer.incomplete_details.reason == "max_output_tokens"
+
+
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake image").decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "seen", "capability"),
+    [(PNG, "base64 image/png", "images"), ("https://example.com/cat.jpg", "url", "image_urls")],
+)
+def test_image_input(
+    client: openai.OpenAI, needs: Needs, url: str, seen: str, capability: str
+) -> None:
+    needs(capability)
+    content = [
+        {"type": "input_text", "text": "what is this"},
+        {"type": "input_image", "image_url": url},
+    ]
+    whole, streamed = both(client, input=[{"role": "user", "content": content}])
+    assert whole.output_text == f"Hello from the fake: what is this [image: {seen}]"
+    assert streamed.output_text == whole.output_text

@@ -27,7 +27,17 @@ FINISH = {"length": "max_output_tokens"}
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
+    return " ".join(str(p["text"]) for p in content or [] if isinstance(p, dict) and "text" in p)
+
+
+def _parts(item: dict[str, Any]) -> list[dict[str, Any]]:
+    content = item.get("content")
+    return [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+
+
+def _image(part: dict[str, Any]) -> str:
+    url = str(part.get("image_url", ""))
+    return f"base64 {url[5 : url.index(';')]}" if url.startswith("data:") else "url"
 
 
 def read_turn(body: dict[str, Any]) -> Turn:
@@ -51,6 +61,7 @@ def read_turn(body: dict[str, Any]) -> Turn:
             if item.get("role") == "user":
                 turn.user_text = _text(item.get("content"))
                 turn.tool_results = []
+                turn.images = [_image(p) for p in _parts(item) if p.get("type") == "input_image"]
         elif kind in ("function_call_output", "custom_tool_call_output"):
             turn.tool_results.append((item["call_id"], _text(item.get("output"))))
     turn.prompt_words = words

@@ -434,16 +434,60 @@ def test_the_guides_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed[:4] == ["mock: Hello", "mock: And again", "mock: Stream this", "mock: And again"]
 
 
-def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
+def test_input_tokens_are_counted_by_anthropic(
+    gateway: RunningGateway, fake_anthropic: FakeAnthropic
+) -> None:
     sdk = client(gateway)
-    short = sdk.responses.input_tokens.count(model="claude-haiku", input="hi")
     first = sdk.responses.create(model="claude-haiku", input="a much longer question " * 20)
-    longer = sdk.responses.input_tokens.count(
-        model="claude-haiku", input="hi", previous_response_id=first.id
+    counted = sdk.responses.input_tokens.count(
+        model="claude-haiku", input="hi", previous_response_id=first.id, instructions="brief"
     )
-    assert 0 < short.input_tokens < longer.input_tokens
+    sent = fake_anthropic.requests[-1]
+    assert sent["path"] == "/v1/messages/count_tokens"
+    assert sent["body"]["system"] == "brief" and len(sent["body"]["messages"]) == 3
+    assert "max_tokens" not in sent["body"]
+    assert counted.input_tokens > 1000  # the fake's count, not an estimate
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.responses.input_tokens.count(
             model="claude-haiku", input="hi", previous_response_id="resp_unknown"
         )
     assert caught.value.code == "previous_response_not_found"
+
+
+def test_input_tokens_are_estimated_elsewhere(gateway: RunningGateway) -> None:
+    sdk = client(gateway)
+    short = sdk.responses.input_tokens.count(model="compat-model", input="hi")
+    first = sdk.responses.create(model="compat-model", input="a much longer question " * 20)
+    longer = sdk.responses.input_tokens.count(
+        model="compat-model", input="hi", previous_response_id=first.id
+    )
+    assert 0 < short.input_tokens < longer.input_tokens < 1000
+
+
+HOSTILE: list[Any] = [
+    b"[]",
+    b"{",
+    {"model": "claude-haiku", "input": [1]},
+    {"model": "claude-haiku", "input": [{"type": 5}]},
+    {"model": "claude-haiku", "input": [{"role": "user", "content": [5]}]},
+    {"model": "claude-haiku", "input": "x", "tools": "no"},
+    {"model": "claude-haiku", "input": "x", "text": {"format": {"type": "json_schema"}}},
+    {"model": "claude-haiku", "input": "x", "reasoning": "high"},
+    {"model": "claude-haiku", "input": [{"type": "reasoning", "encrypted_content": "sg1:zz"}]},
+    {"model": "claude-haiku", "input": "x", "previous_response_id": 5},
+    {"model": "claude-haiku", "input": [{"type": "item_reference", "id": "msg_1"}]},
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+def test_a_malformed_request_is_a_400_naming_what_is_wrong(
+    gateway: RunningGateway, body: Any
+) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = httpx.post(
+        f"{gateway.url}/v1/responses",
+        content=raw,
+        headers={"Authorization": f"Bearer {KEY}", "content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"

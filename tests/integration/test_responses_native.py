@@ -5,6 +5,7 @@ previous_response_id; follow-ups may change provider."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -249,3 +250,30 @@ def test_input_tokens_are_counted_by_openai(
     assert sent["path"] == "/v1/responses/input_tokens"
     assert "previous_response_id" not in sent["body"] and len(sent["body"]["input"]) == 3
     assert counted.input_tokens > 1000  # the fake's count, not an estimate
+
+
+def test_openais_usage_is_counted(gateway: RunningGateway) -> None:
+    """Tokens from the Responses usage of OpenAI's own answers, whole and streamed."""
+
+    def tokens(kind: str) -> float:
+        text = httpx.get(f"{gateway.url}/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("sluicegate_tokens_total{")
+            and 'service="oai"' in line
+            and f'type="{kind}"' in line
+        )
+
+    sdk = client(gateway)
+    before = tokens("input"), tokens("output")
+    whole = sdk.responses.create(model="gpt-4.1", input="count these words please")
+    with sdk.responses.stream(model="gpt-4.1", input="count these words please") as events:
+        streamed = events.get_final_response()
+    assert whole.usage is not None and streamed.usage is not None
+    deadline = time.monotonic() + 5
+    while tokens("output") - before[1] < 2 * whole.usage.output_tokens:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert tokens("input") - before[0] == 2 * whole.usage.input_tokens
+    assert tokens("output") - before[1] == 2 * whole.usage.output_tokens

@@ -54,6 +54,32 @@ def gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 },
             },
             {
+                "name": "oai-out",
+                "match": {"models": ["gpt-out-*"]},
+                "targets": [{"service": "oai"}],
+                "policies": {
+                    "guardrails": {
+                        "deny": [
+                            {
+                                "name": "f",
+                                "words": ["fake"],
+                                "applies_to": "response",
+                                "action": "redact",
+                            }
+                        ]
+                    }
+                },
+            },
+            {
+                "name": "framed",
+                "match": {"models": ["framed-*"]},
+                "targets": [{"service": "compat"}],
+                "policies": {
+                    "transform": {"system_prefix": "You are the support assistant."},
+                    "guardrails": {"params": {"max_tokens": 100}},
+                },
+            },
+            {
                 "name": "oai-guarded",
                 "match": {"models": ["gpt-*"]},
                 "targets": [{"service": "oai"}],
@@ -123,3 +149,34 @@ def test_guardrails_in_on_a_follow_up_to_openai(gateway: RunningGateway, fake: F
     assert len(sent) == 3  # the earlier turn once, then the new input
     assert "bluebird" not in str(sent).lower()
     assert sent[0]["content"] == [{"type": "input_text", "text": "hello"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_guardrails_out_on_openais_own_answers(gateway: RunningGateway, stream: bool) -> None:
+    sdk = client(gateway)
+    ask: dict[str, Any] = {"model": "gpt-out-1", "input": "hi"}
+    if stream:
+        with sdk.responses.stream(**ask) as events:
+            answer = events.get_final_response()
+    else:
+        answer = sdk.responses.create(**ask)
+    assert "fake" not in answer.output_text and answer.output_text.endswith(": hi")
+    assert answer.id.startswith("resp_") and not answer.id.startswith("resp_fake")
+    assert sdk.responses.retrieve(answer.id).output_text == answer.output_text
+
+
+def test_a_transforms_system_prefix_frames_the_instructions(
+    gateway: RunningGateway, fake: FakeOpenAI
+) -> None:
+    client(gateway).responses.create(model="framed-1", input="hi", instructions="Be brief.")
+    sent = fake.requests[-1]["body"]["messages"][0]
+    assert sent["role"] == "system"
+    assert sent["content"].startswith("You are the support assistant.")
+    assert sent["content"].endswith("Be brief.")
+
+
+def test_the_params_schema_caps_max_output_tokens(gateway: RunningGateway) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).responses.create(model="framed-1", input="hi", max_output_tokens=500)
+    assert caught.value.param == "max_output_tokens"
+    assert caught.value.code == "parameter_out_of_range"

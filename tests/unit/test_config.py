@@ -136,6 +136,14 @@ def test_service_shape_rules() -> None:
     assert any("header_name and header_value go together" in i for i in issues_of(half_credentials))
 
 
+def test_api_responses_is_for_openai_and_azure() -> None:
+    claude = config_with("services.1.api", "responses")
+    assert any("api: responses is for providers openai and azure" in i for i in issues_of(claude))
+    assert any("api" in i for i in issues_of(config_with("services.0.api", "assistants")))
+    loaded = parse_config(config_with("services.0.api", "responses"), env={})
+    assert loaded.config.services[0].api == "responses"
+
+
 def test_all_issues_are_reported_at_once() -> None:
     data = config_with("rules.0.targets.1.service", "claud")
     data["consumers"][0]["rules"] = ["nope"]

@@ -225,6 +225,11 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"model": "m", "input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type"),
     ({"model": "m", "input": "x", "background": True}, "background"),
     ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
+    ({"model": "m", "input": "x", "tools": "none"}, "tools"),
+    ({"model": "m", "input": "x", "stream": "yes"}, "stream"),
+    ({"model": "m", "input": "x", "metadata": 5}, "metadata"),
+    ({"model": "m", "input": "x", "reasoning": "high"}, "reasoning"),
+    ({"model": "m", "input": "x", "user": 5}, "user"),
 ]
 
 

@@ -16,7 +16,7 @@ from sluicegate.ui.summary import Sampler, quantile
 
 def _answer(metrics: Metrics, consumer: str, status: str, seconds: float) -> None:
     labels = ("default", "chat", "demo", "mock", "demo-model", consumer)
-    metrics.requests.labels(*labels, status).inc()
+    metrics.requests.labels(*labels, "chat", status).inc()
     metrics.attempts.labels("default", "demo", "mock://demo", status).inc()
     metrics.duration.labels("default", "chat", "demo").observe(seconds)
     metrics.tokens.labels("default", "demo", "mock", "demo-model", consumer, "input").inc(10)
@@ -98,7 +98,9 @@ def test_a_services_requests_and_errors_are_its_attempts() -> None:
     sampler = Sampler(metrics)
     sampler.sample()
     for _ in range(3):
-        metrics.requests.labels("default", "chat", "backup", "openai", "m", "team", "2xx").inc()
+        metrics.requests.labels(
+            "default", "chat", "backup", "openai", "m", "team", "chat", "2xx"
+        ).inc()
         metrics.attempts.labels("default", "primary", "http://a/v1", "5xx").inc(2)
         metrics.attempts.labels("default", "backup", "http://b/v1", "2xx").inc()
     metrics.attempts.labels("default", "primary", "", "unavailable").inc()

@@ -126,3 +126,47 @@ def test_rate_limit_keeps_retry_after() -> None:
     assert error.http_status == 429
     assert error.headers == {"retry-after": "12"}
     assert error.openai_body()["error"]["type"] == "rate_limit_error"
+
+
+THINKING = {"type": "thinking", "thinking": "Hmm.", "signature": "sig-1"}
+
+
+def test_thinking_blocks_handed_back_go_first_in_their_turn() -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": "Let me look.",
+                "reasoning_blocks": [THINKING, {"type": "redacted_thinking", "data": "x"}],
+                "tool_calls": [
+                    {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+        ]
+    }
+    turn = translate_request(body, "claude")["messages"][1]
+    kinds = [block["type"] for block in turn["content"]]
+    assert kinds == ["thinking", "redacted_thinking", "text", "tool_use"]
+    assert turn["content"][0] == THINKING
+
+
+def test_a_streamed_thinking_block_comes_whole_with_its_signature() -> None:
+    def event(payload: dict[str, Any]) -> bytes:
+        return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+
+    decoder = ADAPTER.stream_decoder("chat", "claude")
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking"}}
+    deltas = [
+        {"type": "thinking_delta", "thinking": "Hm"},
+        {"type": "thinking_delta", "thinking": "m."},
+        {"type": "signature_delta", "signature": "sig-1"},
+    ]
+    data = event(start) + b"".join(
+        event({"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas
+    )
+    chunks = decoder.feed(data + event({"type": "content_block_stop", "index": 0}))
+    blocks = [c["choices"][0]["delta"].get("reasoning_blocks") for c in chunks]
+    assert blocks[-1] == [THINKING]
+    assert [b for b in blocks[:-1] if b] == []
