@@ -8,7 +8,7 @@
     servers.py       the upstream servers: a client for each, their health
     http_client.py, stdio_client.py   the two transports to a server (upstream.py: their seam)
     oauth.py         client-credentials tokens for servers behind an authorization server
-    sessions.py      client sessions: in process, the workers' file, or Redis
+    sessions.py      client sessions: in process, the workers' file (session_file.py), or Redis
     policy.py        guardrails on tool arguments and results
     telemetry.py     metrics and audit rows of tool calls
     discovery.py     RFC 9728 protected resource metadata
