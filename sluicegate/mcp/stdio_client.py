@@ -119,7 +119,8 @@ class StdioUpstream:
     async def _start_again(self) -> None:
         """A supervisor's restart: the process again, initialized, without waiting for a
         client to need it (its list changes and log messages reach listeners again)."""
-        await asyncio.sleep(max(0.0, self._started + RESTART_DELAY - time.monotonic()))
+        # A little past the pause: a timer may fire a hair early, and _running would refuse.
+        await asyncio.sleep(max(0.0, self._started + RESTART_DELAY - time.monotonic()) + 0.05)
         if self._closed or self._params is None:
             return
         try:
