@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_KEY := sk-demo-0123456789
 
-.PHONY: run install dev test lint fmt bench bench-gateway bench-peers bench-tools clean lock audit soak
+.PHONY: run install dev test lint fmt bench bench-gateway bench-mcp bench-peers bench-tools clean lock audit soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,10 @@ bench: $(VENV)/.installed-bench bench-tools bench-peers
 # One gateway in detail against the mock (the older profile; bench/run.sh -h).
 bench-gateway: install bench-tools
 	bench/run.sh $(BENCH_ARGS)
+
+# A tools/call through /mcp/{server} against the MCP server directly (docs/performance.md).
+bench-mcp: dev
+	$(BIN)/python bench/mcp_calls.py --python $(BIN)/python $(BENCH_ARGS)
 
 $(VENV)/.installed-bench: pyproject.toml requirements-bench.lock requirements-build.lock \
 		| $(BIN)/python

@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--rate", type=float, default=200.0, help="tool calls per second")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--redis", help="gateway.redis: sessions kept in Redis (any instance)")
     ap.add_argument("--python", default=os.path.join(REPO, ".venv", "bin", "python"))
     a = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="sluicegate-bench-mcp-")
@@ -113,8 +114,9 @@ def main():
     try:
         up, up_url = upstream(a.python, workdir)
         procs.append(up)
+        redis = f", redis: {json.dumps(a.redis)}" if a.redis else ""
         config = (
-            "gateway: {name: bench-mcp}\nauth: none\n"
+            f"gateway: {{name: bench-mcp{redis}}}\nauth: none\n"
             f"mcp_servers:\n  - {{name: bench, url: {json.dumps(up_url)}}}\n"
         )
         gw, gw_url = serve("gateway", config, workdir, a.python)
@@ -165,6 +167,7 @@ def main():
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rate": a.rate,
         "duration": a.duration,
+        "sessions": "redis" if a.redis else "process",
         "runs": runs,
         "added": added,
         "added_p50_ms_median": statistics.median(x["p50_ms"] for x in added),

@@ -175,6 +175,9 @@ def present(entity: Entity, places: Mapping[str, int | None] | None = None) -> d
         shown["key_count"] = key_count
     if entity.kind == "rule":
         shown["position"] = (places or {}).get(entity.id)
+    if entity.kind == "mcp_server" and shown.get("env"):
+        # A stdio server's environment often carries its tokens: names only.
+        shown["env"] = dict.fromkeys(shown["env"], _SHOWN_AS_SET)
     record = entity.record
     return {
         "id": entity.id,

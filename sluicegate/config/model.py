@@ -587,7 +587,6 @@ class Tenant(Strict):
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     auth: Auth = Field(default_factory=Auth)
-    mcp_servers: list[McpServer] = Field(default_factory=list)
     limits: Annotated[list[RateLimitPolicy] | None, BeforeValidator(_one_or_many)] = None
     budget: Budget | None = None
     upstreams: list[Upstream] = Field(default_factory=list)

@@ -4,6 +4,7 @@ timeout; a server that fails is left out (and counted), never the whole answer."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 from typing import Any
@@ -73,6 +74,9 @@ class Aggregator:
         self.metrics = metrics
         self.page_size = page_size
         self.owners = Owners()
+        # The gateway's own requests need ids no other request in flight in the same
+        # server session has: two lists at once must not be answered each other's pages.
+        self._ids = itertools.count(1)
 
     async def initialize(self, call: Call) -> None:
         """Open a session at every allowed server at once; the ones that fail are left out
@@ -103,7 +107,7 @@ class Aggregator:
             if isinstance(found, BaseException):
                 raise found
             if key == "tools":
-                self.relay.servers.tool_counts[name] = len(found)
+                self.relay.servers.listed(name, [str(t.get("name")) for t in found], True)
             for item in found:
                 self.owners.learn(key, name, item)
                 items.append((name, item))
@@ -122,7 +126,8 @@ class Aggregator:
         out: list[Message] = []
         cursor: Any = None
         for _ in range(MAX_PAGES):
-            message: Message = {"jsonrpc": "2.0", "id": f"sg-list-{key}", "method": method}
+            own = f"sg-{key}-{next(self._ids)}"
+            message: Message = {"jsonrpc": "2.0", "id": own, "method": method}
             if cursor is not None:
                 message["params"] = {"cursor": cursor}
             answer = await self.relay.answer(call, server, message)

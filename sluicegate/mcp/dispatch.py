@@ -152,8 +152,9 @@ class Dispatcher:
         async for item in self._relayed(call, server, message):
             found = item.get("result") if is_response(item) else None
             if isinstance(found, dict) and isinstance(found.get("tools"), list):
-                if not found.get("nextCursor") and not params_cursor(message):
-                    self.relay.servers.tool_counts[server] = len(found["tools"])
+                whole = not found.get("nextCursor") and not params_cursor(message)
+                names = [str(t.get("name")) for t in found["tools"] if isinstance(t, dict)]
+                self.relay.servers.listed(server, names, whole)
                 tools = [
                     t
                     for t in found["tools"]
@@ -207,6 +208,7 @@ class Dispatcher:
             call.key_prefix,
             server or "",
             tool,
+            self.relay.servers.label_for(server or "", tool),
         )
         if (
             spec is None
@@ -265,6 +267,10 @@ class Dispatcher:
                 status, outcome, kind = 504, "timeout", "timeout_error"
             yield unavailable(rid, down)
         finally:
+            servers = self.relay.servers
+            if outcome == "ok":  # it answered: the tool exists, its name may label metrics
+                servers.listed(server, [tool], False)
+            record.labels = servers.label_for(server, tool)
             record.finish(self.metrics, audit, status, outcome, kind)
 
     async def _named(self, call: Call, message: Message, field: str) -> Reply:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sluicegate.mcp.context import Call
 from sluicegate.mcp.servers import FAILURES, Servers, as_down
-from sluicegate.mcp.sessions import Sessions
+from sluicegate.mcp.sessions import Sessions, SessionsUnavailable
 from sluicegate.mcp.upstream import Opened, ServerDown, SessionLost
 from sluicegate.mcp.wire import LATEST, VERSIONS, Message, is_response
 
@@ -53,7 +53,10 @@ class Relay:
         call.session.upstream.pop(server, None)
         call.dirty = True
         if self.sessions.shared:
-            latest = await self.sessions.get(call.session.id)
+            try:
+                latest = await self.sessions.get(call.session.id)
+            except SessionsUnavailable:
+                return  # an answer may be under way: open a new server session instead
             if latest is not None:
                 newer = latest.upstream.get(server)
                 if newer is not None and newer != entry:

@@ -28,13 +28,15 @@ from sluicegate.mcp.dispatch import Dispatcher, unavailable
 from sluicegate.mcp.listen import listen
 from sluicegate.mcp.relay import Relay
 from sluicegate.mcp.servers import Servers
-from sluicegate.mcp.sessions import McpSession, Sessions, new_id
+from sluicegate.mcp.sessions import McpSession, Sessions, SessionsUnavailable, new_id
 from sluicegate.mcp.table import McpTable, compile_mcp
 from sluicegate.mcp.telemetry import McpMetrics
 from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     PARSE_ERROR,
+    VERSIONS,
     Message,
     error,
     is_response,
@@ -128,6 +130,17 @@ class McpRoom:
         return True
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, table: RoutingTable) -> None:
+        try:
+            await self._handle(scope, receive, send, table)
+        except SessionsUnavailable as exc:
+            # Nothing is sent before a session is read or written, so the answer is whole.
+            log.warning("MCP sessions are out of reach (%s); answered 503", exc)
+            refused = error(None, INTERNAL_ERROR, "Sessions are out of reach; try again shortly.")
+            await _json(send, 503, refused, [(b"retry-after", b"1")])
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, table: RoutingTable
+    ) -> None:
         path: str = scope["path"]
         server = path[5:].strip("/") or None
         incoming = read_headers(scope["headers"])
@@ -185,6 +198,11 @@ class McpRoom:
                 call = Call(session, mcp, allow, incoming.request_id, consumer.prefix, key_id)
                 await self._initialize(send, call, message, sessions, dispatcher)
                 return
+        version = _header(scope, b"mcp-protocol-version")
+        if version is not None and version not in VERSIONS and version != "2024-11-05":
+            refused = error(None, INVALID_REQUEST, f"Unsupported protocol version: {version}")
+            await _json(send, 400, refused)
+            return
         found = await sessions.get(given) if given else None
         if found is not None and (
             found.consumer != consumer.name
@@ -215,7 +233,10 @@ class McpRoom:
         else:
             await self._reply(send, call, message, dispatcher)
         if call.dirty:
-            await sessions.put(call.session)
+            try:
+                await sessions.put(call.session)
+            except SessionsUnavailable as exc:  # answered already: the next message reopens
+                log.warning("MCP session %s not saved (%s)", call.session.id[:8], exc)
 
     async def _initialize(
         self, send: Send, call: Call, message: Message, sessions: Sessions, dispatcher: Dispatcher

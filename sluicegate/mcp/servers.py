@@ -60,6 +60,9 @@ class Servers:
         self.clients: dict[str, Upstream] = {}
         self.health: dict[str, Health] = {}
         self.tool_counts: dict[str, int] = {}  # the tools each last listed (all its pages)
+        # The tool names each server has listed: metric labels come from these only, never
+        # from what a client sends (``label_for``).
+        self.tool_names: dict[str, set[str]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._retired: list[Upstream] = []
 
@@ -97,8 +100,26 @@ class Servers:
             for client in retired:
                 asyncio.get_running_loop().create_task(client.close())
 
+    def listed(self, server: str, names: list[str], whole: bool) -> None:
+        """Tools a server listed; ``whole``: every page of its list."""
+        known = self.tool_names.setdefault(server, set())
+        if len(known) < 10_000:
+            known.update(names)
+        if whole:
+            self.tool_counts[server] = len(names)
+
+    def label_for(self, server: str, tool: str) -> tuple[str, str]:
+        """The metric labels of a call: a server's or tool's name only once it is known to
+        exist, else ``other`` (a client's made-up names must not grow ``/metrics``)."""
+        if server not in self.specs:
+            return "other", "other"
+        return server, tool if tool in self.tool_names.get(server, ()) else "other"
+
     def client(self, name: str) -> Upstream:
-        return self.clients[name]
+        found = self.clients.get(name)
+        if found is None:  # taken out of the config while a session still names it
+            raise ServerDown(name, "is not configured any more")
+        return found
 
     def may_try(self, name: str) -> bool:
         health = self.health.get(name)
@@ -122,7 +143,7 @@ class Servers:
             self.metrics.up.labels(name).set(1)
 
     async def open(self, name: str, params: Message) -> Opened:
-        client = self.clients[name]
+        client = self.client(name)
         try:
             async with asyncio.timeout(client.spec.timeout):
                 opened = await client.open(params)

@@ -2,9 +2,9 @@
 
 One process per server and instance serves every client session: requests get ids of
 the gateway's own, so answers find their callers, and a progress token is mapped the
-same way. A process that exits is started again on the next use (no sooner than
-``RESTART_DELAY`` after the last start); its session is then a new one, which callers
-see as ``SessionLost`` and open anew.
+same way. A process that exits is started again ``RESTART_DELAY`` after its last start,
+and initialized as before (and on the next use, if that start failed); its session is
+then a new one, which callers see as ``SessionLost`` and open anew.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ class StdioUpstream:
         self._lock = asyncio.Lock()
         self._started = 0.0
         self._listeners: set[asyncio.Queue[Message]] = set()
+        self._params: Message | None = None  # the last initialize params, to start again
+        self._closed = False
+        self._revive: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +113,20 @@ class StdioUpstream:
         finally:
             for queue in process.waiting.values():
                 queue.put_nowait(None)
+            if not self._closed and process is self._process and self._params is not None:
+                self._revive = asyncio.get_running_loop().create_task(self._start_again())
+
+    async def _start_again(self) -> None:
+        """A supervisor's restart: the process again, initialized, without waiting for a
+        client to need it (its list changes and log messages reach listeners again)."""
+        # A little past the pause: a timer may fire a hair early, and _running would refuse.
+        await asyncio.sleep(max(0.0, self._started + RESTART_DELAY - time.monotonic()) + 0.05)
+        if self._closed or self._params is None:
+            return
+        try:
+            await self.open(self._params)
+        except ServerDown as exc:
+            log.warning("%s; started again on its next use", exc)
 
     async def _route(self, process: _Process, message: Message) -> None:
         if is_response(message):
@@ -146,6 +163,7 @@ class StdioUpstream:
             raise SessionLost(self.spec.name, "exited", "down") from None
 
     async def open(self, params: Message) -> Opened:
+        self._params = params
         process = await self._running()
         if process.opened is not None:
             return process.opened._replace(session=process.generation)
@@ -222,6 +240,9 @@ class StdioUpstream:
         return None  # the process serves other sessions
 
     async def close(self) -> None:
+        self._closed = True
+        if self._revive is not None:
+            self._revive.cancel()
         process, self._process = self._process, None
         if process is None:
             return

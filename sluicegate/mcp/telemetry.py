@@ -46,7 +46,16 @@ class McpMetrics:
 class CallRecord:
     """One tool call, from the client's message to its answer."""
 
-    __slots__ = ("consumer", "gateway", "key_prefix", "request_id", "server", "started", "tool")
+    __slots__ = (
+        "consumer",
+        "gateway",
+        "key_prefix",
+        "labels",
+        "request_id",
+        "server",
+        "started",
+        "tool",
+    )
 
     def __init__(
         self,
@@ -56,6 +65,7 @@ class CallRecord:
         key_prefix: str | None,
         server: str,
         tool: str,
+        labels: tuple[str, str],
     ) -> None:
         self.request_id = request_id
         self.gateway = gateway
@@ -63,6 +73,7 @@ class CallRecord:
         self.key_prefix = key_prefix
         self.server = server
         self.tool = tool
+        self.labels = labels  # (server, tool) as metrics name them: known names only
         self.started = time.perf_counter()
 
     def finish(
@@ -74,8 +85,9 @@ class CallRecord:
         error_type: str | None = None,
     ) -> None:
         ended = time.perf_counter()
-        metrics.calls.labels(self.server, self.tool, self.consumer, outcome).inc()
-        metrics.duration.labels(self.server, self.tool).observe(ended - self.started)
+        server, tool = self.labels
+        metrics.calls.labels(server, tool, self.consumer, outcome).inc()
+        metrics.duration.labels(server, tool).observe(ended - self.started)
         if audit is None:
             return
         ex = Exchange(

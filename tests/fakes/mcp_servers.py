@@ -90,6 +90,23 @@ def counter() -> Any:
             await ctx.session.send_tool_list_changed()
         return "grown"
 
+    cancelled: list[str] = []
+
+    @server.tool()
+    async def wait_long(ctx: Context) -> str:
+        """Wait ten seconds, unless the call is cancelled."""
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(str(ctx.request_id))
+            raise
+        return "waited"
+
+    @server.tool()
+    async def was_cancelled() -> str:
+        """How many wait_long calls were cancelled."""
+        return str(len(cancelled))
+
     @server.tool()
     async def session_id(ctx: Context) -> str:
         """The Mcp-Session-Id this server gave the caller."""

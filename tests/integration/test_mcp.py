@@ -5,6 +5,7 @@ two streamable HTTP servers (one stateful) and one stdio server behind ``/mcp`` 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,30 +248,55 @@ def test_a_session_is_its_holders_only(gateway: RunningGateway) -> None:
         headers={**headers, "x-api-key": READER, "mcp-session-id": sid},
     )
     assert theirs.status_code == 404
+    odd = {**headers, "mcp-session-id": sid, "mcp-protocol-version": "1999-01-01"}
+    unsupported = httpx.post(f"{gateway.url}/mcp", json=ping, headers=odd)
+    assert unsupported.status_code == 400
+    assert "Unsupported protocol version" in unsupported.json()["error"]["message"]
     ended = httpx.delete(f"{gateway.url}/mcp", headers={**headers, "mcp-session-id": sid})
     assert ended.status_code == 204
     after = httpx.post(f"{gateway.url}/mcp", json=ping, headers={**headers, "mcp-session-id": sid})
     assert after.status_code == 404
 
 
-def test_list_changes_reach_the_client_once_per_burst(gateway: RunningGateway) -> None:
-    seen: list[str] = []
+class Notes:
+    """The notifications a client session received, by method."""
 
-    async def on_message(message: Any) -> None:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, message: Any) -> None:
         method = getattr(getattr(message, "root", message), "method", None)
         if isinstance(method, str):
-            seen.append(method)
+            self.seen.append(method)
+
+
+async def listening(session: Any, notes: Notes, prefix: str) -> None:
+    """Once the session's GET stream reaches the counter server: a tool added until its
+    list change comes through (the client opens the stream on its own, a moment after
+    initialize)."""
+    for i in range(40):
+        await session.call_tool(f"{prefix}grow", {"name": f"probe_{i}"})
+        await asyncio.sleep(0.3)
+        if "notifications/tools/list_changed" in notes.seen:
+            return
+    raise AssertionError("the session's GET stream never brought a notification")
+
+
+def test_list_changes_reach_the_client_once_per_burst(gateway: RunningGateway) -> None:
+    notes = Notes()
 
     async def go() -> list[str]:
-        async with connect(f"{gateway.url}/mcp", ALL, message_handler=on_message) as session:
-            await asyncio.sleep(0.5)  # the client's GET stream, and the gateway's to each server
-            await session.call_tool("counter__grow", {"name": "fresh_tool"})
+        async with connect(f"{gateway.url}/mcp", ALL, message_handler=notes) as session:
+            await listening(session, notes, "counter__")
+            await asyncio.sleep(0.5)
+            notes.seen.clear()
+            await session.call_tool("counter__grow", {"name": "fresh_tool"})  # three at once
             await asyncio.sleep(1.0)
             return await all_tools(session)
 
     names = run(go())
     assert "counter__fresh_tool" in names
-    assert seen.count("notifications/tools/list_changed") == 1, seen
+    assert notes.seen.count("notifications/tools/list_changed") == 1, notes.seen
 
 
 def test_elicitation_and_roots_are_relayed_both_ways(gateway: RunningGateway) -> None:
@@ -286,10 +312,15 @@ def test_elicitation_and_roots_are_relayed_both_ways(gateway: RunningGateway) ->
         return types.ListRootsResult(roots=[types.Root(uri="file:///srv/project", name="p")])
 
     async def go(url: str, prefix: str) -> tuple[str, str]:
+        notes = Notes()
         async with connect(
-            url, ALL, elicitation_callback=elicitation, list_roots_callback=roots
+            url,
+            ALL,
+            elicitation_callback=elicitation,
+            list_roots_callback=roots,
+            message_handler=notes,
         ) as session:
-            await asyncio.sleep(0.3)  # the GET streams, for the roots request
+            await listening(session, notes, prefix)  # the roots request takes the GET stream
             confirmed = await session.call_tool(f"{prefix}confirm", {"question": "Ship it?"})
             listed = await session.call_tool(f"{prefix}roots", {})
             return confirmed.content[0].text, listed.content[0].text
@@ -299,3 +330,55 @@ def test_elicitation_and_roots_are_relayed_both_ways(gateway: RunningGateway) ->
         assert confirmed == "accept: ok=True"
         assert listed == "file:///srv/project"
     assert asked == ["Ship it?", "Ship it?"]
+
+
+def test_the_sdks_default_client_falls_back_from_its_stateless_probe(
+    servers: dict[str, McpProcess],
+) -> None:
+    from mcp import Client
+
+    open_gateway = RunningGateway(
+        {"mcp_servers": [{"name": "tickets", "url": servers["tickets"].url}]}  # auth: none
+    ).start()
+
+    async def go() -> tuple[str, str]:
+        async with Client(f"{open_gateway.url}/mcp") as client:  # mode="auto": discover first
+            answer = await client.call_tool("tickets__read_status", {})
+            return client.protocol_version, answer.content[0].text
+
+    try:
+        assert run(go()) == ("2025-11-25", "all systems nominal")
+    finally:
+        open_gateway.stop()
+
+
+def test_lists_at_once_in_one_session_get_their_own_answers(gateway: RunningGateway) -> None:
+    async def go() -> list[int]:
+        async with connect(f"{gateway.url}/mcp", ALL) as session:
+            pages = await asyncio.gather(*(session.list_tools() for _ in range(8)))
+            prompts = await asyncio.gather(*(session.list_prompts() for _ in range(4)))
+            assert all(len(p.prompts) == len(prompts[0].prompts) for p in prompts)
+            return [len(p.tools) for p in pages]
+
+    sizes = run(go())
+    assert len(set(sizes)) == 1 and sizes[0] == 100  # each the first page, in full
+
+
+def test_a_cancelled_call_is_cancelled_at_the_server(gateway: RunningGateway) -> None:
+    import anyio
+
+    async def go() -> tuple[str, float]:
+        async with connect(f"{gateway.url}/mcp/counter", ALL) as session:
+            before = (await session.call_tool("was_cancelled", {})).content[0].text
+            started = time.monotonic()
+            with anyio.move_on_after(0.5):
+                await session.call_tool("wait_long", {})
+            took = time.monotonic() - started
+            await asyncio.sleep(0.5)
+            after = (await session.call_tool("was_cancelled", {})).content[0].text
+            return f"{before}->{after}", took
+
+    counts, took = run(go())
+    assert took < 2
+    first, second = (int(n) for n in counts.split("->"))
+    assert second == first + 1  # the server's own handler was cancelled

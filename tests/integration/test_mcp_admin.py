@@ -13,7 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.fakes.gateway import RunningGateway, free_port
-from tests.fakes.mcp_servers import McpProcess
+from tests.fakes.mcp_servers import ROOT, McpProcess, stdio_command
 from tests.integration.mcp_client import all_tools, connect
 
 KEY = "sk-mcp-admin-123456"
@@ -40,7 +40,15 @@ def gateway(
     mp.setenv("SLUICEGATE_MASTER_KEY", Fernet.generate_key().decode())
     config: dict[str, Any] = {
         "gateway": {"store": f"sqlite:///{folder / 'gw.db'}", "admin_key": ADMIN},
-        "mcp_servers": [{"name": "tickets", "url": servers["tickets"].url}],
+        "mcp_servers": [
+            {"name": "tickets", "url": servers["tickets"].url},
+            {
+                "name": "notes",
+                "command": stdio_command("notes"),
+                "cwd": str(ROOT),
+                "env": {"NOTES_TOKEN": "env-secret-123"},
+            },
+        ],
         "consumers": [{"name": "ops", "keys": [KEY]}],
     }
     running = RunningGateway(config, keyless=False).start()
@@ -73,7 +81,14 @@ def test_mcp_servers_are_managed_through_the_admin_api(
     assert shown["credentials"]["secrets_set"] == ["header_value"]
     assert "up-secret" not in created.text
     listed = api.get("/mcp-servers").json()["data"]
-    assert {(s["name"], s["source"]) for s in listed} == {("tickets", "file"), ("counter", "store")}
+    assert {(s["name"], s["source"]) for s in listed} == {
+        ("tickets", "file"),
+        ("notes", "file"),
+        ("counter", "store"),
+    }
+    notes = api.get("/mcp-servers/notes").json()
+    assert notes["env"] == {"NOTES_TOKEN": "set"}  # a stdio server's environment: names only
+    assert "env-secret-123" not in api.get("/mcp-servers").text
     refused = api.post("/mcp-servers", json={"name": "shell", "command": ["sh", "-c", "id"]})
     assert refused.status_code == 422 and "config file only" in refused.text
     read_only = api.delete("/mcp-servers/tickets")
@@ -98,7 +113,7 @@ def test_mcp_servers_are_managed_through_the_admin_api(
     assert in_use.status_code == 409 and "consumers/team-b" in in_use.text
     assert api.delete("/consumers/team-b").status_code == 204
     assert api.delete("/mcp-servers/counter").status_code == 204
-    assert [s["name"] for s in api.get("/mcp-servers").json()["data"]] == ["tickets"]
+    assert {s["name"] for s in api.get("/mcp-servers").json()["data"]} == {"tickets", "notes"}
 
 
 def test_a_minted_key_narrows_its_consumers_mcp_list(gateway: RunningGateway) -> None:
@@ -124,3 +139,26 @@ def test_a_minted_key_narrows_its_consumers_mcp_list(gateway: RunningGateway) ->
     assert names == ["tickets__read_status"]
     assert status == "all systems nominal"
     assert "Unknown tool: tickets__read_ticket" in refused
+
+
+def test_a_server_removed_under_an_open_session(
+    gateway: RunningGateway, servers: dict[str, McpProcess]
+) -> None:
+    api = admin(gateway)
+    created = api.post("/mcp-servers", json={"name": "counter", "url": servers["counter"].url})
+    assert created.status_code == 201, created.text
+
+    async def go() -> tuple[list[str], list[str], str]:
+        async with connect(f"{gateway.url}/mcp", KEY) as session:
+            before = await all_tools(session)
+            assert api.delete("/mcp-servers/counter").status_code == 204
+            after = await all_tools(session)
+            with pytest.raises(Exception) as gone:
+                await session.call_tool("counter__increment", {})
+            await session.send_ping()
+            return before, after, str(gone.value)
+
+    before, after, gone = asyncio.run(go())
+    assert "counter__increment" in before
+    assert not any(n.startswith("counter__") for n in after)
+    assert "Unknown tool: counter__increment" in gone

@@ -98,6 +98,10 @@ def test_down_and_killed_servers_are_left_out_and_come_back(
     assert out["late"][0].text == "world"
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert 'sluicegate_mcp_server_up{server="counter"} 1.0' in metrics
+    # A tool name is a label only once the server has shown it exists: the call while
+    # "late" was down counts as tool "other"; once it answered, as read_note.
+    assert 'server="late",status="unavailable",tool="other"} 1.0' in metrics
+    assert 'server="late",status="ok",tool="read_note"} 1.0' in metrics
     assert 'sluicegate_mcp_server_left_out_total{reason="down",server="late"}' in metrics
 
 
@@ -142,7 +146,9 @@ def test_a_stdio_server_that_dies_is_started_again(tmp_path: Any) -> None:
                 notes = app.mcp.servers.clients["notes"]  # made at the first message
                 pid = notes.pid
                 os.kill(pid, signal.SIGKILL)
-                await asyncio.sleep(1.2)  # past the restart pause
+                await asyncio.sleep(1.5)  # past the restart pause
+                restarted = notes.pid  # started again by the gateway, before any use
+                assert restarted is not None and restarted != pid
                 again = (await session.call_tool("notes__read_note", {"name": "hello"})).content
                 lost = (await session.call_tool("notes__read_note", {"name": "a"})).content
                 new_pid = notes.pid

@@ -115,3 +115,32 @@ def test_an_idle_session_expires(counter: McpProcess) -> None:
         assert httpx.post(f"{gateway.url}/mcp", json=ping, headers=headers).status_code == 404
     finally:
         gateway.stop()
+
+
+def test_sessions_out_of_reach_are_a_503_and_come_back(counter: McpProcess) -> None:
+    from tests.fakes.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy("127.0.0.1", 6379).up()
+    doc = config(counter, redis=f"redis://127.0.0.1:{proxy.port}/0")
+    gateway = RunningGateway(doc, keyless=False).start()
+    try:
+        headers = {"accept": "application/json, text/event-stream", "x-api-key": KEY}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}},
+        }
+        opened = httpx.post(f"{gateway.url}/mcp", json=init, headers=headers)
+        headers["mcp-session-id"] = opened.headers["mcp-session-id"]
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        proxy.down()
+        refused = httpx.post(f"{gateway.url}/mcp", json=ping, headers=headers, timeout=10)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "out of reach" in refused.json()["error"]["message"]
+        proxy.up()
+        again = httpx.post(f"{gateway.url}/mcp", json=ping, headers=headers, timeout=10)
+        assert again.status_code == 200  # the session was kept in Redis all along
+    finally:
+        gateway.stop()
+        proxy.stop()
