@@ -23,7 +23,14 @@ from sluicegate.config.auth import Auth
 from sluicegate.config.base import Duration, Name, Strict, secret
 from sluicegate.config.guardrails import GuardrailsPolicy, TransformPolicy
 from sluicegate.config.mcp import McpServer, check_allow_list
-from sluicegate.config.routing import ModelSpec, Route, RuleTarget, Semantic, Strategy
+from sluicegate.config.routing import (
+    ModelSpec,
+    Route,
+    RuleTarget,
+    Semantic,
+    Strategy,
+    check_routes,
+)
 from sluicegate.config.tls import GatewayTls, check_upstream_tls
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.stores.redis_client import check_redis_url
@@ -324,6 +331,11 @@ class Rule(Strict):
     policies: Policies = Field(default_factory=Policies)
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: list[Route]) -> list[Route]:
+        return check_routes(value)
 
     @field_validator("hash_on")
     @classmethod

@@ -44,6 +44,12 @@ class Bounds(Strict):
     def _some(self) -> Bounds:
         if self.gt is None and self.gte is None and self.lt is None and self.lte is None:
             raise ValueError("give at least one of gt, gte, lt, lte")
+        low = max((v for v in (self.gt, self.gte) if v is not None), default=None)
+        high = min((v for v in (self.lt, self.lte) if v is not None), default=None)
+        if low is not None and high is not None:
+            inclusive = self.gte == low and self.lte == high and self.gt != low
+            if low > high or (low == high and not inclusive):
+                raise ValueError("no number is within these bounds: the route never matches")
         return self
 
 
@@ -80,6 +86,13 @@ class When(Strict):
     budget_used: Bounds | None = None  # share (0..1) of the consumer's tightest budget spent
     hours: str | None = None  # "09-17", in ``timezone``
     timezone: str = "UTC"
+
+    @field_validator("headers", "metadata", "user", "consumer", "group")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if value is not None and not value:
+            raise ValueError("empty: it would never match (or always); give values or leave it out")
+        return value
 
     @field_validator("hours")
     @classmethod
@@ -149,3 +162,20 @@ class Semantic(Strict):
                 raise ValueError(f"two routes are named '{route.name}'")
             seen.add(route.name)
         return value
+
+
+def check_routes(routes: list[Route]) -> list[Route]:
+    """A rule's routes, in order: each named once (the explanations name them), and none
+    after one that always holds (it would never be reached)."""
+    seen: set[str] = set()
+    for i, route in enumerate(routes):
+        name = route.name or f"routes[{i}]"
+        if name in seen:
+            raise ValueError(f"two routes are named '{name}'")
+        seen.add(name)
+        if not route.when.model_fields_set - {"timezone"} and i < len(routes) - 1:
+            raise ValueError(
+                f"routes[{i}] always holds (when: {{}}), so the routes after it are never "
+                "reached: put it last, or drop it and let the rule's targets be the default"
+            )
+    return routes

@@ -211,10 +211,16 @@ class Chooser:
                 rest = [a for a in able if a is not arm]
                 why = f"exploring {arm.label} (last seen {now - s.seen:.0f}s ago)"
                 return [arm, *rest], f"fastest {of}: {why}"
-        order = sorted(range(len(able)), key=lambda i: stats[i].latency or 0.0)
+        # Never measured: behind every measured target (exploration above gives it a turn).
+        order = sorted(range(len(able)), key=lambda i: _latency_or_last(stats[i].latency))
         ranked = [able[i] for i in order]
-        ms = (stats[order[0]].latency or 0.0) * 1000
-        return ranked, f"fastest {of}: {ranked[0].label} ({ms:.0f} ms)"
+        first = stats[order[0]].latency
+        seen = "not measured yet" if first is None else f"{first * 1000:.0f} ms"
+        return ranked, f"fastest {of}: {ranked[0].label} ({seen})"
+
+
+def _latency_or_last(latency: float | None) -> float:
+    return math.inf if latency is None else latency
 
 
 def _weighted(arms: list[Arm], rng: random.Random, key: str | None) -> Arm:

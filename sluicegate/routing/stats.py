@@ -18,6 +18,7 @@ from dataclasses import dataclass
 # while (an exploration) counts for most of it, so one good answer redeems a target.
 LATENCY_TAU = 1.0  # seconds
 MIN_ALPHA = 0.3
+FAILED_SECONDS = 30.0  # what a failed attempt weighs in the latency average: as a timeout
 SHARE_TAU = 60.0  # the share of traffic is a decaying count over about a minute
 
 
@@ -43,10 +44,13 @@ class ArmStats:
         self.answers += 1
 
     def failed(self, seconds: float, now: float, timeout: bool, retry_after: float | None) -> None:
+        """A failed attempt counts as a slow answer: the client waited and got nothing, so
+        ``fastest`` must rank the target behind any that answers (a timeout took at least
+        its time; any other failure counts ``FAILED_SECONDS``)."""
         self.failures += 1
-        if timeout:  # as slow as it gets: it must look slow to ``fastest``
-            self.observe(max(seconds, self.latency or 0.0), now)
-            self.answers -= 1
+        slow = max(seconds, self.latency or 0.0) if timeout else FAILED_SECONDS
+        self.observe(max(slow, seconds), now)
+        self.answers -= 1
         if retry_after is not None:
             self.limited_until = max(self.limited_until, now + retry_after)
 

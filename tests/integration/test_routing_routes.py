@@ -203,3 +203,65 @@ def test_invalid_conditions_are_path_named_errors_at_config_validate(
         "rules[0].semantic.routes: ",
     ):
         assert expected in errors, errors
+
+
+def test_conditions_that_never_or_always_hold_are_errors_at_config_validate(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    target = [{"service": "a"}]
+    config = {
+        "services": [openai_service("a", fake_openai.port)],
+        "rules": [
+            {
+                "name": "chat",
+                "match": {"models": ["chat"]},
+                "targets": target,
+                "routes": [
+                    {"when": {"user": []}, "targets": target},
+                    {"when": {"consumer": []}, "targets": target},
+                    {"when": {"group": [], "metadata": {}}, "targets": target},
+                    {"when": {"prompt_tokens": {"gt": 100, "lt": 50}}, "targets": target},
+                    {"when": {"headers": {}}, "targets": target},
+                ],
+            },
+            {
+                "name": "twins",
+                "match": {"models": ["twins"]},
+                "targets": target,
+                "routes": [
+                    {"name": "r0", "when": {"has_tools": True}, "targets": target},
+                    {"name": "r0", "when": {"has_images": True}, "targets": target},
+                ],
+            },
+            {
+                "name": "shadowing",
+                "match": {"models": ["other"]},
+                "targets": target,
+                "routes": [
+                    {"when": {}, "targets": target},
+                    {"when": {"has_images": True}, "targets": target},
+                ],
+            },
+        ],
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "sluicegate", "config", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    errors = done.stderr
+    for expected in (
+        "rules[0].routes[0].when.user: ",
+        "rules[0].routes[1].when.consumer: ",
+        "rules[0].routes[2].when.group: ",
+        "rules[0].routes[2].when.metadata: ",
+        "rules[0].routes[3].when.prompt_tokens: no number is within these bounds",
+        "rules[0].routes[4].when.headers: ",
+        "rules[1].routes: two routes are named 'r0'",
+        "rules[2].routes: routes[0] always holds",
+    ):
+        assert expected in errors, errors

@@ -82,6 +82,41 @@ def test_fastest_leaves_a_slow_upstream_within_seconds_and_returns_after_it_reco
         gateway.stop()
 
 
+def test_fastest_does_not_rank_first_a_target_that_only_fails(
+    two: tuple[FakeOpenAI, FakeOpenAI],
+) -> None:
+    """A target that has never answered is not "0 ms": its failures make it slow, so it is
+    tried again only when explored, and never shown as the fastest."""
+    a, b = two
+    b.delay = 0.05
+    config = {
+        # No passive ejection: the strategy alone must keep traffic off the failing target.
+        "services": services(a, b, healthchecks={}, retries=0),
+        "rules": [
+            {
+                **rule("fastest"),
+                "targets": [
+                    {"service": "a", "model": "fail-500"},
+                    {"service": "b", "model": "gpt-4o"},
+                ],
+            }
+        ],
+    }
+    gateway = RunningGateway(config).start()
+    try:
+        client = httpx.Client(base_url=gateway.url, timeout=10)
+        routes = []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            routes.append(ask(client).headers["x-sluicegate-route"])
+        assert len(routes) >= 10, routes
+        assert a.calls.get("fail-500", 0) <= 3, (a.calls, routes)
+        assert not [r for r in routes if "a/fail-500 (0 ms)" in r], routes
+        assert routes[-1].startswith("default: fastest of 2 able targets: b/gpt-4o ("), routes
+    finally:
+        gateway.stop()
+
+
 def test_ordered_takes_the_first_healthy_target(
     two: tuple[FakeOpenAI, FakeOpenAI], closed_port: int
 ) -> None:
