@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+
+import pytest
 
 from sluicegate.responses import kept as kept_module
 from sluicegate.responses.kept import KeptResponses
+from sluicegate.stores.open import open_store
 from sluicegate.stores.responses import KeptResponse
+from tests.fakes.stores import BACKENDS, store_url
 
 
 def response(id: str, consumer: str = "a", ttl: float = 60, text: str = "x") -> KeptResponse:
@@ -48,3 +53,28 @@ def test_the_least_recently_used_go_first() -> None:
         assert kept._bytes == one * 3
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_copy_answers_only_while_the_store_still_has_it(backend: str, tmp_path: Path) -> None:
+    async def run(url: str) -> None:
+        store = open_store(url)
+        await store.open()
+        try:
+            here, there = KeptResponses(store, 60), KeptResponses(store, 60)
+            await here.put(response("r1"))
+            await here.put(response("r2", ttl=0.5))
+            assert await store.response_alive("r1", time.time())
+            assert not await store.response_alive("nope", time.time())
+            assert not await store.response_alive("r2", time.time() + 1)
+            found = await there.get("r1", "default", "a", cached=False)
+            assert found is not None
+            await there.delete(found)
+            assert await here.get("r1", "default", "a") is None
+            assert "r1" not in here._cache  # the stale copy is let go
+            assert await here.get("r2", "default", "a") is not None
+        finally:
+            await store.close()
+
+    with store_url(backend, tmp_path) as url:
+        asyncio.run(run(url))
