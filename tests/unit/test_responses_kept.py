@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from sluicegate.errors import StoreUnavailable
 from sluicegate.responses import kept as kept_module
 from sluicegate.responses.kept import KeptResponses
 from sluicegate.stores.open import open_store
@@ -78,3 +80,27 @@ def test_a_copy_answers_only_while_the_store_still_has_it(backend: str, tmp_path
 
     with store_url(backend, tmp_path) as url:
         asyncio.run(run(url))
+
+
+def test_a_copy_the_store_never_got_answers_without_asking_it(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'sluicegate.db'}")
+        await store.open()
+        try:
+            kept = KeptResponses(store, 60)
+            await kept.put(response("stored"))
+            db = sqlite3.connect(tmp_path / "sluicegate.db")
+            db.execute("ALTER TABLE sluicegate_responses RENAME TO gone")  # unreadable now
+            db.commit()
+            db.close()
+            with pytest.raises(StoreUnavailable):
+                await kept.put(response("unstored"))
+            # No other instance can have deleted what the store never got.
+            assert await kept.get("unstored", "default", "a") is not None
+            # A copy the store has is not trusted without asking it.
+            with pytest.raises(StoreUnavailable):
+                await kept.get("stored", "default", "a")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
