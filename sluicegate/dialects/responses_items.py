@@ -141,12 +141,15 @@ def _output_text(output: Any) -> str:
 
 def to_messages(items: list[dict[str, Any]], where: str = "input") -> list[dict[str, Any]]:
     """Items -> chat messages: a function call joins the assistant turn before it; its
-    output is a tool message; a reasoning item rides on the next assistant turn."""
+    output is a tool message; a reasoning item rides on the next assistant turn, or on the
+    one before it when it closed that turn (a signature Gemini streamed last)."""
     messages: list[dict[str, Any]] = []
     reasoning: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         here = f"{where}[{i}]"
         kind = item.get("type")
+        if kind in _TURN_ENDS or (kind == "message" and item.get("role") != "assistant"):
+            _close_turn(messages, reasoning)
         if kind == "message":
             role = item.get("role")
             content = item.get("content")
@@ -192,7 +195,22 @@ def to_messages(items: list[dict[str, Any]], where: str = "input") -> list[dict[
             raise InvalidRequest(
                 f"{here}: items of type {kind!r} are not supported by this gateway", param=here
             )
+    _close_turn(messages, reasoning)
     return messages
+
+
+_TURN_ENDS = frozenset({"function_call_output", "custom_tool_call_output"})
+
+
+def _close_turn(messages: list[dict[str, Any]], pending: list[dict[str, Any]]) -> None:
+    """Reasoning left over when the assistant's turn ends belongs to that turn."""
+    if not pending or not messages or messages[-1]["role"] != "assistant":
+        return
+    last = messages[-1]
+    blocks = [b for item in pending for b in reasoning_blocks(item)]
+    pending.clear()
+    if blocks:
+        last["reasoning_blocks"] = [*(last.get("reasoning_blocks") or ()), *blocks]
 
 
 def native_history(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -113,8 +113,12 @@ _COUNTED = frozenset({"model", "messages", "system", "tools", "tool_choice", "th
 
 def _with_thinking(message: dict[str, Any]) -> dict[str, Any]:
     """An assistant turn with its reasoning blocks first, as Anthropic wants them back."""
-    blocks = message.get("reasoning_blocks")
-    if message.get("role") != "assistant" or not isinstance(blocks, list) or not blocks:
+    given = message.get("reasoning_blocks")
+    if message.get("role") != "assistant" or not isinstance(given, list):
+        return message
+    # Another provider's blocks (Gemini's) are for that provider only.
+    blocks = [b for b in given if isinstance(b, dict) and b.get("type") in _THINKING_BLOCKS]
+    if not blocks:
         return message
     content = message.get("content")
     parts = [{"type": "text", "text": content}] if isinstance(content, str) and content else []

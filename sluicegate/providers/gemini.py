@@ -15,7 +15,7 @@ import math
 import re
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -36,6 +36,7 @@ from sluicegate.providers.gemini_request import (
     refuse_native_gs,
     translate_request,
 )
+from sluicegate.providers.gemini_thoughts import Thoughts
 from sluicegate.providers.paths import refuse, segment
 from sluicegate.schema.chat import ChatMessage, Usage, make_chunk, make_usage, make_usage_chunk
 
@@ -102,7 +103,10 @@ def _message(candidate: dict[str, Any]) -> tuple[ChatMessage, str]:
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
+    signed = Thoughts()
     for part in (candidate.get("content") or {}).get("parts") or []:
+        blocks += signed.read(part)
         if "functionCall" in part:
             calls.append(tool_call(part, len(calls)))
         elif "text" in part:
@@ -112,6 +116,8 @@ def _message(candidate: dict[str, Any]) -> tuple[ChatMessage, str]:
         message["tool_calls"] = calls
     if thoughts:
         message["reasoning_content"] = "".join(thoughts)
+    if blocks:
+        message["reasoning_blocks"] = blocks
     return message, finish_reason(str(candidate.get("finishReason") or "STOP"), bool(calls))
 
 
@@ -145,6 +151,7 @@ def translate_response(data: dict[str, Any], model: str) -> dict[str, Any]:
 class _Candidate:
     calls: int = 0
     done: bool = False
+    thoughts: Thoughts = field(default_factory=Thoughts)
 
 
 class GeminiStream(SSEDecoder):
@@ -200,6 +207,9 @@ class GeminiStream(SSEDecoder):
             state = self.candidates[index] = _Candidate()
             out.append(self._chunk(index, {"role": "assistant", "content": ""}))
         for part in (candidate.get("content") or {}).get("parts") or []:
+            blocks = state.thoughts.read(part)
+            if blocks:  # ahead of the part's text: the reasoning came first
+                out.append(self._chunk(index, {"reasoning_blocks": blocks}))
             if "functionCall" in part:
                 call = {"index": state.calls, **tool_call(part, state.calls)}
                 state.calls += 1

@@ -17,6 +17,7 @@ import orjson
 from sluicegate.dialects.openai import content_text
 from sluicegate.errors import InvalidRequest
 from sluicegate.providers.common import DATA_URL, function_tools, split_messages, tool_calls
+from sluicegate.providers.gemini_thoughts import THOUGHT, thought_part, with_thoughts
 
 # Gemini 3 wants a function call's thought signature back with the call; the
 # OpenAI shape has no place for it, so it rides in the tool call id after this
@@ -85,7 +86,12 @@ def _holds_gs(value: Any) -> bool:
 def _part(part: Any, where: str, refuse_gs: str | None) -> dict[str, Any]:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "text":
-        return {"text": str(part.get("text", ""))}
+        text: dict[str, Any] = {"text": str(part.get("text", ""))}
+        if part.get("thoughtSignature"):  # an earlier answer's, handed back (gemini_thoughts)
+            text["thoughtSignature"] = str(part["thoughtSignature"])
+        return text
+    if kind == THOUGHT:
+        return thought_part(part)
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
@@ -191,7 +197,7 @@ def translate_messages(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages -> (system instruction parts, Gemini contents)."""
     texts, contents = split_messages(
-        messages,
+        [with_thoughts(m) for m in messages],
         content=lambda content, where: _parts(content, where, refuse_gs),
         tool_calls=_function_calls,
         tool_result=_function_response,

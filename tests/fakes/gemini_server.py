@@ -4,7 +4,11 @@ Real HTTP servers speaking Google's wire format (``generateContent``,
 ``streamGenerateContent?alt=sse`` with ``\\r\\n``-terminated events, Google's
 error body with ``details``), answering through ``brain.answer``. Function
 calls carry no id (as Gemini's do not) and the first of a step carries a
-``thoughtSignature`` (as Gemini 3's does).
+``thoughtSignature`` (as Gemini 3's does). Gemini 3 also signs the first part
+of a turn: a whole answer's thought summary (``THOUGHT_SIGNATURE``, when
+includeThoughts asked for one) or else its text (``TEXT_SIGNATURE``); a stream
+signs its thought part, or sends the text's signature last, on an empty text
+part, as Gemini streams it.
 
 Auth. Gemini: an API key in ``x-goog-api-key`` or ``?key=``; ``GEMINI_KEY`` is
 valid, ``INVALID_KEY`` answers 400 ``API_KEY_INVALID`` (what Google says of a
@@ -43,6 +47,8 @@ INVALID_KEY = "gm-invalid-key"
 SERVICE_ACCOUNT = "gateway@fake-project.iam.gserviceaccount.com"
 PROJECT = "fake-project"
 SIGNATURE = "c2lnLWZha2UrLz0="  # base64 with + and /, as real signatures have
+TEXT_SIGNATURE = "dGV4dC1zaWcrLw=="
+THOUGHT_SIGNATURE = "dGhvdWdodC1zaWcv"
 # google-auth signs every service account grant for Google's own token audience.
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 TEST_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -156,9 +162,11 @@ def _call_parts(ans: Answer) -> list[dict[str, Any]]:
 def response_body(ans: Answer, model: str, finish: str | None = None) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     if ans.thinking:
-        parts.append({"text": ans.thinking, "thought": True})
+        parts.append({"text": ans.thinking, "thought": True, "thoughtSignature": THOUGHT_SIGNATURE})
     if ans.text is not None:
         parts.append({"text": ans.text})
+        if not ans.thinking:
+            parts[-1]["thoughtSignature"] = TEXT_SIGNATURE
     parts += _call_parts(ans)
     candidate: dict[str, Any] = {"finishReason": finish or FINISH[ans.finish], "index": 0}
     if parts:
@@ -190,7 +198,8 @@ def stream_events(
 
     out: list[bytes] = []
     if ans.thinking:
-        out.append(event([{"text": ans.thinking, "thought": True}], 0))
+        thought = {"text": ans.thinking, "thought": True, "thoughtSignature": THOUGHT_SIGNATURE}
+        out.append(event([thought], 0))
     words = ans.words()
     for done, word in enumerate(words[:-1], start=1):
         out.append(event([{"text": word}], done))
@@ -199,7 +208,10 @@ def stream_events(
             out.append(b"data: " + orjson.dumps(error) + b"\r\n\r\n")
             return out
     last: list[dict[str, Any]] = [{"text": words[-1]}] if words else []
-    out.append(event(last + _call_parts(ans), ans.completion_tokens, finish or FINISH[ans.finish]))
+    last += _call_parts(ans)
+    if words and not ans.thinking:
+        last.append({"text": "", "thoughtSignature": TEXT_SIGNATURE})
+    out.append(event(last, ans.completion_tokens, finish or FINISH[ans.finish]))
     return out
 
 
