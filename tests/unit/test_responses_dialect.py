@@ -328,6 +328,29 @@ def test_reasoning_blocks_travel_sealed_with_the_next_assistant_turn() -> None:
     assert len(messages) == 1
 
 
+def test_reasoning_that_closed_a_turn_belongs_to_that_turn() -> None:
+    """Gemini streams a text's signature last: its reasoning item follows the message."""
+    blocks = [{"type": "gemini_signature", "thoughtSignature": "c2ln"}]
+    sealed = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": seal(blocks)}
+    reply = {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "hi"}],
+    }
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    output = {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+    later = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "more"}]}
+    for items, turn in (
+        ([reply, sealed, later, reply], 0),
+        ([reply, call, sealed, output], 0),
+        ([later, reply, sealed], 1),
+    ):
+        messages = to_messages(items)
+        carrying = [i for i, m in enumerate(messages) if "reasoning_blocks" in m]
+        assert carrying == [turn]
+        assert messages[turn]["reasoning_blocks"] == blocks
+
+
 # ---------------------------------------------------------------- answers
 def completion(message: dict[str, Any], finish: str = "stop") -> dict[str, Any]:
     return {
