@@ -606,6 +606,7 @@ class Tenant(Strict):
     rules: list[Rule] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(default_factory=list)
 
     @field_validator("auth")
     @classmethod
