@@ -220,3 +220,88 @@ def test_a_tenants_servers_through_the_admin_api(
         }
     finally:
         httpx.delete(f"{base}/tally", headers=admin)
+
+
+def test_a_tenants_jwt_clients_discover_its_authorization_server(
+    servers: dict[str, McpProcess],
+) -> None:
+    import jwt
+
+    from tests.fakes.jwks_server import AUDIENCE, ISSUER, claims_for
+
+    secret = "hs256-shared-secret-for-the-mcp-tenants-1"
+    config = {
+        "mcp_servers": [{"name": "counter", "url": servers["counter"].url}],
+        "consumers": [{"name": "ops", "keys": [KEY_DEFAULT]}],
+        "gateways": [
+            {
+                "name": "team-j",
+                "auth": {"jwt": {"secret": secret, "issuer": ISSUER, "audience": AUDIENCE}},
+                "mcp_servers": [{"name": "tickets", "url": servers["tickets"].url}],
+                "consumers": [{"name": "team-j", "mcp": ["tickets/read_*"]}],
+            }
+        ],
+    }
+    gateway = RunningGateway(config, keyless=False).start()
+    try:
+        refused = httpx.post(f"{gateway.url}/gw/team-j/mcp", json=INIT)
+        assert refused.status_code == 401
+        where = f"{gateway.url}/.well-known/oauth-protected-resource/gw/team-j/mcp"
+        assert refused.headers["www-authenticate"] == f'Bearer resource_metadata="{where}"'
+        found = httpx.get(where).json()
+        assert found["resource"] == f"{gateway.url}/gw/team-j/mcp"
+        assert found["authorization_servers"] == [ISSUER]
+        # The default gateway takes no tokens: it points nowhere, and serves no metadata.
+        plain = httpx.post(f"{gateway.url}/mcp", json=INIT)
+        assert plain.status_code == 401 and "www-authenticate" not in plain.headers
+        default_meta = f"{gateway.url}/.well-known/oauth-protected-resource/mcp"
+        assert httpx.get(default_meta).status_code == 404
+
+        token = jwt.encode(claims_for(sub="team-j"), secret, algorithm="HS256")
+
+        async def go() -> list[str]:
+            async with connect(f"{gateway.url}/gw/team-j/mcp", token) as session:
+                return await all_tools(session)
+
+        names = run(go())
+        assert names and all(n.startswith("tickets__read_") for n in names)
+        elsewhere = httpx.post(
+            f"{gateway.url}/mcp", json=INIT, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert elsewhere.status_code == 401
+    finally:
+        gateway.stop()
+
+
+def test_config_apply_and_export_carry_a_tenants_servers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from sluicegate.cli import main
+
+    store = f"sqlite:///{tmp_path / 'gw.db'}"
+    doc = {
+        "gateway": {"store": store},
+        "mcp_servers": [{"name": "counter", "url": "http://127.0.0.1:9/mcp"}],
+        "gateways": [
+            {
+                "name": "team-a",
+                "mcp_servers": [{"name": "tickets", "url": "http://127.0.0.1:9/mcp"}],
+                "consumers": [{"name": "reader", "mcp": ["tickets/read_*"]}],
+            }
+        ],
+    }
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["config", "apply", str(path)]) == 0
+    applied = capsys.readouterr().out.splitlines()
+    assert "+ mcp_server tickets (gateway team-a)" in applied
+    assert "+ mcp_server counter" in applied
+    out = tmp_path / "export.yaml"
+    assert main(["config", "export", "--store", store, "-o", str(out)]) == 0
+    exported = yaml.safe_load(out.read_text())
+    assert [s["name"] for s in exported["mcp_servers"]] == ["counter"]
+    (team,) = exported["gateways"]
+    assert [s["name"] for s in team["mcp_servers"]] == ["tickets"]
+    assert team["consumers"][0]["mcp"] == ["tickets/read_*"]
