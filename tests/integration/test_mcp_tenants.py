@@ -305,3 +305,47 @@ def test_config_apply_and_export_carry_a_tenants_servers(
     (team,) = exported["gateways"]
     assert [s["name"] for s in team["mcp_servers"]] == ["tickets"]
     assert team["consumers"][0]["mcp"] == ["tickets/read_*"]
+
+
+def test_a_gateway_made_through_the_admin_api_serves_mcp_until_deleted(
+    gateway: RunningGateway, servers: dict[str, McpProcess]
+) -> None:
+    key = "sk-mcp-team-c-ops-1"
+    admin = httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=20
+    )
+    assert admin.post("/admin/gateways", json={"name": "team-c"}).status_code == 201
+    server = {"name": "tally", "url": servers["counter"].url}
+    assert admin.post("/admin/gateways/team-c/mcp-servers", json=server).status_code == 201
+    consumer = {"name": "ops", "keys": [key], "mcp": ["tally/increment"]}
+    assert admin.post("/admin/gateways/team-c/consumers", json=consumer).status_code == 201
+    named_elsewhere = {"name": "other", "mcp": ["tickets"]}  # team-a's server, not team-c's
+    refused = admin.post("/admin/gateways/team-c/consumers", json=named_elsewhere)
+    assert refused.status_code == 422, refused.text
+
+    async def go() -> tuple[list[str], list[str]]:
+        async with connect(f"{gateway.url}/gw/team-c/mcp", key) as session:
+            names = await all_tools(session)
+            counted = [
+                (await session.call_tool("tally__increment", {})).content[0].text for _ in range(2)
+            ]
+            return names, counted
+
+    names, counted = run(go())
+    assert names == ["tally__increment"]
+    assert counted == ["1", "2"]  # one server session for the client session
+    app = gateway.server.config.app
+    assert "team-c" in app.mcp.hubs
+
+    busy = admin.delete("/admin/gateways/team-c")
+    assert busy.status_code == 409 and "mcp_servers/tally" in busy.json()["error"]["message"]
+    assert admin.delete("/admin/gateways/team-c/consumers/ops").status_code == 204
+    assert admin.delete("/admin/gateways/team-c/mcp-servers/tally").status_code == 204
+    assert admin.delete("/admin/gateways/team-c").status_code == 204
+    gone = httpx.post(
+        f"{gateway.url}/gw/team-c/mcp", json=INIT, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "gateway_not_found"
+    # The next MCP message anywhere lets the deleted gateway's servers go.
+    httpx.post(f"{gateway.url}/mcp", json=INIT, headers={"Authorization": f"Bearer {KEY_DEFAULT}"})
+    assert "team-c" not in app.mcp.hubs
