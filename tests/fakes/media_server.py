@@ -6,8 +6,9 @@
 ``release``) and ``/moderations``. Uploads are read part by part and only counted, never
 held, and the time the first and last bytes arrived is kept.
 
-``FakeRerank``: Cohere's ``/v2/rerank`` (bearer key) and vLLM's ``/v1/rerank`` (the shape
-Jina defined).
+``FakeRerank``: Cohere's ``/v2/rerank`` (bearer key), vLLM's ``/v1/rerank`` (the shape
+Jina defined) and Hugging Face Text Embeddings Inference's ``/rerank`` (at the server's root:
+``query`` and ``texts`` in, a bare list of ``{index, score}`` out, best first).
 
 Special models: ``fail-<status>`` answers that status with OpenAI's error body.
 """
@@ -244,6 +245,7 @@ class FakeRerank(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/rerank", self.cohere)
         app.router.add_post("/v1/rerank", self.vllm)
+        app.router.add_post("/rerank", self.tei)
 
     def ranked(self, body: dict[str, Any], texts: list[str]) -> list[tuple[int, float]]:
         scored = [(i, _score(body["query"], text)) for i, text in enumerate(texts)]
@@ -284,6 +286,34 @@ class FakeRerank(FakeServer):
                 "results": results,
             }
         )
+
+    async def tei(self, request: web.Request) -> web.Response:
+        """TEI's body is strict: ``texts`` (strings) is required, unknown fields refused."""
+        body = await self.record(request)
+        known = {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"}
+        texts = body.get("texts")
+        if (
+            set(body) - known
+            or not isinstance(body.get("query"), str)
+            or not isinstance(texts, list)
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            return web.json_response(
+                {"error": "Failed to deserialize the JSON body", "error_type": "Validation"},
+                status=422,
+            )
+        ranked = sorted(
+            ((i, _score(body["query"], t)) for i, t in enumerate(texts)),
+            key=lambda pair: pair[1],
+            reverse=True,
+        )
+        answer: list[dict[str, Any]] = []
+        for index, score in ranked:
+            item: dict[str, Any] = {"index": index, "score": score}
+            if body.get("return_text"):
+                item["text"] = texts[index]
+            answer.append(item)
+        return web.json_response(answer)
 
 
 class FakeSignedMedia(FakeServer):

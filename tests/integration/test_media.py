@@ -95,6 +95,7 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 },
             },
             {"name": "vllm", "provider": "openai-compatible", **local(fakes["rerank"])},
+            {"name": "tei", "provider": "tei", **local(fakes["rerank"])},
             {"name": "demo", "provider": "mock"},
             {
                 "name": "dead",
@@ -194,6 +195,11 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "rerank-local",
                 "match": {"models": ["bge-reranker"]},
                 "targets": [{"service": "vllm", "model": "BAAI/bge-reranker-v2-m3"}],
+            },
+            {
+                "name": "rerank-tei",
+                "match": {"models": ["tei-reranker"]},
+                "targets": [{"service": "tei", "model": "BAAI/bge-reranker-base"}],
             },
             {
                 "name": "rerank-aws",
@@ -487,6 +493,36 @@ def test_rerank_to_an_openai_compatible_server_and_bedrock(
     assert answer.status_code == 200, answer.text
     assert [r["index"] for r in answer.json()["results"]] == [0]
     assert fakes["bedrock"].last["body"]["api_version"] == 2
+
+
+def test_rerank_to_a_text_embeddings_inference_server(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    """TEI's own /rerank at the server's root: query and texts in, a bare list of
+    {index, score} out; the client still sends and gets Cohere's shape."""
+    body = {
+        "model": "tei-reranker",
+        "query": "capital of France",
+        "documents": [DOCS[0], {"text": DOCS[1]}, DOCS[2]],
+        "top_n": 2,
+        "return_documents": True,
+    }
+    answer = rerank(gateway, body, "rr-tei")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-sluicegate-service"] == "tei"
+    results = answer.json()["results"]
+    assert [r["index"] for r in results] == [0, 2]  # cut to top_n by the gateway
+    assert results[0]["relevance_score"] > results[1]["relevance_score"] > 0
+    assert results[1]["document"] == {"text": DOCS[2]}
+    sent = fakes["rerank"].last
+    assert sent["path"] == "/rerank"
+    assert sent["body"] == {"query": "capital of France", "texts": DOCS, "truncate": True}
+    row = logged_row(admin, "rr-tei", 10)
+    assert (row["endpoint"], row["service"], row["status"]) == ("rerank", "tei", 200)
+
+    bad = rerank(gateway, {"model": "tei-reranker", "query": "q", "documents": [1]}, "rr-tei-bad")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "documents"
 
 
 def test_media_errors_keep_the_shape(gateway: RunningGateway) -> None:

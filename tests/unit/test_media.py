@@ -16,7 +16,7 @@ from sluicegate.media.images_gemini import GeminiImages, aspect_ratio
 from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
-from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, scores_of
+from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, TeiRerank, scores_of
 from sluicegate.media.usage import MediaUnits, StreamEvents, cost, from_answer
 from sluicegate.media.wires import wire_for
 from sluicegate.providers.anthropic import AnthropicAdapter
@@ -98,6 +98,7 @@ def test_wires_follow_the_adapter_class() -> None:
     assert isinstance(wire_for(BedrockAdapter(), edits), BedrockImages)
     assert wire_for(OpenAIAdapter("openai"), rerank) is None  # OpenAI has no rerank
     assert isinstance(wire_for(OpenAIAdapter("openai-compatible"), rerank), CompatibleRerank)
+    assert isinstance(wire_for(OpenAIAdapter("tei"), rerank), TeiRerank)
     assert isinstance(wire_for(BedrockAdapter(), rerank), BedrockRerank)
     assert wire_for(CohereAdapter(), rerank) is not None
     assert wire_for(AnthropicAdapter(), images) is None
@@ -187,6 +188,19 @@ def test_rerank_answers_in_every_shape_become_cohere_s() -> None:
     )
     out = CompatibleRerank().answer(ENDPOINTS["/v1/rerank"], tei, body, "m")
     assert [(r["index"], r["document"]["text"]) for r in out["results"]] == [(2, "c"), (1, "b")]
+    out = TeiRerank().answer(ENDPOINTS["/v1/rerank"], tei, body, "m")
+    assert [r["index"] for r in out["results"]] == [2, 1]
+
+
+def test_tei_rerank_takes_its_own_body_at_the_server_root() -> None:
+    body = {"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1}
+    adapter = OpenAIAdapter("tei")
+    sent = TeiRerank().request(adapter, ENDPOINTS["/v1/rerank"], body, b"", "m", "http://t/v1")
+    assert sent.url == "http://t/rerank"
+    assert orjson.loads(sent.body) == {"query": "q", "texts": ["a", "b"], "truncate": True}
+    with pytest.raises(InvalidRequest) as refused:
+        TeiRerank().request(adapter, ENDPOINTS["/v1/rerank"], {**body, "top_n": 0}, b"", "m", "")
+    assert refused.value.param == "top_n"
 
 
 def test_prices_by_quality_and_size_and_units() -> None:
