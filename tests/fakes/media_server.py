@@ -37,6 +37,19 @@ PNG_B64 = base64.b64encode(PNG).decode()
 SPEECH_PARTS = [b"ID3" + bytes([i]) * 4093 for i in range(4)]
 
 
+def token_usage(size: int) -> dict[str, Any]:
+    """The usage gpt-4o-transcribe reports: input tokens split into audio and text (the
+    prompt), and the transcript's output tokens."""
+    audio = size // 1000
+    return {
+        "type": "tokens",
+        "input_tokens": audio + 8,
+        "input_token_details": {"text_tokens": 8, "audio_tokens": audio},
+        "output_tokens": 3,
+        "total_tokens": audio + 11,
+    }
+
+
 def error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
     return web.json_response(
         {"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status
@@ -174,21 +187,14 @@ class FakeOpenAIMedia(FakeServer):
             for word in text.split():
                 delta = {"type": "transcript.text.delta", "delta": word + " "}
                 await response.write(b"data: " + orjson.dumps(delta) + b"\n\n")
-            done = {
-                "type": "transcript.text.done",
-                "text": text,
-                "usage": {
-                    "type": "tokens",
-                    "input_tokens": 50,
-                    "output_tokens": 3,
-                    "total_tokens": 53,
-                },
-            }
+            done = {"type": "transcript.text.done", "text": text, "usage": token_usage(size)}
             await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
             await response.write_eof()
             return response
         if fields.get("response_format") == "text":
             return web.Response(text=text + "\n", content_type="text/plain")
+        if "transcribe" in (fields.get("model") or ""):  # gpt-4o(-mini)-transcribe: tokens
+            return web.json_response({"text": text, "usage": token_usage(size)})
         return web.json_response({"text": text, "usage": {"type": "duration", "seconds": seconds}})
 
     async def speech(self, request: web.Request) -> web.StreamResponse:

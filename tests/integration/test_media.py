@@ -160,7 +160,9 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
             },
             {
                 "name": "audio",
-                "match": {"models": ["whisper-1", "gpt-4o-transcribe", "tts-1"]},
+                "match": {
+                    "models": ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tts-1"]
+                },
                 "targets": [{"service": "oa"}],
             },
             {
@@ -379,12 +381,31 @@ def test_audio_transcription_json_and_stream(
 
     events = list(
         sdk.audio.transcriptions.create(
-            model="gpt-4o-transcribe", file=("call.wav", audio, "audio/wav"), stream=True
+            model="gpt-4o-transcribe",
+            file=("call.wav", audio, "audio/wav"),
+            stream=True,
+            extra_headers={"x-request-id": "stt-stream"},
         )
     )
     kinds = [event.type for event in events]
     assert kinds[-1] == "transcript.text.done"
     assert kinds.count("transcript.text.delta") == 3
+    # Token-priced: audio input, text input (the prompt) and output tokens each at their
+    # price (OpenAI's: $6, $2.50 and $10 per million).
+    audio_tokens = len(audio) // 1000
+    row = logged_row(admin, "stt-stream", 10)
+    assert (row["input_tokens"], row["output_tokens"]) == (audio_tokens + 8, 3)
+    assert row["cost_usd"] == pytest.approx((audio_tokens * 6 + 8 * 2.5 + 3 * 10) / 1e6)
+
+    mini = sdk.audio.transcriptions.with_raw_response.create(
+        model="gpt-4o-mini-transcribe",
+        file=("call.wav", audio, "audio/wav"),
+        extra_headers={"x-request-id": "stt-tokens"},
+    )
+    assert mini.parse().text == f"heard {len(audio)} bytes"
+    row = logged_row(admin, "stt-tokens", 10)
+    assert (row["input_tokens"], row["output_tokens"]) == (audio_tokens + 8, 3)
+    assert row["cost_usd"] == pytest.approx((audio_tokens * 3 + 8 * 1.25 + 3 * 5) / 1e6)
 
     translated = sdk.audio.translations.with_raw_response.create(
         model="whisper-1",

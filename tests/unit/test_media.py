@@ -240,6 +240,26 @@ def test_transcript_usage_from_answers_and_events() -> None:
     assert streamed.tokens is not None and (streamed.tokens.input, streamed.tokens.output) == (9, 2)
 
 
+def test_token_priced_transcription_prices_audio_tokens_apart() -> None:
+    usage = {
+        "type": "tokens",
+        "input_tokens": 120,
+        "input_token_details": {"text_tokens": 20, "audio_tokens": 100},
+        "output_tokens": 40,
+        "total_tokens": 160,
+    }
+    units = from_answer("transcripts", {}, {"text": "hi", "usage": usage})
+    assert units.tokens is not None and units.tokens.audio == 100
+    media, tokens = MediaPrices(), PriceTable()
+    got = cost(media, tokens, "gpt-4o-transcribe", units, {})
+    assert got == pytest.approx((100 * 6 + 20 * 2.5 + 40 * 10) / 1e6)
+    got = cost(media, tokens, "gpt-4o-mini-transcribe-2025-03-20", units, {})
+    assert got == pytest.approx((100 * 3 + 20 * 1.25 + 40 * 5) / 1e6)
+    # A model that reports seconds keeps its price per second.
+    seconds = MediaUnits(seconds=60)
+    assert cost(media, tokens, "gpt-4o-transcribe", seconds, {}) == pytest.approx(0.006)
+
+
 def test_a_whole_form_keeps_its_files() -> None:
     request = httpx.Request(
         "POST",
