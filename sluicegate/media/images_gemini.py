@@ -7,7 +7,9 @@ Two kinds of model, told apart by name:
     gemini-*      ``{model}:generateContent`` with ``responseModalities: ["IMAGE"]``; the
                   images are the answer's ``inlineData`` parts, its usage is in tokens
 
-Imagen takes an aspect ratio, not a size: the one nearest to the size asked for.
+Imagen takes an aspect ratio, not a size: the one nearest to the size asked for. Imagen
+makes ``n`` images a call (``sampleCount``); Gemini image models refuse ``candidateCount``
+above 1, so ``n`` images from them are ``n`` calls at once, their answers joined.
 """
 
 from __future__ import annotations
@@ -77,8 +79,6 @@ class GeminiImages(Wire):
             "responseModalities": ["IMAGE"],
             "imageConfig": {"aspectRatio": ratio},
         }
-        if n > 1:
-            config["candidateCount"] = n
         payload = {
             "contents": [{"role": "user", "parts": parts}],
             "generationConfig": config,
@@ -86,6 +86,12 @@ class GeminiImages(Wire):
         return UpstreamRequest(
             "POST", f"{where}:generateContent", dict(_JSON), orjson.dumps(payload)
         )
+
+    def copies(self, endpoint: MediaEndpoint, body: dict[str, Any], model: str) -> int:
+        return 1 if imagen(model) else images.count_of(_numbers(body))
+
+    def join(self, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        return images.join(answers)
 
     def answer(
         self, endpoint: MediaEndpoint, data: bytes, body: dict[str, Any], model: str

@@ -302,6 +302,8 @@ class FakeGemini(FakeServer):
         config = body.get("generationConfig") or {}
         if "IMAGE" not in (config.get("responseModalities") or []):
             return self._error(400, "responseModalities must include IMAGE for this model")
+        if (config.get("candidateCount") or 1) > 1:  # as Google's image models answer it
+            return self._error(400, "Multiple candidates is not enabled for this model")
         parts = body["contents"][0]["parts"]
         given = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
         text = " ".join(p["text"] for p in parts if "text" in p)

@@ -143,6 +143,11 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
             },
             {
+                "name": "nano",
+                "match": {"models": ["nano"]},
+                "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+            },
+            {
                 "name": "edit-fallback",  # Gemini fails after the upload was read whole
                 "match": {"models": ["edit-fallback"]},
                 "targets": [{"service": "google", "model": "fail-500"}],
@@ -302,6 +307,27 @@ def test_images_generate_translated_to_imagen_after_a_fallback(
     row = logged_row(admin, "img-imagen", 10)
     assert (row["endpoint"], row["service"], row["attempts"]) == ("images.generations", "google", 2)
     assert row["cost_usd"] == pytest.approx(2 * 0.04)
+
+
+def test_several_images_from_a_gemini_image_model(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    """Gemini image models refuse candidateCount above 1 (Imagen's count is sampleCount):
+    n images are n requests, their images and tokens joined in one answer."""
+    before = len(fakes["gemini"].requests)
+    raw = client(gateway).images.with_raw_response.generate(
+        model="nano", prompt="a kite", n=3, extra_headers={"x-request-id": "img-nano"}
+    )
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [b"\x89PNG gemini 0 a kite"] * 3
+    sent = fakes["gemini"].requests[before:]
+    assert len(sent) == 3
+    for one in sent:
+        assert one["path"] == "/v1beta/models/gemini-2.5-flash-image:generateContent"
+        assert "candidateCount" not in one["body"]["generationConfig"]
+    row = logged_row(admin, "img-nano", 10)
+    assert (row["status"], row["output_tokens"]) == (200, 3 * 1290)
+    assert row["cost_usd"] == pytest.approx(3 * 0.039)
 
 
 def test_images_generate_on_bedrock_nova_canvas_as_data_urls(

@@ -158,6 +158,23 @@ def test_gemini_image_models_use_generate_content() -> None:
         wire.answer(endpoint, b'{"candidates": []}', body, "gemini-2.5-flash-image")
 
 
+def test_n_images_are_sample_count_on_imagen_and_n_calls_on_gemini_image_models() -> None:
+    wire, endpoint = GeminiImages(), ENDPOINTS["/v1/images/generations"]
+    body = {"prompt": "a cat", "n": 3}
+    sent = wire.request(GeminiAdapter(), endpoint, body, b"", "gemini-2.5-flash-image", "")
+    assert "candidateCount" not in orjson.loads(sent.body)["generationConfig"]
+    assert wire.copies(endpoint, body, "gemini-2.5-flash-image") == 3
+    assert wire.copies(endpoint, {**body, "n": "2"}, "gemini-2.5-flash-image") == 2  # a form's
+    sent = wire.request(GeminiAdapter(), endpoint, body, b"", "imagen-4.0-generate-001", "")
+    assert orjson.loads(sent.body)["parameters"]["sampleCount"] == 3
+    assert wire.copies(endpoint, body, "imagen-4.0-generate-001") == 1
+    one = {"created": 1, "data": [{"b64_json": "a"}], "usage": {"output_tokens": 5}}
+    two = {"created": 2, "data": [{"b64_json": "b"}], "usage": {"output_tokens": 7}}
+    joined = wire.join([one, two])
+    assert joined["data"] == [{"b64_json": "a"}, {"b64_json": "b"}]
+    assert joined["usage"]["output_tokens"] == 12
+
+
 def test_bedrock_images_refuse_what_openai_would() -> None:
     wire, endpoint = BedrockImages(), ENDPOINTS["/v1/images/generations"]
     for bad, param in (
