@@ -295,14 +295,21 @@ class MediaApi:
             files: tuple[FormFile, ...] = ()
             if endpoint.form and not wire.relayed:
                 files = tuple((await request.read_whole()).uploads)
-            upstream = wire.request(
-                adapter, endpoint, request.body, request.raw, model, base, files
-            )
+                # Uploads put in JSON (base64, a mask redrawn): work for a thread.
+                upstream = await asyncio.to_thread(
+                    wire.request, adapter, endpoint, request.body, request.raw, model, base, files
+                )
+            else:
+                upstream = wire.request(
+                    adapter, endpoint, request.body, request.raw, model, base, files
+                )
             if endpoint.form and wire.relayed and not streamed:
                 await request.read_whole()
                 upstream.body = request.form_head(model) + (request.tail or b"")
                 upstream.headers["content-type"] = request.content_type
         except GatewayError as exc:  # the request cannot be put in this provider's terms
+            if exc.code == "unsupported_parameter":
+                exc.message = f"Service '{service.name}': {exc.message}"
             return Failure("status", service, exc.http_status, cause=exc)
         for name, value in service.headers:
             upstream.headers[name] = value

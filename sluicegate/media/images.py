@@ -86,10 +86,19 @@ def images_of(files: Sequence[FormFile]) -> list[FormFile]:
     return found
 
 
-def no_mask(files: Sequence[FormFile], provider: str) -> None:
-    if any(f.name == "mask" for f in files):
+def mask_of(files: Sequence[FormFile]) -> FormFile | None:
+    return next((f for f in files if f.name == "mask"), None)
+
+
+def no_mask(files: Sequence[FormFile], models: str) -> None:
+    """A mask refused where the provider's API has no place for one (the gateway names
+    the service: ``unsupported_parameter``)."""
+    if mask_of(files) is not None:
         raise InvalidRequest(
-            f"{provider} edits take no mask: describe the change in the prompt.", param="mask"
+            f"{models} take no mask: describe the change in the prompt, or send masked "
+            "edits to a model that takes one (OpenAI's, Amazon Nova Canvas, Titan Image).",
+            param="mask",
+            code="unsupported_parameter",
         )
 
 

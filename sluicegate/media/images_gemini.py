@@ -69,7 +69,7 @@ class GeminiImages(Wire):
             return UpstreamRequest("POST", f"{where}:predict", dict(_JSON), orjson.dumps(payload))
         parts: list[dict[str, Any]] = []
         if endpoint.name == "images.edits":  # the images, then what to change in them
-            images.no_mask(files, "Gemini")
+            images.no_mask(files, "Gemini image models")
             parts = [
                 {"inlineData": {"mimeType": f.content_type, "data": images.b64(f.data)}}
                 for f in images.images_of(files)

@@ -20,6 +20,7 @@ import base64
 import threading
 import time
 import uuid
+import zlib
 from typing import Any
 
 import orjson
@@ -53,6 +54,30 @@ def token_usage(size: int) -> dict[str, Any]:
 def error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
     return web.json_response(
         {"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status
+    )
+
+
+def rgba_png(width: int, height: int, clear: tuple[int, int, int, int]) -> bytes:
+    """An RGBA PNG, opaque but for the box ``clear`` (x0, y0, x1, y1), fully transparent:
+    the mask OpenAI's image edits take (transparent is what to change)."""
+    rows = b""
+    for y in range(height):
+        row = bytearray(b"\x00")
+        for x in range(width):
+            inside = clear[0] <= x < clear[2] and clear[1] <= y < clear[3]
+            row += b"\x00\x00\x00\x00" if inside else b"\x10\x20\x30\xff"
+        rows += row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x06\x00\x00\x00"
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
     )
 
 

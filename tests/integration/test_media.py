@@ -27,6 +27,7 @@ from tests.fakes.media_server import (
     FakeOpenAIMedia,
     FakeRerank,
     FakeSignedMedia,
+    rgba_png,
 )
 from tests.integration.test_cli import wait_ready
 
@@ -745,6 +746,57 @@ def test_image_edits_and_variations_translated_to_gemini_and_bedrock(
             prompt="x",
         )
     assert masked.value.body["param"] == "mask"  # type: ignore[index]
+
+
+def test_a_masked_edit_is_inpainting_on_bedrock_and_refused_by_gemini(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    """OpenAI's mask (transparent: change this) becomes Amazon's INPAINTING maskImage
+    (black: change this, white: keep); Gemini's image models take no mask."""
+    sdk = client(gateway)
+    picture = rgba_png(64, 48, (0, 0, 0, 0))  # opaque
+    mask = rgba_png(64, 48, (8, 4, 24, 14))  # a 16 x 10 box to change
+    raw = sdk.images.with_raw_response.edit(
+        model="amazon.nova-canvas-v1:0",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="a red door",
+        n=2,
+        extra_headers={"x-request-id": "edit-inpaint"},
+    )
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [
+        b"\x89PNG inpainted 160 a red door"
+    ] * 2
+    body = fakes["bedrock"].last["body"]
+    assert body["taskType"] == "INPAINTING"
+    assert base64.b64decode(body["inPaintingParams"]["image"]) == picture
+    assert body["imageGenerationConfig"]["numberOfImages"] == 2
+    row = logged_row(admin, "edit-inpaint", 10)
+    assert (row["endpoint"], row["service"], row["status"]) == ("images.edits", "aws", 200)
+    assert row["cost_usd"] == pytest.approx(2 * 0.04)
+
+    with pytest.raises(openai.BadRequestError) as unmaskable:
+        sdk.images.edit(
+            model="amazon.nova-canvas-v1:0",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", PNG, "image/png"),  # no alpha channel to read
+            prompt="x",
+        )
+    assert unmaskable.value.body["param"] == "mask"  # type: ignore[index]
+
+    before = len(fakes["gemini"].requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.edit(
+            model="gemini-edit",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", mask, "image/png"),
+            prompt="a red door",
+        )
+    error: dict[str, Any] = refused.value.body  # type: ignore[assignment]
+    assert error["param"] == "mask"
+    assert "'google'" in error["message"]  # names the service that takes no mask
+    assert len(fakes["gemini"].requests) == before  # nothing was sent
 
 
 def test_a_sigv4_service_gets_the_form_signed_whole(tmp_path: Path) -> None:

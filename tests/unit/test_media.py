@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media.base import ENDPOINTS
 from sluicegate.media.images_bedrock import BedrockImages
 from sluicegate.media.images_gemini import GeminiImages, aspect_ratio
+from sluicegate.media.masks import alpha_rows, amazon_mask
 from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
@@ -328,3 +330,79 @@ def test_the_endpoint_table_in_the_docs_says_what_the_wires_serve() -> None:
             assert served == cell.startswith("✓"), (path, column, cell)
         checked += 1
     assert checked == 7
+
+
+def _filtered_png(colour: int, pixels: list[list[bytes]], extra: bytes = b"") -> bytes:
+    """A PNG whose rows use every filter in turn (row y: filter y % 5), written with the
+    filters' definitions, to check the mask reader undoes each one."""
+    bpp = len(pixels[0][0])
+    previous = bytes(len(pixels[0]) * bpp)
+    out = b""
+    for y, line in enumerate(pixels):
+        raw = b"".join(line)
+        kind = y % 5
+        row = bytearray()
+        for i, x in enumerate(raw):
+            left = raw[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            corner = previous[i - bpp] if i >= bpp else 0
+            guess = left + up - corner
+            a, b, c = abs(guess - left), abs(guess - up), abs(guess - corner)
+            paeth = left if a <= b and a <= c else up if b <= c else corner
+            predicted = [0, left, up, (left + up) // 2, paeth][kind]
+            row.append((x - predicted) & 255)
+        out += bytes([kind]) + bytes(row)
+        previous = raw
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    width, height = len(pixels[0]), len(pixels)
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + extra
+        + chunk(b"IDAT", zlib.compress(out))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_mask_reader_undoes_every_png_filter_and_colour_type() -> None:
+    width, height = 7, 10
+    alpha = [
+        [(x * 37 + y * 11) % 256 if (x + y) % 3 else 0 for x in range(width)] for y in range(height)
+    ]
+    rgba = [
+        [bytes([x * 30, y * 20, (x ^ y) * 9, alpha[y][x]]) for x in range(width)]
+        for y in range(height)
+    ]
+    grey = [[bytes([(x * y) % 256, alpha[y][x]]) for x in range(width)] for y in range(height)]
+    expected = [bytes(row) for row in alpha]
+    for colour, pixels in ((6, rgba), (4, grey)):
+        got_width, got_height, rows = alpha_rows(_filtered_png(colour, pixels))
+        assert (got_width, got_height, rows) == (width, height, expected), colour
+    # A palette: index 0 transparent by its tRNS entry, the rest opaque.
+    trns = len(b"\x00").to_bytes(4, "big") + b"tRNS" + b"\x00"
+    trns += zlib.crc32(b"tRNS\x00").to_bytes(4, "big")
+    indexed = [
+        [bytes([0 if alpha[y][x] == 0 else 1 + x]) for x in range(width)] for y in range(height)
+    ]
+    _, _, rows = alpha_rows(_filtered_png(3, indexed, trns))
+    assert rows == [bytes(0 if a == 0 else 255 for a in row) for row in alpha]
+
+    drawn = amazon_mask(_filtered_png(6, rgba))
+    raw = zlib.decompress(drawn[drawn.index(b"IDAT") + 4 : drawn.index(b"IEND") - 8])
+    stride = 1 + 3 * width
+    for y in range(height):
+        line = raw[y * stride + 1 : (y + 1) * stride]
+        assert line == b"".join(b"\x00" * 3 if a == 0 else b"\xff" * 3 for a in alpha[y])
+
+
+def test_a_mask_without_alpha_is_refused_with_its_param() -> None:
+    rgb = _filtered_png(2, [[b"\x01\x02\x03"] * 4] * 4)
+    for bad in (rgb, b"not a png", _filtered_png(6, [[b"\x00\x00\x00\x00"] * 4] * 4)[:-30]):
+        with pytest.raises(InvalidRequest) as refused:
+            amazon_mask(bad)
+        assert refused.value.param == "mask"
