@@ -2,10 +2,12 @@
 
 OpenAI's mask is a PNG whose fully transparent pixels (alpha 0) mark what to change.
 Amazon's INPAINTING (Nova Canvas, Titan Image) takes a black-and-white image instead:
-black is what to change, white what to keep, 8 bits a channel. Only the mask's alpha is
-read: PNG filters work on each channel alone, so the alpha bytes of a row are unfiltered
-as a one-channel image would be. The standard library only (zlib); the work is a few
-passes over bytes, run off the event loop by the caller.
+black is what to change, white what to keep, 8 bits a channel. Google's Imagen editing
+takes one the other way round: its non-zero (white) pixels are what changes.
+
+Only the mask's alpha is read: PNG filters work on each channel alone, so the alpha
+bytes of a row are unfiltered as a one-channel image's would be. The standard library
+only (zlib); the work is a few passes over bytes, run off the event loop by the caller.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # colour type -> (bytes a pixel, offset of the alpha byte) at 8 bits a channel
 _ALPHA = {6: (4, 3), 4: (2, 1), 3: (1, 0)}  # RGBA, grey + alpha, palette (+ tRNS)
 _MOST_PIXELS = 4096 * 4096
-# alpha 0 (change) -> black, anything else (keep) -> white
+# alpha 0 (change) -> black, anything else (keep) -> white; Google's the other way round
 _AMAZON = bytes([0] + [255] * 255)
+_GOOGLE = bytes([255] + [0] * 255)
 
 
 def _refused(why: str) -> InvalidRequest:
@@ -126,10 +129,19 @@ def _png(width: int, height: int, rows: list[bytes]) -> bytes:
 
 def amazon_mask(png: bytes) -> bytes:
     """OpenAI's mask as Amazon's: an RGB PNG, black where the mask is transparent."""
+    return _redrawn(png, _AMAZON)
+
+
+def google_mask(png: bytes) -> bytes:
+    """OpenAI's mask as Imagen's: an RGB PNG, white where the mask is transparent."""
+    return _redrawn(png, _GOOGLE)
+
+
+def _redrawn(png: bytes, colours: bytes) -> bytes:
     width, height, rows = alpha_rows(png)
     drawn: list[bytes] = []
     for alpha in rows:
-        grey = alpha.translate(_AMAZON)
+        grey = alpha.translate(colours)
         rgb = bytearray(3 * width)
         rgb[0::3] = rgb[1::3] = rgb[2::3] = grey
         drawn.append(bytes(rgb))

@@ -386,7 +386,8 @@ def cohere_embedding(body: dict[str, Any]) -> dict[str, Any]:
 def black_pixels(mask: bytes) -> int:
     """The black pixels of an INPAINTING mask, which Amazon's models change. The mask must
     hold only pure black and pure white pixels, 8 bits a channel (as Amazon documents);
-    this fake reads PNGs whose rows are unfiltered."""
+    this fake reads RGB PNGs whose rows are unfiltered (Google's masks too: theirs change
+    the white ones)."""
     if mask[:8] != b"\x89PNG\r\n\x1a\n":
         raise Rejected(400, "ValidationException", "maskImage is not a PNG")
     pos, header, data = 8, b"", b""

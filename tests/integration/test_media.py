@@ -17,7 +17,13 @@ import pytest
 from tests.conftest import KEY, OTHER_KEY, logged_row, settled
 from tests.fakes.bedrock_server import ACCESS_KEY, REGION, SECRET_KEY, FakeBedrock
 from tests.fakes.gateway import RunningGateway, free_port, serve_process
-from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
+from tests.fakes.gemini_server import (
+    GEMINI_KEY,
+    PROJECT,
+    FakeGemini,
+    FakeVertex,
+    service_account_json,
+)
 from tests.fakes.media_server import (
     AZURE_KEY,
     COHERE_KEY,
@@ -47,6 +53,7 @@ def fakes() -> Iterator[dict[str, Any]]:
         "rerank": FakeRerank().start(),
         "gemini": FakeGemini().start(),
         "bedrock": FakeBedrock().start(),
+        "vertex": FakeVertex().start(),
     }
     yield servers
     for server in servers.values():
@@ -75,6 +82,16 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "provider": "gemini",
                 **local(fakes["gemini"]),
                 "credentials": {"header_name": "x-goog-api-key", "header_value": GEMINI_KEY},
+            },
+            {
+                "name": "vx",
+                "provider": "vertex",
+                **local(fakes["vertex"]),
+                "project": PROJECT,
+                "location": "europe-west4",
+                "credentials": {
+                    "gcp_service_account_json": service_account_json(fakes["vertex"].token_uri)
+                },
             },
             {
                 "name": "aws",
@@ -142,6 +159,11 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "gemini-edit",
                 "match": {"models": ["gemini-edit"]},
                 "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+            },
+            {
+                "name": "inpaint",
+                "match": {"models": ["inpaint"]},
+                "targets": [{"service": "vx", "model": "imagen-3.0-capability-001"}],
             },
             {
                 "name": "nano",
@@ -785,7 +807,40 @@ def test_a_masked_edit_is_inpainting_on_bedrock_and_refused_by_gemini(
         )
     assert unmaskable.value.body["param"] == "mask"  # type: ignore[index]
 
+    # Imagen's editing models on Vertex AI take a mask too: white is what changes.
+    raw = sdk.images.with_raw_response.edit(
+        model="inpaint",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="a red door",
+        n=2,
+        extra_headers={"x-request-id": "edit-imagen"},
+    )
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [
+        b"\x89PNG imagen edit 160 a red door"
+    ] * 2
+    sent = fakes["vertex"].last
+    assert sent["path"].endswith("/publishers/google/models/imagen-3.0-capability-001:predict")
+    raw_reference = sent["body"]["instances"][0]["referenceImages"][0]
+    assert base64.b64decode(raw_reference["referenceImage"]["bytesBase64Encoded"]) == picture
+    assert sent["body"]["parameters"] == {
+        "editMode": "EDIT_MODE_INPAINT_INSERTION",
+        "sampleCount": 2,
+    }
+    with pytest.raises(openai.BadRequestError) as unmasked:
+        sdk.images.edit(model="inpaint", image=("in.png", picture, "image/png"), prompt="x")
+    assert unmasked.value.body["param"] == "mask"  # type: ignore[index]
+
     before = len(fakes["gemini"].requests)
+    with pytest.raises(openai.BadRequestError) as imagen_api:  # Imagen edits: Vertex AI only
+        sdk.images.edit(
+            model="imagen-3.0-capability-001",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", mask, "image/png"),
+            prompt="a red door",
+        )
+    assert "'google'" in imagen_api.value.body["message"]  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.images.edit(
             model="gemini-edit",

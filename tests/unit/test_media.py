@@ -14,7 +14,7 @@ from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media.base import ENDPOINTS
 from sluicegate.media.images_bedrock import BedrockImages
 from sluicegate.media.images_gemini import GeminiImages, aspect_ratio
-from sluicegate.media.masks import alpha_rows, amazon_mask
+from sluicegate.media.masks import alpha_rows, amazon_mask, google_mask
 from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
@@ -398,6 +398,11 @@ def test_the_mask_reader_undoes_every_png_filter_and_colour_type() -> None:
     for y in range(height):
         line = raw[y * stride + 1 : (y + 1) * stride]
         assert line == b"".join(b"\x00" * 3 if a == 0 else b"\xff" * 3 for a in alpha[y])
+    drawn = google_mask(_filtered_png(6, rgba))  # Imagen's: white is what changes
+    raw = zlib.decompress(drawn[drawn.index(b"IDAT") + 4 : drawn.index(b"IEND") - 8])
+    for y in range(height):
+        line = raw[y * stride + 1 : (y + 1) * stride]
+        assert line == b"".join(b"\xff" * 3 if a == 0 else b"\x00" * 3 for a in alpha[y])
 
 
 def test_a_mask_without_alpha_is_refused_with_its_param() -> None:
