@@ -25,6 +25,7 @@ from sluicegate.dialects.responses_items import (
     CLIENT_TOOLS,
     chat_tool_choice,
     chat_tools,
+    check_tool_choice,
     custom_tools,
     input_items,
     native_history,
@@ -55,6 +56,8 @@ def to_canonical(
         value = body.get(name)
         if value is not None and not isinstance(value, kind):
             raise InvalidRequest(f"{name} must be {what}", param=name)
+    check_metadata(body.get("metadata"))
+    check_tool_choice(body.get("tool_choice"), body.get("tools"))
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:
@@ -117,6 +120,28 @@ _TYPES: dict[str, tuple[type, str]] = {
     "include": (list, "an array"),
     "parallel_tool_calls": (bool, "a boolean"),
 }
+
+
+# OpenAI's limits on metadata: it is echoed on the response and may be routed on.
+METADATA_KEYS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> None:
+    if metadata is None:
+        return
+    if len(metadata) > METADATA_KEYS:
+        raise InvalidRequest(f"metadata may hold at most {METADATA_KEYS} keys", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > METADATA_KEY_CHARS:
+            raise InvalidRequest(
+                f"metadata keys may be at most {METADATA_KEY_CHARS} characters long",
+                param="metadata",
+            )
+        if not isinstance(value, str) or len(value) > METADATA_VALUE_CHARS:
+            raise InvalidRequest(
+                f"metadata values must be strings of at most {METADATA_VALUE_CHARS} characters",
+                param="metadata",
+            )
 
 
 # ---------------------------------------------------------------- the dialect

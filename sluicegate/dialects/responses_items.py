@@ -46,6 +46,10 @@ def input_items(value: Any) -> list[dict[str, Any]]:
         if kind is None:
             raise InvalidRequest(f"input[{i}].type is missing", param=f"input[{i}].type")
         item = {**item, "type": kind}
+        if kind in _CALL_ITEMS:
+            _require_string(item, "call_id", f"input[{i}]")
+            if kind in ("function_call", "custom_tool_call"):
+                _require_string(item, "name", f"input[{i}]")
         if kind == "message":
             if isinstance(item.get("content"), str):
                 part = "output_text" if item.get("role") == "assistant" else "input_text"
@@ -57,6 +61,18 @@ def input_items(value: Any) -> list[dict[str, Any]]:
     return items
 
 
+def _require_string(item: dict[str, Any], field: str, where: str) -> None:
+    # A call and its output are paired by call_id: without one, no provider can pair them.
+    value = item.get(field)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(
+            f"{where}.{field} must be a non-empty string", param=f"{where}.{field}"
+        )
+
+
+_CALL_ITEMS = frozenset(
+    {"function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"}
+)
 _ID_PREFIXES = {
     "function_call": "fc",
     "function_call_output": "fco",
@@ -281,6 +297,33 @@ def chat_tools(tools: list[Any]) -> list[dict[str, Any]]:
                 function["strict"] = tool["strict"]
         out.append({"type": "function", "function": function})
     return out
+
+
+def check_tool_choice(choice: Any, tools: Any) -> None:
+    """A ``tool_choice`` naming a function or custom tool names one the request declares,
+    as OpenAI requires; a built-in tool's choice is OpenAI's to judge (``builtin_tools``)."""
+    if choice is None or choice in ("auto", "none", "required"):
+        return
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not isinstance(kind, str):
+        raise InvalidRequest(
+            "tool_choice must be auto, none, required or an object naming a tool",
+            param="tool_choice",
+        )
+    if kind not in CLIENT_TOOLS:
+        return
+    name = choice.get("name")
+    declared = {
+        t.get("name")
+        for t in (tools if isinstance(tools, list) else [])
+        if isinstance(t, dict) and t.get("type") == kind
+    }
+    if not isinstance(name, str) or name not in declared:
+        raise InvalidRequest(
+            f"tool_choice names the {kind} tool {name!r}, which is not among the "
+            f"request's {kind} tools",
+            param="tool_choice",
+        )
 
 
 def chat_tool_choice(choice: Any) -> Any:

@@ -42,6 +42,8 @@ _IMAGE_FORMATS = {
 }
 _JSON_INSTRUCTION = "Respond with one valid JSON object and nothing else."
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
+# What CountTokens takes of a Converse request.
+_COUNTED = frozenset({"messages", "system", "toolConfig"})
 
 
 # ---------------------------------------------------------------- requests
@@ -270,7 +272,7 @@ def model_segment(model: str) -> str:
 
 class BedrockAdapter(Adapter):
     name: ClassVar[str] = "bedrock"
-    endpoints: frozenset[str] = frozenset({"chat", "embeddings"})
+    endpoints: frozenset[str] = frozenset({"chat", "embeddings", "count_tokens"})
 
     def build(
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
@@ -281,6 +283,11 @@ class BedrockAdapter(Adapter):
             headers = {"content-type": "application/json", "accept": "application/json"}
             return UpstreamRequest("POST", model_url + "/invoke", headers, orjson.dumps(payload))
         payload = translate_request(body)
+        if endpoint == "count_tokens":  # another dialect's request, counted (Responses)
+            converse = {k: v for k, v in payload.items() if k in _COUNTED}
+            headers = {"content-type": "application/json", "accept": "application/json"}
+            data = orjson.dumps({"input": {"converse": converse}})
+            return UpstreamRequest("POST", model_url + "/count-tokens", headers, data)
         stream = body.get("stream") is True
         headers = {
             "content-type": "application/json",
@@ -301,6 +308,8 @@ class BedrockAdapter(Adapter):
         data = orjson.loads(body)
         if not isinstance(data, dict):
             raise ValueError("the provider's answer is not a JSON object")
+        if endpoint == "count_tokens":
+            return {"input_tokens": int(data["inputTokens"]), "model": model}
         if endpoint == "embeddings":
             encoding = (request or {}).get("encoding_format") or "float"
             return decode_embeddings(data, model, str(encoding))

@@ -301,6 +301,10 @@ def embeddings_response(
     }
 
 
+# What countTokens takes of a generateContent request.
+_COUNTED = frozenset({"contents", "systemInstruction", "tools"})
+
+
 # ---------------------------------------------------------------- adapters
 def _name(part: str, model: str, provider: str) -> str:
     # ':' separates a resource from its method (":generateContent") in Google's URLs.
@@ -309,7 +313,7 @@ def _name(part: str, model: str, provider: str) -> str:
 
 class GeminiAdapter(Adapter):
     name: ClassVar[str] = "gemini"
-    endpoints: frozenset[str] = frozenset({"chat", "embeddings"})
+    endpoints: frozenset[str] = frozenset({"chat", "embeddings", "count_tokens"})
 
     def __init__(self, service: str = "", allow_gs_uris: bool = False) -> None:
         # gs:// URIs in messages: refused (a 400 naming ``service``) unless allowed.
@@ -338,7 +342,8 @@ class GeminiAdapter(Adapter):
         self, endpoint: Endpoint, body: dict[str, Any], raw: bytes, model: str, base_url: str
     ) -> UpstreamRequest:
         headers = {"content-type": _JSON}
-        where = f"{base_url}/{self.model_path(model)}"
+        named = self.model_path(model)
+        where = f"{base_url}/{named}"
         if endpoint == "embeddings":
             encoding_format(body)
             payload = self.embeddings_request(body, model)
@@ -347,6 +352,11 @@ class GeminiAdapter(Adapter):
                 "POST", f"{where}:{self.embed_method}", headers, orjson.dumps(payload)
             )
         payload = translate_request(body, refuse_gs=self.refuse_gs)
+        if endpoint == "count_tokens":  # another dialect's request, counted (Responses)
+            counted = {k: v for k, v in payload.items() if k in _COUNTED}
+            headers["accept"] = _JSON
+            data = orjson.dumps(self.count_body(counted, named))
+            return UpstreamRequest("POST", f"{where}:countTokens", headers, data)
         if body.get("stream") is True:
             headers["accept"] = "text/event-stream"
             return UpstreamRequest(
@@ -373,7 +383,14 @@ class GeminiAdapter(Adapter):
         if endpoint == "embeddings":
             encoding = str((request or {}).get("encoding_format") or "float")
             return self.embeddings_answer(data, model, encoding)
+        if endpoint == "count_tokens":
+            return {"input_tokens": int(data["totalTokens"]), "model": model}
         return translate_response(data, model)
+
+    def count_body(self, counted: dict[str, Any], named: str) -> dict[str, Any]:
+        """Gemini's countTokens takes the whole request (system instruction and tools
+        counted too) under ``generateContentRequest``, naming its model."""
+        return {"generateContentRequest": {"model": named, **counted}}
 
     def stream_decoder(self, endpoint: Endpoint, model: str) -> StreamDecoder:
         return GeminiStream(model)
@@ -435,6 +452,9 @@ class VertexAdapter(GeminiAdapter):
                 code="invalid_path",
             )
         super().check_native(path, body)
+
+    def count_body(self, counted: dict[str, Any], named: str) -> dict[str, Any]:
+        return counted  # Vertex's countTokens takes the request's fields as they are
 
     def model_path(self, model: str) -> str:
         """``model`` under this service's project and location, and nowhere else: a name,

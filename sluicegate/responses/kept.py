@@ -3,9 +3,10 @@ cache in this process in front of it; in this process only without a store.
 
 A response is written before its client sees it complete, so a follow-up sent the
 moment it arrived finds it, on this instance (the cache) or on any other (the store).
-The cache spares a follow-up the store's round trip; a response deleted through
-another instance may still be followed up here while this instance's copy lasts
-(``CACHE_SECONDS``). GET, DELETE and the input items always read the store.
+The cache spares a follow-up reading the conversation back from the store, not asking
+whether it is still there: a follow-up answered from the cache first looks its id up in
+the store (the key only), so a response deleted through any instance is gone on all of
+them at once. GET, DELETE and the input items always read the store.
 """
 
 from __future__ import annotations
@@ -34,18 +35,19 @@ class KeptResponses:
     def __init__(self, store: Store | None, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
-        # id -> (the response, until when this copy may answer a follow-up (monotonic), size)
-        self._cache: OrderedDict[str, tuple[KeptResponse, float, int]] = OrderedDict()
+        # id -> (the response, until when this copy may answer a follow-up (monotonic), size,
+        # whether the store has it too)
+        self._cache: OrderedDict[str, tuple[KeptResponse, float, int, bool]] = OrderedDict()
         self._limit = CACHE_BYTES if store is not None else MEMORY_BYTES
         self._bytes = 0
         self._writes = 0
         self._purging: asyncio.Task[None] | None = None
 
-    def _remember(self, kept: KeptResponse) -> None:
+    def _remember(self, kept: KeptResponse, stored: bool) -> None:
         lasts = time.monotonic() + CACHE_SECONDS if self.store is not None else float("inf")
         size = _size(kept)
         self._forget(kept.id)
-        self._cache[kept.id] = (kept, lasts, size)
+        self._cache[kept.id] = (kept, lasts, size, stored)
         self._bytes += size
         while self._bytes > self._limit and len(self._cache) > 1:
             self._forget(next(iter(self._cache)))
@@ -56,15 +58,18 @@ class KeptResponses:
             self._bytes -= held[2]
 
     async def put(self, kept: KeptResponse) -> None:
-        self._remember(kept)
         if self.store is None:
+            self._remember(kept, False)
             return
         try:
             await self.store.put_response(kept)
         except StoreUnreachable:
+            # No other instance knows it, so none can delete it: this copy needs no check.
+            self._remember(kept, False)
             raise StoreUnavailable(
                 "The store that keeps responses does not answer.", code="store_unavailable"
             ) from None
+        self._remember(kept, True)
         self._writes += 1
         if self._writes % PURGE_EVERY == 0 and self._purging is None:
             self._purging = asyncio.create_task(self._purge())
@@ -89,6 +94,9 @@ class KeptResponses:
         if held is not None and (self.store is None or (cached and held[1] > time.monotonic())):
             kept = held[0]
             self._cache.move_to_end(id)  # the least recently used go first
+            if held[3] and not await self._alive(id, now):
+                self._forget(id)  # deleted through another instance
+                return None
         elif self.store is not None:
             try:
                 kept = await self.store.kept_response(id, now)
@@ -104,6 +112,16 @@ class KeptResponses:
         if (kept.gateway, kept.consumer) != (gateway, consumer):
             return None  # another's: as unknown as one that never was
         return kept
+
+    async def _alive(self, id: str, now: float) -> bool:
+        assert self.store is not None
+        try:
+            return await self.store.response_alive(id, now)
+        except StoreUnreachable:
+            raise StoreUnavailable(
+                "The store that keeps responses does not answer; retry.",
+                code="store_unavailable",
+            ) from None
 
     async def delete(self, kept: KeptResponse) -> None:
         self._forget(kept.id)

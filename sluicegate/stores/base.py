@@ -334,6 +334,10 @@ class Store(Protocol):
     async def kept_response(self, id: str, now: float) -> KeptResponse | None:
         """The response of this id unless it expired before ``now`` (unix seconds)."""
 
+    async def response_alive(self, id: str, now: float) -> bool:
+        """Whether the response of this id is still kept (not deleted, not expired before
+        ``now``): one primary-key lookup, none of its JSON read."""
+
     async def delete_response(self, id: str) -> None: ...
 
     async def purge_responses(self, now: float, limit: int) -> int:

@@ -429,6 +429,10 @@ class PostgresStore:
         )
 
     @_reached
+    async def response_alive(self, id: str, now: float) -> bool:
+        return await self.pool.fetchval(kept_sql.POSTGRES_ALIVE, id, now) is not None
+
+    @_reached
     async def delete_response(self, id: str) -> None:
         await self.pool.execute(kept_sql.POSTGRES_DELETE, id)
 

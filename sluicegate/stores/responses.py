@@ -33,6 +33,8 @@ COLUMNS = "id, gateway, consumer, created_at, expires_at, response, input"
 
 SQLITE_PUT = f"INSERT OR REPLACE INTO sluicegate_responses ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 SQLITE_ONE = f"SELECT {COLUMNS} FROM sluicegate_responses WHERE id = ? AND expires_at > ?"
+# A follow-up's check that its cached copy was not deleted meanwhile: the key, no JSON.
+SQLITE_ALIVE = "SELECT 1 FROM sluicegate_responses WHERE id = ? AND expires_at > ?"
 SQLITE_DELETE = "DELETE FROM sluicegate_responses WHERE id = ?"
 SQLITE_PURGE = (
     "DELETE FROM sluicegate_responses WHERE id IN (SELECT id FROM sluicegate_responses "
@@ -45,6 +47,7 @@ POSTGRES_PUT = (
     "expires_at = excluded.expires_at"
 )
 POSTGRES_ONE = f"SELECT {COLUMNS} FROM sluicegate_responses WHERE id = $1 AND expires_at > $2"
+POSTGRES_ALIVE = "SELECT 1 FROM sluicegate_responses WHERE id = $1 AND expires_at > $2"
 POSTGRES_DELETE = "DELETE FROM sluicegate_responses WHERE id = $1"
 POSTGRES_PURGE = (
     "DELETE FROM sluicegate_responses WHERE id IN (SELECT id FROM sluicegate_responses "

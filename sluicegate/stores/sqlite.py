@@ -487,6 +487,12 @@ class SqliteStore:
             row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), orjson.loads(row[6])
         )
 
+    async def response_alive(self, id: str, now: float) -> bool:
+        row = await self._run(
+            lambda conn: conn.execute(kept_sql.SQLITE_ALIVE, (id, now)).fetchone()
+        )
+        return row is not None
+
     async def delete_response(self, id: str) -> None:
         await self._run(lambda conn: conn.execute(kept_sql.SQLITE_DELETE, (id,)))
 

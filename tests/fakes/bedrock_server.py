@@ -472,6 +472,7 @@ class FakeBedrock(FakeServer):
         app.router.add_post("/model/{model:.+}/converse", self.converse)
         app.router.add_post("/model/{model:.+}/converse-stream", self.converse_stream)
         app.router.add_post("/model/{model:.+}/invoke", self.invoke)
+        app.router.add_post("/model/{model:.+}/count-tokens", self.count_tokens)
 
     def _error(self, status: int, kind: str, message: str) -> web.Response:
         headers = {
@@ -501,6 +502,27 @@ class FakeBedrock(FakeServer):
                 429, "ModelNotReadyException", "Model is not ready to serve inference requests."
             )
         return model, body
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """CountTokens for a Converse request (``{"input": {"converse": {...}}}``): every
+        word of its text blocks, the system's and the tools' names and descriptions."""
+        try:
+            _, body = await self._accept(request)
+        except Rejected as exc:
+            return self._error(exc.status, exc.kind, exc.message)
+        converse = (body.get("input") or {}).get("converse")
+        if not isinstance(converse, dict) or not converse.get("messages"):
+            return self._error(400, "ValidationException", "input.converse.messages is required")
+        texts = [
+            block.get("text", "")
+            for message in converse["messages"]
+            for block in message.get("content", [])
+        ]
+        texts += [block.get("text", "") for block in converse.get("system", [])]
+        for tool in (converse.get("toolConfig") or {}).get("tools", []):
+            spec = tool.get("toolSpec", {})
+            texts += [spec.get("name", ""), spec.get("description", "")]
+        return web.json_response({"inputTokens": sum(len(t.split()) for t in texts)})
 
     async def converse(self, request: web.Request) -> web.Response:
         try:

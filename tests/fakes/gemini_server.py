@@ -239,6 +239,28 @@ class FakeGemini(FakeServer):
             )
         return self._error(403, "Requests to this API are blocked for this API key.")
 
+    def count_tokens(self, body: dict[str, Any], model: str) -> web.Response:
+        """Google's count: every word of every text part, the system instruction's and the
+        tools' (names and descriptions) included. Gemini's API takes the request whole under
+        ``generateContentRequest`` (naming the model); Vertex's takes its fields directly."""
+        if "generateContentRequest" in body:
+            request = body["generateContentRequest"]
+            if request.get("model") != f"models/{model}":
+                return self._error(400, "generateContentRequest.model does not match the path")
+        else:
+            request = body
+        if not request.get("contents"):
+            return self._error(400, "* CountTokensRequest.contents: contents is not specified")
+        texts = [
+            part.get("text", "")
+            for content in [*request["contents"], request.get("systemInstruction") or {}]
+            for part in content.get("parts", [])
+        ]
+        for tool in request.get("tools", []):
+            for declared in tool.get("functionDeclarations", []):
+                texts += [declared.get("name", ""), declared.get("description", "")]
+        return web.json_response({"totalTokens": sum(len(t.split()) for t in texts)})
+
     async def call(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model, _, method = request.match_info["call"].partition(":")
@@ -254,6 +276,8 @@ class FakeGemini(FakeServer):
             return self.imagen(body, model)
         if method in ("batchEmbedContents", "predict"):
             return self.embed(body, method)
+        if method == "countTokens":
+            return self.count_tokens(body, model)
         if method not in ("generateContent", "streamGenerateContent"):
             return self._error(404, f"Method {method} not found")
         if model.startswith("fail-"):

@@ -421,17 +421,19 @@ def test_reasoning_of_anthropic_never_reaches_another_provider(
 
 
 def test_the_guides_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """docs/responses.md's first config and Python example, run as written."""
+    """docs/responses.md's first config and its first two Python examples, run as written."""
     guide = (Path(__file__).parents[2] / "docs" / "responses.md").read_text()
     config = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", guide, re.S)[0])
-    code = re.findall(r"```python\n(.*?)```", guide, re.S)[0]
+    first, refused = re.findall(r"```python\n(.*?)```", guide, re.S)[:2]
     running = RunningGateway(config, keyless=False).start()
     try:
-        exec(code.replace("http://127.0.0.1:8080", running.url), {})
+        for code in (first, refused):
+            exec(code.replace("http://127.0.0.1:8080", running.url), {})
     finally:
         running.stop()
     printed = capsys.readouterr().out.splitlines()
     assert printed[:4] == ["mock: Hello", "mock: And again", "mock: Stream this", "mock: And again"]
+    assert printed[-1] == "tool_choice"
 
 
 def test_input_tokens_are_counted_by_anthropic(
@@ -491,3 +493,50 @@ def test_a_malformed_request_is_a_400_naming_what_is_wrong(
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+CALL: Any = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}
+MALFORMED: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "output without call_id",
+        {"input": [CALL, {"type": "function_call_output", "output": "sunny"}]},
+        "input[1].call_id",
+    ),
+    (
+        "call without call_id",
+        {"input": [{**CALL, "call_id": None}, {**CALL, "type": "function_call_output"}]},
+        "input[0].call_id",
+    ),
+    (
+        "tool_choice naming no tool",
+        {"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}},
+        "tool_choice",
+    ),
+    (
+        "tool_choice without tools",
+        {"input": "x", "tool_choice": {"type": "function", "name": "get_weather"}},
+        "tool_choice",
+    ),
+    ("metadata not strings", {"input": "x", "metadata": {"n": 1}}, "metadata"),
+    ("metadata too many", {"input": "x", "metadata": {str(i): "v" for i in range(17)}}, "metadata"),
+    ("metadata value too long", {"input": "x", "metadata": {"k": "v" * 513}}, "metadata"),
+    ("metadata key too long", {"input": "x", "metadata": {"k" * 65: "v"}}, "metadata"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_items_tool_choice_and_metadata_name_the_field(
+    gateway: RunningGateway, fake_compat: FakeOpenAI, body: dict[str, Any], param: str
+) -> None:
+    sent = len(fake_compat.requests)
+    answer = httpx.post(
+        f"{gateway.url}/v1/responses",
+        json={"model": "compat-model", **body},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert len(fake_compat.requests) == sent  # refused before any provider is asked

@@ -66,3 +66,24 @@ def test_a_thought_signature_goes_back_to_gemini(
     )
     assert answer.output_text == "Tool results: sunny"
     assert signatures(fake.requests[-1]["body"]) == [SIGNATURE]
+
+
+@pytest.mark.parametrize("instructions", [None, "Answer in French, briefly."])
+def test_input_tokens_are_counted_by_gemini(
+    setup: tuple[FakeGemini, RunningGateway], instructions: str | None
+) -> None:
+    """Gemini's countTokens answers /v1/responses/input_tokens (the instructions and tools
+    counted with the input), not the gateway's estimate."""
+    fake, gateway = setup
+    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+    before = len(fake.requests)
+    extra: dict[str, Any] = {} if instructions is None else {"instructions": instructions}
+    counted = sdk.responses.input_tokens.count(
+        model="gemini-3-pro", input="what is the weather in Paris today", tools=[WEATHER], **extra
+    )
+    asked = fake.requests[before:]
+    assert [r["path"] for r in asked] == ["/v1beta/models/gemini-3-pro:countTokens"]
+    request = asked[0]["body"]["generateContentRequest"]
+    assert request["model"] == "models/gemini-3-pro"
+    words = 7 + 1 + (4 if instructions else 0)  # the input, the tool's name, the instructions
+    assert counted.input_tokens == words

@@ -3,6 +3,7 @@ rows (endpoint ``responses``)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,29 @@ def test_kept_responses_expire(fakes: tuple[FakeAnthropic, FakeOpenAI], tmp_path
         assert caught.value.code == "previous_response_not_found"
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_response_deleted_on_one_instance_is_gone_on_the_other_at_once(
+    fakes: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path, backend: str
+) -> None:
+    with contextlib.ExitStack() as stack:
+        store = f"sqlite:///{tmp_path / 'sluicegate.db'}"
+        if backend == "postgres":
+            store = stack.enter_context(postgres_schema())
+        first = RunningGateway(config(fakes, store), keyless=False).start()
+        stack.callback(first.stop)
+        second = RunningGateway(config(fakes, store), keyless=False).start()
+        stack.callback(second.stop)
+        answer = sdk(first).responses.create(model="claude-haiku", input="one")
+        # The first instance holds its own copy now; a follow-up there is answered.
+        sdk(first).responses.create(
+            model="claude-haiku", input="two", previous_response_id=answer.id
+        )
+        sdk(second).responses.delete(answer.id)
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk(first).responses.create(
+                model="claude-haiku", input="three", previous_response_id=answer.id
+            )
+        assert caught.value.code == "previous_response_not_found"
+        assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]

@@ -215,6 +215,52 @@ def test_history_comes_first_and_old_instructions_stay_behind() -> None:
     ]
 
 
+CALL = {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"}
+OUTPUT = {"type": "function_call_output", "call_id": "c1", "output": "sunny"}
+BAD_ITEMS_CHOICES_METADATA: list[tuple[dict[str, Any], str]] = [
+    ({"input": [CALL, {**OUTPUT, "call_id": None}]}, "input[1].call_id"),
+    ({"input": [CALL, {k: v for k, v in OUTPUT.items() if k != "call_id"}]}, "input[1].call_id"),
+    ({"input": [CALL, {**OUTPUT, "call_id": ""}]}, "input[1].call_id"),
+    ({"input": [CALL, {**OUTPUT, "call_id": 7}]}, "input[1].call_id"),
+    ({"input": [{**CALL, "call_id": None}]}, "input[0].call_id"),
+    ({"input": [{k: v for k, v in CALL.items() if k != "call_id"}]}, "input[0].call_id"),
+    ({"input": [{**CALL, "name": None}]}, "input[0].name"),
+    (
+        {"input": [{"type": "custom_tool_call", "name": "apply_patch", "input": "x"}]},
+        "input[0].call_id",
+    ),
+    ({"input": [{"type": "custom_tool_call_output", "output": "ok"}]}, "input[0].call_id"),
+    (
+        {"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}},
+        "tool_choice",
+    ),
+    ({"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function"}}, "tool_choice"),
+    ({"input": "x", "tool_choice": {"type": "function", "name": "get_weather"}}, "tool_choice"),
+    (
+        {
+            "input": "x",
+            "tools": [WEATHER],
+            "tool_choice": {"type": "custom", "name": "get_weather"},
+        },
+        "tool_choice",
+    ),
+    (
+        {
+            "input": "x",
+            "tools": [PATCH],
+            "tool_choice": {"type": "function", "name": "apply_patch"},
+        },
+        "tool_choice",
+    ),
+    ({"input": "x", "tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"input": "x", "tool_choice": 3}, "tool_choice"),
+    ({"input": "x", "metadata": {"n": 1}}, "metadata"),
+    ({"input": "x", "metadata": {"n": None}}, "metadata"),
+    ({"input": "x", "metadata": {"n": {"deep": "x"}}}, "metadata"),
+    ({"input": "x", "metadata": {str(i): "v" for i in range(17)}}, "metadata"),
+    ({"input": "x", "metadata": {"k": "v" * 513}}, "metadata"),
+    ({"input": "x", "metadata": {"k" * 65: "v"}}, "metadata"),
+]
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"input": "x"}, "model"),
     ({"model": "m"}, "input"),
@@ -230,6 +276,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"model": "m", "input": "x", "metadata": 5}, "metadata"),
     ({"model": "m", "input": "x", "reasoning": "high"}, "reasoning"),
     ({"model": "m", "input": "x", "user": 5}, "user"),
+    *[({"model": "m", **body}, param) for body, param in BAD_ITEMS_CHOICES_METADATA],
 ]
 
 
@@ -238,6 +285,27 @@ def test_bad_requests_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse(body)
     assert caught.value.param == param
+
+
+GOOD_CHOICES_METADATA: list[dict[str, Any]] = [
+    {
+        "input": [CALL, OUTPUT],
+        "tools": [WEATHER],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+    },
+    {"input": "x", "tools": [PATCH], "tool_choice": {"type": "custom", "name": "apply_patch"}},
+    {"input": "x", "tools": [WEATHER], "tool_choice": "required"},
+    {"input": "x", "tool_choice": "none"},
+    {"input": "x", "tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "auto"}},
+    {"input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}},
+    {"input": "x", "metadata": {}},
+    {"input": "x", "metadata": {f"{i:064}": "v" * 512 for i in range(16)}},
+]
+
+
+@pytest.mark.parametrize("body", GOOD_CHOICES_METADATA)
+def test_declared_tool_choices_and_metadata_within_limits_pass(body: dict[str, Any]) -> None:
+    assert parse({"model": "m", **body})["messages"]
 
 
 def test_builtin_tools_are_named() -> None:
