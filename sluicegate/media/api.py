@@ -262,8 +262,11 @@ class MediaApi:
                 await self.deliver(table, request, result, send, receive, out, ex)
                 return
             assert failure is not None
-            if request.sent or not rule.fallback_on.matches(
-                failure.kind, failure.status, failure.code
+            # A provider that cannot take what was asked (a mask) is passed over, as one
+            # that lacks the endpoint is: the next step may take it.
+            passed_over = failure.code == "unsupported_parameter"
+            if request.sent or not (
+                passed_over or rule.fallback_on.matches(failure.kind, failure.status, failure.code)
             ):
                 break
             if index + 1 < len(steps):

@@ -166,6 +166,12 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "targets": [{"service": "vx", "model": "imagen-3.0-capability-001"}],
             },
             {
+                "name": "masked",  # Gemini takes no mask: passed over for Bedrock
+                "match": {"models": ["masked"]},
+                "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+                "fallbacks": [{"service": "aws", "model": "amazon.nova-canvas-v1:0"}],
+            },
+            {
                 "name": "nano",
                 "match": {"models": ["nano"]},
                 "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
@@ -832,7 +838,19 @@ def test_a_masked_edit_is_inpainting_on_bedrock_and_refused_by_gemini(
         sdk.images.edit(model="inpaint", image=("in.png", picture, "image/png"), prompt="x")
     assert unmasked.value.body["param"] == "mask"  # type: ignore[index]
 
+    # A step whose provider takes no mask is passed over, as one that lacks the endpoint.
     before = len(fakes["gemini"].requests)
+    passed = sdk.images.with_raw_response.edit(
+        model="masked",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="a blue door",
+    )
+    assert passed.headers["x-sluicegate-service"] == "aws"
+    data = passed.parse().data or []
+    assert base64.b64decode(data[0].b64_json or "") == b"\x89PNG inpainted 160 a blue door"
+    assert len(fakes["gemini"].requests) == before
+
     with pytest.raises(openai.BadRequestError) as imagen_api:  # Imagen edits: Vertex AI only
         sdk.images.edit(
             model="imagen-3.0-capability-001",
