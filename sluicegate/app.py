@@ -263,7 +263,7 @@ class App:
         if mcp_path(path):
             await self.mcp.handle(scope, receive, send, table)
             return
-        if path.startswith("/.well-known/") and await self.mcp.discovery(scope, send):
+        if path.startswith("/.well-known/") and await self.mcp.discovery(scope, send, table):
             return
         family = _objects(path)
         if family is not None:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from sluicegate.admin.layers import build
 from sluicegate.auth.keys import KEY_SECRET_ENV, key_secret_from_env, orphans
 from sluicegate.config.load import Loaded, load_config, validation_issues
-from sluicegate.config.model import Tenant
+from sluicegate.config.model import Config, Tenant
 from sluicegate.config.tenants import hosts, split, tenant_config
 from sluicegate.config.watch import watch_file
 from sluicegate.errors import ConfigError
@@ -69,6 +69,8 @@ class Runtime:
         self.file = loaded  # the YAML file: gateway settings and its read-only entities
         self.files = split(loaded)  # the file's part of each gateway
         self.loaded = loaded  # the default gateway's running config (file + store)
+        # Every gateway's running config (file + store), by name; the default one's is loaded.
+        self.configs: dict[str, Config] = {n: part.config for n, part in self.files.items()}
         self.key_secret = key_secret_from_env()
         self.tables: dict[str, RoutingTable] = {
             name: compile_config(part.config, part.warnings, key_secret=self.key_secret)
@@ -200,11 +202,20 @@ class Runtime:
     async def install(self, loaded: Loaded, table: RoutingTable) -> None:
         """Make an already compiled table its gateway's running one."""
         tables = {**self.tables, table.gateway: table}
-        await self._install_all(tables, loaded if table.gateway == self.gateway else self.loaded)
+        configs = {**self.configs, table.gateway: loaded.config}
+        default = loaded if table.gateway == self.gateway else self.loaded
+        await self._install_all(tables, default, configs)
 
-    async def _install_all(self, tables: dict[str, RoutingTable], default: Loaded) -> None:
+    async def _install_all(
+        self,
+        tables: dict[str, RoutingTable],
+        default: Loaded,
+        configs: dict[str, Config] | None = None,
+    ) -> None:
         self.tables = tables
         self.loaded, self.table = default, tables[self.gateway]
+        if configs is not None:
+            self.configs = configs
         self._index_hosts()
         self._announce_open()
         self._announce_issues()
@@ -213,8 +224,9 @@ class Runtime:
 
     async def _build(
         self, file: Loaded, from_file: bool = False
-    ) -> tuple[dict[str, RoutingTable], Loaded]:
-        """Every gateway of file + store, compiled; raises ``ConfigError`` naming the gateway.
+    ) -> tuple[dict[str, RoutingTable], Loaded, dict[str, Config]]:
+        """Every gateway of file + store, compiled (with the default gateway's running config
+        and every gateway's); raises ``ConfigError`` naming the gateway.
 
         Minted keys whose consumer is gone are revoked on the way: a store consumer's at
         any build (its id says it is gone for everyone), a file consumer's only when this
@@ -223,7 +235,7 @@ class Runtime:
         files = split(file)
         if self.store is None:
             compiled = {name: self._compile(name, part) for name, part in files.items()}
-            return compiled, files[self.gateway]
+            return compiled, files[self.gateway], {n: part.config for n, part in files.items()}
         if not self._store_open:
             await self.store.open()
             self._store_open = True
@@ -233,6 +245,7 @@ class Runtime:
         self.store_version = await self.store.config_version()
         records: dict[str, Record] = {}
         tables: dict[str, RoutingTable] = {}
+        configs: dict[str, Config] = {}
         revoke: dict[str, list[Record]] = {}
         default = files[self.gateway]
         for name in await self.store.gateways():
@@ -251,17 +264,17 @@ class Runtime:
             except ConfigError as exc:
                 prefix = "" if name == self.gateway else f"gateway '{name}': "
                 raise ConfigError([prefix + issue for issue in exc.issues]) from None
-            tables[name] = built.table
+            tables[name], configs[name] = built.table, built.loaded.config
             revoke[name] = [r for r in built.orphans if from_file or r.doc.get("consumer_id")]
             if name == self.gateway:
                 default = built.loaded
         for name, part in files.items():  # a gateway of the file the store has never seen
             if name not in tables:
-                tables[name] = self._compile(name, part)
+                tables[name], configs[name] = self._compile(name, part), part.config
         self.gateway_records = records
         for name, keys in revoke.items():
             await self._revoke(name, keys)
-        return tables, default
+        return tables, default, configs
 
     async def _revoke(self, gateway: str, keys: list[Record]) -> None:
         """Revoke minted keys for good (their consumer is gone; see ``_build``)."""
@@ -301,8 +314,8 @@ class Runtime:
         ``from_file``: the file is being loaded (at start)."""
         if self.store is None:
             return
-        tables, default = await self._build(self.file, from_file)
-        await self._install_all(tables, default)
+        tables, default, configs = await self._build(self.file, from_file)
+        await self._install_all(tables, default, configs)
 
     async def reload_store(self) -> bool:
         """Rebuild from the store after another writer changed it; False if it was refused."""
@@ -335,9 +348,9 @@ class Runtime:
             loaded = self._overridden(load_config(path))
             async with self.lock:
                 loaded = self._keep_start_settings(loaded)
-                tables, default = await self._build(loaded, from_file=True)
+                tables, default, configs = await self._build(loaded, from_file=True)
                 self.file, self.files = loaded, split(loaded)
-                await self._install_all(tables, default)
+                await self._install_all(tables, default, configs)
         except ConfigError as exc:
             log.error("%s: edit refused, the running config stays: %s", path, "; ".join(exc.issues))
             return False

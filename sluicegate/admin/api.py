@@ -130,8 +130,8 @@ class AdminApi:
         self.embedder = embedder  # semantic routes' (route explain): the proxy's
         self._spec: bytes | None = None  # built on first request, then served as is
         self.throttle = LoginThrottle()  # failed admin logins, here and at the dashboard
-        # The MCP servers' health, from the MCP endpoint (``app.App`` sets it).
-        self.mcp_status: Callable[[], list[dict[str, object]]] = list
+        # A gateway's MCP servers' health, from the MCP endpoint (``app.App`` sets it).
+        self.mcp_status: Callable[[str], list[dict[str, object]]] = lambda gateway: []
         kind = "{kind:str}"
         gw = "/admin/gateways/{gw:str}"
         keys = KeyEndpoints(self)
@@ -155,6 +155,7 @@ class AdminApi:
                 *route.routes("/admin"),
                 *route.routes(gw),
                 Route(f"{gw}/health", self.health, methods=["GET"]),
+                Route(f"{gw}/mcp-health", self.mcp_health, methods=["GET"]),
                 *logs.routes(gw),
                 Route(f"{gw}/{kind}", self.list_kind, methods=["GET"]),
                 Route(f"{gw}/{kind}", self.create, methods=["POST"]),
@@ -298,7 +299,7 @@ class AdminApi:
         return json_response(health_report(self.runtime.tables[self.gw(request)]))
 
     async def mcp_health(self, request: Request) -> Response:
-        return json_response({"data": self.mcp_status()})
+        return json_response({"data": self.mcp_status(self.gw(request))})
 
     async def openapi(self, request: Request) -> Response:
         if self._spec is None:

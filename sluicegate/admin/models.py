@@ -42,6 +42,7 @@ def shown(name: str, info: ModelInfo, source: str) -> dict[str, Any]:
         "cached_input": price.cached_input if price else None,
         "cache_write": price.cache_write if price else None,
         "reasoning": price.reasoning if price else None,
+        "audio_input": price.audio_input if price else None,
         "capabilities": sorted(info.capabilities) if info.capabilities is not None else None,
         "description": info.description,
         "source": source,

@@ -27,6 +27,7 @@ def routing_schemas() -> dict[str, Any]:
             "max_output": count,
             **{p: number for p in ("input", "output", "cached_input", "cache_write")},
             "reasoning": number,
+            "audio_input": number,
             "capabilities": {
                 "type": ["array", "null"],
                 "items": {"type": "string", "enum": list(CAPABILITIES)},

@@ -530,6 +530,7 @@ class PriceOverride(Strict):
     cached_input: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+    audio_input: float | None = Field(default=None, ge=0)  # audio prompt tokens
     image: float | None = Field(default=None, ge=0)
     audio_second: float | None = Field(default=None, ge=0)
     character: float | None = Field(default=None, ge=0)
@@ -606,6 +607,7 @@ class Tenant(Strict):
     rules: list[Rule] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(default_factory=list)
 
     @field_validator("auth")
     @classmethod

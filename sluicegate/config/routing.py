@@ -28,6 +28,7 @@ class ModelSpec(Strict):
     cached_input: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     reasoning: float | None = Field(default=None, ge=0)
+    audio_input: float | None = Field(default=None, ge=0)  # audio prompt tokens
     capabilities: list[Capability] | None = None  # None: the built-in's (unknown: any)
     description: str | None = None
 

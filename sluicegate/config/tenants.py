@@ -12,7 +12,7 @@ from __future__ import annotations
 from sluicegate.config.load import Loaded
 from sluicegate.config.model import Config, Tenant
 
-_ENTITIES = ("upstreams", "services", "rules", "groups", "consumers")
+_ENTITIES = ("upstreams", "services", "rules", "groups", "consumers", "mcp_servers")
 
 
 def tenant_config(config: Config, tenant: Tenant) -> Config:
@@ -27,14 +27,7 @@ def tenant_config(config: Config, tenant: Tenant) -> Config:
     gateway = config.gateway.model_copy(update=update)
     entities = {kind: getattr(tenant, kind) for kind in _ENTITIES}
     return config.model_copy(
-        # MCP servers are the default gateway's (a tenant declares none of its own yet).
-        update={
-            "gateway": gateway,
-            "gateways": [],
-            "auth": tenant.auth,
-            "mcp_servers": [],
-            **entities,
-        }
+        update={"gateway": gateway, "gateways": [], "auth": tenant.auth, **entities}
     )
 
 

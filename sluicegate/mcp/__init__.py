@@ -1,6 +1,7 @@
 """The MCP gateway: ``/mcp`` and ``/mcp/{server}`` in front of the configured MCP servers.
 
 room.py          the ASGI endpoint (streamable HTTP): auth, sessions, JSON or SSE answers
+hub.py           one gateway's servers, allow lists and relaying (each gateway has its own)
 dispatch.py      one client message: permissions, naming, policies, relaying
 aggregate.py     the aggregated endpoint's lists, and which server a resource is on
 listen.py        a session's GET stream: servers' messages merged, list changes debounced

@@ -87,7 +87,7 @@ class Aggregator:
         )
         for name, found in zip(names, results, strict=True):
             if isinstance(found, ServerDown):
-                self.metrics.left_out.labels(name, found.kind).inc()
+                self.metrics.left_out.labels(call.session.gateway, name, found.kind).inc()
             elif isinstance(found, BaseException):
                 raise found
 
@@ -102,7 +102,7 @@ class Aggregator:
         items: list[tuple[str, Message]] = []
         for name, found in zip(names, results, strict=True):
             if isinstance(found, ServerDown):
-                self.metrics.left_out.labels(name, found.kind).inc()
+                self.metrics.left_out.labels(call.session.gateway, name, found.kind).inc()
                 continue
             if isinstance(found, BaseException):
                 raise found

@@ -19,15 +19,30 @@ def base_url(scope: Scope) -> str:
     return f"{scope.get('scheme', 'http')}://{host}"
 
 
-def resource_of(path: str) -> str | None:
-    """The resource path a metadata path is about (``/mcp`` for the bare well-known path,
+def resource_of(path: str) -> tuple[str | None, str] | None:
+    """The gateway a metadata path names (``/gw/<name>/mcp``; None: the one the request
+    is for) and the resource path it is about (``/mcp`` for the bare well-known path,
     which describes the MCP endpoint too); None for other paths."""
     if path == WELL_KNOWN:
-        return "/mcp"
+        return None, "/mcp"
     rest = path.removeprefix(WELL_KNOWN)
-    if rest != path and (rest == "/mcp" or rest.startswith("/mcp/")):
-        return rest
+    if rest == path:
+        return None
+    gateway, inner = None, rest
+    if rest.startswith("/gw/"):
+        gateway, _, tail = rest[4:].partition("/")
+        inner = "/" + tail
+    if inner == "/mcp" or inner.startswith("/mcp/"):
+        return gateway, rest
     return None
+
+
+def mounted(scope: Scope, gateway: str) -> str:
+    """``/gw/<name>`` when the request named its gateway in the path (which the gateway's
+    routing has taken off ``path``), else empty: where its MCP endpoint is mounted."""
+    prefix = f"/gw/{gateway}"
+    raw: bytes = scope.get("raw_path") or b""
+    return prefix if raw.startswith(prefix.encode() + b"/") else ""
 
 
 def metadata(scope: Scope, jwt: JwtAuth, resource: str) -> bytes:
@@ -41,10 +56,12 @@ def metadata(scope: Scope, jwt: JwtAuth, resource: str) -> bytes:
     return orjson.dumps(doc)
 
 
-def challenge(scope: Scope) -> tuple[bytes, bytes]:
-    """The ``WWW-Authenticate`` of a 401 on ``/mcp…``: where the metadata is."""
+def challenge(scope: Scope, prefix: str = "") -> tuple[bytes, bytes]:
+    """The ``WWW-Authenticate`` of a 401 on ``/mcp…`` (``prefix``: on ``/gw/<name>/mcp…``):
+    where the metadata is."""
     path: str = scope["path"]
-    where = base_url(scope) + WELL_KNOWN + (path if path.startswith("/mcp") else "/mcp")
+    resource = prefix + (path if path.startswith("/mcp") else "/mcp")
+    where = base_url(scope) + WELL_KNOWN + resource
     return b"www-authenticate", f'Bearer resource_metadata="{where}"'.encode()
 
 

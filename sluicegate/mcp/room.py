@@ -23,13 +23,13 @@ from sluicegate.asgi import JSON, Receive, Scope, Send, read_body, respond, resp
 from sluicegate.asgi import Message as AsgiMessage
 from sluicegate.errors import AuthenticationError, GatewayError, NotFound, PermissionDenied
 from sluicegate.mcp.context import Call
-from sluicegate.mcp.discovery import CONTENT, challenge, metadata, resource_of
+from sluicegate.mcp.discovery import CONTENT, challenge, metadata, mounted, resource_of
 from sluicegate.mcp.dispatch import Dispatcher, unavailable
+from sluicegate.mcp.hub import Hub
 from sluicegate.mcp.listen import listen
-from sluicegate.mcp.relay import Relay
 from sluicegate.mcp.servers import Servers
 from sluicegate.mcp.sessions import McpSession, Sessions, SessionsUnavailable, new_id
-from sluicegate.mcp.table import McpTable, compile_mcp
+from sluicegate.mcp.table import McpTable
 from sluicegate.mcp.telemetry import McpMetrics
 from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
@@ -69,40 +69,47 @@ class McpRoom:
         self.proxy = proxy
         self.runtime = proxy.runtime
         self.metrics = McpMetrics(self.runtime.metrics)
-        self.servers = Servers(self.metrics)
+        self.hubs: dict[str, Hub] = {}  # by gateway: each serves its own servers only
+        self._configs: dict[str, Config] = {}  # the runtime's, when the hubs were last pruned
         self._sessions: Sessions | None = None
-        self.relay: Relay | None = None
-        self.dispatcher: Dispatcher | None = None
-        self._config: Config | None = None
-        self._table = McpTable()
         self._stopping: asyncio.Event | None = None  # set: GET streams end (shutdown)
 
-    def table(self) -> McpTable:
-        """The running config's servers and allow lists, compiled once per change."""
-        config = self.runtime.loaded.config
-        if config is not self._config:
-            self._table = compile_mcp(config)
-            self._config = config
-            self.servers.sync(self._table.servers)
-        return self._table
-
-    def _dispatcher(self) -> tuple[Sessions, Dispatcher]:
-        if self._sessions is None or self.dispatcher is None:
-            settings = self.runtime.file.config.gateway
-            shared = run_path("mcp-sessions.db")  # serve --workers N: one file for all
-            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl, shared)
-            self.relay = Relay(self.servers, self._sessions)
-            self.dispatcher = Dispatcher(
-                self.relay,
+    def hub(self, gateway: str) -> tuple[Hub, McpTable]:
+        """A gateway's hub and its compiled servers and allow lists (``NotFound``: the
+        gateway is gone)."""
+        configs = self.runtime.configs
+        if configs is not self._configs:
+            self._configs = configs
+            for name in [n for n in self.hubs if n not in configs]:  # a gateway deleted
+                gone = self.hubs.pop(name)
+                asyncio.get_running_loop().create_task(gone.close())
+        config = configs.get(gateway)
+        if config is None:
+            raise NotFound(f"No gateway named '{gateway}'.", code="gateway_not_found")
+        found = self.hubs.get(gateway)
+        if found is None:
+            prefix = "" if gateway == self.runtime.gateway else f"gateway '{gateway}': "
+            found = self.hubs[gateway] = Hub(
+                gateway,
                 self.metrics,
                 lambda: self.runtime.audit,
                 lambda: self.proxy.limiter(self.runtime.table),
+                prefix,
             )
-        return self._sessions, self.dispatcher
+        return found, found.table(config)
 
-    def status(self) -> list[dict[str, object]]:
-        self.table()  # a server added a moment ago is shown before its first use
-        return self.servers.status()
+    def _store(self) -> Sessions:
+        if self._sessions is None:
+            settings = self.runtime.file.config.gateway
+            shared = run_path("mcp-sessions.db")  # serve --workers N: one file for all
+            self._sessions = Sessions(settings.redis, settings.mcp_session_ttl, shared)
+        return self._sessions
+
+    def status(self, gateway: str | None = None) -> list[dict[str, object]]:
+        """A gateway's servers (the default one's unless named) as the dashboard shows them;
+        compiled first, so that a server added a moment ago is shown before its first use."""
+        hub, _ = self.hub(gateway or self.runtime.gateway)
+        return hub.servers.status()
 
     def stop_listening(self) -> None:
         """The server is stopping: GET streams end now (clients open them again, on another
@@ -115,16 +122,22 @@ class McpRoom:
         return self._stopping
 
     async def close(self) -> None:
-        await self.servers.close()
+        for hub in self.hubs.values():
+            await hub.close()
         if self._sessions is not None:
             await self._sessions.close()
 
-    async def discovery(self, scope: Scope, send: Send) -> bool:
-        """``/.well-known/oauth-protected-resource[/mcp…]`` with ``auth.jwt`` on: RFC 9728
-        metadata. False: not such a request (the caller answers it)."""
-        jwt = self.runtime.loaded.config.auth.jwt
-        resource = resource_of(scope["path"])
-        if jwt is None or resource is None or scope["method"] not in ("GET", "HEAD"):
+    async def discovery(self, scope: Scope, send: Send, table: RoutingTable) -> bool:
+        """``/.well-known/oauth-protected-resource[/gw/<name>][/mcp…]`` with the gateway's
+        ``auth.jwt`` on: RFC 9728 metadata. False: not such a request (the caller answers
+        it)."""
+        found = resource_of(scope["path"])
+        if found is None or scope["method"] not in ("GET", "HEAD"):
+            return False
+        named, resource = found
+        config = self.runtime.configs.get(named or table.gateway)
+        jwt = config.auth.jwt if config is not None else None
+        if jwt is None:
             return False
         await respond(send, 200, metadata(scope, jwt, resource), list(CONTENT))
         return True
@@ -146,28 +159,27 @@ class McpRoom:
         incoming = read_headers(scope["headers"])
         send = _tagged(send, incoming.request_id)
         try:
-            if table.gateway != self.runtime.gateway:
-                # Allow lists name the default gateway's consumers: another gateway's
-                # consumer of the same name must not inherit them.
-                raise NotFound("MCP servers are served by the default gateway only.")
             consumer = await self.proxy.identify(table, incoming.key, scope)
-            mcp = self.table()
+            hub, mcp = self.hub(table.gateway)
             if server is not None and server not in mcp.servers:
                 raise NotFound(f"No MCP server named '{server}'.", code="mcp_server_not_found")
             allow = mcp.allow(consumer.name, consumer.mcp)
             if server is not None and not allow.server(server):
                 raise PermissionDenied(f"MCP server '{server}' is not allowed for this key.")
         except GatewayError as exc:
-            jwt = self.runtime.loaded.config.auth.jwt
+            config = self.runtime.configs.get(table.gateway)
+            jwt = config.auth.jwt if config is not None else None
             told = isinstance(exc, AuthenticationError) and jwt is not None
-            await respond_error(send, exc, [challenge(scope)] if told else [])
+            told_where = [challenge(scope, mounted(scope, table.gateway))] if told else []
+            await respond_error(send, exc, told_where)
             return
         key_id = hash_key(incoming.key, table.key_secret).hex()[:16] if incoming.key else ""
         method = scope["method"]
         if method not in ("GET", "POST", "DELETE"):
             await respond(send, 405, b"", [_ALLOW])
             return
-        sessions, dispatcher = self._dispatcher()
+        sessions = self._store()
+        dispatcher = hub.dispatcher(sessions)
         given = _header(scope, b"mcp-session-id")
         if method == "POST":
             try:
@@ -217,7 +229,7 @@ class McpRoom:
             return
         call = Call(found, mcp, allow, incoming.request_id, consumer.prefix, key_id)
         if method == "GET":
-            await self._listen(receive, send, call)
+            await self._listen(receive, send, call, hub.servers)
             return
         if method == "DELETE":
             await dispatcher.end(call)
@@ -250,10 +262,10 @@ class McpRoom:
         headers = [(b"mcp-session-id", call.session.id.encode())]
         await _json(send, 200, answer, headers)
 
-    async def _listen(self, receive: Receive, send: Send, call: Call) -> None:
+    async def _listen(self, receive: Receive, send: Send, call: Call, servers: Servers) -> None:
         """The session's GET stream, until the client leaves or the server stops."""
         await send({"type": "http.response.start", "status": 200, "headers": list(_SSE)})
-        stream = listen(self.servers, call)
+        stream = listen(servers, call)
 
         async def relay() -> None:
             async for item in stream:

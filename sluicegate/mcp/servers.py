@@ -10,6 +10,7 @@ again at its first success. Each change is logged once and shown as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -54,8 +55,13 @@ FAILURES = (ServerDown, TimeoutError, aiohttp.ClientError, orjson.JSONDecodeErro
 
 
 class Servers:
-    def __init__(self, metrics: McpMetrics) -> None:
+    """One gateway's servers: each gateway has its own clients, server sessions and stdio
+    processes, so that no gateway's callers reach another's."""
+
+    def __init__(self, metrics: McpMetrics, gateway: str, log_prefix: str = "") -> None:
         self.metrics = metrics
+        self.gateway = gateway
+        self.log_prefix = log_prefix  # "gateway 'team-a': " for all but the default gateway
         self.specs: Mapping[str, ServerSpec] = {}
         self.clients: dict[str, Upstream] = {}
         self.health: dict[str, Health] = {}
@@ -89,11 +95,11 @@ class Servers:
                     HttpUpstream(spec, self._session()) if spec.url else StdioUpstream(spec)
                 )
                 self.health.setdefault(name, Health())
-                self.metrics.up.labels(name).set(1 if self.health[name].up else 0)
+                self.metrics.up.labels(self.gateway, name).set(1 if self.health[name].up else 0)
         for name in list(self.health):
             if name not in specs:
                 del self.health[name]
-                self.metrics.up.remove(name)
+                self.metrics.up.remove(self.gateway, name)
         self.specs = specs
         if self._retired:
             retired, self._retired = self._retired, []
@@ -131,16 +137,18 @@ class Servers:
         pause = min(MAX_PAUSE, FIRST_PAUSE * 2 ** (health.failures - 1))
         health.retry_at = time.monotonic() + pause
         if health.up or health.reason != str(exc):
-            log.warning("%s; left out of MCP answers, tried again in %.1fs", exc, pause)
+            log.warning(
+                "%s%s; left out of MCP answers, tried again in %.1fs", self.log_prefix, exc, pause
+            )
         health.up, health.reason = False, str(exc)
-        self.metrics.up.labels(name).set(0)
+        self.metrics.up.labels(self.gateway, name).set(0)
 
     def succeeded(self, name: str) -> None:
         health = self.health.get(name)
         if health is not None and not health.up:
-            log.info("MCP server '%s' answers again", name)
+            log.info("%sMCP server '%s' answers again", self.log_prefix, name)
             health.up, health.failures, health.reason = True, 0, ""
-            self.metrics.up.labels(name).set(1)
+            self.metrics.up.labels(self.gateway, name).set(1)
 
     async def open(self, name: str, params: Message) -> Opened:
         client = self.client(name)
@@ -179,6 +187,10 @@ class Servers:
         for client in [*self.clients.values(), *self._retired]:
             await client.close()
         self.clients.clear()
+        for name in self.health:
+            with contextlib.suppress(KeyError):  # its gateway is gone: so are its gauges
+                self.metrics.up.remove(self.gateway, name)
+        self.health.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None

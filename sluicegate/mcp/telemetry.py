@@ -18,27 +18,28 @@ class McpMetrics:
         registry = metrics.registry
         self.calls = Counter(
             "sluicegate_mcp_tool_calls",
-            "MCP tool calls by server, tool, consumer and outcome (ok, tool_error, or a failure)",
-            ["server", "tool", "consumer", "status"],
+            "MCP tool calls by gateway, server, tool, consumer and outcome (ok, tool_error, or a "
+            "failure)",
+            ["gateway", "server", "tool", "consumer", "status"],
             registry=registry,
         )
         self.duration = Histogram(
             "sluicegate_mcp_tool_call_duration_seconds",
             "Time of an MCP tool call through the gateway, to its answer",
-            ["server", "tool"],
+            ["gateway", "server", "tool"],
             buckets=_BUCKETS,
             registry=registry,
         )
         self.up = Gauge(
             "sluicegate_mcp_server_up",
             "1 while an MCP server answers, 0 while it is left out of lists",
-            ["server"],
+            ["gateway", "server"],
             registry=registry,
         )
         self.left_out = Counter(
             "sluicegate_mcp_server_left_out",
             "Times an MCP server was left out of an aggregated answer (down or slow)",
-            ["server", "reason"],
+            ["gateway", "server", "reason"],
             registry=registry,
         )
 
@@ -86,8 +87,8 @@ class CallRecord:
     ) -> None:
         ended = time.perf_counter()
         server, tool = self.labels
-        metrics.calls.labels(server, tool, self.consumer, outcome).inc()
-        metrics.duration.labels(server, tool).observe(ended - self.started)
+        metrics.calls.labels(self.gateway, server, tool, self.consumer, outcome).inc()
+        metrics.duration.labels(self.gateway, server, tool).observe(ended - self.started)
         if audit is None:
             return
         ex = Exchange(

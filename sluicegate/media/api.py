@@ -42,6 +42,7 @@ from sluicegate.media.request import MediaRequest, read_request
 from sluicegate.media.usage import MediaUnits, StreamEvents
 from sluicegate.media.wires import wire_for
 from sluicegate.policies.rate_limit import Reservation
+from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.attempt import Failure, failed_answer
 from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
@@ -261,8 +262,11 @@ class MediaApi:
                 await self.deliver(table, request, result, send, receive, out, ex)
                 return
             assert failure is not None
-            if request.sent or not rule.fallback_on.matches(
-                failure.kind, failure.status, failure.code
+            # A provider that cannot take what was asked (a mask) is passed over, as one
+            # that lacks the endpoint is: the next step may take it.
+            passed_over = failure.code == "unsupported_parameter"
+            if request.sent or not (
+                passed_over or rule.fallback_on.matches(failure.kind, failure.status, failure.code)
             ):
                 break
             if index + 1 < len(steps):
@@ -294,14 +298,21 @@ class MediaApi:
             files: tuple[FormFile, ...] = ()
             if endpoint.form and not wire.relayed:
                 files = tuple((await request.read_whole()).uploads)
-            upstream = wire.request(
-                adapter, endpoint, request.body, request.raw, model, base, files
-            )
+                # Uploads put in JSON (base64, a mask redrawn): work for a thread.
+                upstream = await asyncio.to_thread(
+                    wire.request, adapter, endpoint, request.body, request.raw, model, base, files
+                )
+            else:
+                upstream = wire.request(
+                    adapter, endpoint, request.body, request.raw, model, base, files
+                )
             if endpoint.form and wire.relayed and not streamed:
                 await request.read_whole()
                 upstream.body = request.form_head(model) + (request.tail or b"")
                 upstream.headers["content-type"] = request.content_type
         except GatewayError as exc:  # the request cannot be put in this provider's terms
+            if exc.code == "unsupported_parameter":
+                exc.message = f"Service '{service.name}': {exc.message}"
             return Failure("status", service, exc.http_status, cause=exc)
         for name, value in service.headers:
             upstream.headers[name] = value
@@ -317,6 +328,9 @@ class MediaApi:
                     return Failure(exc.kind, service, detail=detail)
             signer.sign(upstream)
         transport = service.transport or http
+        copies = 1 if wire.relayed else wire.copies(endpoint, request.body, model)
+        if copies > 1:
+            return await self.several(step, wire, request, target, upstream, copies)
         started = time.monotonic()
         try:
             if streamed:
@@ -342,20 +356,72 @@ class MediaApi:
             target.observe(time.monotonic() - started, time.monotonic())
             longest = service.timeouts.stream
             return Answer(target, response.status, content_type, response=response, longest=longest)
+        if wire.relayed:
+            try:
+                data = await response.read(service.max_answer_bytes)
+                target.observe(time.monotonic() - started, time.monotonic())
+                return Answer(target, response.status, content_type, data, orjson.loads(data))
+            except TransportError as exc:
+                return Failure(exc.kind, service, detail=str(exc))
+            except ValueError as exc:
+                return Failure("invalid", service, detail=type(exc).__name__)
+        document = await self.translated(service, wire, request, model, response)
+        if isinstance(document, Failure):
+            return document
+        target.observe(time.monotonic() - started, time.monotonic())
+        return Answer(target, 200, "application/json", orjson.dumps(document), document)
+
+    async def several(
+        self,
+        step: Step,
+        wire: Wire,
+        request: MediaRequest,
+        target: Target,
+        upstream: UpstreamRequest,
+        copies: int,
+    ) -> Answer | Failure:
+        """``upstream`` sent ``copies`` times at once; any failure is the attempt's."""
+        service = step.service
+        model = step.model or request.model
+        transport = service.transport or self.proxy.runtime.http
+        started = time.monotonic()
+
+        async def one() -> dict[str, Any] | Failure:
+            try:
+                response = await transport.open(upstream, service.timeouts, tls=service.tls)
+            except TransportError as exc:
+                return Failure(exc.kind, service, detail=str(exc))
+            if response.status >= 400:
+                secrets = service.signer.secrets(upstream) if service.signer is not None else []
+                return await failed_answer(response, service, secrets)
+            return await self.translated(service, wire, request, model, response)
+
+        answers = await asyncio.gather(*(one() for _ in range(copies)))
+        failed = next((a for a in answers if isinstance(a, Failure)), None)
+        if failed is not None:
+            return failed
+        target.observe(time.monotonic() - started, time.monotonic())
+        document = wire.join([a for a in answers if not isinstance(a, Failure)])
+        return Answer(target, 200, "application/json", orjson.dumps(document), document)
+
+    @staticmethod
+    async def translated(
+        service: CompiledService,
+        wire: Wire,
+        request: MediaRequest,
+        model: str,
+        response: UpstreamResponse,
+    ) -> dict[str, Any] | Failure:
+        """A provider's whole answer in OpenAI's shape (``Wire.answer``)."""
         try:
             data = await response.read(service.max_answer_bytes)
+            return wire.answer(request.endpoint, data, request.body, model)
         except TransportError as exc:
             return Failure(exc.kind, service, detail=str(exc))
-        target.observe(time.monotonic() - started, time.monotonic())
-        try:
-            if wire.relayed:
-                return Answer(target, response.status, content_type, data, orjson.loads(data))
-            document = wire.answer(endpoint, data, request.body, model)
         except GatewayError as exc:
             return Failure("status", service, exc.http_status, cause=exc)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             return Failure("invalid", service, detail=type(exc).__name__)
-        return Answer(target, 200, "application/json", orjson.dumps(document), document)
 
     async def deliver(
         self,

@@ -72,3 +72,11 @@ class Wire:
         self, endpoint: MediaEndpoint, data: bytes, body: dict[str, Any], model: str
     ) -> dict[str, Any]:
         raise NotImplementedError
+
+    def copies(self, endpoint: MediaEndpoint, body: dict[str, Any], model: str) -> int:
+        """How many times the same request is sent at once, for a provider that makes one
+        result a call where the client asked for several; their answers are ``join``-ed."""
+        return 1
+
+    def join(self, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError

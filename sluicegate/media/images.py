@@ -65,6 +65,19 @@ def answer(
     return out
 
 
+def join(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One answer of several: their images in order, their token usage added up."""
+    joined: dict[str, Any] = {
+        "created": answers[0]["created"],
+        "data": [item for one in answers for item in one["data"]],
+    }
+    usages = [one["usage"] for one in answers if isinstance(one.get("usage"), dict)]
+    if usages:
+        keys = ("input_tokens", "output_tokens", "total_tokens")
+        joined["usage"] = {key: sum(int(u.get(key) or 0) for u in usages) for key in keys}
+    return joined
+
+
 def images_of(files: Sequence[FormFile]) -> list[FormFile]:
     """The images of an edit or a variation (``image``, or ``image[]`` for several)."""
     found = [f for f in files if f.name in ("image", "image[]")]
@@ -73,10 +86,19 @@ def images_of(files: Sequence[FormFile]) -> list[FormFile]:
     return found
 
 
-def no_mask(files: Sequence[FormFile], provider: str) -> None:
-    if any(f.name == "mask" for f in files):
+def mask_of(files: Sequence[FormFile]) -> FormFile | None:
+    return next((f for f in files if f.name == "mask"), None)
+
+
+def no_mask(files: Sequence[FormFile], models: str) -> None:
+    """A mask refused where the provider's API has no place for one (the gateway names
+    the service: ``unsupported_parameter``)."""
+    if mask_of(files) is not None:
         raise InvalidRequest(
-            f"{provider} edits take no mask: describe the change in the prompt.", param="mask"
+            f"{models} take no mask: describe the change in the prompt, or send masked "
+            "edits to a model that takes one (OpenAI's, Amazon Nova Canvas, Titan Image).",
+            param="mask",
+            code="unsupported_parameter",
         )
 
 

@@ -5,8 +5,10 @@
      "imageGenerationConfig": {"numberOfImages", "width", "height", "quality"}}
     -> {"images": ["<base64 PNG>", ...], "error": null}
 
-An edit or a variation is ``IMAGE_VARIATION`` (``imageVariationParams``: the images, and
-an edit's prompt as ``text``); a mask is refused, as Amazon's masks mean something else.
+An edit with a mask is ``INPAINTING`` (``inPaintingParams``: the image, the prompt as
+``text``, OpenAI's mask redrawn as Amazon's ``maskImage``, ``media.masks``); an edit
+without one, or a variation, is ``IMAGE_VARIATION`` (``imageVariationParams``: the images,
+and an edit's prompt as ``text``).
 
 OpenAI's ``hd`` and ``high`` quality are Amazon's ``premium``, anything else ``standard``.
 """
@@ -18,9 +20,10 @@ from typing import Any
 
 import orjson
 
-from sluicegate.errors import UpstreamError
+from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media import images
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.masks import amazon_mask
 from sluicegate.media.multipart import FormFile
 from sluicegate.providers.base import Adapter, UpstreamRequest
 from sluicegate.providers.bedrock import model_segment
@@ -51,13 +54,28 @@ class BedrockImages(Wire):
                 "quality": "premium" if body.get("quality") in _PREMIUM else "standard",
             },
         }
+        mask = images.mask_of(files) if endpoint.name == "images.edits" else None
         if endpoint.name == "images.generations":
             payload["taskType"] = "TEXT_IMAGE"
             payload["textToImageParams"] = {"text": images.prompt_of(body)}
+        elif mask is not None:
+            given = images.images_of(files)
+            if len(given) > 1:
+                raise InvalidRequest(
+                    "Amazon's inpainting takes one image with a mask.", param="image"
+                )
+            payload["taskType"] = "INPAINTING"
+            payload["inPaintingParams"] = {
+                "image": images.b64(given[0].data),
+                "text": images.prompt_of(body),
+                "maskImage": images.b64(amazon_mask(mask.data)),
+            }
+            # Inpainting keeps the image's own size: it takes no width or height.
+            config = payload["imageGenerationConfig"]
+            del config["width"], config["height"]
         else:
-            # An edit (no mask: the prompt says what changes) or a variation: Amazon's
-            # IMAGE_VARIATION, guided by the prompt when there is one.
-            images.no_mask(files, "Bedrock")
+            # An edit without a mask (the prompt says what changes) or a variation:
+            # Amazon's IMAGE_VARIATION, guided by the prompt when there is one.
             params: dict[str, Any] = {
                 "images": [images.b64(f.data) for f in images.images_of(files)]
             }

@@ -7,7 +7,14 @@ Two kinds of model, told apart by name:
     gemini-*      ``{model}:generateContent`` with ``responseModalities: ["IMAGE"]``; the
                   images are the answer's ``inlineData`` parts, its usage is in tokens
 
-Imagen takes an aspect ratio, not a size: the one nearest to the size asked for.
+An edit on Imagen is Vertex AI's mask-based editing (``imagen-3.0-capability-*``,
+``:predict`` with the image and OpenAI's mask redrawn as Imagen's as reference images,
+``EDIT_MODE_INPAINT_INSERTION``); Gemini image models edit from the prompt alone and
+take no mask.
+
+Imagen takes an aspect ratio, not a size: the one nearest to the size asked for. Imagen
+makes ``n`` images a call (``sampleCount``); Gemini image models refuse ``candidateCount``
+above 1, so ``n`` images from them are ``n`` calls at once, their answers joined.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ import orjson
 from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media import images
 from sluicegate.media.base import MediaEndpoint, Wire
+from sluicegate.media.masks import google_mask
 from sluicegate.media.multipart import FormFile
 from sluicegate.providers.base import Adapter, UpstreamRequest
-from sluicegate.providers.gemini import GeminiAdapter
+from sluicegate.providers.gemini import GeminiAdapter, VertexAdapter
 
 _RATIOS = {"1:1": 1.0, "3:4": 3 / 4, "4:3": 4 / 3, "9:16": 9 / 16, "16:9": 16 / 9}
 _JSON = {"content-type": "application/json", "accept": "application/json"}
@@ -55,10 +63,12 @@ class GeminiImages(Wire):
         ratio = aspect_ratio(*images.size_of(body))
         images.format_of(body)  # refused now, not after the images were paid for
         if imagen(model):
+            if endpoint.name == "images.edits":
+                edit = _imagen_edit(adapter, prompt, n, files)
+                return UpstreamRequest("POST", f"{where}:predict", dict(_JSON), edit)
             if endpoint.name != "images.generations":
                 raise InvalidRequest(
-                    f"'{model}' does not edit images here; use a Gemini image model.",
-                    param="model",
+                    f"'{model}' makes no variations; use a Bedrock image model.", param="model"
                 )
             payload: dict[str, Any] = {
                 "instances": [{"prompt": prompt}],
@@ -67,7 +77,7 @@ class GeminiImages(Wire):
             return UpstreamRequest("POST", f"{where}:predict", dict(_JSON), orjson.dumps(payload))
         parts: list[dict[str, Any]] = []
         if endpoint.name == "images.edits":  # the images, then what to change in them
-            images.no_mask(files, "Gemini")
+            images.no_mask(files, "Gemini image models")
             parts = [
                 {"inlineData": {"mimeType": f.content_type, "data": images.b64(f.data)}}
                 for f in images.images_of(files)
@@ -77,8 +87,6 @@ class GeminiImages(Wire):
             "responseModalities": ["IMAGE"],
             "imageConfig": {"aspectRatio": ratio},
         }
-        if n > 1:
-            config["candidateCount"] = n
         payload = {
             "contents": [{"role": "user", "parts": parts}],
             "generationConfig": config,
@@ -86,6 +94,12 @@ class GeminiImages(Wire):
         return UpstreamRequest(
             "POST", f"{where}:generateContent", dict(_JSON), orjson.dumps(payload)
         )
+
+    def copies(self, endpoint: MediaEndpoint, body: dict[str, Any], model: str) -> int:
+        return 1 if imagen(model) else images.count_of(_numbers(body))
+
+    def join(self, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        return images.join(answers)
 
     def answer(
         self, endpoint: MediaEndpoint, data: bytes, body: dict[str, Any], model: str
@@ -114,6 +128,43 @@ class GeminiImages(Wire):
             "total_tokens": meta.get("totalTokenCount", 0),
         }
         return images.answer(body, found, usage)
+
+
+def _imagen_edit(adapter: GeminiAdapter, prompt: str, n: int, files: Sequence[FormFile]) -> bytes:
+    """Imagen's mask-based editing: the image and the mask as reference images."""
+    if not isinstance(adapter, VertexAdapter):
+        raise InvalidRequest(
+            "Imagen edits images on Vertex AI only; the Gemini API's image models edit "
+            "from the prompt (a Gemini image model, without a mask).",
+            param="model",
+            code="unsupported_parameter",
+        )
+    mask = images.mask_of(files)
+    if mask is None:
+        raise InvalidRequest(
+            "Imagen edits what a mask marks: send one, or use a Gemini image model.",
+            param="mask",
+        )
+    given = images.images_of(files)
+    if len(given) > 1:
+        raise InvalidRequest("Imagen edits one image with a mask.", param="image")
+    raw = {
+        "referenceType": "REFERENCE_TYPE_RAW",
+        "referenceId": 1,
+        "referenceImage": {"bytesBase64Encoded": images.b64(given[0].data)},
+    }
+    marked = {
+        "referenceType": "REFERENCE_TYPE_MASK",
+        "referenceId": 2,
+        "referenceImage": {"bytesBase64Encoded": images.b64(google_mask(mask.data))},
+        "maskImageConfig": {"maskMode": "MASK_MODE_USER_PROVIDED"},
+    }
+    return orjson.dumps(
+        {
+            "instances": [{"prompt": prompt, "referenceImages": [raw, marked]}],
+            "parameters": {"editMode": "EDIT_MODE_INPAINT_INSERTION", "sampleCount": n},
+        }
+    )
 
 
 def _numbers(body: dict[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,10 @@
 Cohere takes it as it is (``{base}/rerank``; the answer is relayed). OpenAI-compatible rerank
 servers (vLLM, Jina, Infinity: ``{base}/rerank``) are sent the documents as strings, and
 their answers read in any of the shapes they use: Cohere's and Jina's ``results``, Voyage's
-``data``, TEI's bare list of ``{index, score}``. Bedrock runs Cohere's and Amazon's rerank
-models through ``InvokeModel``.
+``data``, TEI's bare list of ``{index, score}``. Hugging Face Text Embeddings Inference
+(``provider: tei``) takes its own body at its root's ``/rerank``: ``query`` and ``texts``,
+no ``top_n`` (the gateway cuts the list). Bedrock runs Cohere's and Amazon's rerank models
+through ``InvokeModel``.
 """
 
 from __future__ import annotations
@@ -139,6 +141,30 @@ class CompatibleRerank(Wire):
         if isinstance(document, dict) and isinstance(document.get("usage"), dict):
             extra["usage"] = document["usage"]
         return cohere_answer(body, scores_of(document), extra)
+
+
+class TeiRerank(Wire):
+    def request(
+        self,
+        adapter: Adapter,
+        endpoint: MediaEndpoint,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        base_url: str,
+        files: Sequence[FormFile] = (),
+    ) -> UpstreamRequest:
+        # TEI refuses what Cohere would cut: truncate as Cohere does with long documents.
+        payload = {"query": query_of(body), "texts": texts_of(body), "truncate": True}
+        top_n_of(body)  # refused now, not after the search was paid for
+        # Its OpenAI embeddings live under /v1; its rerank at the server's root.
+        url = base_url.removesuffix("/v1") + "/rerank"
+        return UpstreamRequest("POST", url, dict(_JSON), orjson.dumps(payload))
+
+    def answer(
+        self, endpoint: MediaEndpoint, data: bytes, body: dict[str, Any], model: str
+    ) -> dict[str, Any]:
+        return cohere_answer(body, scores_of(orjson.loads(data)), {"model": model})
 
 
 class BedrockRerank(Wire):

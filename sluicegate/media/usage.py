@@ -2,7 +2,8 @@
 
 images        the images in the answer's ``data`` (priced by the request's quality, size)
 transcripts   the seconds of audio (``usage.seconds``, or ``duration`` of verbose_json);
-              token usage where the model reports it (gpt-4o-transcribe)
+              token usage where the model reports it (gpt-4o-transcribe), its audio
+              tokens apart, priced by the token price table
 speech        the characters of ``input``
 rerank        searches (Cohere's ``billed_units.search_units``, else one a request)
 moderations   one request
@@ -66,6 +67,9 @@ def read_transcript_usage(document: dict[str, Any], units: MediaUnits) -> None:
         units.seconds = _number(usage.get("seconds"))
     elif isinstance(usage, dict):
         units.tokens = _tokens(usage)
+        details = usage.get("input_token_details")
+        if units.tokens is not None and isinstance(details, dict):
+            units.tokens.audio = int(_number(details.get("audio_tokens")))
     if not units.seconds:
         units.seconds = _number(document.get("duration"))
 
@@ -118,6 +122,10 @@ def cost(
     request: dict[str, Any],
 ) -> float | None:
     """USD, or None when no price is known for ``model``."""
+    if units.tokens is not None and not units.images and tokens.price(model) is not None:
+        # A model that reports tokens (gpt-4o-transcribe) is billed by them, not by the
+        # minute its media price estimates.
+        return tokens.cost(model, units.tokens)
     price = media.price(model)
     if price is None:
         return tokens.cost(model, units.tokens) if units.tokens is not None else None

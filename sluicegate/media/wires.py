@@ -10,7 +10,7 @@ from sluicegate.media.base import MediaEndpoint, Wire
 from sluicegate.media.images_bedrock import BedrockImages
 from sluicegate.media.images_gemini import GeminiImages
 from sluicegate.media.openai import OpenAIWire
-from sluicegate.media.rerank import BedrockRerank, CohereRerank, CompatibleRerank
+from sluicegate.media.rerank import BedrockRerank, CohereRerank, CompatibleRerank, TeiRerank
 from sluicegate.providers.azure import AzureAdapter
 from sluicegate.providers.base import Adapter
 from sluicegate.providers.bedrock import BedrockAdapter
@@ -31,6 +31,8 @@ WIRES: dict[type[Adapter], dict[str, Wire]] = {
     CohereAdapter: {"rerank": CohereRerank()},
 }
 _COMPATIBLE_RERANK = CompatibleRerank()
+# OpenAI-compatible servers whose rerank has a body of its own, by ``provider:``.
+_OWN_RERANK: dict[str, Wire] = {"tei": TeiRerank()}
 
 
 def wire_for(adapter: Adapter | None, endpoint: MediaEndpoint) -> Wire | None:
@@ -40,8 +42,10 @@ def wire_for(adapter: Adapter | None, endpoint: MediaEndpoint) -> Wire | None:
         table = WIRES.get(cls)
         if table is not None:
             wire = table.get(endpoint.name) or table.get(endpoint.family)
-            if wire is None and endpoint.family == "rerank" and cls is OpenAIAdapter:
+            if wire is None and endpoint.family == "rerank" and isinstance(adapter, OpenAIAdapter):
                 # Rerank servers speak OpenAI's API for the rest; OpenAI itself has none.
-                return _COMPATIBLE_RERANK if getattr(adapter, "compatible", False) else None
+                if not adapter.compatible:
+                    return None
+                return _OWN_RERANK.get(adapter.provider, _COMPATIBLE_RERANK)
             return wire
     return None

@@ -48,6 +48,9 @@ CATALOG: dict[str, ProviderInfo] = {
     "perplexity": ProviderInfo("api.perplexity.ai", ""),
     "xai": ProviderInfo("api.x.ai"),
     "vllm": ProviderInfo(None),
+    # Hugging Face Text Embeddings Inference: OpenAI's embeddings under /v1, its own
+    # /rerank at the server's root (media.rerank.TeiRerank).
+    "tei": ProviderInfo(None),
     "ollama": ProviderInfo("127.0.0.1", protocol="http", port=11434),
     "llama.cpp": ProviderInfo("127.0.0.1", protocol="http", port=8080),
     "lm-studio": ProviderInfo("127.0.0.1", protocol="http", port=1234),

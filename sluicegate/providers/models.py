@@ -105,6 +105,7 @@ class Override:
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None
+    audio_input: float | None = None
     capabilities: frozenset[str] | None = None
     source: str = "file"
     description: str | None = None
@@ -113,7 +114,14 @@ class Override:
     def over(self, base: ModelInfo | None) -> ModelInfo:
         base = base or ModelInfo()
         price = base.price
-        fields = (self.input, self.output, self.cached_input, self.cache_write, self.reasoning)
+        fields = (
+            self.input,
+            self.output,
+            self.cached_input,
+            self.cache_write,
+            self.reasoning,
+            self.audio_input,
+        )
         if any(f is not None for f in fields):
             old = price if price is not None and not self.whole_price else Price(0.0, 0.0)
             price = Price(
@@ -122,6 +130,7 @@ class Override:
                 self.cached_input if self.cached_input is not None else old.cached_input,
                 self.cache_write if self.cache_write is not None else old.cache_write,
                 self.reasoning if self.reasoning is not None else old.reasoning,
+                self.audio_input if self.audio_input is not None else old.audio_input,
             )
         return ModelInfo(
             self.context_window or base.context_window,

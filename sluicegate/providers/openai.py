@@ -49,6 +49,7 @@ class OpenAIAdapter(Adapter):
 
     def __init__(self, provider: str = "openai", api: str = "chat") -> None:
         info = CATALOG.get(provider)
+        self.provider = provider
         self.asks_usage = info is None or info.stream_usage == "ask"
         self.compatible = provider not in _OPENAIS_OWN
         # ``api: responses``: chat requests go to the Responses API (openai_responses).

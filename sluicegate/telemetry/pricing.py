@@ -27,13 +27,17 @@ class Price:
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None
+    audio_input: float | None = None  # audio prompt tokens (transcription models)
 
     def cost(self, usage: TokenCounts) -> float:
         cached = min(usage.cached, usage.input)
         written = min(usage.cache_write, usage.input - cached)
         fresh = usage.input - cached - written
         reasoning = min(usage.reasoning, usage.output) if self.reasoning is not None else 0
-        total = fresh * self.input
+        audio = min(usage.audio, fresh) if self.audio_input is not None else 0
+        total = (fresh - audio) * self.input
+        if self.audio_input is not None:
+            total += audio * self.audio_input
         total += cached * (self.cached_input if self.cached_input is not None else self.input)
         total += written * (self.cache_write if self.cache_write is not None else self.input)
         total += (usage.output - reasoning) * self.output
@@ -59,6 +63,9 @@ PRICES: dict[str, Price] = {
     "o3": _p(2.0, 8.0, 0.50),
     "o3-mini": _p(1.10, 4.40, 0.55),
     "o4-mini": _p(1.10, 4.40, 0.275),
+    # Transcription models priced by tokens: text (the prompt) and audio input apart.
+    "gpt-4o-transcribe": Price(2.50, 10.0, audio_input=6.0),
+    "gpt-4o-mini-transcribe": Price(1.25, 5.0, audio_input=3.0),
     "text-embedding-3-small": _p(0.02, 0.0),
     "text-embedding-3-large": _p(0.13, 0.0),
     # Anthropic (also on Bedrock and Vertex)

@@ -45,6 +45,7 @@ class TokenCounts:
     cached: int = 0  # prompt tokens read from the provider's cache
     cache_write: int = 0  # prompt tokens written to the provider's cache
     reasoning: int = 0
+    audio: int = 0  # prompt tokens that are audio (gpt-4o-transcribe prices them apart)
     estimated: bool = False  # counted by the gateway: the provider reported none
 
     @property

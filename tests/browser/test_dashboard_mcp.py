@@ -18,6 +18,7 @@ from tests.integration.mcp_client import connect
 
 ADMIN_KEY = "adm-dashboard-mcp-0001"
 KEY = "sk-dashboard-mcp-0001"
+TEAM_KEY = "sk-dashboard-mcp-team-b-0001"
 
 
 def expect(target: Any) -> Any:
@@ -38,6 +39,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway
             {"name": "wiki", "url": f"http://127.0.0.1:{free_port()}/mcp", "timeout": "1s"},
         ],
         "consumers": [{"name": "team-a", "keys": [KEY]}],
+        "gateways": [
+            {
+                "name": "team-b",
+                "mcp_servers": [{"name": "helpdesk", "url": tickets.url}],
+                "consumers": [{"name": "team-b", "keys": [TEAM_KEY]}],
+            }
+        ],
     }
     running = RunningGateway(config, keyless=False).start()
 
@@ -45,6 +53,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway
         async with connect(f"{running.url}/mcp", KEY) as session:
             await session.list_tools()
             await session.call_tool("tickets__read_status", {})
+        async with connect(f"{running.url}/gw/team-b/mcp", TEAM_KEY) as session:
+            await session.list_tools()
+            await session.call_tool("helpdesk__read_ticket", {"ticket": 7})
 
     asyncio.run(call())
     yield running
@@ -60,7 +71,11 @@ def test_mcp_page_shows_health_tools_and_calls(
         logs = httpx.get(
             f"{gateway.url}/admin/logs?endpoint=mcp", headers={"x-api-key": ADMIN_KEY}
         ).json()["data"]
-        if logs:
+        tenant = httpx.get(
+            f"{gateway.url}/admin/gateways/team-b/logs?endpoint=mcp",
+            headers={"x-api-key": ADMIN_KEY},
+        ).json()["data"]
+        if logs and tenant:
             break
         time.sleep(0.05)
     _, page = console_and_page
@@ -78,3 +93,11 @@ def test_mcp_page_shows_health_tools_and_calls(
     expect(wiki).to_contain_text("unreachable")
     expect(page.locator("tr[data-call=read_status]")).to_contain_text("200")
     screenshot(page, "mcp")
+
+    # A tenant's page shows its own servers and calls only.
+    page.select_option("#gateway", "team-b")
+    helpdesk = page.locator("tr[data-mcp-server=helpdesk]")
+    expect(helpdesk).to_contain_text("healthy")
+    expect(page.locator("tr[data-call=read_ticket]")).to_contain_text("200")
+    expect(page.locator("tr[data-mcp-server=tickets]")).to_have_count(0)
+    expect(page.locator("tr[data-call=read_status]")).to_have_count(0)

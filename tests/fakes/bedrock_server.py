@@ -17,6 +17,7 @@ import binascii
 import struct
 import time
 import uuid
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -382,10 +383,52 @@ def cohere_embedding(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def black_pixels(mask: bytes) -> int:
+    """The black pixels of an INPAINTING mask, which Amazon's models change. The mask must
+    hold only pure black and pure white pixels, 8 bits a channel (as Amazon documents);
+    this fake reads RGB PNGs whose rows are unfiltered (Google's masks too: theirs change
+    the white ones)."""
+    if mask[:8] != b"\x89PNG\r\n\x1a\n":
+        raise Rejected(400, "ValidationException", "maskImage is not a PNG")
+    pos, header, data = 8, b"", b""
+    while pos < len(mask):
+        length = int.from_bytes(mask[pos : pos + 4], "big")
+        kind, chunk = mask[pos + 4 : pos + 8], mask[pos + 8 : pos + 8 + length]
+        if zlib.crc32(kind + chunk) != int.from_bytes(mask[pos + 8 + length : pos + 12 + length]):
+            raise Rejected(400, "ValidationException", "maskImage has a bad CRC")
+        header = chunk if kind == b"IHDR" else header
+        data += chunk if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height = int.from_bytes(header[:4]), int.from_bytes(header[4:8])
+    if header[8:10] != b"\x08\x02":  # 8 bits, RGB
+        raise Rejected(400, "ValidationException", "maskImage must be 8-bit RGB")
+    raw = zlib.decompress(data)
+    black = 0
+    for y in range(height):
+        row = raw[y * (1 + 3 * width) : (y + 1) * (1 + 3 * width)]
+        if row[0] != 0:
+            raise Rejected(400, "ValidationException", "the fake reads unfiltered rows only")
+        for x in range(width):
+            pixel = row[1 + 3 * x : 4 + 3 * x]
+            if pixel not in (b"\x00\x00\x00", b"\xff\xff\xff"):
+                raise Rejected(400, "ValidationException", "maskImage must be black and white")
+            black += pixel == b"\x00\x00\x00"
+    return black
+
+
 def canvas_images(body: dict[str, Any]) -> dict[str, Any]:
     """Nova Canvas (and Titan Image) TEXT_IMAGE: one PNG per image asked for."""
     config = body.get("imageGenerationConfig") or {}
     task = body.get("taskType")
+    if task == "INPAINTING":
+        params = body.get("inPaintingParams") or {}
+        if not params.get("image") or not params.get("text"):
+            raise Rejected(400, "ValidationException", "inPaintingParams needs image and text")
+        if ("maskImage" in params) == ("maskPrompt" in params):
+            raise Rejected(400, "ValidationException", "give one of maskImage and maskPrompt")
+        black = black_pixels(base64.b64decode(params["maskImage"], validate=True))
+        png = b"\x89PNG inpainted %d %s" % (black, params["text"].encode())
+        return {"images": [base64.b64encode(png).decode()] * config.get("numberOfImages", 1)}
     if task == "IMAGE_VARIATION":
         given = body.get("imageVariationParams", {}).get("images") or []
         if not given or not all(base64.b64decode(i) for i in given):

@@ -39,6 +39,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.fakes.bedrock_server import Rejected, black_pixels
 from tests.fakes.brain import Answer, Turn, answer
 from tests.fakes.server import FakeServer
 
@@ -284,7 +285,7 @@ class FakeGemini(FakeServer):
         if refused is not None:
             return refused
         if method == "predict" and model.startswith("imagen"):
-            return self.imagen(body)
+            return self.imagen(body, model)
         if method in ("batchEmbedContents", "predict"):
             return self.embed(body, method)
         if method == "countTokens":
@@ -338,6 +339,8 @@ class FakeGemini(FakeServer):
         config = body.get("generationConfig") or {}
         if "IMAGE" not in (config.get("responseModalities") or []):
             return self._error(400, "responseModalities must include IMAGE for this model")
+        if (config.get("candidateCount") or 1) > 1:  # as Google's image models answer it
+            return self._error(400, "Multiple candidates is not enabled for this model")
         parts = body["contents"][0]["parts"]
         given = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
         text = " ".join(p["text"] for p in parts if "text" in p)
@@ -354,12 +357,14 @@ class FakeGemini(FakeServer):
             }
         )
 
-    def imagen(self, body: dict[str, Any]) -> web.Response:
+    def imagen(self, body: dict[str, Any], model: str = "") -> web.Response:
         """Imagen's ``:predict``: one PNG (as base64) per sample asked for."""
         instances = body.get("instances") or []
         if len(instances) != 1 or not instances[0].get("prompt"):
             return self._error(400, "instances[0].prompt is required")
         parameters = body.get("parameters") or {}
+        if "referenceImages" in instances[0]:
+            return self.imagen_edit(instances[0], parameters, model)
         if parameters.get("aspectRatio", "1:1") not in ("1:1", "3:4", "4:3", "9:16", "16:9"):
             return self._error(400, "Unsupported aspect ratio")
         count = parameters.get("sampleCount", 4)
@@ -368,6 +373,34 @@ class FakeGemini(FakeServer):
             {"bytesBase64Encoded": image.decode(), "mimeType": "image/png"} for _ in range(count)
         ]
         return web.json_response({"predictions": predictions})
+
+    def imagen_edit(
+        self, instance: dict[str, Any], parameters: dict[str, Any], model: str
+    ) -> web.Response:
+        """Imagen's mask-based editing (Vertex AI's capability models): a raw image and a
+        user-provided mask whose white pixels are changed."""
+        if "capability" not in model or not isinstance(self, FakeVertex):
+            return self._error(400, f"{model} does not support image editing")
+        by_type = {r.get("referenceType"): r for r in instance["referenceImages"]}
+        raw, mask = by_type.get("REFERENCE_TYPE_RAW"), by_type.get("REFERENCE_TYPE_MASK")
+        if raw is None or mask is None or raw.get("referenceId") == mask.get("referenceId"):
+            return self._error(400, "a raw and a mask reference image are required")
+        mode = (mask.get("maskImageConfig") or {}).get("maskMode")
+        if mode != "MASK_MODE_USER_PROVIDED" or parameters.get("editMode") not in (
+            "EDIT_MODE_INPAINT_INSERTION",
+            "EDIT_MODE_INPAINT_REMOVAL",
+        ):
+            return self._error(400, "unsupported maskMode or editMode")
+        base64.b64decode(raw["referenceImage"]["bytesBase64Encoded"], validate=True)
+        try:
+            pixels = base64.b64decode(mask["referenceImage"]["bytesBase64Encoded"])
+            width, height = int.from_bytes(pixels[16:20]), int.from_bytes(pixels[20:24])
+            white = width * height - black_pixels(pixels)
+        except Rejected as exc:
+            return self._error(400, exc.message)
+        made = b"\x89PNG imagen edit %d %s" % (white, instance["prompt"].encode())
+        image = {"bytesBase64Encoded": base64.b64encode(made).decode(), "mimeType": "image/png"}
+        return web.json_response({"predictions": [image] * parameters.get("sampleCount", 1)})
 
     def embed(self, body: dict[str, Any], method: str) -> web.Response:
         if method != "batchEmbedContents":

@@ -6,8 +6,9 @@
 ``release``) and ``/moderations``. Uploads are read part by part and only counted, never
 held, and the time the first and last bytes arrived is kept.
 
-``FakeRerank``: Cohere's ``/v2/rerank`` (bearer key) and vLLM's ``/v1/rerank`` (the shape
-Jina defined).
+``FakeRerank``: Cohere's ``/v2/rerank`` (bearer key), vLLM's ``/v1/rerank`` (the shape
+Jina defined) and Hugging Face Text Embeddings Inference's ``/rerank`` (at the server's root:
+``query`` and ``texts`` in, a bare list of ``{index, score}`` out, best first).
 
 Special models: ``fail-<status>`` answers that status with OpenAI's error body.
 """
@@ -19,6 +20,7 @@ import base64
 import threading
 import time
 import uuid
+import zlib
 from typing import Any
 
 import orjson
@@ -36,9 +38,46 @@ PNG_B64 = base64.b64encode(PNG).decode()
 SPEECH_PARTS = [b"ID3" + bytes([i]) * 4093 for i in range(4)]
 
 
+def token_usage(size: int) -> dict[str, Any]:
+    """The usage gpt-4o-transcribe reports: input tokens split into audio and text (the
+    prompt), and the transcript's output tokens."""
+    audio = size // 1000
+    return {
+        "type": "tokens",
+        "input_tokens": audio + 8,
+        "input_token_details": {"text_tokens": 8, "audio_tokens": audio},
+        "output_tokens": 3,
+        "total_tokens": audio + 11,
+    }
+
+
 def error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
     return web.json_response(
         {"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status
+    )
+
+
+def rgba_png(width: int, height: int, clear: tuple[int, int, int, int]) -> bytes:
+    """An RGBA PNG, opaque but for the box ``clear`` (x0, y0, x1, y1), fully transparent:
+    the mask OpenAI's image edits take (transparent is what to change)."""
+    rows = b""
+    for y in range(height):
+        row = bytearray(b"\x00")
+        for x in range(width):
+            inside = clear[0] <= x < clear[2] and clear[1] <= y < clear[3]
+            row += b"\x00\x00\x00\x00" if inside else b"\x10\x20\x30\xff"
+        rows += row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x06\x00\x00\x00"
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
     )
 
 
@@ -173,21 +212,14 @@ class FakeOpenAIMedia(FakeServer):
             for word in text.split():
                 delta = {"type": "transcript.text.delta", "delta": word + " "}
                 await response.write(b"data: " + orjson.dumps(delta) + b"\n\n")
-            done = {
-                "type": "transcript.text.done",
-                "text": text,
-                "usage": {
-                    "type": "tokens",
-                    "input_tokens": 50,
-                    "output_tokens": 3,
-                    "total_tokens": 53,
-                },
-            }
+            done = {"type": "transcript.text.done", "text": text, "usage": token_usage(size)}
             await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
             await response.write_eof()
             return response
         if fields.get("response_format") == "text":
             return web.Response(text=text + "\n", content_type="text/plain")
+        if "transcribe" in (fields.get("model") or ""):  # gpt-4o(-mini)-transcribe: tokens
+            return web.json_response({"text": text, "usage": token_usage(size)})
         return web.json_response({"text": text, "usage": {"type": "duration", "seconds": seconds}})
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
@@ -244,6 +276,7 @@ class FakeRerank(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/rerank", self.cohere)
         app.router.add_post("/v1/rerank", self.vllm)
+        app.router.add_post("/rerank", self.tei)
 
     def ranked(self, body: dict[str, Any], texts: list[str]) -> list[tuple[int, float]]:
         scored = [(i, _score(body["query"], text)) for i, text in enumerate(texts)]
@@ -284,6 +317,34 @@ class FakeRerank(FakeServer):
                 "results": results,
             }
         )
+
+    async def tei(self, request: web.Request) -> web.Response:
+        """TEI's body is strict: ``texts`` (strings) is required, unknown fields refused."""
+        body = await self.record(request)
+        known = {"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"}
+        texts = body.get("texts")
+        if (
+            set(body) - known
+            or not isinstance(body.get("query"), str)
+            or not isinstance(texts, list)
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            return web.json_response(
+                {"error": "Failed to deserialize the JSON body", "error_type": "Validation"},
+                status=422,
+            )
+        ranked = sorted(
+            ((i, _score(body["query"], t)) for i, t in enumerate(texts)),
+            key=lambda pair: pair[1],
+            reverse=True,
+        )
+        answer: list[dict[str, Any]] = []
+        for index, score in ranked:
+            item: dict[str, Any] = {"index": index, "score": score}
+            if body.get("return_text"):
+                item["text"] = texts[index]
+            answer.append(item)
+        return web.json_response(answer)
 
 
 class FakeSignedMedia(FakeServer):

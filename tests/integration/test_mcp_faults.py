@@ -97,12 +97,13 @@ def test_down_and_killed_servers_are_left_out_and_come_back(
     assert out["again"] == "1"  # a new server session: the restarted server's
     assert out["late"][0].text == "world"
     metrics = httpx.get(f"{gateway.url}/metrics").text
-    assert 'sluicegate_mcp_server_up{server="counter"} 1.0' in metrics
+    assert 'sluicegate_mcp_server_up{gateway="default",server="counter"} 1.0' in metrics
     # A tool name is a label only once the server has shown it exists: the call while
     # "late" was down counts as tool "other"; once it answered, as read_note.
     assert 'server="late",status="unavailable",tool="other"} 1.0' in metrics
     assert 'server="late",status="ok",tool="read_note"} 1.0' in metrics
-    assert 'sluicegate_mcp_server_left_out_total{reason="down",server="late"}' in metrics
+    left_out = 'sluicegate_mcp_server_left_out_total{gateway="default",reason="down",server="late"}'
+    assert left_out in metrics
 
 
 def test_a_slow_server_is_left_out_within_its_timeout(
@@ -143,7 +144,8 @@ def test_a_stdio_server_that_dies_is_started_again(tmp_path: Any) -> None:
             async with connect(f"{gateway.url}/mcp", KEY) as session:
                 await session.call_tool("notes__add_note", {"name": "a", "text": "kept"})
                 first = (await session.call_tool("notes__read_note", {"name": "a"})).content
-                notes = app.mcp.servers.clients["notes"]  # made at the first message
+                hub = app.mcp.hubs[app.runtime.gateway]
+                notes = hub.servers.clients["notes"]  # made at the first message
                 pid = notes.pid
                 os.kill(pid, signal.SIGKILL)
                 await asyncio.sleep(1.5)  # past the restart pause

@@ -17,6 +17,7 @@ from tests.fakes.stores import postgres_schema
 from tests.integration.mcp_client import connect, httpx2
 
 KEY = "sk-mcp-instances-1"
+TEAM_KEY = "sk-mcp-instances-team-1"
 REDIS = "redis://127.0.0.1:6379/0"
 
 
@@ -50,6 +51,13 @@ def config(counter: McpProcess, **gateway: Any) -> dict[str, Any]:
         "gateway": gateway,
         "mcp_servers": [{"name": "counter", "url": counter.url}],
         "consumers": [{"name": "team", "keys": [KEY]}],
+        "gateways": [
+            {
+                "name": "tenant",
+                "mcp_servers": [{"name": "tally", "url": counter.url}],
+                "consumers": [{"name": "team", "keys": [TEAM_KEY]}],
+            }
+        ],
     }
 
 
@@ -93,6 +101,41 @@ def test_two_instances_serve_one_session_in_turn(
         },
     )
     assert gone.status_code == 404
+
+
+def test_a_tenants_session_is_served_by_both_and_is_no_other_gateways(
+    pair: list[RunningGateway],
+) -> None:
+    balancer = Alternating([g.port for g in pair])
+
+    async def go() -> list[str]:
+        async with connect(f"{pair[0].url}/gw/tenant/mcp", TEAM_KEY, transport=balancer) as s:
+            return [(await s.call_tool("tally__increment", {})).content[0].text for _ in range(4)]
+
+    assert asyncio.run(go()) == ["1", "2", "3", "4"]
+    assert {port for method, port in balancer.sent if method == "POST"} == {g.port for g in pair}
+
+    # A tenant's session id sent to the default gateway of the other instance (a consumer
+    # of the same name there, the same Redis) is unknown there; the tenant's serves it.
+    headers = {"accept": "application/json, text/event-stream"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}},
+    }
+    opened = httpx.post(
+        f"{pair[0].url}/gw/tenant/mcp", json=init, headers={**headers, "x-api-key": TEAM_KEY}
+    )
+    headers["mcp-session-id"] = opened.headers["mcp-session-id"]
+    listed = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    other = httpx.post(f"{pair[1].url}/mcp", json=listed, headers={**headers, "x-api-key": KEY})
+    assert other.status_code == 404
+    own = httpx.post(
+        f"{pair[1].url}/gw/tenant/mcp", json=listed, headers={**headers, "x-api-key": TEAM_KEY}
+    )
+    assert own.status_code == 200
+    assert own.json()["result"]["tools"][0]["name"].startswith("tally__")
 
 
 def test_an_idle_session_expires(counter: McpProcess) -> None:

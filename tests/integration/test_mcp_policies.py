@@ -105,8 +105,8 @@ def test_guardrails_rate_limits_audit_and_metrics(gateway: RunningGateway) -> No
 
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert (
-        'sluicegate_mcp_tool_calls_total{consumer="ops",server="tickets",status="ok",'
-        'tool="read_status"} 2.0'
+        'sluicegate_mcp_tool_calls_total{consumer="ops",gateway="default",server="tickets",'
+        'status="ok",tool="read_status"} 2.0'
     ) in metrics
     assert 'status="rate_limited",tool="read_status"} 1.0' in metrics
     assert "sluicegate_mcp_tool_call_duration_seconds_bucket" in metrics

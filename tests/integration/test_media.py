@@ -17,7 +17,13 @@ import pytest
 from tests.conftest import KEY, OTHER_KEY, logged_row, settled
 from tests.fakes.bedrock_server import ACCESS_KEY, REGION, SECRET_KEY, FakeBedrock
 from tests.fakes.gateway import RunningGateway, free_port, serve_process
-from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
+from tests.fakes.gemini_server import (
+    GEMINI_KEY,
+    PROJECT,
+    FakeGemini,
+    FakeVertex,
+    service_account_json,
+)
 from tests.fakes.media_server import (
     AZURE_KEY,
     COHERE_KEY,
@@ -27,6 +33,7 @@ from tests.fakes.media_server import (
     FakeOpenAIMedia,
     FakeRerank,
     FakeSignedMedia,
+    rgba_png,
 )
 from tests.integration.test_cli import wait_ready
 
@@ -46,6 +53,7 @@ def fakes() -> Iterator[dict[str, Any]]:
         "rerank": FakeRerank().start(),
         "gemini": FakeGemini().start(),
         "bedrock": FakeBedrock().start(),
+        "vertex": FakeVertex().start(),
     }
     yield servers
     for server in servers.values():
@@ -76,6 +84,16 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "credentials": {"header_name": "x-goog-api-key", "header_value": GEMINI_KEY},
             },
             {
+                "name": "vx",
+                "provider": "vertex",
+                **local(fakes["vertex"]),
+                "project": PROJECT,
+                "location": "europe-west4",
+                "credentials": {
+                    "gcp_service_account_json": service_account_json(fakes["vertex"].token_uri)
+                },
+            },
+            {
                 "name": "aws",
                 "provider": "bedrock",
                 **local(fakes["bedrock"]),
@@ -95,6 +113,7 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 },
             },
             {"name": "vllm", "provider": "openai-compatible", **local(fakes["rerank"])},
+            {"name": "tei", "provider": "tei", **local(fakes["rerank"])},
             {"name": "demo", "provider": "mock"},
             {
                 "name": "dead",
@@ -142,6 +161,22 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
             },
             {
+                "name": "inpaint",
+                "match": {"models": ["inpaint"]},
+                "targets": [{"service": "vx", "model": "imagen-3.0-capability-001"}],
+            },
+            {
+                "name": "masked",  # Gemini takes no mask: passed over for Bedrock
+                "match": {"models": ["masked"]},
+                "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+                "fallbacks": [{"service": "aws", "model": "amazon.nova-canvas-v1:0"}],
+            },
+            {
+                "name": "nano",
+                "match": {"models": ["nano"]},
+                "targets": [{"service": "google", "model": "gemini-2.5-flash-image"}],
+            },
+            {
                 "name": "edit-fallback",  # Gemini fails after the upload was read whole
                 "match": {"models": ["edit-fallback"]},
                 "targets": [{"service": "google", "model": "fail-500"}],
@@ -159,7 +194,9 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
             },
             {
                 "name": "audio",
-                "match": {"models": ["whisper-1", "gpt-4o-transcribe", "tts-1"]},
+                "match": {
+                    "models": ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tts-1"]
+                },
                 "targets": [{"service": "oa"}],
             },
             {
@@ -194,6 +231,11 @@ def config(fakes: dict[str, Any], store: str) -> dict[str, Any]:
                 "name": "rerank-local",
                 "match": {"models": ["bge-reranker"]},
                 "targets": [{"service": "vllm", "model": "BAAI/bge-reranker-v2-m3"}],
+            },
+            {
+                "name": "rerank-tei",
+                "match": {"models": ["tei-reranker"]},
+                "targets": [{"service": "tei", "model": "BAAI/bge-reranker-base"}],
             },
             {
                 "name": "rerank-aws",
@@ -296,6 +338,27 @@ def test_images_generate_translated_to_imagen_after_a_fallback(
     assert row["cost_usd"] == pytest.approx(2 * 0.04)
 
 
+def test_several_images_from_a_gemini_image_model(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    """Gemini image models refuse candidateCount above 1 (Imagen's count is sampleCount):
+    n images are n requests, their images and tokens joined in one answer."""
+    before = len(fakes["gemini"].requests)
+    raw = client(gateway).images.with_raw_response.generate(
+        model="nano", prompt="a kite", n=3, extra_headers={"x-request-id": "img-nano"}
+    )
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [b"\x89PNG gemini 0 a kite"] * 3
+    sent = fakes["gemini"].requests[before:]
+    assert len(sent) == 3
+    for one in sent:
+        assert one["path"] == "/v1beta/models/gemini-2.5-flash-image:generateContent"
+        assert "candidateCount" not in one["body"]["generationConfig"]
+    row = logged_row(admin, "img-nano", 10)
+    assert (row["status"], row["output_tokens"]) == (200, 3 * 1290)
+    assert row["cost_usd"] == pytest.approx(3 * 0.039)
+
+
 def test_images_generate_on_bedrock_nova_canvas_as_data_urls(
     gateway: RunningGateway, fakes: dict[str, Any]
 ) -> None:
@@ -373,12 +436,31 @@ def test_audio_transcription_json_and_stream(
 
     events = list(
         sdk.audio.transcriptions.create(
-            model="gpt-4o-transcribe", file=("call.wav", audio, "audio/wav"), stream=True
+            model="gpt-4o-transcribe",
+            file=("call.wav", audio, "audio/wav"),
+            stream=True,
+            extra_headers={"x-request-id": "stt-stream"},
         )
     )
     kinds = [event.type for event in events]
     assert kinds[-1] == "transcript.text.done"
     assert kinds.count("transcript.text.delta") == 3
+    # Token-priced: audio input, text input (the prompt) and output tokens each at their
+    # price (OpenAI's: $6, $2.50 and $10 per million).
+    audio_tokens = len(audio) // 1000
+    row = logged_row(admin, "stt-stream", 10)
+    assert (row["input_tokens"], row["output_tokens"]) == (audio_tokens + 8, 3)
+    assert row["cost_usd"] == pytest.approx((audio_tokens * 6 + 8 * 2.5 + 3 * 10) / 1e6)
+
+    mini = sdk.audio.transcriptions.with_raw_response.create(
+        model="gpt-4o-mini-transcribe",
+        file=("call.wav", audio, "audio/wav"),
+        extra_headers={"x-request-id": "stt-tokens"},
+    )
+    assert mini.parse().text == f"heard {len(audio)} bytes"
+    row = logged_row(admin, "stt-tokens", 10)
+    assert (row["input_tokens"], row["output_tokens"]) == (audio_tokens + 8, 3)
+    assert row["cost_usd"] == pytest.approx((audio_tokens * 3 + 8 * 1.25 + 3 * 5) / 1e6)
 
     translated = sdk.audio.translations.with_raw_response.create(
         model="whisper-1",
@@ -487,6 +569,36 @@ def test_rerank_to_an_openai_compatible_server_and_bedrock(
     assert answer.status_code == 200, answer.text
     assert [r["index"] for r in answer.json()["results"]] == [0]
     assert fakes["bedrock"].last["body"]["api_version"] == 2
+
+
+def test_rerank_to_a_text_embeddings_inference_server(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    """TEI's own /rerank at the server's root: query and texts in, a bare list of
+    {index, score} out; the client still sends and gets Cohere's shape."""
+    body = {
+        "model": "tei-reranker",
+        "query": "capital of France",
+        "documents": [DOCS[0], {"text": DOCS[1]}, DOCS[2]],
+        "top_n": 2,
+        "return_documents": True,
+    }
+    answer = rerank(gateway, body, "rr-tei")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-sluicegate-service"] == "tei"
+    results = answer.json()["results"]
+    assert [r["index"] for r in results] == [0, 2]  # cut to top_n by the gateway
+    assert results[0]["relevance_score"] > results[1]["relevance_score"] > 0
+    assert results[1]["document"] == {"text": DOCS[2]}
+    sent = fakes["rerank"].last
+    assert sent["path"] == "/rerank"
+    assert sent["body"] == {"query": "capital of France", "texts": DOCS, "truncate": True}
+    row = logged_row(admin, "rr-tei", 10)
+    assert (row["endpoint"], row["service"], row["status"]) == ("rerank", "tei", 200)
+
+    bad = rerank(gateway, {"model": "tei-reranker", "query": "q", "documents": [1]}, "rr-tei-bad")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "documents"
 
 
 def test_media_errors_keep_the_shape(gateway: RunningGateway) -> None:
@@ -662,6 +774,102 @@ def test_image_edits_and_variations_translated_to_gemini_and_bedrock(
             prompt="x",
         )
     assert masked.value.body["param"] == "mask"  # type: ignore[index]
+
+
+def test_a_masked_edit_is_inpainting_on_bedrock_and_refused_by_gemini(
+    gateway: RunningGateway, fakes: dict[str, Any], admin: httpx.Client
+) -> None:
+    """OpenAI's mask (transparent: change this) becomes Amazon's INPAINTING maskImage
+    (black: change this, white: keep); Gemini's image models take no mask."""
+    sdk = client(gateway)
+    picture = rgba_png(64, 48, (0, 0, 0, 0))  # opaque
+    mask = rgba_png(64, 48, (8, 4, 24, 14))  # a 16 x 10 box to change
+    raw = sdk.images.with_raw_response.edit(
+        model="amazon.nova-canvas-v1:0",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="a red door",
+        n=2,
+        extra_headers={"x-request-id": "edit-inpaint"},
+    )
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [
+        b"\x89PNG inpainted 160 a red door"
+    ] * 2
+    body = fakes["bedrock"].last["body"]
+    assert body["taskType"] == "INPAINTING"
+    assert base64.b64decode(body["inPaintingParams"]["image"]) == picture
+    assert body["imageGenerationConfig"]["numberOfImages"] == 2
+    row = logged_row(admin, "edit-inpaint", 10)
+    assert (row["endpoint"], row["service"], row["status"]) == ("images.edits", "aws", 200)
+    assert row["cost_usd"] == pytest.approx(2 * 0.04)
+
+    with pytest.raises(openai.BadRequestError) as unmaskable:
+        sdk.images.edit(
+            model="amazon.nova-canvas-v1:0",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", PNG, "image/png"),  # no alpha channel to read
+            prompt="x",
+        )
+    assert unmaskable.value.body["param"] == "mask"  # type: ignore[index]
+
+    # Imagen's editing models on Vertex AI take a mask too: white is what changes.
+    raw = sdk.images.with_raw_response.edit(
+        model="inpaint",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="a red door",
+        n=2,
+        extra_headers={"x-request-id": "edit-imagen"},
+    )
+    data = raw.parse().data or []
+    assert [base64.b64decode(d.b64_json or "") for d in data] == [
+        b"\x89PNG imagen edit 160 a red door"
+    ] * 2
+    sent = fakes["vertex"].last
+    assert sent["path"].endswith("/publishers/google/models/imagen-3.0-capability-001:predict")
+    raw_reference = sent["body"]["instances"][0]["referenceImages"][0]
+    assert base64.b64decode(raw_reference["referenceImage"]["bytesBase64Encoded"]) == picture
+    assert sent["body"]["parameters"] == {
+        "editMode": "EDIT_MODE_INPAINT_INSERTION",
+        "sampleCount": 2,
+    }
+    with pytest.raises(openai.BadRequestError) as unmasked:
+        sdk.images.edit(model="inpaint", image=("in.png", picture, "image/png"), prompt="x")
+    assert unmasked.value.body["param"] == "mask"  # type: ignore[index]
+
+    # A step whose provider takes no mask is passed over, as one that lacks the endpoint.
+    before = len(fakes["gemini"].requests)
+    passed = sdk.images.with_raw_response.edit(
+        model="masked",
+        image=("in.png", picture, "image/png"),
+        mask=("mask.png", mask, "image/png"),
+        prompt="a blue door",
+    )
+    assert passed.headers["x-sluicegate-service"] == "aws"
+    data = passed.parse().data or []
+    assert base64.b64decode(data[0].b64_json or "") == b"\x89PNG inpainted 160 a blue door"
+    assert len(fakes["gemini"].requests) == before
+
+    with pytest.raises(openai.BadRequestError) as imagen_api:  # Imagen edits: Vertex AI only
+        sdk.images.edit(
+            model="imagen-3.0-capability-001",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", mask, "image/png"),
+            prompt="a red door",
+        )
+    assert "'google'" in imagen_api.value.body["message"]  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.images.edit(
+            model="gemini-edit",
+            image=("in.png", picture, "image/png"),
+            mask=("mask.png", mask, "image/png"),
+            prompt="a red door",
+        )
+    error: dict[str, Any] = refused.value.body  # type: ignore[assignment]
+    assert error["param"] == "mask"
+    assert "'google'" in error["message"]  # names the service that takes no mask
+    assert len(fakes["gemini"].requests) == before  # nothing was sent
 
 
 def test_a_sigv4_service_gets_the_form_signed_whole(tmp_path: Path) -> None:

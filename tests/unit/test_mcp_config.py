@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from sluicegate.config.load import parse_config
+from sluicegate.config.tenants import tenant_config
 from sluicegate.errors import ConfigError
 
 
@@ -79,3 +80,26 @@ def test_duplicate_server_names_are_refused() -> None:
     doc = config()
     doc["mcp_servers"].append({"name": "tickets", "url": "http://127.0.0.1:9001/mcp"})
     assert "mcp_servers[2].name: duplicate name 'tickets'" in issues(doc)
+
+
+def test_a_tenant_declares_its_own_servers_and_its_lists_name_only_those() -> None:
+    tenant = {
+        "name": "team-b",
+        "mcp_servers": [{"name": "wiki", "url": "http://127.0.0.1:9002/mcp"}],
+        "consumers": [{"name": "b", "keys": ["sk-team-b-123456"], "mcp": ["wiki/read_*"]}],
+    }
+    loaded = parse_config(config(gateways=[tenant]), env={})
+    assert [s.name for s in loaded.config.gateways[0].mcp_servers] == ["wiki"]
+    split = tenant_config(loaded.config, loaded.config.gateways[0])
+    assert [s.name for s in split.mcp_servers] == ["wiki"]  # the default's are not its own
+
+    # The default gateway's servers are not the tenant's to name, nor the tenant's the
+    # default's; a tenant's own server names are checked like the default's.
+    tenant["consumers"][0]["mcp"] = ["tickets"]
+    tenant["mcp_servers"].append({"name": "wiki", "url": "http://127.0.0.1:9003/mcp"})
+    doc = config(gateways=[tenant])
+    doc["consumers"][0]["mcp"] = ["wiki"]
+    found = issues(doc)
+    assert "gateways[0].consumers[0].mcp[0]: unknown MCP server 'tickets'" in found
+    assert "consumers[0].mcp[0]: unknown MCP server 'wiki'" in found
+    assert "gateways[0].mcp_servers[1].name: duplicate name 'wiki'" in found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import Any
 
 import httpx
@@ -13,10 +14,11 @@ from sluicegate.errors import InvalidRequest, UpstreamError
 from sluicegate.media.base import ENDPOINTS
 from sluicegate.media.images_bedrock import BedrockImages
 from sluicegate.media.images_gemini import GeminiImages, aspect_ratio
+from sluicegate.media.masks import alpha_rows, amazon_mask, google_mask
 from sluicegate.media.multipart import FormHead, boundary_of, read_form
 from sluicegate.media.openai import OpenAIWire
 from sluicegate.media.prices import MediaPrice, MediaPrices
-from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, scores_of
+from sluicegate.media.rerank import BedrockRerank, CompatibleRerank, TeiRerank, scores_of
 from sluicegate.media.usage import MediaUnits, StreamEvents, cost, from_answer
 from sluicegate.media.wires import wire_for
 from sluicegate.providers.anthropic import AnthropicAdapter
@@ -98,6 +100,7 @@ def test_wires_follow_the_adapter_class() -> None:
     assert isinstance(wire_for(BedrockAdapter(), edits), BedrockImages)
     assert wire_for(OpenAIAdapter("openai"), rerank) is None  # OpenAI has no rerank
     assert isinstance(wire_for(OpenAIAdapter("openai-compatible"), rerank), CompatibleRerank)
+    assert isinstance(wire_for(OpenAIAdapter("tei"), rerank), TeiRerank)
     assert isinstance(wire_for(BedrockAdapter(), rerank), BedrockRerank)
     assert wire_for(CohereAdapter(), rerank) is not None
     assert wire_for(AnthropicAdapter(), images) is None
@@ -157,6 +160,23 @@ def test_gemini_image_models_use_generate_content() -> None:
         wire.answer(endpoint, b'{"candidates": []}', body, "gemini-2.5-flash-image")
 
 
+def test_n_images_are_sample_count_on_imagen_and_n_calls_on_gemini_image_models() -> None:
+    wire, endpoint = GeminiImages(), ENDPOINTS["/v1/images/generations"]
+    body = {"prompt": "a cat", "n": 3}
+    sent = wire.request(GeminiAdapter(), endpoint, body, b"", "gemini-2.5-flash-image", "")
+    assert "candidateCount" not in orjson.loads(sent.body)["generationConfig"]
+    assert wire.copies(endpoint, body, "gemini-2.5-flash-image") == 3
+    assert wire.copies(endpoint, {**body, "n": "2"}, "gemini-2.5-flash-image") == 2  # a form's
+    sent = wire.request(GeminiAdapter(), endpoint, body, b"", "imagen-4.0-generate-001", "")
+    assert orjson.loads(sent.body)["parameters"]["sampleCount"] == 3
+    assert wire.copies(endpoint, body, "imagen-4.0-generate-001") == 1
+    one = {"created": 1, "data": [{"b64_json": "a"}], "usage": {"output_tokens": 5}}
+    two = {"created": 2, "data": [{"b64_json": "b"}], "usage": {"output_tokens": 7}}
+    joined = wire.join([one, two])
+    assert joined["data"] == [{"b64_json": "a"}, {"b64_json": "b"}]
+    assert joined["usage"]["output_tokens"] == 12
+
+
 def test_bedrock_images_refuse_what_openai_would() -> None:
     wire, endpoint = BedrockImages(), ENDPOINTS["/v1/images/generations"]
     for bad, param in (
@@ -187,6 +207,19 @@ def test_rerank_answers_in_every_shape_become_cohere_s() -> None:
     )
     out = CompatibleRerank().answer(ENDPOINTS["/v1/rerank"], tei, body, "m")
     assert [(r["index"], r["document"]["text"]) for r in out["results"]] == [(2, "c"), (1, "b")]
+    out = TeiRerank().answer(ENDPOINTS["/v1/rerank"], tei, body, "m")
+    assert [r["index"] for r in out["results"]] == [2, 1]
+
+
+def test_tei_rerank_takes_its_own_body_at_the_server_root() -> None:
+    body = {"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1}
+    adapter = OpenAIAdapter("tei")
+    sent = TeiRerank().request(adapter, ENDPOINTS["/v1/rerank"], body, b"", "m", "http://t/v1")
+    assert sent.url == "http://t/rerank"
+    assert orjson.loads(sent.body) == {"query": "q", "texts": ["a", "b"], "truncate": True}
+    with pytest.raises(InvalidRequest) as refused:
+        TeiRerank().request(adapter, ENDPOINTS["/v1/rerank"], {**body, "top_n": 0}, b"", "m", "")
+    assert refused.value.param == "top_n"
 
 
 def test_prices_by_quality_and_size_and_units() -> None:
@@ -224,6 +257,26 @@ def test_transcript_usage_from_answers_and_events() -> None:
     for i in range(0, len(payload), 5):
         events.feed(payload[i : i + 5])
     assert streamed.tokens is not None and (streamed.tokens.input, streamed.tokens.output) == (9, 2)
+
+
+def test_token_priced_transcription_prices_audio_tokens_apart() -> None:
+    usage = {
+        "type": "tokens",
+        "input_tokens": 120,
+        "input_token_details": {"text_tokens": 20, "audio_tokens": 100},
+        "output_tokens": 40,
+        "total_tokens": 160,
+    }
+    units = from_answer("transcripts", {}, {"text": "hi", "usage": usage})
+    assert units.tokens is not None and units.tokens.audio == 100
+    media, tokens = MediaPrices(), PriceTable()
+    got = cost(media, tokens, "gpt-4o-transcribe", units, {})
+    assert got == pytest.approx((100 * 6 + 20 * 2.5 + 40 * 10) / 1e6)
+    got = cost(media, tokens, "gpt-4o-mini-transcribe-2025-03-20", units, {})
+    assert got == pytest.approx((100 * 3 + 20 * 1.25 + 40 * 5) / 1e6)
+    # A model that reports seconds keeps its price per second.
+    seconds = MediaUnits(seconds=60)
+    assert cost(media, tokens, "gpt-4o-transcribe", seconds, {}) == pytest.approx(0.006)
 
 
 def test_a_whole_form_keeps_its_files() -> None:
@@ -277,3 +330,84 @@ def test_the_endpoint_table_in_the_docs_says_what_the_wires_serve() -> None:
             assert served == cell.startswith("✓"), (path, column, cell)
         checked += 1
     assert checked == 7
+
+
+def _filtered_png(colour: int, pixels: list[list[bytes]], extra: bytes = b"") -> bytes:
+    """A PNG whose rows use every filter in turn (row y: filter y % 5), written with the
+    filters' definitions, to check the mask reader undoes each one."""
+    bpp = len(pixels[0][0])
+    previous = bytes(len(pixels[0]) * bpp)
+    out = b""
+    for y, line in enumerate(pixels):
+        raw = b"".join(line)
+        kind = y % 5
+        row = bytearray()
+        for i, x in enumerate(raw):
+            left = raw[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            corner = previous[i - bpp] if i >= bpp else 0
+            guess = left + up - corner
+            a, b, c = abs(guess - left), abs(guess - up), abs(guess - corner)
+            paeth = left if a <= b and a <= c else up if b <= c else corner
+            predicted = [0, left, up, (left + up) // 2, paeth][kind]
+            row.append((x - predicted) & 255)
+        out += bytes([kind]) + bytes(row)
+        previous = raw
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    width, height = len(pixels[0]), len(pixels)
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + extra
+        + chunk(b"IDAT", zlib.compress(out))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_mask_reader_undoes_every_png_filter_and_colour_type() -> None:
+    width, height = 7, 10
+    alpha = [
+        [(x * 37 + y * 11) % 256 if (x + y) % 3 else 0 for x in range(width)] for y in range(height)
+    ]
+    rgba = [
+        [bytes([x * 30, y * 20, (x ^ y) * 9, alpha[y][x]]) for x in range(width)]
+        for y in range(height)
+    ]
+    grey = [[bytes([(x * y) % 256, alpha[y][x]]) for x in range(width)] for y in range(height)]
+    expected = [bytes(row) for row in alpha]
+    for colour, pixels in ((6, rgba), (4, grey)):
+        got_width, got_height, rows = alpha_rows(_filtered_png(colour, pixels))
+        assert (got_width, got_height, rows) == (width, height, expected), colour
+    # A palette: index 0 transparent by its tRNS entry, the rest opaque.
+    trns = len(b"\x00").to_bytes(4, "big") + b"tRNS" + b"\x00"
+    trns += zlib.crc32(b"tRNS\x00").to_bytes(4, "big")
+    indexed = [
+        [bytes([0 if alpha[y][x] == 0 else 1 + x]) for x in range(width)] for y in range(height)
+    ]
+    _, _, rows = alpha_rows(_filtered_png(3, indexed, trns))
+    assert rows == [bytes(0 if a == 0 else 255 for a in row) for row in alpha]
+
+    drawn = amazon_mask(_filtered_png(6, rgba))
+    raw = zlib.decompress(drawn[drawn.index(b"IDAT") + 4 : drawn.index(b"IEND") - 8])
+    stride = 1 + 3 * width
+    for y in range(height):
+        line = raw[y * stride + 1 : (y + 1) * stride]
+        assert line == b"".join(b"\x00" * 3 if a == 0 else b"\xff" * 3 for a in alpha[y])
+    drawn = google_mask(_filtered_png(6, rgba))  # Imagen's: white is what changes
+    raw = zlib.decompress(drawn[drawn.index(b"IDAT") + 4 : drawn.index(b"IEND") - 8])
+    for y in range(height):
+        line = raw[y * stride + 1 : (y + 1) * stride]
+        assert line == b"".join(b"\xff" * 3 if a == 0 else b"\x00" * 3 for a in alpha[y])
+
+
+def test_a_mask_without_alpha_is_refused_with_its_param() -> None:
+    rgb = _filtered_png(2, [[b"\x01\x02\x03"] * 4] * 4)
+    for bad in (rgb, b"not a png", _filtered_png(6, [[b"\x00\x00\x00\x00"] * 4] * 4)[:-30]):
+        with pytest.raises(InvalidRequest) as refused:
+            amazon_mask(bad)
+        assert refused.value.param == "mask"

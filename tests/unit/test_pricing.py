@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from sluicegate.providers.models import ModelCatalog, Override
 from sluicegate.telemetry.pricing import Price, PriceTable
 from sluicegate.telemetry.usage import TokenCounts, read_usage, usage_of_events
 
@@ -91,3 +92,22 @@ def test_openai_stream_usage_comes_from_the_last_chunk() -> None:
         b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\n'
     )
     assert usage_of_events(events, None) == TokenCounts(3, 4)
+
+
+def test_audio_input_tokens_have_a_price_of_their_own_that_overrides_keep() -> None:
+    usage = TokenCounts(input=120, output=40, audio=100)
+    price = PriceTable().price("gpt-4o-transcribe")
+    assert price is not None and price.audio_input == 6.0
+    assert price.cost(usage) == pytest.approx((100 * 6 + 20 * 2.5 + 40 * 10) / 1e6)
+    # Without an audio price, audio tokens are input tokens like any other.
+    assert Price(2.5, 10.0).cost(usage) == pytest.approx((120 * 2.5 + 40 * 10) / 1e6)
+    # A models: entry that sets another field keeps the built-in audio price...
+    kept = ModelCatalog([("gpt-4o-transcribe", Override(input=3.0))]).info("gpt-4o-transcribe")
+    assert kept is not None and kept.price is not None and kept.price.audio_input == 6.0
+    # ...and can set its own; a pricing: entry is a whole price of its own.
+    own = ModelCatalog([("gpt-4o-transcribe", Override(audio_input=7.0))]).info("gpt-4o-transcribe")
+    assert own is not None and own.price is not None and own.price.audio_input == 7.0
+    whole = Override(input=1.0, output=2.0, whole_price=True)
+    replaced = ModelCatalog([("gpt-4o-transcribe", whole)]).info("gpt-4o-transcribe")
+    assert replaced is not None and replaced.price is not None
+    assert replaced.price.audio_input is None
