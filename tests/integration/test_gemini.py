@@ -20,6 +20,7 @@ from tests.fakes.gemini_server import (
     GEMINI_KEY,
     INVALID_KEY,
     PROJECT,
+    TEXT_SIGNATURE,
     FakeGemini,
     FakeVertex,
     fake_vector,
@@ -185,6 +186,36 @@ def test_the_chat_request_on_the_wire(
         "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
         "systemInstruction": {"parts": [{"text": "Be brief."}]},
         "generationConfig": {"maxOutputTokens": 20, "temperature": 0.2},
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_client_hands_the_text_signature_back(
+    vertex_client: openai.OpenAI, fakes: tuple[FakeGemini, FakeVertex], stream: bool
+) -> None:
+    """The signature Gemini put on its text comes in the message's reasoning_blocks (a
+    stream's delta); the message sent back as it came gives Gemini the signature again."""
+    vertex = fakes[1]
+    if stream:
+        chunks = vertex_client.chat.completions.create(
+            model="gemini-3-pro", messages=USER, stream=True
+        )
+        deltas = [c.choices[0].delta.model_dump() for c in chunks if c.choices]
+        text = "".join(d.get("content") or "" for d in deltas)
+        blocks = [b for d in deltas for b in d.get("reasoning_blocks") or []]
+    else:
+        answer = vertex_client.chat.completions.create(model="gemini-3-pro", messages=USER)
+        reply = answer.choices[0].message.model_dump()
+        text, blocks = reply["content"], reply["reasoning_blocks"]
+    assert blocks == [{"type": "gemini_signature", "thoughtSignature": TEXT_SIGNATURE}]
+    back: Any = {"role": "assistant", "content": text, "reasoning_blocks": blocks}
+    vertex_client.chat.completions.create(
+        model="gemini-3-pro", messages=[*USER, back, {"role": "user", "content": "more"}]
+    )
+    model_turn = vertex.last["body"]["contents"][1]
+    assert model_turn == {
+        "role": "model",
+        "parts": [{"text": "Hello from the fake: hi", "thoughtSignature": TEXT_SIGNATURE}],
     }
 
 
