@@ -25,7 +25,13 @@ from sluicegate.cors import origin_of
 from sluicegate.dialects.anthropic import AnthropicDialect
 from sluicegate.dialects.base import Dialect
 from sluicegate.dialects.openai import OpenAIDialect
-from sluicegate.errors import AuthenticationError, GatewayError, InvalidRequest, NotFound
+from sluicegate.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
 from sluicegate.files.api import ObjectsApi
 from sluicegate.gc_tuning import tune_for_serving
 from sluicegate.mcp.room import McpRoom, mcp_path
@@ -115,12 +121,6 @@ def with_request_id(headers: Headers, send: Send) -> Send:
         await send(message)
 
     return tagged
-
-
-class MethodNotAllowed(GatewayError):
-    status = 405
-    type = "invalid_request_error"
-    default_code = "method_not_allowed"
 
 
 class App:

@@ -18,6 +18,7 @@ HTTP status, its OpenAI ``type`` and ``code``, and the Anthropic type used on
           ├── PermissionDenied       403 permission_error
           ├── NotFound               404 not_found_error
           │    └── ModelNotFound     404 code model_not_found
+          ├── MethodNotAllowed       405 invalid_request_error, code method_not_allowed
           ├── Conflict               409 invalid_request_error (Admin API: read-only, in use, taken)
           ├── PreconditionFailed     412 invalid_request_error, code etag_mismatch (Admin API)
           ├── RequestTimeout         408 invalid_request_error, code request_timeout
@@ -189,6 +190,12 @@ class NotFound(GatewayError):
 
 class ModelNotFound(NotFound):
     default_code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
 
 
 class Conflict(GatewayError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,7 @@ from sluicegate.files.ids import ObjectIds, ObjectRef
 from sluicegate.files.owned import MemoryOwned, Owned, StoreOwned
 from sluicegate.files.upstream import Upstream
 from sluicegate.files.usage import BatchUsage
-from sluicegate.policies.rate_limit import Estimate, Reservation, Who
+from sluicegate.policies.rate_limit import Estimate, Reservation, Who, counting
 from sluicegate.proxy.handler import read_headers
 from sluicegate.proxy.upstream import NativeResponse
 from sluicegate.routing.reach import may_reach
@@ -121,11 +120,7 @@ class ObjectCall:
     async def admit(self, rule: CompiledRule) -> None:
         """Count this call against the request limits and budgets of ``rule`` (once a rule
         is known: the gateway's and the consumer's were counted on arrival)."""
-        limits = tuple(
-            dataclasses.replace(limit, tokens=None)
-            for limit in rule.limits
-            if limit.requests is not None or limit.usd is not None
-        )
+        limits = counting(rule.limits, tokens=False)
         if limits:
             held = await self.api.proxy.reserve(self.table, limits, self.ex, self.key, {}, self.out)
             if held is not None:
@@ -231,11 +226,7 @@ class ObjectsApi:
         try:
             consumer = await proxy.identify(table, incoming.key, scope)
             ex.consumer, ex.key_prefix = consumer.name, consumer.prefix
-            limits = tuple(
-                dataclasses.replace(limit, tokens=None)
-                for limit in (*table.limits, *consumer.limits)
-                if limit.requests is not None or limit.usd is not None
-            )
+            limits = counting((*table.limits, *consumer.limits), tokens=False)
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, incoming.key, {}, out)
             call = ObjectCall(
@@ -272,11 +263,7 @@ class ObjectsApi:
         ex.cost = usage.cost(table.prices)
         if ex.usage is None:
             return
-        limits = tuple(
-            dataclasses.replace(limit, requests=None)
-            for limit in (*table.limits, *call.consumer.limits)
-            if limit.tokens is not None or limit.usd is not None
-        )
+        limits = counting((*table.limits, *call.consumer.limits), requests=False)
         if not limits:
             return
         limiter = self.proxy.limiter(table)

@@ -16,8 +16,6 @@ searches) are priced (``media.prices``) into the audit row, metrics and budgets.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,11 +39,12 @@ from sluicegate.media.multipart import FormFile
 from sluicegate.media.request import MediaRequest, read_request
 from sluicegate.media.usage import MediaUnits, StreamEvents
 from sluicegate.media.wires import wire_for
-from sluicegate.policies.rate_limit import Reservation
+from sluicegate.policies.rate_limit import Reservation, counting
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.attempt import Failure, failed_answer
 from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
+from sluicegate.proxy.retry import backoff, sticky_key
 from sluicegate.proxy.routing import facts_of, learn, plan
 from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
@@ -81,23 +80,6 @@ def _unsupported(service: CompiledService, endpoint: MediaEndpoint) -> InvalidRe
         param="model",
         code="unsupported_endpoint",
     )
-
-
-def _sticky(hash_on: str | None, consumer: str, headers: list[tuple[bytes, bytes]]) -> str | None:
-    """What keeps a caller on one arm of the rule (``hash_on``), as for chat."""
-    if hash_on is None:
-        return None
-    if hash_on == "consumer":
-        return consumer
-    wanted = hash_on.removeprefix("header:").lower().encode()
-    return next((v.decode("latin-1") for k, v in headers if k == wanted), None)
-
-
-def _pause(service: CompiledService, retry: int, failure: Failure) -> float | None:
-    base, largest = service.backoff
-    if failure.retry_after is not None:
-        return failure.retry_after if failure.retry_after <= largest else None
-    return random.uniform(0, min(largest, base * 2 ** (retry - 1)))
 
 
 class MediaApi:
@@ -139,11 +121,7 @@ class MediaApi:
             ex.stream = request.stream
             # Media is counted in requests and spend: its tokens, where a provider reports
             # any, are not a prompt the token limits could estimate before the call.
-            limits = tuple(
-                dataclasses.replace(limit, tokens=None)
-                for limit in (*table.limits, *rule.limits, *consumer.limits)
-                if limit.requests is not None or limit.usd is not None
-            )
+            limits = counting((*table.limits, *rule.limits, *consumer.limits), tokens=False)
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, incoming.key, {}, out)
             if rule.guard is not None:  # the text the client sends, as for chat
@@ -152,7 +130,7 @@ class MediaApi:
                     request.raw = orjson.dumps(request.body)
             # The rule's strategy and routes decide as for chat (docs/routing.md).
             facts = facts_of(table, request.body, headers, consumer, reservation)
-            key = _sticky(rule.hash_on, consumer.name, headers)
+            key = sticky_key(rule.hash_on, consumer.name, headers)
             stats, embed = proxy.runtime.route_stats, proxy.route_embedder(table)
             decision = await plan(table, rule, facts, request.model, stats, key, embed)
             ex.route = decision.explain
@@ -203,7 +181,7 @@ class MediaApi:
                 if request.sent:
                     break  # the upload went (in part) to a provider: it cannot be sent again
                 if retry and failure is not None:
-                    delay = _pause(service, retry, failure)
+                    delay = backoff(service, retry, failure)
                     if delay is None:
                         events.not_retried(ex.request_id, service.name, failure.retry_after)
                         break

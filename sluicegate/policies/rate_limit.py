@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sluicegate.config.durations import format_duration
@@ -47,6 +47,25 @@ class Limit:
             )
         amount = self.requests if what == "requests" else self.tokens
         return f"{amount} {what} per {format_duration(self.window)}{scope} ({self.owner})"
+
+
+def counting(
+    limits: Iterable[Limit], *, requests: bool = True, tokens: bool = True, usd: bool = True
+) -> tuple[Limit, ...]:
+    """``limits`` as a call that counts only these kinds meets them: the other kinds left
+    out (a request whose tokens cannot be known is no token item), and a limit with nothing
+    left to count dropped."""
+    out = []
+    for limit in limits:
+        kept = replace(
+            limit,
+            requests=limit.requests if requests else None,
+            tokens=limit.tokens if tokens else None,
+            usd=limit.usd if usd else None,
+        )
+        if kept.requests is not None or kept.tokens is not None or kept.usd is not None:
+            out.append(kept)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,11 +53,13 @@ from sluicegate.policies.rate_limit import (
     RateLimiter,
     Reservation,
     Who,
+    counting,
 )
 from sluicegate.policies.shared_counters import SharedFileCounters
 from sluicegate.policies.tokens import approximate
 from sluicegate.policies.windows import Counters, RedisCounters
 from sluicegate.proxy.attempt import Call, Failure, Success, attempt
+from sluicegate.proxy.retry import backoff, sticky_key
 from sluicegate.proxy.routing import embedder, facts_of, learn, plan
 from sluicegate.proxy.streaming import STREAM_HEADERS, relay_stream
 from sluicegate.routing.semantic import Embed
@@ -117,30 +118,6 @@ def bearer_jwt(table: RoutingTable, key: str | None) -> str | None:
     if table.jwt is None or key is None or not looks_like_jwt(key):
         return None
     return key
-
-
-def _sticky_key(
-    hash_on: str | None, consumer: str, headers: list[tuple[bytes, bytes]]
-) -> str | None:
-    if hash_on is None:
-        return None
-    if hash_on == "consumer":
-        return consumer
-    wanted = hash_on.removeprefix("header:").lower().encode()
-    return next((v.decode("latin-1") for k, v in headers if k == wanted), None)
-
-
-def _backoff(service: CompiledService, retry: int, failure: Failure) -> float | None:
-    """The pause before retry number ``retry`` (1-based), or None to stop retrying.
-
-    Exponential with full jitter; a provider's Retry-After is honoured when it
-    fits within the service's largest backoff, otherwise the service is left
-    to the fallbacks.
-    """
-    base, largest = service.backoff
-    if failure.retry_after is not None:
-        return failure.retry_after if failure.retry_after <= largest else None
-    return random.uniform(0, min(largest, base * 2 ** (retry - 1)))
 
 
 _CHAT_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
@@ -457,10 +434,8 @@ class Proxy:
             if audit is not None and rule.policies.log_bodies is not None:
                 ex.bodies = Bodies(raw, audit.max_body_bytes) if rule.policies.log_bodies else None
             # Requests only: no token or spend item is reserved, so nothing needs settling.
-            limits = tuple(
-                dataclasses.replace(limit, tokens=None, usd=None)
-                for limit in (*table.limits, *rule.limits, *consumer.limits)
-                if limit.requests is not None
+            limits = counting(
+                (*table.limits, *rule.limits, *consumer.limits), tokens=False, usd=False
             )
             if limits:
                 await self.reserve(table, limits, ex, incoming.key, parsed.canonical, out)
@@ -551,7 +526,7 @@ class Proxy:
         """The rule's decision for this request (docs/routing.md), explained in
         ``x-sluicegate-route`` and the audit row."""
         facts = facts_of(table, call.parsed.canonical, call.headers, consumer, reservation)
-        key = _sticky_key(rule.hash_on, call.consumer, call.headers)
+        key = sticky_key(rule.hash_on, call.consumer, call.headers)
         stats = self.runtime.route_stats
         embed = self.route_embedder(table)
         try:
@@ -589,7 +564,7 @@ class Proxy:
         http = self.runtime.http
         ex = ex or Exchange("", table.gateway, call.endpoint, call.dialect.name)
         if steps is None:
-            steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+            steps = rule.plan(table.rng, sticky_key(rule.hash_on, call.consumer, call.headers))
         for index, step in enumerate(steps):
             service = step.service
             if service.adapter is None or call.endpoint not in service.adapter.endpoints:
@@ -601,7 +576,7 @@ class Proxy:
             key = pool.key(call.consumer, call.headers)
             for retry in range(service.retries + 1):
                 if retry and failure is not None:
-                    delay = _backoff(service, retry, failure)
+                    delay = backoff(service, retry, failure)
                     if delay is None:  # the provider asked for longer than we would wait
                         events.not_retried(ex.request_id, service.name, failure.retry_after)
                         break
@@ -746,7 +721,7 @@ class Proxy:
         control = read_control(call.headers)
         # The plan is drawn first: the key names the service and model it resolves to.
         if steps is None:
-            steps = rule.plan(table.rng, _sticky_key(rule.hash_on, call.consumer, call.headers))
+            steps = rule.plan(table.rng, sticky_key(rule.hash_on, call.consumer, call.headers))
         first = steps[0]
         scope = CacheScope(table.gateway, rule.name, call.consumer if plan.per_consumer else None)
         model = first.model or call.parsed.model

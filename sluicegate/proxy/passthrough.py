@@ -19,7 +19,6 @@ provider's own shapes). Each call is an audit row with endpoint ``passthrough``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -36,6 +35,7 @@ from sluicegate.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from sluicegate.policies.rate_limit import counting
 from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
@@ -262,11 +262,7 @@ class NativeProxy:
                     "through to.",
                     code="unsupported_endpoint",
                 )
-            limits = tuple(
-                dataclasses.replace(limit, tokens=None)
-                for limit in (*table.limits, *rule_limits, *consumer.limits)
-                if limit.requests is not None or limit.usd is not None
-            )
+            limits = counting((*table.limits, *rule_limits, *consumer.limits), tokens=False)
             if limits:
                 reservation = await proxy.reserve(table, limits, ex, key, {}, out)
             started = await self.forward(scope, receive, send, table, service, path, out, ex)

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from sluicegate.asgi import Headers, Message, Receive, Scope, Send
 from sluicegate.credentials.redact import redact_error
 from sluicegate.errors import GatewayError, InvalidRequest, RateLimited, TransportError
-from sluicegate.policies.rate_limit import Estimate, Limit, Reservation, Who
+from sluicegate.policies.rate_limit import Estimate, Limit, Reservation, Who, counting
 from sluicegate.proxy.attempt import Failure
 from sluicegate.proxy.handler import read_headers
 from sluicegate.realtime.sessions import Seat, Sessions
@@ -380,11 +380,7 @@ class Session:
 
     async def charge(self, counts: TokenCounts, cost: float) -> None:
         table, consumer = self.table, self.consumer
-        limits = tuple(
-            dataclasses.replace(limit, requests=None)
-            for limit in (*table.limits, *self.rule.limits, *consumer.limits)
-            if limit.tokens is not None or limit.usd is not None
-        )
+        limits = counting((*table.limits, *self.rule.limits, *consumer.limits), requests=False)
         if not limits:
             return
         limiter = self.realtime.proxy.limiter(table)

@@ -37,7 +37,13 @@ from sluicegate.asgi import (
 )
 from sluicegate.dialects.responses import ResponsesDialect
 from sluicegate.dialects.responses_items import builtin_tools
-from sluicegate.errors import GatewayError, InvalidRequest, NotFound, StoreUnavailable
+from sluicegate.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    StoreUnavailable,
+)
 from sluicegate.proxy.attempt import Call
 from sluicegate.proxy.handler import read_headers
 from sluicegate.responses.kept import KeptResponses
@@ -53,12 +59,6 @@ log = logging.getLogger("sluicegate")
 
 _LIST_DEFAULT, _LIST_MOST = 20, 100
 _COUNTERS = ("input_tokens", "count_tokens")  # the endpoints a provider counts input with
-
-
-class MethodNotAllowed(GatewayError):
-    status = 405
-    type = "invalid_request_error"
-    default_code = "method_not_allowed"
 
 
 class ResponsesApi:
