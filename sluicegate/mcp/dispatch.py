@@ -28,6 +28,8 @@ from sluicegate.mcp.wire import (
     LATEST,
     METHOD_NOT_FOUND,
     RATE_LIMITED,
+    RELAYED_NOTIFICATIONS,
+    REQUESTS,
     SERVER_UNAVAILABLE,
     VERSIONS,
     Message,
@@ -120,6 +122,8 @@ class Dispatcher:
         if not call.aggregated:
             server = call.session.server
             assert server is not None
+            if method not in REQUESTS:
+                return one(error(rid, METHOD_NOT_FOUND, f"Method not found: {method}"))
             if method == "tools/list":
                 return self._filtered_tools(call, server, message)
             return self._relayed(call, server, message)
@@ -338,9 +342,10 @@ class Dispatcher:
     # -- what is not a request -------------------------------------------------------
 
     async def notify(self, call: Call, message: Message) -> None:
-        method = message.get("method")
-        if method == "notifications/initialized":
-            return  # each server was told when its session opened
+        if message.get("method") not in RELAYED_NOTIFICATIONS:
+            # initialized: each server was told when its session opened; anything else
+            # (a request without its id too) would reach servers past every check.
+            return
         targets = list(call.session.upstream)
         for server in targets:
             with contextlib.suppress(ServerDown):

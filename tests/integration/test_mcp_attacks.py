@@ -1,0 +1,161 @@
+"""Messages a hostile or careless MCP client may send, through a running gateway: none of
+them reaches a server unchecked, and each is refused in JSON-RPC's shape
+(docs/security.md, "MCP")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.fakes.gateway import RunningGateway, free_port
+from tests.fakes.lenient_mcp import LenientMcp
+from tests.fakes.mcp_servers import McpProcess
+
+KEY = "sk-mcp-attacks-12345"
+VERSION = "2025-06-18"
+
+
+@pytest.fixture(scope="module")
+def counter() -> Iterator[McpProcess]:
+    proc = McpProcess("counter", free_port()).start()
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture(scope="module")
+def lenient() -> Iterator[LenientMcp]:
+    server = LenientMcp().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(counter: McpProcess, lenient: LenientMcp) -> Iterator[RunningGateway]:
+    config: dict[str, Any] = {
+        "mcp_servers": [
+            {"name": "counter", "url": counter.url},
+            {"name": "lenient", "url": lenient.mcp_url},
+        ],
+        "consumers": [
+            {
+                "name": "ops",
+                "keys": [KEY],
+                "mcp": ["counter/increment", "counter/session_id", "lenient/read_*"],
+            }
+        ],
+    }
+    running = RunningGateway(config, keyless=False).start()
+    yield running
+    running.stop()
+
+
+def answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC response in a JSON or an SSE answer."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data: "):
+                found = orjson.loads(line[6:])
+                if "method" not in found:
+                    return dict(found)
+        raise AssertionError(response.text)
+    return dict(response.json())
+
+
+class Client:
+    """A client session on one endpoint, in plain HTTP (what an attacker would send)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(timeout=30, headers={"authorization": f"Bearer {KEY}"})
+        opened = self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "attacker", "version": "1"},
+                },
+            },
+            session=False,
+        )
+        assert opened.status_code == 200, opened.text
+        self.session = opened.headers["mcp-session-id"]
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def post(self, message: dict[str, Any], session: bool = True) -> httpx.Response:
+        headers = {"accept": "application/json, text/event-stream"}
+        if session:
+            headers |= {"mcp-session-id": self.session, "mcp-protocol-version": VERSION}
+        return self.http.post(self.url, content=orjson.dumps(message), headers=headers)
+
+    def call(self, name: str, rid: int = 1) -> dict[str, Any]:
+        message = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name}}
+        return answer(self.post(message))
+
+    def close(self) -> None:
+        self.http.delete(self.url, headers={"mcp-session-id": self.session})
+        self.http.close()
+
+
+@pytest.mark.parametrize("path", ["/mcp/lenient", "/mcp"])
+def test_a_request_without_an_id_is_not_relayed(
+    gateway: RunningGateway, lenient: LenientMcp, path: str
+) -> None:
+    client = Client(gateway.url + path)
+    name = "write_b" if path != "/mcp" else "lenient__write_b"
+    assert answer(client.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))["result"]
+    lenient.requests.clear()
+    for method in ("tools/call", "Tools/call", "notifications/tools/call", "ping"):
+        sent = client.post(
+            {"jsonrpc": "2.0", "method": method, "params": {"name": name, "arguments": {}}}
+        )
+        assert sent.status_code == 202 and sent.content == b""
+    # What the gateway knows how to route still reaches the server.
+    progress = {"progressToken": "t1", "progress": 1}
+    for method, params in (
+        ("notifications/roots/list_changed", {}),
+        ("notifications/progress", progress),
+    ):
+        sent = client.post({"jsonrpc": "2.0", "method": method, "params": params})
+        assert sent.status_code == 202
+    assert lenient.methods() == ["notifications/roots/list_changed", "notifications/progress"]
+    client.close()
+
+
+def test_an_unknown_method_is_not_relayed_to_a_single_server(
+    gateway: RunningGateway, lenient: LenientMcp
+) -> None:
+    client = Client(gateway.url + "/mcp/lenient")
+    lenient.requests.clear()
+    for method in ("Tools/call", "tools/call ", "x-internal/debug"):
+        sent = client.post(
+            {"jsonrpc": "2.0", "id": 7, "method": method, "params": {"name": "write_b"}}
+        )
+        found = answer(sent)
+        assert found["id"] == 7 and found["error"]["code"] == -32601, found
+    assert lenient.methods() == []
+    client.close()
+
+
+@pytest.mark.parametrize("params", [[1, 2], "x", 3, True])
+def test_params_that_are_not_an_object_are_invalid_params(
+    gateway: RunningGateway, params: Any
+) -> None:
+    url = gateway.url + "/mcp/counter"
+    http = httpx.Client(timeout=30, headers={"authorization": f"Bearer {KEY}"})
+    message = {"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": params}
+    sent = http.post(url, content=orjson.dumps(message))
+    assert sent.status_code == 400 and sent.headers["content-type"] == "application/json"
+    assert sent.json()["error"]["code"] == -32602 and sent.json()["id"] == 3
+    client = Client(url)
+    for method in ("tools/call", "tools/list", "ping"):
+        sent = client.post({"jsonrpc": "2.0", "id": 4, "method": method, "params": params})
+        assert sent.status_code == 400, sent.text
+        assert sent.json()["error"]["code"] == -32602 and sent.json()["id"] == 4
+    client.close()
