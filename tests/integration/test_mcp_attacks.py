@@ -13,7 +13,7 @@ import pytest
 
 from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.lenient_mcp import LenientMcp
-from tests.fakes.mcp_servers import McpProcess
+from tests.fakes.mcp_servers import ROOT, McpProcess, stdio_command
 
 KEY = "sk-mcp-attacks-12345"
 VERSION = "2025-06-18"
@@ -63,6 +63,43 @@ def answer(response: httpx.Response) -> dict[str, Any]:
                     return dict(found)
         raise AssertionError(response.text)
     return dict(response.json())
+
+
+def test_a_stdio_server_gets_a_small_environment_and_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secrets = {
+        "OPENAI_API_KEY": "sk-provider-secret-123",
+        "SLUICEGATE_ADMIN_KEY": "admin-secret-456",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-789",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LC_TIME", "C")
+    config: dict[str, Any] = {
+        "mcp_servers": [
+            {
+                "name": "environ",
+                "command": stdio_command("environ"),
+                "cwd": str(ROOT),
+                "env": {"ENVIRON_TOKEN": "its-own-token"},
+            }
+        ],
+        "consumers": [{"name": "ops", "keys": [KEY]}],
+    }
+    running = RunningGateway(config, keyless=False).start()
+    try:
+        client = Client(running.url + "/mcp/environ")
+        found = client.call("environment")
+        client.close()
+    finally:
+        running.stop()
+    text = found["result"]["content"][0]["text"]
+    names = {line.partition("=")[0] for line in text.splitlines()}
+    assert "ENVIRON_TOKEN=its-own-token" in text.splitlines()
+    assert "PATH" in names and "LC_TIME" in names
+    assert not any(value in text for value in secrets.values()), names
+    assert not names & set(secrets)
 
 
 class Client:
