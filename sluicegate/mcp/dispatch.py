@@ -225,6 +225,16 @@ class Dispatcher:
             yield self._refused_tool(rid, name)
             return
         audit = self.audit()
+        try:
+            listed = await self._listed_tool(call, server, tool)
+        except ServerDown as down:
+            record.finish(self.metrics, audit, 502, "unavailable", "upstream_error")
+            yield unavailable(rid, down)
+            return
+        if not listed:
+            record.finish(self.metrics, audit, 400, "unknown_tool", "invalid_request_error")
+            yield self._refused_tool(rid, name)
+            return
         if spec.limits:
             who = Who(call.session.gateway, call.consumer, call.key_id, server, tool)
             try:
@@ -271,11 +281,19 @@ class Dispatcher:
                 status, outcome, kind = 504, "timeout", "timeout_error"
             yield unavailable(rid, down)
         finally:
-            servers = self.relay.servers
-            if outcome == "ok":  # it answered: the tool exists, its name may label metrics
-                servers.listed(server, [tool], False)
-            record.labels = servers.label_for(server, tool)
+            record.labels = self.relay.servers.label_for(server, tool)
             record.finish(self.metrics, audit, status, outcome, kind)
+
+    async def _listed_tool(self, call: Call, server: str, tool: str) -> bool:
+        """Whether the server listed ``tool``: a name it never listed is not sent, however
+        lenient the server (a client's invented name could reach a tool the allow list
+        keeps out, or grow the metrics). The list is asked for again when the name is new,
+        since the server may have added the tool since."""
+        servers = self.relay.servers
+        if servers.knows(server, tool):
+            return True
+        await self.lists.learn_tools(call, server)
+        return servers.knows(server, tool)
 
     async def _named(self, call: Call, message: Message, field: str) -> Reply:
         rid = message.get("id")

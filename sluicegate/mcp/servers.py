@@ -114,6 +114,10 @@ class Servers:
         if whole:
             self.tool_counts[server] = len(names)
 
+    def knows(self, server: str, tool: str) -> bool:
+        """Whether the server has listed the tool (only those are ever called)."""
+        return tool in self.tool_names.get(server, ())
+
     def label_for(self, server: str, tool: str) -> tuple[str, str]:
         """The metric labels of a call: a server's or tool's name only once it is known to
         exist, else ``other`` (a client's made-up names must not grow ``/metrics``)."""

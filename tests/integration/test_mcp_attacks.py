@@ -196,3 +196,29 @@ def test_params_that_are_not_an_object_are_invalid_params(
         assert sent.status_code == 400, sent.text
         assert sent.json()["error"]["code"] == -32602 and sent.json()["id"] == 4
     client.close()
+
+
+@pytest.mark.parametrize("path", ["/mcp/lenient", "/mcp"])
+def test_only_tools_the_server_listed_are_called(
+    gateway: RunningGateway, lenient: LenientMcp, path: str
+) -> None:
+    client = Client(gateway.url + path)
+    prefix = "" if path != "/mcp" else "lenient__"
+    lenient.requests.clear()
+    # Before any tools/list of the client's: the gateway learns the list itself.
+    called = client.call(prefix + "read_a")
+    assert called["result"]["content"][0]["text"] == "called read_a", called
+    invented = ("read_a/../write_b", "read_a\nwrite_b", "read_zzz_invented", "read_\x00")
+    for name in invented:
+        refused = client.call(prefix + name, rid=9)
+        assert refused["error"]["code"] == -32602, refused
+        assert refused["error"]["message"] == f"Unknown tool: {prefix + name}"
+    calls = [
+        r["body"]["params"]["name"]
+        for r in lenient.requests
+        if r["body"].get("method") == "tools/call"
+    ]
+    assert calls == ["read_a"]
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "read_zzz_invented" not in metrics and "read_a/" not in metrics
+    client.close()
