@@ -37,7 +37,8 @@ class Health:
     up: bool = True
     failures: int = 0
     retry_at: float = 0.0
-    reason: str = ""
+    reason: str = ""  # the last failure, the server named: "MCP server 'x' is unreachable …"
+    cause: str = ""  # the same without the name: "is unreachable …"
 
 
 def as_down(server: str, exc: BaseException) -> ServerDown:
@@ -144,14 +145,14 @@ class Servers:
             log.warning(
                 "%s%s; left out of MCP answers, tried again in %.1fs", self.log_prefix, exc, pause
             )
-        health.up, health.reason = False, str(exc)
+        health.up, health.reason, health.cause = False, str(exc), exc.reason
         self.metrics.up.labels(self.gateway, name).set(0)
 
     def succeeded(self, name: str) -> None:
         health = self.health.get(name)
         if health is not None and not health.up:
             log.info("%sMCP server '%s' answers again", self.log_prefix, name)
-            health.up, health.failures, health.reason = True, 0, ""
+            health.up, health.failures, health.reason, health.cause = True, 0, "", ""
             self.metrics.up.labels(self.gateway, name).set(1)
 
     async def open(self, name: str, params: Message) -> Opened:
