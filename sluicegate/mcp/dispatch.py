@@ -25,6 +25,7 @@ from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
     BLOCKED,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     LATEST,
     METHOD_NOT_FOUND,
     RATE_LIMITED,
@@ -55,6 +56,18 @@ _CAPABILITIES = {
     "logging": {},
     "completions": {},
 }
+
+
+# A server's failure as the outcome of the audit row's step (telemetry.attempts).
+_STEPS = {"timeout": "timeout", "status": "invalid", "down": "connect"}
+# JSON-RPC errors that say the client's message was wrong; any other is the server's.
+_CLIENT_CODES = frozenset({INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS})
+
+
+def _rpc_error_type(item: Message) -> str:
+    found = item.get("error")
+    code = found.get("code") if isinstance(found, dict) else None
+    return "invalid_request_error" if code in _CLIENT_CODES else "upstream_error"
 
 
 async def one(message: Message) -> Reply:
@@ -213,6 +226,7 @@ class Dispatcher:
             server or "",
             tool,
             self.relay.servers.label_for(server or "", tool),
+            spec.where if spec is not None else None,
         )
         if (
             spec is None
@@ -264,19 +278,22 @@ class Dispatcher:
                     try:
                         screened = screen_result(spec.guard, item["result"], screening)
                     except ContentBlocked as exc:
+                        record.step = "2xx"
                         status, outcome, kind = 400, "blocked", "content_blocked"
                         yield error(rid, BLOCKED, exc.message, {"server": server})
                         return
                     item = {**item, "result": screened}
                 if is_response(item):
+                    record.step = "2xx"  # the server answered; what it said is below
                     if "error" in item:
-                        status, outcome, kind = 400, "rpc_error", "invalid_request_error"
+                        status, outcome, kind = 400, "rpc_error", _rpc_error_type(item)
                     elif isinstance(item.get("result"), dict) and item["result"].get("isError"):
-                        status, outcome, kind = 200, "tool_error", None  # type: ignore[assignment]
+                        status, outcome, kind = 200, "tool_error", "tool_error"
                     else:
                         status, outcome, kind = 200, "ok", None  # type: ignore[assignment]
                 yield item
         except ServerDown as down:
+            record.step = _STEPS.get(down.kind, "connect")
             if down.kind == "timeout":
                 status, outcome, kind = 504, "timeout", "timeout_error"
             yield unavailable(rid, down)

@@ -173,12 +173,11 @@ class Servers:
         out: list[dict[str, object]] = []
         for name, spec in self.specs.items():
             health = self.health.get(name, Health())
-            where = spec.url.partition("?")[0] if spec.url else " ".join(spec.command or ())
             out.append(
                 {
                     "name": name,
                     "transport": spec.transport,
-                    "target": where,
+                    "target": spec.where,
                     "up": health.up,
                     "reason": health.reason or None,
                     "tools": self.tool_counts.get(name),

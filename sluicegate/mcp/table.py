@@ -57,6 +57,12 @@ class ServerSpec:
         return self.tools is None or any(p.fullmatch(tool) for p in self.tools)
 
     @property
+    def where(self) -> str:
+        """How it is reached, for operators: its URL without the query (which may carry
+        its credentials), or its command."""
+        return self.url.partition("?")[0] if self.url else " ".join(self.command or ())
+
+    @property
     def transport(self) -> str:
         return "http" if self.url is not None else "stdio"
 

@@ -6,6 +6,7 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from sluicegate.telemetry.attempts import Tried
 from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
@@ -55,6 +56,8 @@ class CallRecord:
         "request_id",
         "server",
         "started",
+        "step",
+        "target",
         "tool",
     )
 
@@ -67,6 +70,7 @@ class CallRecord:
         server: str,
         tool: str,
         labels: tuple[str, str],
+        target: str | None = None,
     ) -> None:
         self.request_id = request_id
         self.gateway = gateway
@@ -76,6 +80,10 @@ class CallRecord:
         self.tool = tool
         self.labels = labels  # (server, tool) as metrics name them: known names only
         self.started = time.perf_counter()
+        self.target = target  # where the server is reached, never a secret
+        # The outcome of the message to the server (attempts.OUTCOMES), as a chat row's
+        # attempt: None while nothing was sent.
+        self.step: str | None = None
 
     def finish(
         self,
@@ -104,7 +112,11 @@ class CallRecord:
             model=self.tool,
             status=status,
             error_type=error_type,
-            attempts=1 if status != 403 else 0,
+            attempts=0 if self.step is None else 1,
             ended=ended,
         )
+        if self.step is not None:
+            answered = 200 if self.step == "2xx" else None
+            sent = Tried(self.server, self.target, self.step, answered, ended - self.started)
+            ex.tried.append(sent)
         audit.submit(ex)

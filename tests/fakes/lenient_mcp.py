@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tests.fakes.server import FakeServer
 
-TOOLS = ["read_a", "read_b", "write_b"]
+TOOLS = ["read_a", "read_b", "write_b", "read_fail", "read_broken"]
 
 
 class LenientMcp(FakeServer):
@@ -49,6 +49,11 @@ class LenientMcp(FakeServer):
             if name == "read_fail":
                 return web.json_response(
                     {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": "broke"}}
+                )
+            if name == "read_broken":
+                text = [{"type": "text", "text": "the disk is full"}]
+                return web.json_response(
+                    {"jsonrpc": "2.0", "id": rid, "result": {"content": text, "isError": True}}
                 )
             found = {"content": [{"type": "text", "text": f"called {name}"}]}
         else:

@@ -4,6 +4,7 @@ them reaches a server unchecked, and each is refused in JSON-RPC's shape
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from tests.fakes.lenient_mcp import LenientMcp
 from tests.fakes.mcp_servers import ROOT, McpProcess, stdio_command
 
 KEY = "sk-mcp-attacks-12345"
+ADMIN = "adm-mcp-attacks-123456"
 VERSION = "2025-06-18"
 
 
@@ -34,8 +36,12 @@ def lenient() -> Iterator[LenientMcp]:
 
 
 @pytest.fixture(scope="module")
-def gateway(counter: McpProcess, lenient: LenientMcp) -> Iterator[RunningGateway]:
+def gateway(
+    counter: McpProcess, lenient: LenientMcp, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    folder = tmp_path_factory.mktemp("mcp-attacks")
     config: dict[str, Any] = {
+        "gateway": {"store": f"sqlite:///{folder / 'gw.db'}", "admin_key": ADMIN},
         "mcp_servers": [
             {"name": "counter", "url": counter.url},
             {"name": "lenient", "url": lenient.mcp_url},
@@ -222,3 +228,46 @@ def test_only_tools_the_server_listed_are_called(
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert "read_zzz_invented" not in metrics and "read_a/" not in metrics
     client.close()
+
+
+def test_failed_tool_calls_say_why_in_their_audit_rows(
+    gateway: RunningGateway, lenient: LenientMcp
+) -> None:
+    client = Client(gateway.url + "/mcp/lenient")
+    for name in ("read_fail", "read_broken", "read_zzz_nowhere", "write_b", "read_b"):
+        client.call(name)
+    client.close()
+
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+
+    def row(tool: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while True:
+            found = httpx.get(
+                f"{gateway.url}/admin/logs",
+                params={"endpoint": "mcp", "model": tool},
+                headers=admin,
+            ).json()["data"]
+            if found or time.monotonic() > deadline:
+                assert found, tool
+                return dict(found[0])
+            time.sleep(0.1)
+
+    def step(found: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(found["attempts_detail"] or [])
+
+    failed = row("read_fail")  # the server's JSON-RPC error
+    assert failed["error_type"] == "upstream_error" and failed["status"] == 400
+    assert [(s["service"], s["outcome"]) for s in step(failed)] == [("lenient", "2xx")]
+    assert step(failed)[0]["target"] == lenient.mcp_url
+    broken = row("read_broken")  # the tool's own error (isError)
+    assert broken["error_type"] == "tool_error" and broken["status"] == 200
+    assert [s["outcome"] for s in step(broken)] == ["2xx"]
+    unknown = row("read_zzz_nowhere")
+    assert unknown["error_type"] == "invalid_request_error" and unknown["attempts"] == 0
+    assert step(unknown) == []
+    forbidden = row("write_b")
+    assert forbidden["error_type"] == "permission_error" and forbidden["attempts"] == 0
+    ok = row("read_b")
+    assert ok["error_type"] is None and ok["attempts"] == 1
+    assert [s["outcome"] for s in step(ok)] == ["2xx"]
