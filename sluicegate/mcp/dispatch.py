@@ -304,11 +304,13 @@ class Dispatcher:
     async def _listed_tool(self, call: Call, server: str, tool: str) -> bool:
         """Whether the server listed ``tool``: a name it never listed is not sent, however
         lenient the server (a client's invented name could reach a tool the allow list
-        keeps out, or grow the metrics). The list is asked for again when the name is new,
-        since the server may have added the tool since."""
+        keeps out, or grow the metrics). The list is asked for again when the name is new
+        (at most once a second), since the server may have added the tool since."""
         servers = self.relay.servers
         if servers.knows(server, tool):
             return True
+        if not servers.may_learn(server):
+            return False
         await self.lists.learn_tools(call, server)
         return servers.knows(server, tool)
 

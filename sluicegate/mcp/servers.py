@@ -30,6 +30,7 @@ log = logging.getLogger("sluicegate.mcp")
 
 FIRST_PAUSE = 0.5
 MAX_PAUSE = 5.0
+LEARN_PAUSE = 1.0
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class Servers:
         # The tool names each server has listed: metric labels come from these only, never
         # from what a client sends (``label_for``).
         self.tool_names: dict[str, set[str]] = {}
+        self._learned: dict[str, float] = {}  # when each last listed all its tools
         self._http: aiohttp.ClientSession | None = None
         self._retired: list[Upstream] = []
 
@@ -114,10 +116,16 @@ class Servers:
             known.update(names)
         if whole:
             self.tool_counts[server] = len(names)
+            self._learned[server] = time.monotonic()
 
     def knows(self, server: str, tool: str) -> bool:
         """Whether the server has listed the tool (only those are ever called)."""
         return tool in self.tool_names.get(server, ())
+
+    def may_learn(self, server: str) -> bool:
+        """Whether its whole tool list may be asked for again: at most once a second, so
+        that a client's made-up names do not each cost the server a list."""
+        return time.monotonic() - self._learned.get(server, -LEARN_PAUSE) >= LEARN_PAUSE
 
     def label_for(self, server: str, tool: str) -> tuple[str, str]:
         """The metric labels of a call: a server's or tool's name only once it is known to

@@ -242,8 +242,11 @@ class StdioUpstream:
         process = self._process
         if process is None or process.generation != session:
             return
-        if message.get("method") == "notifications/cancelled":
-            return  # its request id is the client's, not the one the process saw
+        if "id" not in message:
+            # A client's notification names its own requests (cancelled: by the client's
+            # id, not the one the process saw) or its roots, and the process serves every
+            # session: nothing to tell it.
+            return
         await self._write(process, message)
 
     async def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:
