@@ -11,6 +11,7 @@ from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 
+_NAME_LIMIT = 128  # MCP's longest tool name; a client's longer one is cut in its row
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -77,7 +78,7 @@ class CallRecord:
         self.consumer = consumer
         self.key_prefix = key_prefix
         self.server = server
-        self.tool = tool
+        self.tool = tool[:_NAME_LIMIT]  # as the client gave it, within reason
         self.labels = labels  # (server, tool) as metrics name them: known names only
         self.started = time.perf_counter()
         self.target = target  # where the server is reached, never a secret

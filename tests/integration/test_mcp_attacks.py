@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from tests.fakes.gateway import RunningGateway, free_port
 from tests.fakes.lenient_mcp import LenientMcp
 from tests.fakes.mcp_servers import ROOT, McpProcess, stdio_command
+from tests.fakes.stores import postgres_schema
 
 KEY = "sk-mcp-attacks-12345"
 ADMIN = "adm-mcp-attacks-123456"
@@ -42,6 +44,7 @@ def gateway(
     folder = tmp_path_factory.mktemp("mcp-attacks")
     config: dict[str, Any] = {
         "gateway": {"store": f"sqlite:///{folder / 'gw.db'}", "admin_key": ADMIN},
+        "audit": {"spill_path": str(folder / "spill.jsonl")},
         "mcp_servers": [
             {"name": "counter", "url": counter.url},
             {"name": "lenient", "url": lenient.mcp_url},
@@ -273,3 +276,35 @@ def test_failed_tool_calls_say_why_in_their_audit_rows(
     ok = row("read_b")
     assert ok["error_type"] is None and ok["attempts"] == 1
     assert [s["outcome"] for s in step(ok)] == ["2xx"]
+
+
+def test_a_made_up_tool_name_does_not_stop_the_audit_log(
+    lenient: LenientMcp, tmp_path: Path
+) -> None:
+    """PostgreSQL's text holds no NUL: a name with one in a row refused the whole batch."""
+    with postgres_schema() as store:
+        config: dict[str, Any] = {
+            "gateway": {"store": store, "admin_key": ADMIN},
+            "audit": {"spill_path": str(tmp_path / "spill.jsonl")},
+            "mcp_servers": [{"name": "lenient", "url": lenient.mcp_url}],
+            "consumers": [{"name": "ops", "keys": [KEY]}],
+        }
+        running = RunningGateway(config, keyless=False).start()
+        try:
+            client = Client(running.url + "/mcp/lenient")
+            assert client.call("read_\x00" + "x" * 500)["error"]["code"] == -32602
+            assert "result" in client.call("read_b")
+            client.close()
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            rows: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 10
+            while len(rows) < 2 and time.monotonic() < deadline:
+                found = httpx.get(f"{running.url}/admin/logs?endpoint=mcp", headers=admin)
+                rows = found.json()["data"]
+                time.sleep(0.2)
+        finally:
+            running.stop()
+    tools = [r["model"] for r in rows]
+    assert len(tools) == 2 and "read_b" in tools, tools
+    made_up = next(t for t in tools if t != "read_b")
+    assert made_up == "read_\ufffd" + "x" * 122  # kept visible, cut to MCP's longest name
