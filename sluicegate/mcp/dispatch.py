@@ -60,6 +60,7 @@ _CAPABILITIES = {
 
 # A server's failure as the outcome of the audit row's step (telemetry.attempts).
 _STEPS = {"timeout": "timeout", "status": "invalid", "down": "connect"}
+_DOWN = (502, "unavailable", "upstream_error")
 # JSON-RPC errors that say the client's message was wrong; any other is the server's.
 _CLIENT_CODES = frozenset({INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS})
 
@@ -241,8 +242,10 @@ class Dispatcher:
         audit = self.audit()
         try:
             listed = await self._listed_tool(call, server, tool)
-        except ServerDown as down:
-            record.finish(self.metrics, audit, 502, "unavailable", "upstream_error")
+        except ServerDown as down:  # its list did not come: the call is not sent either
+            late = down.kind == "timeout"
+            status, outcome, kind = (504, "timeout", "timeout_error") if late else _DOWN
+            record.finish(self.metrics, audit, status, outcome, kind)
             yield unavailable(rid, down)
             return
         if not listed:
