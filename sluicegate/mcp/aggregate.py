@@ -113,6 +113,11 @@ class Aggregator:
                 items.append((name, item))
         return items
 
+    async def learn_tools(self, call: Call, server: str) -> None:
+        """The server's whole tool list, learned (``ServerDown``)."""
+        found = await self._all_pages(call, server, "tools/list", "tools")
+        self.relay.servers.listed(server, [str(t.get("name")) for t in found], True)
+
     async def _all_pages(self, call: Call, server: str, method: str, key: str) -> list[Message]:
         try:
             async with asyncio.timeout(call.table.servers[server].timeout):

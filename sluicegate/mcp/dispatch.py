@@ -25,9 +25,12 @@ from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
     BLOCKED,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     LATEST,
     METHOD_NOT_FOUND,
     RATE_LIMITED,
+    RELAYED_NOTIFICATIONS,
+    REQUESTS,
     SERVER_UNAVAILABLE,
     VERSIONS,
     Message,
@@ -53,6 +56,19 @@ _CAPABILITIES = {
     "logging": {},
     "completions": {},
 }
+
+
+# A server's failure as the outcome of the audit row's step (telemetry.attempts).
+_STEPS = {"timeout": "timeout", "status": "invalid", "down": "connect"}
+_DOWN = (502, "unavailable", "upstream_error")
+# JSON-RPC errors that say the client's message was wrong; any other is the server's.
+_CLIENT_CODES = frozenset({INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS})
+
+
+def _rpc_error_type(item: Message) -> str:
+    found = item.get("error")
+    code = found.get("code") if isinstance(found, dict) else None
+    return "invalid_request_error" if code in _CLIENT_CODES else "upstream_error"
 
 
 async def one(message: Message) -> Reply:
@@ -120,6 +136,8 @@ class Dispatcher:
         if not call.aggregated:
             server = call.session.server
             assert server is not None
+            if method not in REQUESTS:
+                return one(error(rid, METHOD_NOT_FOUND, f"Method not found: {method}"))
             if method == "tools/list":
                 return self._filtered_tools(call, server, message)
             return self._relayed(call, server, message)
@@ -209,6 +227,7 @@ class Dispatcher:
             server or "",
             tool,
             self.relay.servers.label_for(server or "", tool),
+            spec.where if spec is not None else None,
         )
         if (
             spec is None
@@ -221,6 +240,18 @@ class Dispatcher:
             yield self._refused_tool(rid, name)
             return
         audit = self.audit()
+        try:
+            listed = await self._listed_tool(call, server, tool)
+        except ServerDown as down:  # its list did not come: the call is not sent either
+            late = down.kind == "timeout"
+            status, outcome, kind = (504, "timeout", "timeout_error") if late else _DOWN
+            record.finish(self.metrics, audit, status, outcome, kind)
+            yield unavailable(rid, down)
+            return
+        if not listed:
+            record.finish(self.metrics, audit, 400, "unknown_tool", "invalid_request_error")
+            yield self._refused_tool(rid, name)
+            return
         if spec.limits:
             who = Who(call.session.gateway, call.consumer, call.key_id, server, tool)
             try:
@@ -250,28 +281,41 @@ class Dispatcher:
                     try:
                         screened = screen_result(spec.guard, item["result"], screening)
                     except ContentBlocked as exc:
+                        record.step = "2xx"
                         status, outcome, kind = 400, "blocked", "content_blocked"
                         yield error(rid, BLOCKED, exc.message, {"server": server})
                         return
                     item = {**item, "result": screened}
                 if is_response(item):
+                    record.step = "2xx"  # the server answered; what it said is below
                     if "error" in item:
-                        status, outcome, kind = 400, "rpc_error", "invalid_request_error"
+                        status, outcome, kind = 400, "rpc_error", _rpc_error_type(item)
                     elif isinstance(item.get("result"), dict) and item["result"].get("isError"):
-                        status, outcome, kind = 200, "tool_error", None  # type: ignore[assignment]
+                        status, outcome, kind = 200, "tool_error", "tool_error"
                     else:
                         status, outcome, kind = 200, "ok", None  # type: ignore[assignment]
                 yield item
         except ServerDown as down:
+            record.step = _STEPS.get(down.kind, "connect")
             if down.kind == "timeout":
                 status, outcome, kind = 504, "timeout", "timeout_error"
             yield unavailable(rid, down)
         finally:
-            servers = self.relay.servers
-            if outcome == "ok":  # it answered: the tool exists, its name may label metrics
-                servers.listed(server, [tool], False)
-            record.labels = servers.label_for(server, tool)
+            record.labels = self.relay.servers.label_for(server, tool)
             record.finish(self.metrics, audit, status, outcome, kind)
+
+    async def _listed_tool(self, call: Call, server: str, tool: str) -> bool:
+        """Whether the server listed ``tool``: a name it never listed is not sent, however
+        lenient the server (a client's invented name could reach a tool the allow list
+        keeps out, or grow the metrics). The list is asked for again when the name is new
+        (at most once a second), since the server may have added the tool since."""
+        servers = self.relay.servers
+        if servers.knows(server, tool):
+            return True
+        if not servers.may_learn(server):
+            return False
+        await self.lists.learn_tools(call, server)
+        return servers.knows(server, tool)
 
     async def _named(self, call: Call, message: Message, field: str) -> Reply:
         rid = message.get("id")
@@ -338,9 +382,10 @@ class Dispatcher:
     # -- what is not a request -------------------------------------------------------
 
     async def notify(self, call: Call, message: Message) -> None:
-        method = message.get("method")
-        if method == "notifications/initialized":
-            return  # each server was told when its session opened
+        if message.get("method") not in RELAYED_NOTIFICATIONS:
+            # initialized: each server was told when its session opened; anything else
+            # (a request without its id too) would reach servers past every check.
+            return
         targets = list(call.session.upstream)
         for server in targets:
             with contextlib.suppress(ServerDown):

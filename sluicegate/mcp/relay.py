@@ -36,8 +36,8 @@ class Relay:
             return entry
         if not self.servers.may_try(server):
             health = self.servers.health.get(server)
-            reason = health.reason if health is not None else ""
-            raise ServerDown(server, f"is down ({reason.partition(' ')[2] or 'unavailable'})")
+            cause = health.cause if health is not None and health.cause else "is down"
+            raise ServerDown(server, f"{cause}; it is tried again shortly")
         found = await self.open(call, server)
         return [found.session, found.version]
 

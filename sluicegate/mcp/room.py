@@ -34,6 +34,7 @@ from sluicegate.mcp.telemetry import McpMetrics
 from sluicegate.mcp.upstream import ServerDown
 from sluicegate.mcp.wire import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
     VERSIONS,
@@ -198,13 +199,18 @@ class McpRoom:
                 refused = error(None, INVALID_REQUEST, "One JSON-RPC 2.0 message per request")
                 await _json(send, 400, refused)
                 return
+            params = message.get("params")
+            if params is not None and not isinstance(params, dict):
+                refused = error(message.get("id"), INVALID_PARAMS, "params must be an object")
+                await _json(send, 400, refused)
+                return
             if message.get("method") == "initialize":
                 session = McpSession(
                     new_id(),
                     table.gateway,
                     consumer.name,
                     server,
-                    dispatcher.version_for((message.get("params") or {}).get("protocolVersion")),
+                    dispatcher.version_for((params or {}).get("protocolVersion")),
                     _params(message),
                 )
                 call = Call(session, mcp, allow, incoming.request_id, consumer.prefix, key_id)

@@ -30,6 +30,7 @@ log = logging.getLogger("sluicegate.mcp")
 
 FIRST_PAUSE = 0.5
 MAX_PAUSE = 5.0
+LEARN_PAUSE = 1.0
 
 
 @dataclass(slots=True)
@@ -37,7 +38,8 @@ class Health:
     up: bool = True
     failures: int = 0
     retry_at: float = 0.0
-    reason: str = ""
+    reason: str = ""  # the last failure, the server named: "MCP server 'x' is unreachable …"
+    cause: str = ""  # the same without the name: "is unreachable …"
 
 
 def as_down(server: str, exc: BaseException) -> ServerDown:
@@ -69,6 +71,7 @@ class Servers:
         # The tool names each server has listed: metric labels come from these only, never
         # from what a client sends (``label_for``).
         self.tool_names: dict[str, set[str]] = {}
+        self._learned: dict[str, float] = {}  # when each last listed all its tools
         self._http: aiohttp.ClientSession | None = None
         self._retired: list[Upstream] = []
 
@@ -113,6 +116,16 @@ class Servers:
             known.update(names)
         if whole:
             self.tool_counts[server] = len(names)
+            self._learned[server] = time.monotonic()
+
+    def knows(self, server: str, tool: str) -> bool:
+        """Whether the server has listed the tool (only those are ever called)."""
+        return tool in self.tool_names.get(server, ())
+
+    def may_learn(self, server: str) -> bool:
+        """Whether its whole tool list may be asked for again: at most once a second, so
+        that a client's made-up names do not each cost the server a list."""
+        return time.monotonic() - self._learned.get(server, -LEARN_PAUSE) >= LEARN_PAUSE
 
     def label_for(self, server: str, tool: str) -> tuple[str, str]:
         """The metric labels of a call: a server's or tool's name only once it is known to
@@ -140,14 +153,14 @@ class Servers:
             log.warning(
                 "%s%s; left out of MCP answers, tried again in %.1fs", self.log_prefix, exc, pause
             )
-        health.up, health.reason = False, str(exc)
+        health.up, health.reason, health.cause = False, str(exc), exc.reason
         self.metrics.up.labels(self.gateway, name).set(0)
 
     def succeeded(self, name: str) -> None:
         health = self.health.get(name)
         if health is not None and not health.up:
             log.info("%sMCP server '%s' answers again", self.log_prefix, name)
-            health.up, health.failures, health.reason = True, 0, ""
+            health.up, health.failures, health.reason, health.cause = True, 0, "", ""
             self.metrics.up.labels(self.gateway, name).set(1)
 
     async def open(self, name: str, params: Message) -> Opened:
@@ -168,12 +181,11 @@ class Servers:
         out: list[dict[str, object]] = []
         for name, spec in self.specs.items():
             health = self.health.get(name, Health())
-            where = spec.url.partition("?")[0] if spec.url else " ".join(spec.command or ())
             out.append(
                 {
                     "name": name,
                     "transport": spec.transport,
-                    "target": where,
+                    "target": spec.where,
                     "up": health.up,
                     "reason": health.reason or None,
                     "tools": self.tool_counts.get(name),

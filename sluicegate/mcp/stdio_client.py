@@ -15,7 +15,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -28,6 +28,25 @@ log = logging.getLogger("sluicegate.mcp")
 
 RESTART_DELAY = 1.0
 _LINE_LIMIT = 16 * 1024 * 1024
+
+# What a stdio server inherits from the gateway's environment: what a program needs to
+# find its tools, its home, its locale and a temporary folder, and nothing that may hold
+# a secret (provider keys, SLUICEGATE_*, proxies with passwords). The rest is the
+# server's own ``env``.
+_INHERITED = frozenset(
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ"),
+        *("TMPDIR", "TEMP", "TMP"),
+        *("SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT", "USERPROFILE"),
+        *("APPDATA", "LOCALAPPDATA", "PROGRAMDATA", "PROGRAMFILES"),
+    }
+)
+
+
+def environment(own: Mapping[str, str]) -> dict[str, str]:
+    """A stdio server's environment: the safe part of the gateway's, and its own."""
+    base = {k: v for k, v in os.environ.items() if k.upper() in _INHERITED or k.startswith("LC_")}
+    return {**base, **own}
 
 
 class _Process:
@@ -79,7 +98,7 @@ class StdioUpstream:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.DEVNULL,
-                    env={**os.environ, **self.spec.env},
+                    env=environment(self.spec.env),
                     cwd=self.spec.cwd,
                     limit=_LINE_LIMIT,
                 )
@@ -223,8 +242,11 @@ class StdioUpstream:
         process = self._process
         if process is None or process.generation != session:
             return
-        if message.get("method") == "notifications/cancelled":
-            return  # its request id is the client's, not the one the process saw
+        if "id" not in message:
+            # A client's notification names its own requests (cancelled: by the client's
+            # id, not the one the process saw) or its roots, and the process serves every
+            # session: nothing to tell it.
+            return
         await self._write(process, message)
 
     async def listen(self, session: str | None, version: str) -> AsyncIterator[Message]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,14 +10,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from sluicegate.config.mcp import McpServer, split_allowed
 from sluicegate.config.model import Config, Policies
 from sluicegate.guardrails.policy import Guard, compile_guard
+from sluicegate.mcp.globs import glob
 from sluicegate.mcp.oauth import ClientCredentials
 from sluicegate.policies.rate_limit import Limit
 
 Pattern = re.Pattern[str]
-
-
-def _glob(pattern: str) -> Pattern:
-    return re.compile(fnmatch.translate(pattern))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +57,12 @@ class ServerSpec:
         return self.tools is None or any(p.fullmatch(tool) for p in self.tools)
 
     @property
+    def where(self) -> str:
+        """How it is reached, for operators: its URL without the query (which may carry
+        its credentials), or its command."""
+        return self.url.partition("?")[0] if self.url else " ".join(self.command or ())
+
+    @property
     def transport(self) -> str:
         return "http" if self.url is not None else "stdio"
 
@@ -100,7 +102,7 @@ def compile_server(server: McpServer) -> ServerSpec:
         cwd=server.cwd,
         headers=tuple(headers.items()),
         timeout=server.timeout,
-        tools=tuple(_glob(t) for t in server.tools) if server.tools is not None else None,
+        tools=tuple(glob(t) for t in server.tools) if server.tools is not None else None,
         description=server.description,
         tags=tuple(server.tags),
         limits=tuple(
@@ -125,7 +127,7 @@ class Allow:
         compiled = []
         for item in items:
             server, tool = split_allowed(item)
-            compiled.append((_glob(server), _glob(tool) if tool is not None else None))
+            compiled.append((glob(server), glob(tool) if tool is not None else None))
         return cls((tuple(compiled),))
 
     def narrowed(self, other: Allow) -> Allow:

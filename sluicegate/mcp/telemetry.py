@@ -6,10 +6,12 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from sluicegate.telemetry.attempts import Tried
 from sluicegate.telemetry.audit import AuditWriter
 from sluicegate.telemetry.exchange import Exchange
 from sluicegate.telemetry.metrics import Metrics
 
+_NAME_LIMIT = 128  # MCP's longest tool name; a client's longer one is cut in its row
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -55,6 +57,8 @@ class CallRecord:
         "request_id",
         "server",
         "started",
+        "step",
+        "target",
         "tool",
     )
 
@@ -67,15 +71,20 @@ class CallRecord:
         server: str,
         tool: str,
         labels: tuple[str, str],
+        target: str | None = None,
     ) -> None:
         self.request_id = request_id
         self.gateway = gateway
         self.consumer = consumer
         self.key_prefix = key_prefix
         self.server = server
-        self.tool = tool
+        self.tool = tool[:_NAME_LIMIT]  # as the client gave it, within reason
         self.labels = labels  # (server, tool) as metrics name them: known names only
         self.started = time.perf_counter()
+        self.target = target  # where the server is reached, never a secret
+        # The outcome of the message to the server (attempts.OUTCOMES), as a chat row's
+        # attempt: None while nothing was sent.
+        self.step: str | None = None
 
     def finish(
         self,
@@ -104,7 +113,11 @@ class CallRecord:
             model=self.tool,
             status=status,
             error_type=error_type,
-            attempts=1 if status != 403 else 0,
+            attempts=0 if self.step is None else 1,
             ended=ended,
         )
+        if self.step is not None:
+            answered = 200 if self.step == "2xx" else None
+            sent = Tried(self.server, self.target, self.step, answered, ended - self.started)
+            ex.tried.append(sent)
         audit.submit(ex)

@@ -18,6 +18,7 @@ class ServerDown(Exception):
     def __init__(self, server: str, reason: str, kind: str = "down") -> None:
         super().__init__(f"MCP server '{server}' {reason}")
         self.server = server
+        self.reason = reason  # the words after the server's name
         self.kind = kind  # down | timeout | status
 
 

@@ -22,6 +22,36 @@ SERVER_UNAVAILABLE = -32001  # an MCP server is down, slow or refused the gatewa
 RATE_LIMITED = -32002
 BLOCKED = -32003  # a guardrail refused the arguments or the result
 
+# The requests a client may send (2025-11-25's tasks included): on ``/mcp/{server}`` only
+# these are relayed, so that a made-up method never reaches a server unchecked.
+REQUESTS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/read",
+        "resources/templates/list",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "logging/setLevel",
+        "tasks/get",
+        "tasks/result",
+        "tasks/list",
+        "tasks/cancel",
+    }
+)
+# The client's notifications the gateway relays to the session's servers: each concerns
+# only the caller's own server sessions (its requests, its roots). Any other message
+# without an id, a request's method included, is dropped.
+RELAYED_NOTIFICATIONS = frozenset(
+    {"notifications/cancelled", "notifications/progress", "notifications/roots/list_changed"}
+)
+
 # The handshake versions the gateway speaks with clients and servers, oldest first.
 VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
 LATEST = VERSIONS[-1]

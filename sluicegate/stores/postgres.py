@@ -325,7 +325,9 @@ class PostgresStore:
     async def write_audit(self, rows: Sequence[AuditRow]) -> None:
         if not rows:
             return
-        columns: list[list[Any]] = [list(values) for values in zip(*rows, strict=True)]
+        columns: list[list[Any]] = [
+            [_no_nul(v) for v in values] for values in zip(*rows, strict=True)
+        ]
         columns[_AUDIT_TS] = [datetime.fromtimestamp(ts, UTC) for ts in columns[_AUDIT_TS]]
         await self.pool.execute(_AUDIT_INSERT, *columns)
 
@@ -485,3 +487,11 @@ def _update_params(
         expected_version,
         created_at,
     )
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL's text holds no NUL, and one in a row would refuse its whole batch: a
+    name a client made up may hold one. It is kept visible as U+FFFD."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value

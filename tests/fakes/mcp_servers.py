@@ -11,6 +11,8 @@ Each runs as a process of its own, so a test can kill one and start it again:
 - ``tickets``: ``read_ticket``, ``read_status``, ``write_ticket``, a prompt, a resource
   and a resource template, and ``extra`` more tools (``read_bulk_NNN``) for pagination.
 - ``notes`` (stdio): ``read_note``, ``add_note`` and a resource.
+- ``environ`` (stdio): ``environment`` answers the process's environment, one
+  ``NAME=value`` a line (what the gateway passed on to a third-party server).
 """
 
 import argparse
@@ -197,7 +199,24 @@ def notes() -> Any:
     return server
 
 
+def environ() -> Any:
+    import os
+
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("environ")
+
+    @server.tool()
+    def environment() -> str:
+        """This process's environment."""
+        return "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items()))
+
+    return server
+
+
 def build(name: str, extra: int) -> Any:
+    if name == "environ":
+        return environ()
     if name == "counter":
         return counter()
     if name == "tickets":
@@ -248,7 +267,7 @@ class McpProcess:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("name", choices=["counter", "tickets", "notes"])
+    parser.add_argument("name", choices=["counter", "tickets", "notes", "environ"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--extra", type=int, default=0)
     parser.add_argument("--stdio", action="store_true")

@@ -88,6 +88,7 @@ def test_down_and_killed_servers_are_left_out_and_come_back(
     assert "tickets__read_status" in out["start"] and "counter__increment" in out["start"]
     assert not any(n.startswith("late__") for n in out["start"])
     assert "MCP server 'late'" in out["dead"]
+    assert out["dead"].count("late") == 1, out["dead"]  # said once, not "down (server 'late' …)"
     assert out["one"] == "1"
     assert not any(n.startswith("counter__") for n in out["killed"])
     assert "tickets__read_status" in out["killed"]
