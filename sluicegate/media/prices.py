@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sluicegate.telemetry.pricing import ByName
+
 
 @dataclass(frozen=True, slots=True)
 class MediaPrice:
@@ -83,21 +85,15 @@ MEDIA_PRICES: dict[str, MediaPrice] = {
 }
 
 
+def _last_segment(model: str, _: object) -> str:
+    return model.rsplit("/", 1)[-1]  # "models/imagen-…", an ARN
+
+
 class MediaPrices:
     """The package's media prices with the config's overrides on top."""
 
     def __init__(self, overrides: Mapping[str, MediaPrice] | None = None) -> None:
-        self._prices = {**MEDIA_PRICES, **(overrides or {})}
-        self._keys = sorted(self._prices, key=len, reverse=True)
-        self._found: dict[str, MediaPrice | None] = {}
+        self._by_name = ByName({**MEDIA_PRICES, **(overrides or {})}, _last_segment)
 
     def price(self, model: str) -> MediaPrice | None:
-        if model in self._found:
-            return self._found[model]
-        name = model.rsplit("/", 1)[-1]  # "models/imagen-…", an ARN
-        found = self._prices.get(name)
-        if found is None:
-            found = next((self._prices[k] for k in self._keys if name.startswith(k)), None)
-        if len(self._found) < 10_000:  # models come from config and providers: bounded
-            self._found[model] = found
-        return found
+        return self._by_name.get(model)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sluicegate.telemetry.pricing import PRICES, Price, normal_name
+from sluicegate.telemetry.pricing import PRICES, ByName, Price
 
 T, V, J, R, A = "tools", "vision", "json_schema", "reasoning", "audio"
 
@@ -150,8 +150,7 @@ class ModelCatalog:
         self._models = builtin()
         for name, override in layers:
             self._models[name] = override.over(self._models.get(name))
-        self._keys = sorted(self._models, key=len, reverse=True)
-        self._found: dict[str, ModelInfo | None] = {}
+        self._by_name = ByName(self._models)
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._models)
@@ -160,17 +159,7 @@ class ModelCatalog:
         return sorted(self._models.items())
 
     def info(self, model: str) -> ModelInfo | None:
-        if model in self._found:
-            return self._found[model]
-        found = self._models.get(model)
-        if found is None:
-            name = normal_name(model, self._models)
-            found = self._models.get(name)
-            if found is None:
-                found = next((self._models[k] for k in self._keys if name.startswith(k)), None)
-        if len(self._found) < 10_000:  # models come from config and clients: bounded
-            self._found[model] = found
-        return found
+        return self._by_name.get(model)
 
     def prices(self) -> dict[str, Price]:
         return {name: info.price for name, info in self._models.items() if info.price}

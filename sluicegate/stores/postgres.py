@@ -410,25 +410,12 @@ class PostgresStore:
 
     @_reached
     async def put_response(self, kept: KeptResponse) -> None:
-        await self.pool.execute(
-            kept_sql.POSTGRES_PUT,
-            kept.id,
-            kept.gateway,
-            kept.consumer,
-            kept.created_at,
-            kept.expires_at,
-            orjson.dumps(kept.response).decode(),
-            orjson.dumps(kept.input).decode(),
-        )
+        await self.pool.execute(kept_sql.POSTGRES_PUT, *kept.row())
 
     @_reached
     async def kept_response(self, id: str, now: float) -> KeptResponse | None:
         row = await self.pool.fetchrow(kept_sql.POSTGRES_ONE, id, now)
-        if row is None:
-            return None
-        return KeptResponse(
-            row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), orjson.loads(row[6])
-        )
+        return None if row is None else KeptResponse.of_row(row)
 
     @_reached
     async def response_alive(self, id: str, now: float) -> bool:

@@ -9,8 +9,11 @@ deleted in small batches.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 
 @dataclass(slots=True)
@@ -27,6 +30,24 @@ class KeptResponse:
     def output(self) -> list[dict[str, Any]]:
         items = self.response.get("output")
         return items if isinstance(items, list) else []
+
+    def row(self) -> tuple[str, str, str, float, float, str, str]:
+        """The row's values, in ``COLUMNS`` order."""
+        return (
+            self.id,
+            self.gateway,
+            self.consumer,
+            self.created_at,
+            self.expires_at,
+            orjson.dumps(self.response).decode(),
+            orjson.dumps(self.input).decode(),
+        )
+
+    @classmethod
+    def of_row(cls, row: Sequence[Any]) -> KeptResponse:
+        return cls(
+            row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), orjson.loads(row[6])
+        )
 
 
 COLUMNS = "id, gateway, consumer, created_at, expires_at, response, input"

@@ -468,24 +468,12 @@ class SqliteStore:
         return bool(claimed)
 
     async def put_response(self, kept: KeptResponse) -> None:
-        values = (
-            kept.id,
-            kept.gateway,
-            kept.consumer,
-            kept.created_at,
-            kept.expires_at,
-            orjson.dumps(kept.response).decode(),
-            orjson.dumps(kept.input).decode(),
-        )
+        values = kept.row()
         await self._run(lambda conn: conn.execute(kept_sql.SQLITE_PUT, values))
 
     async def kept_response(self, id: str, now: float) -> KeptResponse | None:
         row = await self._run(lambda conn: conn.execute(kept_sql.SQLITE_ONE, (id, now)).fetchone())
-        if row is None:
-            return None
-        return KeptResponse(
-            row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), orjson.loads(row[6])
-        )
+        return None if row is None else KeptResponse.of_row(row)
 
     async def response_alive(self, id: str, now: float) -> bool:
         row = await self._run(

@@ -10,8 +10,9 @@ prefixes (``us.anthropic.claude-sonnet-4-…`` is priced as ``claude-sonnet-4``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sluicegate.telemetry.usage import TokenCounts
 
@@ -127,30 +128,52 @@ def normal_name(model: str, known: Mapping[str, object] = PRICES) -> str:
     return name
 
 
+T = TypeVar("T")
+
+
+class ByName(Generic[T]):
+    """A model's entry by name: as asked, then as ``normal`` writes it, then under the
+    longest name it begins with; each answer remembered (bounded: models come from the
+    config, the providers and the clients' requests of rules that match them)."""
+
+    def __init__(
+        self,
+        entries: Mapping[str, T],
+        normal: Callable[[str, Mapping[str, T]], str] = normal_name,
+    ) -> None:
+        self.entries = entries
+        self.normal = normal
+        self._keys = sorted(entries, key=len, reverse=True)
+        self._found: dict[str, T | None] = {}
+
+    def get(self, model: str) -> T | None:
+        if model in self._found:
+            return self._found[model]
+        entries = self.entries
+        found = entries.get(model)
+        if found is None:
+            name = self.normal(model, entries)
+            found = entries.get(name)
+            if found is None:
+                found = next((entries[k] for k in self._keys if name.startswith(k)), None)
+        if len(self._found) < 10_000:
+            self._found[model] = found
+        return found
+
+
 class PriceTable:
     """The package's prices with the config's ``pricing:`` overrides on top."""
 
     def __init__(self, overrides: Mapping[str, Price] | None = None) -> None:
         self._prices = {**PRICES, **(overrides or {})}
-        self._keys = sorted(self._prices, key=len, reverse=True)
-        self._found: dict[str, Price | None] = {}
+        self._by_name = ByName(self._prices)
 
     def names(self) -> tuple[str, ...]:
         """Every model the table knows by name (the catalog ``/v1/models`` draws on)."""
         return tuple(self._prices)
 
     def price(self, model: str) -> Price | None:
-        if model in self._found:
-            return self._found[model]
-        found = self._prices.get(model)
-        if found is None:
-            name = normal_name(model, self._prices)
-            found = self._prices.get(name)
-            if found is None:
-                found = next((self._prices[k] for k in self._keys if name.startswith(k)), None)
-        if len(self._found) < 10_000:  # models come from config and providers: bounded
-            self._found[model] = found
-        return found
+        return self._by_name.get(model)
 
     def cost(self, model: str | None, usage: TokenCounts | None) -> float | None:
         if model is None or usage is None:
