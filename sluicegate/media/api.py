@@ -44,11 +44,10 @@ from sluicegate.providers.base import UpstreamRequest
 from sluicegate.proxy.attempt import Failure, failed_answer
 from sluicegate.proxy.byte_relay import relay_bytes
 from sluicegate.proxy.handler import read_headers
-from sluicegate.proxy.retry import backoff, sticky_key
-from sluicegate.proxy.routing import facts_of, learn, plan
+from sluicegate.proxy.retry import backoff
+from sluicegate.proxy.routing import learn
 from sluicegate.proxy.upstream import HttpTransport, UpstreamResponse
 from sluicegate.routing.balancer import Target
-from sluicegate.routing.smart import header_value
 from sluicegate.routing.table import CompiledRule, CompiledService, RoutingTable, Step
 from sluicegate.telemetry import events
 from sluicegate.telemetry.attempts import Tried, outcome
@@ -129,13 +128,10 @@ class MediaApi:
                 if ex.screen.strings(request.body) and not endpoint.form:
                     request.raw = orjson.dumps(request.body)
             # The rule's strategy and routes decide as for chat (docs/routing.md).
-            facts = facts_of(table, request.body, headers, consumer, reservation)
-            key = sticky_key(rule.hash_on, consumer.name, headers)
-            stats, embed = proxy.runtime.route_stats, proxy.route_embedder(table)
-            decision = await plan(table, rule, facts, request.model, stats, key, embed)
-            ex.route = decision.explain
-            out.append((b"x-sluicegate-route", header_value(decision.explain)))
-            await self.forward(table, rule, decision.steps, request, tracked, receive, out, ex)
+            steps = await proxy.route(
+                table, rule, request.body, request.model, headers, consumer, reservation, out, ex
+            )
+            await self.forward(table, rule, steps, request, tracked, receive, out, ex)
         except GatewayError as exc:
             error = exc
             if request is not None and request.upload is not None and request.upload.error:

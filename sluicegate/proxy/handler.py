@@ -345,7 +345,17 @@ class Proxy:
             if span is not None and self.tracing is not None:
                 call.trace = (self.tracing, span)
             call.receive = receive  # a stream stops when its client leaves
-            steps = await self.route(table, rule, call, consumer, reservation, out, ex)
+            steps = await self.route(
+                table,
+                rule,
+                call.parsed.canonical,
+                call.parsed.model,
+                call.headers,
+                consumer,
+                reservation,
+                out,
+                ex,
+            )
             if rule.cache is None:
                 await self.forward(table, rule, call, send, out, ex, steps)
             else:
@@ -517,20 +527,23 @@ class Proxy:
         self,
         table: RoutingTable,
         rule: CompiledRule,
-        call: Call,
+        body: dict[str, Any],
+        model: str,
+        headers: list[tuple[bytes, bytes]],
         consumer: ConsumerEntry,
         reservation: Reservation | None,
         out: Headers,
         ex: Exchange,
     ) -> list[Step]:
-        """The rule's decision for this request (docs/routing.md), explained in
-        ``x-sluicegate-route`` and the audit row."""
-        facts = facts_of(table, call.parsed.canonical, call.headers, consumer, reservation)
-        key = sticky_key(rule.hash_on, call.consumer, call.headers)
+        """The rule's decision for this request (``body``: the canonical chat request, or a
+        media request's fields), explained in ``x-sluicegate-route`` and the audit row,
+        the refusal of a request no target can serve included (docs/routing.md)."""
+        facts = facts_of(table, body, headers, consumer, reservation)
+        key = sticky_key(rule.hash_on, consumer.name, headers)
         stats = self.runtime.route_stats
         embed = self.route_embedder(table)
         try:
-            decision = await plan(table, rule, facts, call.parsed.model, stats, key, embed)
+            decision = await plan(table, rule, facts, model, stats, key, embed)
         except NoAbleTarget as exc:
             ex.route = exc.explain  # the refusal is explained too
             out.append((b"x-sluicegate-route", header_value(exc.explain)))
