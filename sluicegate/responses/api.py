@@ -16,7 +16,6 @@ counts a request's input as the rate limits count it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from sluicegate.errors import (
     NotFound,
     StoreUnavailable,
 )
+from sluicegate.policies.rate_limit import counting
 from sluicegate.proxy.attempt import Call
 from sluicegate.proxy.handler import read_headers
 from sluicegate.responses.kept import KeptResponses
@@ -199,13 +199,16 @@ class ResponsesApi:
             rule = self.proxy.match(table, consumer, parsed.model, scope, headers)
             ex.rule, ex.model = rule.name, parsed.model
             # Requests only: no token or spend item is reserved, so nothing needs settling.
-            limits = tuple(
-                dataclasses.replace(limit, tokens=None, usd=None)
-                for limit in (*table.limits, *rule.limits, *consumer.limits)
-                if limit.requests is not None
+            limits = counting(
+                (*table.limits, *rule.limits, *consumer.limits), tokens=False, usd=False
             )
             if limits:
                 await self.proxy.reserve(table, limits, ex, incoming.key, parsed.canonical, out)
+            if rule.guard is not None:  # the provider counts the text it would be sent
+                ex.screen = rule.guard.begin(dialect.name, "count_tokens")
+                parsed, raw = ex.screen.request(
+                    dialect, parsed, raw, headers, self.proxy.prompt_tokens
+                )
             first = rule.targets[0].service.adapter
             counts = [e for e in _COUNTERS if first is not None and e in first.endpoints]
             if counts:  # OpenAI's input_tokens, or Anthropic's count_tokens

@@ -180,3 +180,17 @@ def test_the_params_schema_caps_max_output_tokens(gateway: RunningGateway) -> No
         client(gateway).responses.create(model="framed-1", input="hi", max_output_tokens=500)
     assert caught.value.param == "max_output_tokens"
     assert caught.value.code == "parameter_out_of_range"
+
+
+def test_input_tokens_are_screened_before_the_provider_counts_them(
+    gateway: RunningGateway, fake: FakeOpenAI
+) -> None:
+    """Counting sends the text to the provider: the rule's request guardrails apply, as they
+    do on /v1/messages/count_tokens."""
+    sdk = client(gateway)
+    before = len(fake.requests)
+    counted = sdk.responses.input_tokens.count(model="gpt-4.1", input="tell bluebird the plan")
+    asked = fake.requests[before:]
+    assert [r["path"] for r in asked] == ["/v1/responses/input_tokens"]
+    assert "bluebird" not in str(asked[0]["body"]).lower()
+    assert counted.input_tokens > 0
