@@ -8,6 +8,8 @@ chunks become Anthropic's event sequence with one content block at a time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -369,6 +371,7 @@ def estimate_tokens(body: dict[str, Any]) -> int:
 
 class AnthropicDialect:
     name = "anthropic"
+    native_endpoints: Mapping[str, str] = MappingProxyType({})
     forward_headers: tuple[bytes, ...] = (b"anthropic-version", b"anthropic-beta")
 
     def parse(self, endpoint: str, raw: bytes) -> Parsed:

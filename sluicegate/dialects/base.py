@@ -8,6 +8,7 @@ the request path skips both translations and relays bytes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +38,9 @@ class StreamEncoder(Protocol):
 class Dialect(Protocol):
     name: str
     forward_headers: tuple[bytes, ...]  # client headers a same-dialect provider should see
+    # The provider endpoint a same-dialect provider serves the gateway's endpoint at, where
+    # it differs (a Responses client's chat is OpenAI's own Responses API).
+    native_endpoints: Mapping[str, str]
 
     def parse(self, endpoint: str, raw: bytes) -> Parsed: ...
 

@@ -7,6 +7,8 @@ OpenAI's own API does. The body stays a plain dict; unknown fields pass on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -188,6 +190,7 @@ class OpenAIStreamEncoder:
 
 class OpenAIDialect:
     name = "openai"
+    native_endpoints: Mapping[str, str] = MappingProxyType({})
     forward_headers: tuple[bytes, ...] = ()
 
     def parse(self, endpoint: str, raw: bytes) -> Parsed:

@@ -15,6 +15,8 @@ request's options, the response id) and, once written, the final response, which
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -149,6 +151,7 @@ class ResponsesDialect:
     """One request's dialect (see the module's docstring)."""
 
     name = "responses"
+    native_endpoints: Mapping[str, str] = MappingProxyType({"chat": "responses"})
     forward_headers: tuple[bytes, ...] = ()
 
     def __init__(self, history: list[dict[str, Any]] | None = None) -> None:

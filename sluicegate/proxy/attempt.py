@@ -172,8 +172,7 @@ async def attempt(step: Step, call: Call, target: Target, http: Transport) -> Su
         body = call.parsed.wire or call.parsed.native
         same = call.parsed.wire is None and body.get("model") == model
         data = call.raw if same else orjson.dumps({**body, "model": model})
-        if call.dialect.name == "responses" and endpoint == "chat":
-            endpoint = "responses"  # OpenAI's own Responses API, not its chat
+        endpoint = call.dialect.native_endpoints.get(endpoint, endpoint)
     request = adapter.build(endpoint, call.parsed.canonical, data, model, target.url + service.path)
     if native and call.forwarded:
         request.headers.update(adapter.forwarded(call.forwarded))
