@@ -31,6 +31,7 @@ from sluicegate.asgi import (
     respond,
     respond_error,
 )
+from sluicegate.dialects.openai import parse_json_object
 from sluicegate.errors import (
     GatewayError,
     InvalidRequest,
@@ -144,13 +145,7 @@ class ObjectCall:
         table = self.table
         declared = read_headers(self.scope["headers"]).content_length
         raw = await read_body(self.receive, table.max_body_bytes, declared, table.body_timeout)
-        try:
-            document = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidRequest("The body is not valid JSON.") from None
-        if not isinstance(document, dict):
-            raise InvalidRequest("The body must be a JSON object.")
-        return document
+        return parse_json_object(raw)
 
     async def answer(self, document: dict[str, Any], status: int = 200) -> None:
         self.ex.status = status

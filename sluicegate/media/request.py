@@ -7,9 +7,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from sluicegate.asgi import Receive, read_body
+from sluicegate.dialects.openai import parse_json_object
 from sluicegate.errors import InvalidRequest
 from sluicegate.media.base import MediaEndpoint
 from sluicegate.media.multipart import FormHead, FormTail, boundary_of, read_form
@@ -86,12 +85,7 @@ async def read_request(
     if endpoint.form:
         return await _read_form(receive, headers, declared, table, endpoint)
     raw = await read_body(receive, table.max_body_bytes, declared, table.body_timeout)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object.")
+    body = parse_json_object(raw)
     model = body.get("model")
     if model is None and endpoint.family == "moderations":
         model = DEFAULT_MODERATION_MODEL
