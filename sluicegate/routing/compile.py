@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from sluicegate.cache.policy import compile_cache
 from sluicegate.config.model import (
-    MEDIA_PRICE_FIELDS,
     Budget,
     Config,
     Limits,
@@ -23,14 +22,14 @@ from sluicegate.config.order import is_glob, match_order, normal_path
 from sluicegate.cors import CorsPolicy
 from sluicegate.credentials import build_signer
 from sluicegate.guardrails.policy import compile_guard
-from sluicegate.media.prices import MediaPrice, MediaPrices
 from sluicegate.policies.rate_limit import Limit
 from sluicegate.providers.catalog import CATALOG
 from sluicegate.providers.mock import MockTransport
-from sluicegate.providers.models import ModelCatalog, Override
+from sluicegate.providers.models import ModelCatalog
 from sluicegate.providers.registry import ADAPTERS
 from sluicegate.proxy.upstream import Timeouts
 from sluicegate.routing.balancer import ALGORITHMS, Balancer, RoundRobin, Target
+from sluicegate.routing.catalogs import media_prices, model_catalog
 from sluicegate.routing.health import (
     ENDPOINT_PASSIVE,
     ActivePolicy,
@@ -300,20 +299,6 @@ def limits_of(
     return out
 
 
-def model_catalog(config: Config) -> ModelCatalog:
-    """The built-in catalog, then ``pricing:``, then ``models:`` (which supersedes it)."""
-    layers = [
-        (name, Override(**p.model_dump(exclude=set(MEDIA_PRICE_FIELDS)), whole_price=True))
-        for name, p in config.pricing.items()
-        if not p.media or p.model_fields_set & {"input", "output"}  # a media price only
-    ]
-    for name, spec in config.models.items():
-        fields = spec.model_dump(exclude={"capabilities"})
-        caps = frozenset(spec.capabilities) if spec.capabilities is not None else None
-        layers.append((name, Override(**fields, capabilities=caps)))
-    return ModelCatalog(layers)
-
-
 def _cors(config: Config) -> CorsPolicy | None:
     cors = config.gateway.cors
     if cors is None:
@@ -427,13 +412,6 @@ def compile_config(
     redis = config.gateway.redis
     models = model_catalog(config)
     prices = PriceTable(models.prices())
-    media_prices = MediaPrices(
-        {
-            name: MediaPrice(**p.model_dump(include=set(MEDIA_PRICE_FIELDS)))
-            for name, p in config.pricing.items()
-            if p.media
-        }
-    )
     catalog = models.names()
     # In the order requests try them (priority, then as listed): a rule's index is its
     # place, so that candidates() sorts by index alone.
@@ -508,7 +486,7 @@ def compile_config(
         pools=tuple(pools.values()),
         probes=probes,
         prices=prices,
-        media_prices=media_prices,
+        media_prices=media_prices(config),
         models=models,
         access_log=config.gateway.access_log,
         limits=_gateway_limits(config),
