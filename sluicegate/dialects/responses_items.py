@@ -9,6 +9,8 @@ tool with one string parameter, ``input``, so that any provider can call it.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from typing import Any
 
@@ -27,7 +29,24 @@ CUSTOM_PARAMETERS = {
 
 
 def new_id(prefix: str) -> str:
+    """An id no one can guess: a response's, which is all a follow-up or a GET needs."""
     return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def item_id(prefix: str) -> str:
+    """An item's id, unique but not secret (items are read only through their response's
+    id): this process's random part and a count, without a system call per item."""
+    return f"{prefix}_{_process}{next(_items):032x}"
+
+
+def _reseed() -> None:
+    global _process, _items
+    _process, _items = secrets.token_hex(8), itertools.count()
+
+
+_process, _items = "", itertools.count()
+_reseed()
+os.register_at_fork(after_in_child=_reseed)  # a forked worker must not repeat its parent's ids
 
 
 # ---------------------------------------------------------------- input
@@ -54,9 +73,9 @@ def input_items(value: Any) -> list[dict[str, Any]]:
             if isinstance(item.get("content"), str):
                 part = "output_text" if item.get("role") == "assistant" else "input_text"
                 item["content"] = [{"type": part, "text": item["content"]}]
-            item.setdefault("id", new_id("msg"))
+            item.setdefault("id", item_id("msg"))
         elif not item.get("id"):
-            item["id"] = new_id(_ID_PREFIXES.get(kind, "item"))
+            item["id"] = item_id(_ID_PREFIXES.get(kind, "item"))
         items.append(item)
     return items
 
