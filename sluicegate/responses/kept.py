@@ -154,8 +154,10 @@ class _Packed:
     def __init__(self, kept: KeptResponse, encoded: bytes | None) -> None:
         self.id, self.gateway, self.consumer = kept.id, kept.gateway, kept.consumer
         self.created_at, self.expires_at = kept.created_at, kept.expires_at
-        self.response = orjson.dumps(kept.response) if encoded is None else encoded
-        self.input = orjson.dumps(kept.input)
+        # Copied: a bytes object orjson wrote keeps the whole buffer it grew (kilobytes
+        # each), which thousands of kept responses would hold on to.
+        self.response = _exact(orjson.dumps(kept.response) if encoded is None else encoded)
+        self.input = _exact(orjson.dumps(kept.input))
 
     def unpack(self) -> KeptResponse:
         return KeptResponse(
@@ -167,6 +169,10 @@ class _Packed:
             orjson.loads(self.response),
             orjson.loads(self.input),
         )
+
+
+def _exact(data: bytes) -> bytes:
+    return bytes(memoryview(data))
 
 
 def _size(kept: KeptResponse) -> int:
