@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 
 import orjson
 
@@ -38,5 +39,24 @@ def test_the_encoded_answer_is_kept_as_it_was_sent() -> None:
         assert kept._bytes == len(sent) + len(b"[]")
         found = await kept.get("r1", "default", "a")
         assert found is not None and found.response == response
+
+    asyncio.run(run())
+
+
+def test_the_kept_json_takes_about_its_own_size() -> None:
+    # orjson's bytes keep the buffer they grew in; held by thousands that adds up.
+    async def run() -> None:
+        kept = KeptResponses(None, 3600)
+        now = time.time()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(500):
+            response = {"id": f"r{i}", "output": [{"type": "message", "text": "y" * 3000}]}
+            encoded = orjson.dumps(response)
+            kept_one = KeptResponse(f"r{i}", "default", "a", now, now + 60, response, [])
+            await kept.put(kept_one, encoded)
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert held < kept._bytes * 1.5, (held, kept._bytes)
 
     asyncio.run(run())
