@@ -162,7 +162,7 @@ class ResponsesDialect:
         self.items: list[dict[str, Any]] = []  # this turn's input, with ids
         self.final: dict[str, Any] | None = None  # the response as the client gets it
         self.translated = False  # the answer is the gateway's translation, not OpenAI's own
-        self.encoded = b""  # a whole translated answer as encoded (guardrails may rewrite it)
+        self.encoded = b""  # a whole translated answer's JSON, as guardrails(out) left it
         self.sequence = 0  # a native stream's next sequence_number (responses.native)
         self._read: tuple[bytes, dict[str, Any]] | None = None
 

@@ -9,6 +9,8 @@ tool with one string parameter, ``input``, so that any provider can call it.
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 from typing import Any
 
@@ -27,7 +29,34 @@ CUSTOM_PARAMETERS = {
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    """An id no one can guess: a response's, which is all a follow-up or a GET needs.
+    Its 24 random bytes come from the system's generator, read a block at a time."""
+    global _random, _taken
+    if _taken + _ID_BYTES > len(_random):
+        _random, _taken = os.urandom(_BLOCK), 0
+    start, _taken = _taken, _taken + _ID_BYTES
+    return f"{prefix}_{_random[start:_taken].hex()}"
+
+
+def item_id(prefix: str) -> str:
+    """An item's id, unique but not secret (items are read only through their response's
+    id): this process's random part and a count, no random bytes of its own."""
+    return f"{prefix}_{_process}{next(_items):032x}"
+
+
+_ID_BYTES, _BLOCK = 24, 24 * 256
+
+
+def _reseed() -> None:
+    # A forked worker must neither repeat its parent's ids nor share its unused bytes.
+    global _random, _taken, _process, _items
+    _random, _taken = b"", 0
+    _process, _items = secrets.token_hex(8), itertools.count()
+
+
+_random, _taken, _process, _items = b"", 0, "", itertools.count()
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
 
 
 # ---------------------------------------------------------------- input
@@ -54,9 +83,9 @@ def input_items(value: Any) -> list[dict[str, Any]]:
             if isinstance(item.get("content"), str):
                 part = "output_text" if item.get("role") == "assistant" else "input_text"
                 item["content"] = [{"type": part, "text": item["content"]}]
-            item.setdefault("id", new_id("msg"))
+            item.setdefault("id", item_id("msg"))
         elif not item.get("id"):
-            item["id"] = new_id(_ID_PREFIXES.get(kind, "item"))
+            item["id"] = item_id(_ID_PREFIXES.get(kind, "item"))
         items.append(item)
     return items
 

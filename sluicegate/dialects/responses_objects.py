@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from sluicegate.dialects.responses_items import new_id, seal
+from sluicegate.dialects.responses_items import item_id, seal
 from sluicegate.errors import GatewayError
 from sluicegate.schema.sse import encode_event
 
@@ -123,20 +123,20 @@ def output_of(message: dict[str, Any], custom: frozenset[str]) -> list[dict[str,
     blocks = message.get("reasoning_blocks")
     if message.get("reasoning_content") or blocks:
         text = str(message.get("reasoning_content") or "")
-        items.append(reasoning_item(new_id("rs"), text, blocks))
+        items.append(reasoning_item(item_id("rs"), text, blocks))
     if message.get("content"):
-        items.append(message_item(new_id("msg"), str(message["content"])))
+        items.append(message_item(item_id("msg"), str(message["content"])))
     elif message.get("refusal"):
         refusal = {"type": "refusal", "refusal": str(message["refusal"])}
-        items.append({**message_item(new_id("msg"), ""), "content": [refusal]})
+        items.append({**message_item(item_id("msg"), ""), "content": [refusal]})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         name = str(function.get("name", ""))
         arguments = function.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments or {}).decode()
-        call_id = str(call.get("id") or new_id("call"))
-        items.append(call_item(new_id("fc"), call_id, name, arguments, name in custom))
+        call_id = str(call.get("id") or item_id("call"))
+        items.append(call_item(item_id("fc"), call_id, name, arguments, name in custom))
     return items
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluicegate.dialects.responses_items import new_id
+from sluicegate.dialects.responses_items import item_id
 from sluicegate.dialects.responses_objects import (
     call_item,
     failed_event,
@@ -96,7 +96,7 @@ class ResponsesStreamEncoder:
     def _text_delta(self, text: str) -> bytes:
         out = self._close_reasoning()
         if self._text is None:
-            item = {**message_item(new_id("msg"), "", "in_progress"), "content": []}
+            item = {**message_item(item_id("msg"), "", "in_progress"), "content": []}
             self._text, added = self._add("message", item)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             out += added + self._event(
@@ -130,7 +130,7 @@ class ResponsesStreamEncoder:
         out = b""
         if self._reasoning is None:
             out += self._close_text()
-            self._reasoning, added = self._add("reasoning", reasoning_item(new_id("rs"), "", None))
+            self._reasoning, added = self._add("reasoning", reasoning_item(item_id("rs"), "", None))
             out += added
         opened = self._reasoning
         opened.blocks.extend(blocks)
@@ -167,8 +167,8 @@ class ResponsesStreamEncoder:
             out += self._close_reasoning() + self._close_text()
             name = str(function.get("name") or "")
             custom = name in self.custom
-            call_id = str(call.get("id") or new_id("call"))
-            item = call_item(new_id("fc"), call_id, name, "", custom, "in_progress")
+            call_id = str(call.get("id") or item_id("call"))
+            item = call_item(item_id("fc"), call_id, name, "", custom, "in_progress")
             opened, added = self._add("call", item)
             opened.call_id, opened.name, opened.custom = call_id, name, custom
             self._calls[index] = opened

@@ -127,7 +127,7 @@ class ResponsesApi:
             [*dialect.history, *dialect.items],
         )
         try:
-            await self.kept.put(kept)
+            await self.kept.put(kept, dialect.encoded or None)
         except StoreUnavailable:
             # The answer was paid for: the client gets it. This instance still has it.
             log.warning("response %s could not be written to the store", dialect.id)

@@ -7,6 +7,10 @@ The cache spares a follow-up reading the conversation back from the store, not a
 whether it is still there: a follow-up answered from the cache first looks its id up in
 the store (the key only), so a response deleted through any instance is gone on all of
 them at once. GET, DELETE and the input items always read the store.
+
+The cache holds a response as its JSON, not as Python objects: its size is then exact,
+and the thousands of responses a busy process holds add nothing for the cyclic garbage
+collector to walk on every collection. A follow-up decodes the one it names.
 """
 
 from __future__ import annotations
@@ -35,19 +39,20 @@ class KeptResponses:
     def __init__(self, store: Store | None, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
-        # id -> (the response, until when this copy may answer a follow-up (monotonic), size,
-        # whether the store has it too)
-        self._cache: OrderedDict[str, tuple[KeptResponse, float, int, bool]] = OrderedDict()
+        # id -> (the response, its JSON and its input's, until when this copy may answer a
+        # follow-up (monotonic), size, whether the store has it too)
+        self._cache: OrderedDict[str, tuple[_Packed, float, int, bool]] = OrderedDict()
         self._limit = CACHE_BYTES if store is not None else MEMORY_BYTES
         self._bytes = 0
         self._writes = 0
         self._purging: asyncio.Task[None] | None = None
 
-    def _remember(self, kept: KeptResponse, stored: bool) -> None:
+    def _remember(self, kept: KeptResponse, stored: bool, encoded: bytes | None) -> None:
         lasts = time.monotonic() + CACHE_SECONDS if self.store is not None else float("inf")
-        size = _size(kept)
+        packed = _Packed(kept, encoded)
+        size = len(packed.response) + len(packed.input)
         self._forget(kept.id)
-        self._cache[kept.id] = (kept, lasts, size, stored)
+        self._cache[kept.id] = (packed, lasts, size, stored)
         self._bytes += size
         while self._bytes > self._limit and len(self._cache) > 1:
             self._forget(next(iter(self._cache)))
@@ -57,19 +62,20 @@ class KeptResponses:
         if held is not None:
             self._bytes -= held[2]
 
-    async def put(self, kept: KeptResponse) -> None:
+    async def put(self, kept: KeptResponse, encoded: bytes | None = None) -> None:
+        """Keep ``kept``; ``encoded``: its response's JSON when already written."""
         if self.store is None:
-            self._remember(kept, False)
+            self._remember(kept, False, encoded)
             return
         try:
             await self.store.put_response(kept)
         except StoreUnreachable:
             # No other instance knows it, so none can delete it: this copy needs no check.
-            self._remember(kept, False)
+            self._remember(kept, False, encoded)
             raise StoreUnavailable(
                 "The store that keeps responses does not answer.", code="store_unavailable"
             ) from None
-        self._remember(kept, True)
+        self._remember(kept, True, encoded)
         self._writes += 1
         if self._writes % PURGE_EVERY == 0 and self._purging is None:
             self._purging = asyncio.create_task(self._purge())
@@ -89,7 +95,7 @@ class KeptResponses:
         """The response of this id if it is the caller's and has not expired; ``cached``:
         this process's copy may answer (a follow-up), else the store is read."""
         now = time.time()
-        kept: KeptResponse | None = None
+        kept: KeptResponse | _Packed | None = None
         held = self._cache.get(id)
         if held is not None and (self.store is None or (cached and held[1] > time.monotonic())):
             kept = held[0]
@@ -111,7 +117,7 @@ class KeptResponses:
             return None
         if (kept.gateway, kept.consumer) != (gateway, consumer):
             return None  # another's: as unknown as one that never was
-        return kept
+        return kept.unpack() if isinstance(kept, _Packed) else kept
 
     async def _alive(self, id: str, now: float) -> bool:
         assert self.store is not None
@@ -137,6 +143,36 @@ class KeptResponses:
     async def close(self) -> None:
         if self._purging is not None:
             await asyncio.gather(self._purging, return_exceptions=True)
+
+
+class _Packed:
+    """A kept response as the cache holds it: its JSON (two bytes objects, which the
+    garbage collector does not track) beside the few fields a lookup reads."""
+
+    __slots__ = ("consumer", "created_at", "expires_at", "gateway", "id", "input", "response")
+
+    def __init__(self, kept: KeptResponse, encoded: bytes | None) -> None:
+        self.id, self.gateway, self.consumer = kept.id, kept.gateway, kept.consumer
+        self.created_at, self.expires_at = kept.created_at, kept.expires_at
+        # Copied: a bytes object orjson wrote keeps the whole buffer it grew (kilobytes
+        # each), which thousands of kept responses would hold on to.
+        self.response = _exact(orjson.dumps(kept.response) if encoded is None else encoded)
+        self.input = _exact(orjson.dumps(kept.input))
+
+    def unpack(self) -> KeptResponse:
+        return KeptResponse(
+            self.id,
+            self.gateway,
+            self.consumer,
+            self.created_at,
+            self.expires_at,
+            orjson.loads(self.response),
+            orjson.loads(self.input),
+        )
+
+
+def _exact(data: bytes) -> bytes:
+    return bytes(memoryview(data))
 
 
 def _size(kept: KeptResponse) -> int:

@@ -56,6 +56,7 @@ class Outgoing:
                 await self._send(self._resized(len(message["body"])))
             elif self._mode == "whole" and body != dialect.encoded:
                 dialect.final = orjson.loads(body)  # as guardrails(out) rewrote it
+                dialect.encoded = body
         await self._kept()
         await self._send(message)
 
